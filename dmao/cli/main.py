@@ -1,0 +1,52 @@
+"""``dmao`` — the command-line entry point. Each sub-command lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from dmao import __version__
+from dmao.cli import decode, demo, info, prepare, train
+
+__all__ = ["main"]
+
+_COMMANDS = (prepare, train, decode, info, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dmao",
+        description="Dynamic Model Architecture Optimization for CTC speech recognition.",
+    )
+    parser.add_argument("--version", action="version", version=f"dmao {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in _COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        # Bad input: one clear line, no traceback (use -v for the traceback).
+        if args.verbose:
+            raise
+        print(f"dmao {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""``dmao train --config FILE --out RUN [key=value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a CTC model",
+        description="Train from a YAML recipe; append section.key=value to override settings, "
+        "e.g. train.max_steps=2000 model.d_model=144.",
+    )
+    p.add_argument("--config", type=Path, default=None, help="YAML recipe (default: built-in)")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dmao.config import load_config
+    from dmao.training.recipe import TrainingRecipe
+
+    config = load_config(args.config, args.overrides)
+    recipe = TrainingRecipe(config, args.out, resume=args.resume)
+    recipe.setup()
+    try:
+        result = recipe.train()
+    finally:
+        recipe.cleanup()
+    if result:
+        print(
+            f"final dev WER {100 * result['wer']:.2f} % CER {100 * result['cer']:.2f} % "
+            f"(run folder: {args.out})"
+        )
+    return 0

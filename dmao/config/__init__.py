@@ -1,0 +1,35 @@
+"""Experiment configuration: typed dataclasses, YAML recipes and command-line overrides."""
+
+from dmao.config.loading import (
+    ConfigError,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    save_config,
+)
+from dmao.config.schema import (
+    DataConfig,
+    DecodeConfig,
+    ExperimentConfig,
+    ModelConfig,
+    OptimConfig,
+    TokenizerConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "DecodeConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TokenizerConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "save_config",
+]

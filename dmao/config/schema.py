@@ -1,0 +1,166 @@
+"""Typed experiment configuration.
+
+Every setting of a run lives in one of these dataclasses; the docstring of each field says what it
+means and in which unit. YAML files and ``key=value`` command-line overrides are turned into an
+:class:`ExperimentConfig` by :mod:`dmao.config.loading`; the resolved config is written into the run
+folder and into every checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "DataConfig",
+    "DecodeConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TokenizerConfig",
+    "TrainConfig",
+]
+
+
+@dataclass
+class DataConfig:
+    """Where the corpus is and how batches are formed."""
+
+    corpus: str = "synthetic"
+    """Corpus kind. ``synthetic`` (built in, generated when missing) or ``librispeech``
+    (any corpus in the LibriSpeech layout: ``<part>/<spk>/<chapter>/*.flac`` + ``*.trans.txt``)."""
+    corpus_dir: str = "data/synthetic/corpus"
+    """Directory holding the corpus in the LibriSpeech layout."""
+    manifest_dir: str = "data/synthetic/manifests"
+    """Directory for lhotse manifests and the cached fbank features."""
+    train_parts: list[str] = field(default_factory=lambda: ["train"])
+    """Corpus parts (sub-directories) used for training."""
+    dev_parts: list[str] = field(default_factory=lambda: ["dev"])
+    """Corpus parts used for validation during training."""
+    test_parts: list[str] = field(default_factory=lambda: ["test"])
+    """Corpus parts decoded by ``dmao decode`` / the demo."""
+    synthetic_hours: float = 3.0
+    """Hours of speech to synthesise when ``corpus: synthetic`` and the corpus is absent."""
+    synthetic_seed: int = 0
+    """Seed of the synthetic corpus (sentences, voices, noise)."""
+    max_batch_seconds: float = 200.0
+    """Upper bound on the total audio duration of one batch, in seconds (lhotse ``max_duration``)."""
+    num_buckets: int = 10
+    """Number of duration buckets of the dynamic bucketing sampler."""
+    num_workers: int = 0
+    """Data-loader worker processes (0 = load in the training process)."""
+    spec_augment: bool = True
+    """Apply SpecAugment to training batches."""
+    min_duration_s: float = 0.3
+    """Training utterances shorter than this are excluded (seconds)."""
+    max_duration_s: float = 30.0
+    """Training utterances longer than this are excluded (seconds)."""
+
+
+@dataclass
+class TokenizerConfig:
+    """Output units of the CTC model."""
+
+    kind: str = "bpe"
+    """``char`` (characters + word boundary) or ``bpe`` (sentencepiece BPE)."""
+    vocab_size: int = 256
+    """BPE vocabulary size (ignored for ``char``), without the CTC blank."""
+
+
+@dataclass
+class ModelConfig:
+    """Encoder hyper-parameters (METHOD.md §6). The per-layer widths default to uniform."""
+
+    name: str = "conformer_ctc"
+    """Registered model name (see ``dmao.models.registry``)."""
+    d_model: int = 256
+    """Model dimension d."""
+    num_layers: int = 12
+    """Number of encoder blocks."""
+    head_dim: int = 64
+    """Dimension of one attention head; heads per layer default to d_model / head_dim."""
+    ff_multiplier: int = 4
+    """FFN hidden units per layer default to ff_multiplier * d_model."""
+    conv_kernel_size: int = 31
+    """Depthwise convolution kernel size (frames after subsampling)."""
+    dropout: float = 0.1
+    """Dropout probability of every module at its default width."""
+    frontend_channels: list[int] = field(default_factory=lambda: [32, 64, 64, 32])
+    """Channels of the four VGG frontend convolutions."""
+    architecture: str | None = None
+    """Optional per-layer widths: a JSON/YAML file with an ``EncoderArchitecture`` or a run folder
+    whose final architecture is used (training a found architecture from scratch)."""
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and the one-cycle learning-rate schedule (METHOD.md §6)."""
+
+    peak_lr: float = 4e-4
+    """Peak learning rate of the one-cycle schedule."""
+    initial_lr_ratio: float = 0.1
+    """The schedule starts (and returns to) peak_lr * initial_lr_ratio."""
+    final_lr: float = 1e-6
+    """Learning rate at the last step."""
+    warmup_fraction: float = 0.45
+    """Fraction of steps of the linear rise to the peak; the same fraction is used for the fall
+    back to the initial LR, the rest decays linearly to final_lr (RWTH one-cycle schedule)."""
+    weight_decay: float = 1e-3
+    """AdamW decoupled weight decay."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    """AdamW betas."""
+    eps: float = 1e-16
+    """AdamW epsilon (METHOD.md §6 uses 1e-16)."""
+    grad_clip_norm: float = 5.0
+    """Clip the global gradient norm to this value (0 disables clipping)."""
+
+
+@dataclass
+class TrainConfig:
+    """The training loop."""
+
+    max_steps: int = 10_000
+    """Total optimizer steps. The LR schedule (and DMAO's event schedule) are fractions of it."""
+    seed: int = 42
+    """Seed of model initialisation, data order and augmentation."""
+    log_every_steps: int = 25
+    """Write training metrics every this many steps."""
+    valid_every_steps: int = 500
+    """Validate (dev loss and greedy WER) every this many steps, and at the end."""
+    max_valid_utterances: int = 400
+    """Validate on at most this many dev utterances (the first ones, a fixed subset)."""
+    checkpoint_every_steps: int = 500
+    """Write a checkpoint every this many steps, and at the end."""
+    keep_last_checkpoints: int = 3
+    """Keep the newest k step checkpoints (``best`` and ``last`` are kept in addition)."""
+    device: str = "auto"
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``."""
+    num_threads: int = 0
+    """torch intra-op threads on CPU (0 = leave torch's default)."""
+    progress_bar: bool = True
+    """Show a tqdm progress bar."""
+
+
+@dataclass
+class DecodeConfig:
+    """Decoding settings used by ``dmao decode`` and the demo."""
+
+    method: str = "greedy"
+    """``greedy`` or ``beam`` (CTC prefix beam search)."""
+    beam_size: int = 8
+    """Beam size of the prefix beam search."""
+    checkpoint: str = "best"
+    """Which checkpoint to decode: ``best`` (lowest dev WER), ``last`` or a file name."""
+    max_batch_seconds: float = 300.0
+    """Total audio per decoding batch, in seconds."""
+
+
+@dataclass
+class ExperimentConfig:
+    """One complete run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)

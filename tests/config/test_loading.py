@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from dmao.config import ConfigError, config_from_dict, config_to_dict, load_config, save_config
+
+
+def test_defaults_round_trip(tmp_path):
+    config = load_config(None)
+    save_config(config, tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert config_to_dict(again) == config_to_dict(config)
+
+
+def test_overrides_are_typed(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"model": {"d_model": 128}, "optim": {"peak_lr": "4e-4"}}))
+    config = load_config(path, ["model.num_layers=3", "data.train_parts=[a, b]", "train.seed=7"])
+    assert config.model.d_model == 128
+    assert config.model.num_layers == 3
+    assert config.optim.peak_lr == pytest.approx(4e-4)  # YAML 1.1 reads 4e-4 as a string
+    assert config.data.train_parts == ["a", "b"]
+    assert config.train.seed == 7
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.dmodel=3", "unknown key(s) model.dmodel"),
+        ("model.d_model=3.5", "'model.d_model' must be an integer"),
+        ("train.progress_bar=maybe", "'train.progress_bar' must be true or false"),
+        ("nosection.x=1", "unknown key(s) nosection"),
+        ("model.d_model", "must look like section.key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(None, [override])
+
+
+def test_bad_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  d_model: [1, 2]\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_optional_field_accepts_none_and_string():
+    assert config_from_dict({"model": {"architecture": None}}).model.architecture is None
+    assert config_from_dict({"model": {"architecture": "x.json"}}).model.architecture == "x.json"
