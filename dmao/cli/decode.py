@@ -43,19 +43,8 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"{split} ({result.method}, {result.checkpoint}): {result.score.summary()}")
         print(f"  hypotheses: {result.hypotheses_path}  RTF {result.real_time_factor:.4f}")
-        rows.append(_row(args.run.name, result))
+        rows.append(result.score.table_row(f"{args.run.name} ({result.method})", split))
     print()
     print(format_results_table(rows))
     return 0
 
-
-def _row(system: str, result) -> dict:
-    return {
-        "system": system,
-        "split": result.split,
-        "decoding": result.method,
-        "WER": result.score.wer,
-        "CER": result.score.cer,
-        "utts": result.score.num_utterances,
-        "words": result.score.word_counts.ref_len,
-    }

@@ -55,17 +55,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for split in config.data.test_parts + config.data.dev_parts:
         result = decode_split(args.out, split)
-        rows.append(
-            {
-                "system": "conformer-ctc",
-                "split": split,
-                "decoding": result.method,
-                "WER": result.score.wer,
-                "CER": result.score.cer,
-                "utts": result.score.num_utterances,
-                "words": result.score.word_counts.ref_len,
-            }
-        )
+        rows.append(result.score.table_row(f"conformer-ctc ({result.method})", split))
     minutes = (time.time() - start) / 60
     print()
     print(format_results_table(rows))
