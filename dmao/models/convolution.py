@@ -1,0 +1,133 @@
+"""Conformer convolution module with an adaptable number of channels.
+
+Unit layout (what DMAO slices, METHOD.md §2): channel ``c`` owns
+- rows ``c`` (GLU value) and ``channels + c`` (GLU gate) of ``pointwise1.weight`` / ``.bias``,
+- ``depthwise.weight[c]`` and ``depthwise.bias[c]``,
+- ``norm.weight[c]``, ``norm.bias[c]`` and the running statistics ``norm.running_mean/var[c]``,
+- column ``c`` of ``pointwise2.weight``.
+``pre_norm`` and ``pointwise2.bias`` belong to the module. The pointwise convolutions are
+``nn.Linear`` on ``(B, T, ·)`` (the same maths as a kernel-1 Conv1d) so their rows and columns slice
+like the feed-forward module's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ConvolutionModule"]
+
+
+class ConvolutionModule(nn.Module):
+    """pre-LN → Linear(d, 2C), GLU → depthwise Conv1d → BatchNorm → SiLU → Linear(C, d) → dropout.
+
+    Args:
+        d_model: model dimension d.
+        channels: channels C (may differ from d); 0 builds an empty module the block skips.
+        kernel_size: depthwise kernel size (paper: 31); odd, so "same" padding is symmetric.
+        dropout: output dropout probability, kept as the float attribute ``dropout`` so DMAO can
+            rescale it with the width (METHOD.md §4.7).
+    """
+
+    def __init__(
+        self, d_model: int, channels: int, kernel_size: int = 31, dropout: float = 0.1
+    ) -> None:
+        super().__init__()
+        if channels < 0:
+            raise ValueError(f"ConvolutionModule channels must be >= 0, got {channels}")
+        if kernel_size % 2 != 1:
+            raise ValueError(
+                f"ConvolutionModule kernel_size must be odd for 'same' padding, got {kernel_size}"
+            )
+        self.d_model = d_model
+        self.kernel_size = kernel_size
+        self.dropout = dropout
+        if channels == 0:
+            # A width-0 module owns nothing (see FeedForward).
+            self.pre_norm = self.pointwise1 = self.depthwise = self.norm = self.pointwise2 = None
+            return
+        self.pre_norm = nn.LayerNorm(d_model)
+        # Rows [0, C) are the GLU values, rows [C, 2C) the matching gates.
+        self.pointwise1 = nn.Linear(d_model, 2 * channels)
+        self.depthwise = nn.Conv1d(
+            channels, channels, kernel_size, padding=kernel_size // 2, groups=channels
+        )
+        # BatchNorm, not LayerNorm: BatchNorm normalises every channel with its own statistics, so
+        # dropping channels or duplicating one (DMAO) leaves every surviving channel's
+        # normalisation exactly as it was. LayerNorm over channels would mix all channels into
+        # each channel's statistics and change them whenever the channel set changes.
+        self.norm = nn.BatchNorm1d(channels)
+        self.pointwise2 = nn.Linear(channels, d_model)
+
+    @property
+    def channels(self) -> int:
+        """Current number of channels, read from the weights (so it follows any resize)."""
+        return 0 if self.depthwise is None else self.depthwise.weight.shape[0]
+
+    @property
+    def width(self) -> int:
+        """Width in DMAO units (channels)."""
+        return self.channels
+
+    @property
+    def params_per_unit(self) -> int:
+        """Parameters one channel owns: 2 pointwise1 rows + biases, its depthwise kernel + bias,
+        its norm scale and shift, and its pointwise2 column."""
+        return 2 * (self.d_model + 1) + (self.kernel_size + 1) + 2 + self.d_model
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """
+        Args:
+            x: ``(B, T, d)``.
+            mask: ``(B, T)`` bool, True at valid frames.
+
+        Returns:
+            ``(B, T, d)``; all zeros for a width-0 module. Padded frames hold undefined values.
+        """
+        if self.depthwise is None:
+            return torch.zeros_like(x)
+        h = F.glu(self.pointwise1(self.pre_norm(x)), dim=-1)  # (B, T, C)
+        # Zero the padding so the depthwise kernel sees what "same" padding gives a lone utterance.
+        h = h.masked_fill(~mask[:, :, None], 0.0).transpose(1, 2)  # (B, C, T)
+        h = self.depthwise(h)  # (B, C, T)
+        h = _masked_batch_norm(self.norm, h, mask)  # (B, C, T)
+        h = F.silu(h).transpose(1, 2)  # (B, T, C)
+        return F.dropout(self.pointwise2(h), self.dropout, self.training)  # (B, T, d)
+
+    def extra_repr(self) -> str:
+        return (
+            f"d_model={self.d_model}, channels={self.channels}, "
+            f"kernel_size={self.kernel_size}, dropout={self.dropout}"
+        )
+
+
+def _masked_batch_norm(norm: nn.BatchNorm1d, x: Tensor, mask: Tensor) -> Tensor:
+    """``norm(x)`` for ``x (B, C, T)``, but training statistics come from valid frames only.
+
+    nn.BatchNorm1d would average over padded frames too, so the statistics (and the running
+    estimates used at test time) would depend on how much padding each batch happens to have.
+    Evaluation mode uses the running estimates and needs no mask.
+    """
+    if not norm.training or not norm.track_running_stats:
+        return norm(x)
+    valid = mask[:, None, :].to(torch.float32)  # (B, 1, T)
+    count = valid.sum().clamp(min=1.0)
+    x32 = x.float()  # statistics in float32 under mixed precision, as nn.BatchNorm does
+    mean = (x32 * valid).sum(dim=(0, 2)) / count  # (C,)
+    var = (((x32 - mean[None, :, None]) * valid) ** 2).sum(dim=(0, 2)) / count  # (C,) biased
+    with torch.no_grad():
+        # Same update rule as nn.BatchNorm1d: momentum-weighted, with the unbiased variance.
+        norm.num_batches_tracked.add_(1)
+        momentum = (
+            norm.momentum
+            if norm.momentum is not None
+            else 1.0 / float(norm.num_batches_tracked)  # cumulative moving average
+        )
+        unbiased_var = var * (count / (count - 1.0).clamp(min=1.0))
+        norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
+        norm.running_var.lerp_(unbiased_var.to(norm.running_var.dtype), momentum)
+    y = (x32 - mean[None, :, None]) * torch.rsqrt(var + norm.eps)[None, :, None]
+    if norm.affine:
+        y = y * norm.weight[None, :, None] + norm.bias[None, :, None]
+    return y.to(x.dtype)

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from dmao.models.attention import MultiHeadSelfAttention
+from dmao.models.frontend import lengths_to_mask
+
+
+def _select_heads(mhsa: MultiHeadSelfAttention, heads: list[int]) -> MultiHeadSelfAttention:
+    """A copy of ``mhsa`` with heads ``heads`` (repeats = duplicates), function-preserving."""
+    Dh = mhsa.head_dim
+    new = MultiHeadSelfAttention(mhsa.d_model, len(heads), Dh, mhsa.dropout)
+    rows = torch.cat([torch.arange(h * Dh, (h + 1) * Dh) for h in heads])
+    copies = torch.bincount(torch.tensor(heads), minlength=mhsa.num_heads).float()
+    scale = copies[torch.tensor(heads)].repeat_interleave(Dh)
+    with torch.no_grad():
+        new.norm.load_state_dict(mhsa.norm.state_dict())
+        for name in ("q", "k", "v"):
+            getattr(new, name).weight.copy_(getattr(mhsa, name).weight[rows])
+            getattr(new, name).bias.copy_(getattr(mhsa, name).bias[rows])
+        new.out.weight.copy_(mhsa.out.weight[:, rows] / scale)
+        new.out.bias.copy_(mhsa.out.bias)
+    return new
+
+
+def _random_batch(d_model: int, lengths: list[int], pad: int = 4):
+    x = torch.randn(len(lengths), max(lengths) + pad, d_model)
+    return x, lengths_to_mask(torch.tensor(lengths), x.shape[1])
+
+
+def test_shape_walk_with_heads_unlike_d_over_64():
+    torch.manual_seed(0)
+    mhsa = MultiHeadSelfAttention(d_model=64, num_heads=3, head_dim=64)
+    x, mask = _random_batch(64, [10, 1, 6])
+    for mode in (mhsa.train, mhsa.eval):
+        mode()
+        y = mhsa(x, mask)
+        assert y.shape == x.shape and torch.isfinite(y).all()
+    assert mhsa.q.weight.shape == (3 * 64, 64) and mhsa.out.weight.shape == (64, 3 * 64)
+    assert mhsa.num_heads == mhsa.width == 3
+
+
+def test_parameters_are_units_times_cost_plus_shared():
+    mhsa = MultiHeadSelfAttention(d_model=48, num_heads=5, head_dim=16)
+    shared = 2 * 48 + 48  # LayerNorm + out bias
+    assert sum(p.numel() for p in mhsa.parameters()) == 5 * mhsa.params_per_unit + shared
+
+
+def test_zero_width_module_has_no_parameters_and_outputs_zeros():
+    mhsa = MultiHeadSelfAttention(d_model=32, num_heads=0)
+    assert list(mhsa.parameters()) == []
+    x, mask = _random_batch(32, [3, 2])
+    assert torch.equal(mhsa(x, mask), torch.zeros_like(x))
+
+
+@torch.no_grad()
+def test_matches_torch_multihead_attention():
+    torch.manual_seed(0)
+    d, H = 32, 4
+    ours = MultiHeadSelfAttention(d_model=d, num_heads=H, head_dim=d // H).eval()
+    reference = nn.MultiheadAttention(d, H, batch_first=True).eval()
+    reference.in_proj_weight.copy_(torch.cat([ours.q.weight, ours.k.weight, ours.v.weight]))
+    reference.in_proj_bias.copy_(torch.cat([ours.q.bias, ours.k.bias, ours.v.bias]))
+    reference.out_proj.load_state_dict(ours.out.state_dict())
+    x, mask = _random_batch(d, [7, 12, 3])
+    h = ours.norm(x)
+    expected, _ = reference(h, h, h, key_padding_mask=~mask, need_weights=False)
+    torch.testing.assert_close(ours(x, mask)[mask], expected[mask], atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_padding_invariance():
+    torch.manual_seed(0)
+    mhsa = MultiHeadSelfAttention(d_model=32, num_heads=2, head_dim=16).eval()
+    lengths = [5, 12, 1]
+    x, mask = _random_batch(32, lengths, pad=9)
+    x = x.masked_fill(~mask[:, :, None], 1e3)
+    batched = mhsa(x, mask)
+    for i, n in enumerate(lengths):
+        alone = mhsa(x[i : i + 1, :n], torch.ones(1, n, dtype=torch.bool))
+        torch.testing.assert_close(batched[i, :n], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_utterance_without_valid_frames_stays_finite():
+    mhsa = MultiHeadSelfAttention(d_model=16, num_heads=2, head_dim=8)
+    x, mask = _random_batch(16, [0, 4], pad=0)
+    assert torch.isfinite(mhsa(x, mask)).all()
+
+
+@pytest.mark.parametrize("num_heads", [2, 4])
+@torch.no_grad()
+def test_head_layout_supports_drop_and_duplicate(num_heads: int):
+    torch.manual_seed(0)
+    mhsa = MultiHeadSelfAttention(d_model=24, num_heads=num_heads, head_dim=8).eval()
+    x, mask = _random_batch(24, [6, 9])
+    grown = _select_heads(mhsa, [*range(num_heads), 1]).eval()
+    torch.testing.assert_close(grown(x, mask), mhsa(x, mask))
+    # Dropping head 0 removes exactly its contribution (= zeroing its out-projection columns).
+    shrunk = _select_heads(mhsa, list(range(1, num_heads))).eval()
+    mhsa.out.weight[:, :8] = 0.0
+    torch.testing.assert_close(shrunk(x, mask), mhsa(x, mask))
