@@ -115,7 +115,7 @@ def decode_split(
         num_buckets=1,
         drop_last=False,
     )
-    loader = build_dataloader(cuts, tokenizer, sampler=sampler, train=False)
+    loader = build_dataloader(cuts, tokenizer, sampler=sampler, train=False, with_targets=False)
     ids, refs, hyps = [], [], []
     audio_seconds = 0.0
     start = time.perf_counter()

@@ -1,0 +1,304 @@
+"""Batches for CTC training and evaluation, the lhotse way.
+
+The sampler (:class:`lhotse.dataset.DynamicBucketingSampler`) is the only owner of data order and
+of its randomness; it yields a ``CutSet`` per batch and has ``state_dict()`` for exact mid-epoch
+resumption. :class:`AsrBatchDataset` is stateless: it turns such a ``CutSet`` into tensors
+(features, targets) and applies SpecAugment when it was given one (training only). The
+``DataLoader`` runs with ``batch_size=None`` and the sampler as its ``sampler``, so batches are
+formed by the sampler and collated in the workers.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+import torch
+from lhotse import CutSet
+from lhotse.dataset import DynamicBucketingSampler, OnTheFlyFeatures, SpecAugment
+from lhotse.dataset.collation import collate_features
+from lhotse.dataset.dataloading import make_worker_init_fn
+from torch.utils.data import DataLoader
+
+from dmao.data.manifests import cut_transcript, fbank_extractor
+from dmao.data.tokenizer import Tokenizer
+
+__all__ = [
+    "AsrBatchDataset",
+    "build_dataloader",
+    "build_sampler",
+    "default_spec_augment",
+    "sampler_state_for_resume",
+]
+
+
+def default_spec_augment() -> SpecAugment:
+    """SpecAugment as used for training: icefall's LibriSpeech settings without time warping.
+
+    - 2 frequency masks of up to 27 bins each (Park et al. 2019, LibriSpeech policies: F=27, mF=2);
+    - up to 10 time masks of up to 100 frames, their total capped at 15 % of the utterance (lhotse
+      defaults, as in icefall's LibriSpeech recipes; the cap keeps short utterances readable);
+    - applied to 90 % of the utterances (lhotse's default ``p``);
+    - time warping OFF: the reference experiments (RETURNN/i6 setups, METHOD.md §6) mask only;
+      Park et al. found warping the least useful of the three parts, and it is the only costly one
+      (an interpolation per utterance in the data workers).
+    """
+    return SpecAugment(
+        time_warp_factor=None,
+        num_feature_masks=2,
+        features_mask_size=27,
+        num_frame_masks=10,
+        frames_mask_size=100,
+        max_frames_mask_fraction=0.15,
+        p=0.9,
+    )
+
+
+class AsrBatchDataset(torch.utils.data.Dataset):
+    """Turns a sampled ``CutSet`` into a CTC batch. Stateless, so it can live in any worker.
+
+    Features are read from the cuts' cached features when all cuts have them, and computed with
+    :func:`~dmao.data.manifests.fbank_extractor` (lhotse's ``OnTheFlyFeatures``) when none has
+    them. Batch items keep the sampler's order (not re-sorted by length): ``cut_ids[i]`` is the
+    ``i``-th cut the sampler yielded, which keeps batches reproducible and easy to trace.
+    Padding frames hold lhotse's silence value log(1e-10); use ``feature_lens`` to mask them.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        *,
+        spec_augment: SpecAugment | None = None,
+        with_targets: bool = True,
+    ) -> None:
+        """
+        Args:
+            tokenizer: maps each cut's normalised transcript to target ids.
+            spec_augment: applied to every utterance when given; pass one for training only
+                (e.g. :func:`default_spec_augment`) and None for evaluation.
+            with_targets: produce ``targets``/``target_lens``. Decoding passes False, so a test
+                set is scored in full even where a reference holds characters the tokenizer
+                never saw (those are then honest recognition errors, not a crash).
+        """
+        self.tokenizer = tokenizer
+        self.spec_augment = spec_augment
+        self.with_targets = with_targets
+        self._on_the_fly: dict[int, OnTheFlyFeatures] = {}
+
+    def __getitem__(self, cuts: CutSet) -> dict[str, Any]:
+        """Collate one sampled batch of ``B`` cuts.
+
+        Returns:
+            A dict with
+
+            - ``features``: ``(B, T, 80)`` float32 log-mel fbank, right-padded;
+            - ``feature_lens``: ``(B,)`` int64 valid frames per utterance;
+            - ``targets``: ``(B, U)`` int64 label ids, right-padded with 0 (the blank);
+            - ``target_lens``: ``(B,)`` int64 labels per utterance;
+            - ``cut_ids``: ``list[str]`` of length ``B``;
+            - ``texts``: ``list[str]``, the normalised reference transcripts.
+
+        Raises:
+            ValueError: the batch is empty, mixes cuts with and without features, or has a
+                transcript the tokenizer cannot encode (run ``filter_cuts`` on training data).
+        """
+        if len(cuts) == 0:
+            raise ValueError("AsrBatchDataset got an empty batch of cuts")
+        features, feature_lens = self._features(cuts)
+        feature_lens = feature_lens.to(torch.int64)
+        if self.spec_augment is not None:
+            # Per utterance and on its valid frames only: mask sizes are then relative to the
+            # utterance's own length and the mask value is its own mean, not padding's.
+            for i, num_frames in enumerate(feature_lens.tolist()):
+                features[i, :num_frames] = self.spec_augment(features[i : i + 1, :num_frames])[0]
+
+        texts = [cut_transcript(cut) for cut in cuts]
+        batch = {
+            "features": features.to(torch.float32),
+            "feature_lens": feature_lens,
+            "cut_ids": [cut.id for cut in cuts],
+            "texts": texts,
+        }
+        if not self.with_targets:
+            return batch
+        labels = []
+        for cut, text in zip(cuts, texts, strict=True):
+            if not self.tokenizer.can_encode(text):
+                raise ValueError(
+                    f"cut {cut.id}: transcript {text!r} cannot be encoded by the tokenizer; "
+                    "exclude such cuts with dmao.data.filtering.filter_cuts"
+                )
+            labels.append(self.tokenizer.encode(text))
+        target_lens = torch.tensor([len(ids) for ids in labels], dtype=torch.int64)
+        targets = torch.full(
+            (len(labels), int(target_lens.max())), self.tokenizer.blank_id, dtype=torch.int64
+        )
+        for i, ids in enumerate(labels):
+            targets[i, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
+        batch["targets"] = targets
+        batch["target_lens"] = target_lens
+        return batch
+
+    def _features(self, cuts: CutSet) -> tuple[torch.Tensor, torch.Tensor]:
+        with_features = [cut.has_features for cut in cuts]
+        if all(with_features):
+            return collate_features(cuts)
+        if any(with_features):
+            raise ValueError(
+                "a batch mixes cuts with and without cached features "
+                f"(e.g. {next(c.id for c in cuts if not c.has_features)} has none); "
+                "prepare all parts the same way"
+            )
+        sampling_rate = cuts[0].sampling_rate
+        if sampling_rate not in self._on_the_fly:
+            # One utterance at a time: lhotse's batched extraction zero-pads the waveforms, which
+            # changes the last frames (Kaldi mirrors the signal at the edges instead), so only
+            # per-utterance extraction equals the cached features and decode-time extraction.
+            self._on_the_fly[sampling_rate] = OnTheFlyFeatures(
+                fbank_extractor(sampling_rate), use_batch_extract=False
+            )
+        return self._on_the_fly[sampling_rate](cuts)
+
+
+def build_sampler(
+    cuts: CutSet,
+    *,
+    max_batch_seconds: float,
+    shuffle: bool,
+    seed: int,
+    num_buckets: int,
+    drop_last: bool,
+    world_size: int | None = None,
+    rank: int | None = None,
+) -> DynamicBucketingSampler:
+    """The training/evaluation sampler: lhotse's duration-bucketing sampler.
+
+    Each batch holds up to ``max_batch_seconds`` of audio, all from one of ``num_buckets``
+    duration buckets (similar lengths, so little padding). The order depends only on
+    ``(cuts, seed, epoch, world_size, rank)``: call ``sampler.set_epoch(epoch)`` before each epoch
+    for a new shuffle.
+
+    Resuming mid-epoch: save ``sampler.state_dict()`` (or, with DataLoader workers,
+    :func:`sampler_state_for_resume`), build a fresh sampler with the same arguments, call
+    ``load_state_dict(copy.deepcopy(state))`` (lhotse empties the dict it is given) BEFORE
+    iterating, then iterate a new DataLoader: it yields exactly the batches the interrupted run had
+    not consumed. lhotse restores by replaying the epoch's batches up to the saved count (cheap:
+    no features are read); ``set_epoch`` with the saved epoch keeps that position, a different
+    epoch starts afresh. The state holds Python ints as dict keys, so store it with
+    ``torch.save``, not JSON.
+
+    Filter the CutSet first (``filter_cuts``) rather than with ``sampler.filter(...)``: lhotse
+    1.33 counts each cut that filter rejects as a discarded batch, and a plain ``state_dict()``
+    then replays too many batches on restore (measured; :func:`sampler_state_for_resume` is not
+    affected).
+
+    Args:
+        cuts: the cuts to sample from (filtered already, for training).
+        max_batch_seconds: total audio duration per batch, in seconds.
+        shuffle: shuffle within lhotse's buffer (training) or keep order (evaluation).
+        seed: shuffling seed, identical on all ranks.
+        num_buckets: number of duration buckets.
+        drop_last: drop the last incomplete batch (and, with several ranks, keep rank batch counts
+            equal by dropping rather than duplicating cuts).
+        world_size: number of data-parallel ranks (None: from torch.distributed or 1).
+        rank: this process's rank (None: from torch.distributed or 0).
+    """
+    with warnings.catch_warnings():
+        # lhotse recommends lazy CutSets for memory; an eager one is a deliberate choice here
+        # (small corpora, and filter_cuts has read every cut already).
+        warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an")
+        return DynamicBucketingSampler(
+            cuts,
+            max_duration=max_batch_seconds,
+            num_buckets=num_buckets,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            seed=seed,
+            world_size=world_size,
+            rank=rank,
+        )
+
+
+def sampler_state_for_resume(
+    sampler: DynamicBucketingSampler, *, batches_consumed: int
+) -> dict[str, Any]:
+    """``sampler.state_dict()`` as of when the training loop had used ``batches_consumed`` batches.
+
+    With ``num_workers > 0`` the DataLoader draws batches from the sampler ahead of the training
+    loop (``prefetch_factor × num_workers`` of them), so ``sampler.state_dict()`` counts batches
+    the loop never saw and a restore would skip them. This rewrites the state's batch count for
+    the current epoch to ``batches_consumed`` (lhotse's restore replays exactly that many
+    ``next()`` calls) and zeroes its discarded-batch count (see :func:`build_sampler` on
+    ``sampler.filter``). With ``num_workers=0`` and no discards it equals
+    ``sampler.state_dict()``. The per-epoch cut counts are diagnostics only and are left as is.
+
+    Args:
+        sampler: the sampler the DataLoader is iterating.
+        batches_consumed: batches of the current epoch the training loop has received.
+
+    Raises:
+        ValueError: ``batches_consumed`` is negative or more than the sampler has yielded.
+    """
+    state = copy.deepcopy(sampler.state_dict())
+    diagnostics = state["diagnostics"]
+    stats = diagnostics["stats_per_epoch"][diagnostics["current_epoch"]]
+    if not 0 <= batches_consumed <= stats["kept_batches"]:
+        raise ValueError(
+            f"batches_consumed={batches_consumed} is outside [0, {stats['kept_batches']}], the "
+            f"batches the sampler has yielded in epoch {diagnostics['current_epoch']}"
+        )
+    # lhotse replays kept + discarded batches on restore, but it counts every cut rejected by
+    # sampler.filter as a discarded batch; zeroing the discards makes the replay count exact.
+    stats["kept_batches"] = batches_consumed
+    stats["discarded_batches"] = 0
+    return state
+
+
+def build_dataloader(
+    cuts: CutSet,
+    tokenizer: Tokenizer,
+    *,
+    sampler: DynamicBucketingSampler,
+    train: bool,
+    num_workers: int = 0,
+    with_targets: bool = True,
+) -> DataLoader:
+    """A DataLoader over ``sampler``'s batches of ``cuts`` (lhotse's map-style pattern).
+
+    ``batch_size=None`` because the sampler yields whole batches; with workers, lhotse's
+    ``make_worker_init_fn`` gives every worker (and rank) its own random seed, so SpecAugment
+    masks differ between workers. Workers are not persistent: each epoch starts them afresh.
+
+    Args:
+        cuts: the cuts ``sampler`` was built on (checked, to catch a sampler/cuts mix-up).
+        tokenizer: produces the targets.
+        sampler: from :func:`build_sampler`; it owns order, epochs and resumption.
+        train: apply :func:`default_spec_augment` (True) or nothing (False).
+        num_workers: DataLoader worker processes (0: collate in this process).
+        with_targets: see :class:`AsrBatchDataset` (False for decoding).
+    """
+    if not sampler.cuts or sampler.cuts[0] is not cuts:
+        raise ValueError(
+            "build_dataloader: sampler was not built on these cuts; pass the CutSet given to "
+            "build_sampler"
+        )
+    dataset = AsrBatchDataset(
+        tokenizer,
+        spec_augment=default_spec_augment() if train else None,
+        with_targets=with_targets,
+    )
+    worker_init_fn = None
+    if num_workers > 0:
+        seed = sampler.seed if isinstance(sampler.seed, int) else 42
+        worker_init_fn = make_worker_init_fn(
+            rank=sampler.rank, world_size=sampler.world_size, seed=seed
+        )
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        num_workers=num_workers,
+        worker_init_fn=worker_init_fn,
+        persistent_workers=False,
+    )

@@ -1,0 +1,325 @@
+"""Corpus directory → lhotse cuts with normalised transcripts and cached log-mel fbank features.
+
+Every corpus, the built-in synthetic one included, is read through lhotse's own LibriSpeech recipe
+(:func:`lhotse.recipes.prepare_librispeech`), so the path that real data takes is the path the tests
+exercise. The expected layout is LibriSpeech's::
+
+    <corpus_dir>/<part>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac
+    <corpus_dir>/<part>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt  # "<utt-id> <TEXT>"
+
+Outputs, per part, in ``out_dir``: ``cuts_<part>.jsonl.gz`` (one cut per utterance, cut id = the
+LibriSpeech utterance id, sorted by id) and, when features are computed, ``feats_<part>*`` (lilcom
+archives referenced by the cuts).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, SupervisionSegment
+from lhotse.cut import Cut
+from lhotse.recipes import prepare_librispeech
+from lhotse.utils import fastcopy
+
+from dmao.data.text import normalize_transcript
+
+__all__ = [
+    "FRAME_SHIFT_S",
+    "LIBRISPEECH_LAYOUT",
+    "NUM_MEL_BINS",
+    "cut_transcript",
+    "cuts_path",
+    "fbank_extractor",
+    "load_cuts",
+    "prepare_manifests",
+]
+
+log = logging.getLogger(__name__)
+
+LIBRISPEECH_LAYOUT = (
+    "<part>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac and "
+    "<part>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt with lines '<utt-id> <TRANSCRIPT>'"
+)
+
+# METHOD.md §6: 80-dim log-mel features, 25 ms windows every 10 ms, 60–7600 Hz at 16 kHz.
+NUM_MEL_BINS = 80
+FRAME_SHIFT_S = 0.01
+_FRAME_LENGTH_S = 0.025
+_LOW_FREQ_HZ = 60.0
+# Kaldi convention (which lhotse follows): a non-positive high_freq is an offset from Nyquist.
+# -400 gives 7600 Hz at 16 kHz and stays valid at 8 kHz (3600 Hz), where a fixed 7600 would not.
+_HIGH_FREQ_OFFSET_HZ = -400.0
+
+
+def fbank_extractor(sampling_rate: int = 16000) -> Fbank:
+    """The one feature extractor used for cached features, on-the-fly features and decoding.
+
+    lhotse's Kaldi-compatible fbank (``lhotse.Fbank``): 80 mel bins, 25 ms povey window, 10 ms
+    shift, pre-emphasis 0.97, DC offset removal, power spectrum, 60 Hz to Nyquist − 400 Hz
+    (7600 Hz at 16 kHz), no dither (so features are deterministic), ``snip_edges=False`` (so a cut
+    of ``d`` seconds has ``round(d / 0.01)`` frames, the count lhotse's manifests assume).
+    Output of ``extract(samples, sampling_rate)``: ``(num_frames, 80)`` float32 natural-log mel
+    energies, floored at float32 eps.
+    """
+    config = FbankConfig(
+        sampling_rate=sampling_rate,
+        frame_length=_FRAME_LENGTH_S,
+        frame_shift=FRAME_SHIFT_S,
+        num_filters=NUM_MEL_BINS,
+        low_freq=_LOW_FREQ_HZ,
+        high_freq=_HIGH_FREQ_OFFSET_HZ,
+        dither=0.0,
+        snip_edges=False,
+    )
+    return Fbank(config)
+
+
+def cuts_path(out_dir: Path | str, part: str) -> Path:
+    """Where :func:`prepare_manifests` writes the cuts of ``part``."""
+    return Path(out_dir) / f"cuts_{part}.jsonl.gz"
+
+
+def cut_transcript(cut: Cut) -> str:
+    """The normalised transcript of a cut: its supervisions' texts, normalised and space-joined.
+
+    Normalising again is a no-op for cuts from :func:`prepare_manifests` (the normalisation is
+    idempotent) and makes cuts from any other source safe to train and score on.
+    """
+    texts = (normalize_transcript(s.text or "") for s in cut.supervisions)
+    return " ".join(t for t in texts if t)
+
+
+def load_cuts(out_dir: Path | str, part: str, *, lazy: bool = False) -> CutSet:
+    """Load the cuts :func:`prepare_manifests` wrote for ``part``.
+
+    Args:
+        out_dir: the manifest directory given to :func:`prepare_manifests`.
+        part: corpus part name, e.g. ``"train"`` or ``"dev-clean"``.
+        lazy: stream the cuts from disk instead of reading them all (for large corpora).
+
+    Raises:
+        FileNotFoundError: the cuts file does not exist.
+    """
+    path = cuts_path(out_dir, part)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no cuts for part {part!r}: {path} does not exist. Prepare them first with "
+            "dmao.data.manifests.prepare_manifests (CLI: `dmao prepare`)."
+        )
+    cuts = CutSet.from_jsonl_lazy(path)
+    return cuts if lazy else cuts.to_eager()
+
+
+def prepare_manifests(
+    corpus_dir: Path | str,
+    out_dir: Path | str,
+    parts: Sequence[str],
+    *,
+    sampling_rate: int = 16000,
+    compute_features: bool = True,
+    num_jobs: int = 2,
+) -> dict[str, CutSet]:
+    """Read a LibriSpeech-layout corpus into cuts, normalise transcripts, cache fbank features.
+
+    Idempotent per part: when ``out_dir/cuts_<part>.jsonl.gz`` exists it is loaded instead of
+    recomputed (features are added to it if ``compute_features`` and it has none). The cuts file
+    is written last and atomically, so an interrupted run never leaves a file that looks complete.
+
+    Each cut is one utterance: ``cut.id`` is the utterance id (``<spk>-<chapter>-<utt>``), its one
+    supervision's ``text`` is :func:`~dmao.data.text.normalize_transcript` of the transcript and
+    ``custom["original_text"]`` keeps the transcript as written. Cuts are sorted by id, so the order
+    does not depend on the file system.
+
+    Args:
+        corpus_dir: corpus root holding one folder per part (see :data:`LIBRISPEECH_LAYOUT`).
+        out_dir: where cuts and feature archives are written (created if missing).
+        parts: part names, i.e. folder names under ``corpus_dir`` (e.g. ``["train", "dev"]``).
+        sampling_rate: audio at another rate is resampled to this on load.
+        compute_features: compute and store :func:`fbank_extractor` features; without them,
+            :class:`~dmao.data.dataset.AsrBatchDataset` computes them on the fly.
+        num_jobs: threads for reading transcripts and processes for feature extraction.
+
+    Returns:
+        ``{part: CutSet}`` for every requested part, in memory.
+
+    Raises:
+        FileNotFoundError: ``corpus_dir`` or a part folder does not exist.
+        ValueError: a part has no transcripts, a transcript line is malformed, an utterance has
+            no audio file, or audio cannot be read.
+    """
+    corpus_dir = Path(corpus_dir)
+    out_dir = Path(out_dir)
+    if isinstance(parts, str):
+        raise TypeError(f"parts must be a sequence of part names, got the string {parts!r}")
+    if num_jobs < 1:
+        raise ValueError(f"num_jobs must be >= 1, got {num_jobs}")
+
+    result: dict[str, CutSet] = {}
+    missing = []
+    for part in parts:
+        if cuts_path(out_dir, part).is_file():
+            log.info("Loading cached cuts for %s from %s", part, cuts_path(out_dir, part))
+            result[part] = load_cuts(out_dir, part)
+        else:
+            missing.append(part)
+    if missing:
+        _check_corpus(corpus_dir, missing)
+        manifests = prepare_librispeech(corpus_dir, dataset_parts=missing, num_jobs=num_jobs)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for part in missing:
+            cuts = CutSet.from_manifests(
+                recordings=manifests[part]["recordings"],
+                supervisions=manifests[part]["supervisions"],
+            )
+            # One recording holds one utterance in LibriSpeech: name the cut after it rather than
+            # lhotse's position-dependent "<recording-id>-<index>".
+            cuts = CutSet.from_cuts(
+                sorted(
+                    (
+                        fastcopy(cut, id=cut.recording_id, supervisions=_normalised(cut))
+                        for cut in cuts
+                    ),
+                    key=lambda cut: cut.id,
+                )
+            )
+            if any(cut.sampling_rate != sampling_rate for cut in cuts):
+                cuts = cuts.resample(sampling_rate)
+            result[part] = cuts
+    need_features = [
+        part
+        for part in parts
+        if compute_features and not all(cut.has_features for cut in result[part])
+    ]
+    with _feature_executor(num_jobs if need_features else 1) as executor:
+        for part in parts:
+            if part in need_features:
+                result[part] = _compute_features(
+                    result[part], out_dir, part, sampling_rate, num_jobs, executor
+                )
+            if part in missing or part in need_features:
+                _write_atomically(result[part], cuts_path(out_dir, part))
+    return result
+
+
+def _normalised(cut: Cut) -> list[SupervisionSegment]:
+    return [
+        fastcopy(
+            sup,
+            text=normalize_transcript(sup.text or ""),
+            custom={**(sup.custom or {}), "original_text": sup.text},
+        )
+        for sup in cut.supervisions
+    ]
+
+
+def _check_corpus(corpus_dir: Path, parts: Sequence[str]) -> None:
+    """Fail early with messages that name the path and layout; lhotse's recipe would assert or
+    crash on an unpacking error deep inside a thread pool instead."""
+    if not corpus_dir.is_dir():
+        raise FileNotFoundError(
+            f"corpus directory {corpus_dir} does not exist; expected {LIBRISPEECH_LAYOUT}"
+        )
+    available = sorted(p.name for p in corpus_dir.iterdir() if p.is_dir())
+    for part in parts:
+        part_dir = corpus_dir / part
+        if not part_dir.is_dir():
+            raise FileNotFoundError(
+                f"corpus part {part!r} not found: {part_dir} does not exist "
+                f"(parts found in {corpus_dir}: {available or 'none'}); "
+                f"expected {LIBRISPEECH_LAYOUT}"
+            )
+        transcripts = sorted(part_dir.rglob("*.trans.txt"))
+        if not transcripts:
+            raise ValueError(
+                f"corpus part {part_dir} has no *.trans.txt transcripts; "
+                f"expected {LIBRISPEECH_LAYOUT}"
+            )
+        no_audio = []
+        for path in transcripts:
+            for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                fields = line.split(maxsplit=1)
+                if len(fields) != 2:
+                    raise ValueError(
+                        f"{path}:{line_no}: expected '<utt-id> <TRANSCRIPT>' (LibriSpeech "
+                        f"transcripts are never empty), got {line!r}"
+                    )
+                # Where lhotse's recipe looks: <part>/<spk>/<chapter>/<utt-id>.flac, from the id.
+                audio = part_dir / Path(fields[0].replace("-", "/")).parent / f"{fields[0]}.flac"
+                if not audio.is_file():
+                    no_audio.append(audio)
+        # lhotse's recipe only logs a warning per missing file and drops the utterance.
+        if no_audio:
+            raise ValueError(
+                f"corpus part {part_dir}: {len(no_audio)} transcribed utterance(s) have no audio "
+                f"file (first: {no_audio[0]}); expected {LIBRISPEECH_LAYOUT}"
+            )
+
+
+@contextmanager
+def _feature_executor(num_jobs: int) -> Iterator[ProcessPoolExecutor | None]:
+    """One process pool for all parts (spawning costs seconds per pool), or None for 1 job.
+
+    lhotse would start its own "spawn" pool per call; ours additionally pins each worker to one
+    torch thread, so ``num_jobs`` processes do not each start a thread per core.
+    """
+    if num_jobs <= 1:
+        yield None
+        return
+    with ProcessPoolExecutor(
+        num_jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=torch.set_num_threads,
+        initargs=(1,),
+    ) as executor:
+        yield executor
+
+
+def _compute_features(
+    cuts: CutSet,
+    out_dir: Path,
+    part: str,
+    sampling_rate: int,
+    num_jobs: int,
+    executor: ProcessPoolExecutor | None,
+) -> CutSet:
+    num_jobs = min(num_jobs, len(cuts)) if executor is not None else 1
+    # lhotse warns about torch threads in this (parent) process whenever num_jobs > 1, although
+    # the parent only waits: drop to one thread for the call (the workers are pinned already).
+    num_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with_features = cuts.compute_and_store_features(
+            extractor=fbank_extractor(sampling_rate),
+            # One lilcom archive (num_jobs == 1) or a folder of them (one per process).
+            storage_path=out_dir / f"feats_{part}",
+            num_jobs=num_jobs,
+            storage_type=LilcomChunkyWriter,
+            executor=executor if num_jobs > 1 else None,
+            progress_bar=False,
+        )
+    finally:
+        torch.set_num_threads(num_threads)
+    # lhotse drops, with only a log line, cuts whose audio cannot be read: make that an error,
+    # since a silently smaller training set is worse than a stopped preparation.
+    lost = sorted(set(cuts.ids) - set(with_features.ids))
+    if lost:
+        raise ValueError(
+            f"could not read the audio of {len(lost)} cut(s) of part {part!r} "
+            f"(first: {', '.join(lost[:5])}); check the files exist and are readable audio"
+        )
+    # Parallel extraction returns the cuts grouped by worker: restore the sorted order.
+    return CutSet.from_cuts(sorted(with_features, key=lambda cut: cut.id))
+
+
+def _write_atomically(cuts: CutSet, path: Path) -> None:
+    # The temporary name keeps the ".jsonl.gz" suffix, from which lhotse picks the format.
+    tmp = path.with_name(f".{path.name[: -len('.jsonl.gz')]}.tmp.jsonl.gz")
+    cuts.to_file(tmp)
+    os.replace(tmp, path)

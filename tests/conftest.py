@@ -1,0 +1,204 @@
+"""Shared fixtures: a tiny corpus in the real LibriSpeech layout, with real audio files.
+
+The corpus is small enough to prepare in a couple of seconds and holds the problem utterances the
+filter must catch, so data tests run the real lhotse recipe, real feature extraction and real
+tokenisers end to end. Utterances are spoken by espeak-ng (through ``dmao.data.synthetic``) when
+that is available, and otherwise are speech-like harmonic waveforms of a length that fits the text.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from lhotse import CutSet
+
+TINY_SAMPLING_RATE = 16000
+
+# Training words never contain Q, Z or digits, so a dev utterance with them is untokenisable by a
+# tokeniser trained on the training transcripts.
+_WORD_LIST = (
+    "THE CAT SAT ON A MAT DOG RAN HOME BIRDS SING IN TREES GREEN HILLS ROLL SLOWLY RIVER FLOWS "
+    "PAST OLD MILL WE WALK TO TOWN EVERY MORNING BOOK LIES OPEN TABLE LIGHT FADES WHEN NIGHT "
+    "COMES DON'T FEEL BAD"
+)
+_WORDS = _WORD_LIST.split()
+
+
+@dataclass(frozen=True)
+class TinyCorpus:
+    """What the ``tiny_corpus`` fixture built, and which utterances are the problem cases."""
+
+    root: Path
+    parts: tuple[str, ...]
+    transcripts: dict[str, dict[str, str]]  # part -> utterance id -> transcript as written
+    empty_id: str  # train: transcript of punctuation only, empty after normalisation
+    infeasible_id: str  # train: 0.5 s of audio for a 54-character transcript (CTC-infeasible)
+    unknown_char_id: str  # dev: contains characters absent from the training transcripts
+    unknown_chars: str
+    messy_id: str  # train: lower case and punctuation that normalisation must clean up
+    audio_kind: str  # "espeak" (synthesised speech) or "tones" (speech-like waveforms)
+
+
+def _espeak_synthesize() -> Callable[[str], np.ndarray] | None:
+    """espeak-ng synthesis at 16 kHz from dmao.data.synthetic, or None where it is unavailable.
+
+    Contract used: ``synthesize(text, sample_rate=16000) -> (samples float32 (N,), sample_rate)``.
+    """
+    try:
+        synthetic = importlib.import_module("dmao.data.synthetic")
+        synthesize = getattr(synthetic, "synthesize", None)
+        if synthesize is None:
+            synthesize = importlib.import_module("dmao.data.synthetic.espeak").synthesize
+    except ImportError:
+        return None
+
+    def speak(text: str) -> np.ndarray:
+        samples, rate = synthesize(text, sample_rate=TINY_SAMPLING_RATE)
+        assert rate == TINY_SAMPLING_RATE and samples.ndim == 1 and len(samples) > 0, text
+        return np.asarray(samples, dtype=np.float32)
+
+    try:
+        speak("A TEST")
+    except OSError:  # the bundled shared library cannot be loaded on this platform
+        return None
+    return speak
+
+
+def _waveform(rng: np.random.Generator, duration_s: float, num_words: int) -> np.ndarray:
+    """A speech-like real waveform: voiced harmonic 'syllables', gliding pitch, pauses, noise."""
+    n = round(duration_s * TINY_SAMPLING_RATE)
+    t = np.arange(n) / TINY_SAMPLING_RATE
+    f0 = rng.uniform(100.0, 220.0) * (1.0 + 0.1 * np.sin(2 * np.pi * rng.uniform(0.5, 2.0) * t))
+    phase = 2 * np.pi * np.cumsum(f0) / TINY_SAMPLING_RATE
+    voiced = sum(rng.uniform(0.2, 1.0) / k * np.sin(k * phase) for k in range(1, 6))
+    # One amplitude bump per word, so the signal has the on/off structure of speech.
+    bumps = np.clip(np.sin(np.pi * max(num_words, 1) * t / duration_s), 0.0, None) ** 0.5
+    audio = 0.3 * voiced * bumps + 0.01 * rng.standard_normal(n)
+    return (audio / max(1.0, np.abs(audio).max() / 0.9)).astype(np.float32)
+
+
+def _write_part(
+    root: Path,
+    part: str,
+    utterances: dict[str, tuple[str, float | None]],
+    seed: int,
+    speak: Callable[[str], np.ndarray] | None,
+) -> None:
+    """Write audio + transcripts; a duration of None means "speech if available"."""
+    rng = np.random.default_rng(seed)
+    by_chapter: dict[tuple[str, str], list[str]] = {}
+    for utt_id, (text, duration_s) in utterances.items():
+        spk, chapter, _ = utt_id.split("-")
+        chapter_dir = root / part / spk / chapter
+        chapter_dir.mkdir(parents=True, exist_ok=True)
+        if duration_s is None and speak is not None:
+            audio = speak(text)
+        else:
+            audio = _waveform(rng, duration_s or _duration_for(text), len(text.split()))
+        sf.write(chapter_dir / f"{utt_id}.flac", audio, TINY_SAMPLING_RATE, subtype="PCM_16")
+        by_chapter.setdefault((spk, chapter), []).append(f"{utt_id} {text}")
+    for (spk, chapter), lines in by_chapter.items():
+        path = root / part / spk / chapter / f"{spk}-{chapter}.trans.txt"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _duration_for(text: str) -> float:
+    # ~14 characters per second like read speech, within the 0.5–3 s the corpus promises; with 4×
+    # subsampling a character CTC model gets 25 frames per second, so these are all feasible.
+    return float(np.clip(0.4 + 0.07 * len(text), 0.5, 3.0))
+
+
+def build_tiny_corpus(root: Path, *, use_espeak: bool = True) -> TinyCorpus:
+    """Write the tiny corpus under ``root`` (train: 2 speakers × 2 chapters; dev; test)."""
+    speak = _espeak_synthesize() if use_espeak else None
+    rng = random.Random(1234)
+    words = list(_WORDS)
+    rng.shuffle(words)
+    # Every word appears in training: chunk the shuffled list, then add random sentences.
+    sentences = [" ".join(words[i : i + 3]) for i in range(0, len(words), 3)]
+    while len(sentences) < 30:
+        sentences.append(" ".join(rng.choice(_WORDS) for _ in range(rng.randint(2, 4))))
+
+    # Duration None: spoken by espeak if available, else a waveform sized by _duration_for.
+    train: dict[str, tuple[str, float | None]] = {}
+    chapters = [("19", "198"), ("19", "227"), ("26", "495"), ("26", "496")]
+    for i, sentence in enumerate(sentences):
+        spk, chapter = chapters[i % len(chapters)]
+        train[f"{spk}-{chapter}-{i // len(chapters):04d}"] = (sentence, None)
+    empty_id, infeasible_id, messy_id = "19-198-0100", "19-198-0101", "26-495-0100"
+    train[empty_id] = ("... !", 0.8)
+    long_text = "EVERY MORNING WE WALK SLOWLY PAST THE OLD MILL TO TOWN"
+    train[infeasible_id] = (long_text, 0.5)
+    messy = "the well-known mill, don't  walk!"
+    train[messy_id] = (messy, None)
+
+    def held_out(spk: str, chapter: str, n: int, seed: int) -> dict[str, tuple[str, None]]:
+        r = random.Random(seed)
+        out = {}
+        for i in range(n):
+            text = " ".join(r.choice(_WORDS) for _ in range(r.randint(2, 4)))
+            out[f"{spk}-{chapter}-{i:04d}"] = (text, None)
+        return out
+
+    dev = held_out("84", "121123", 6, seed=1)
+    unknown_char_id, unknown_chars = "84-121123-0100", "QZ7"
+    dev[unknown_char_id] = ("QUIZ 7 THE CAT", None)
+    test = held_out("61", "70968", 6, seed=2)
+
+    parts = {"train": train, "dev": dev, "test": test}
+    for seed, (part, utterances) in enumerate(parts.items()):
+        _write_part(root, part, utterances, seed=seed, speak=speak)
+    return TinyCorpus(
+        root=root,
+        parts=tuple(parts),
+        transcripts={p: {k: v[0] for k, v in u.items()} for p, u in parts.items()},
+        empty_id=empty_id,
+        infeasible_id=infeasible_id,
+        unknown_char_id=unknown_char_id,
+        unknown_chars=unknown_chars,
+        messy_id=messy_id,
+        audio_kind="espeak" if speak is not None else "tones",
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> TinyCorpus:
+    """A tiny LibriSpeech-layout corpus (train/dev/test, ~50 FLAC files of 0.5–3 s)."""
+    return build_tiny_corpus(tmp_path_factory.mktemp("tiny_corpus") / "LibriSpeech")
+
+
+@pytest.fixture(scope="session")
+def tiny_cuts(tiny_corpus: TinyCorpus, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``{part: CutSet}`` of the tiny corpus with fbank features cached (one process)."""
+    from dmao.data.manifests import prepare_manifests
+
+    out_dir = tmp_path_factory.mktemp("tiny_manifests")
+    cuts: dict[str, CutSet] = prepare_manifests(
+        tiny_corpus.root, out_dir, tiny_corpus.parts, num_jobs=1
+    )
+    return cuts
+
+
+@pytest.fixture(scope="session")
+def tiny_char_tokenizer(tiny_cuts: dict, tmp_path_factory: pytest.TempPathFactory):
+    """A CharTokenizer trained on the tiny corpus's training transcripts."""
+    from dmao.data.manifests import cut_transcript
+    from dmao.data.tokenizer import train_tokenizer
+
+    texts = [cut_transcript(cut) for cut in tiny_cuts["train"]]
+    return train_tokenizer("char", texts, tmp_path_factory.mktemp("tiny_char_tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus_tones(tmp_path_factory: pytest.TempPathFactory) -> TinyCorpus:
+    """The same corpus with speech-like waveforms only (the fallback where espeak-ng is missing)."""
+    return build_tiny_corpus(
+        tmp_path_factory.mktemp("tiny_corpus_tones") / "LibriSpeech", use_espeak=False
+    )
