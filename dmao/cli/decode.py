@@ -47,4 +47,3 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_results_table(rows))
     return 0
-

@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     minutes = (time.time() - start) / 60
     print()
     print(format_results_table(rows))
-    print(f"\nrun folder: {args.out} ({minutes:.1f} min); TensorBoard: "
-          f"tensorboard --logdir {args.out / 'tensorboard'}")
+    print(
+        f"\nrun folder: {args.out} ({minutes:.1f} min); TensorBoard: "
+        f"tensorboard --logdir {args.out / 'tensorboard'}"
+    )
     return 0

@@ -33,8 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 _LIBRISPEECH_PARTS = (
-    "train-clean-100", "train-clean-360", "train-other-500",
-    "dev-clean", "dev-other", "test-clean", "test-other",
+    "train-clean-100",
+    "train-clean-360",
+    "train-other-500",
+    "dev-clean",
+    "dev-other",
+    "test-clean",
+    "test-other",
 )
 
 

@@ -16,7 +16,12 @@ from typing import Any
 
 import torch
 from lhotse import CutSet
-from lhotse.dataset import DynamicBucketingSampler, OnTheFlyFeatures, SpecAugment
+from lhotse.dataset import (
+    DynamicBucketingSampler,
+    DynamicCutSampler,
+    OnTheFlyFeatures,
+    SpecAugment,
+)
 from lhotse.dataset.collation import collate_features
 from lhotse.dataset.dataloading import make_worker_init_fn
 from torch.utils.data import DataLoader
@@ -220,6 +225,17 @@ def build_sampler(
         )
 
 
+def build_eval_sampler(cuts: CutSet, *, max_batch_seconds: float) -> DynamicCutSampler:
+    """A deterministic, unshuffled sampler for validation and decoding.
+
+    Pass cuts sorted by duration (``cuts.sort_by_duration()``) to keep padding small; every cut is
+    yielded exactly once, in order, ``max_batch_seconds`` of audio per batch at most.
+    """
+    return DynamicCutSampler(
+        cuts, max_duration=max_batch_seconds, shuffle=False, drop_last=False, world_size=1, rank=0
+    )
+
+
 def sampler_state_for_resume(
     sampler: DynamicBucketingSampler, *, batches_consumed: int
 ) -> dict[str, Any]:
@@ -259,7 +275,7 @@ def build_dataloader(
     cuts: CutSet,
     tokenizer: Tokenizer,
     *,
-    sampler: DynamicBucketingSampler,
+    sampler: DynamicBucketingSampler | DynamicCutSampler,
     train: bool,
     num_workers: int = 0,
     with_targets: bool = True,
@@ -294,9 +310,16 @@ def build_dataloader(
         worker_init_fn = make_worker_init_fn(
             rank=sampler.rank, world_size=sampler.world_size, seed=seed
         )
+    # Each DataLoader iterator draws a base seed from its generator; with the default (global)
+    # generator that draw shifts torch's global RNG whenever an iterator is created, so a resumed
+    # run (new iterator mid-epoch) would diverge from an uninterrupted one (measured: the loss of
+    # the first resumed step differed). A private generator leaves the global stream alone.
+    generator = torch.Generator()
+    generator.manual_seed(sampler.seed if isinstance(sampler.seed, int) else 0)
     return DataLoader(
         dataset,
         sampler=sampler,
+        generator=generator,
         batch_size=None,
         num_workers=num_workers,
         worker_init_fn=worker_init_fn,

@@ -13,7 +13,7 @@ import yaml
 from tqdm import tqdm
 
 from dmao.config import config_from_dict
-from dmao.data.dataset import build_dataloader, build_sampler
+from dmao.data.dataset import build_dataloader, build_eval_sampler
 from dmao.data.pipeline import load_parts
 from dmao.data.tokenizer import load_tokenizer
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
@@ -106,15 +106,8 @@ def decode_split(
         run_dir, checkpoint or dec.checkpoint, dev
     )
 
-    cuts = load_parts(config.data, [split]).to_eager()
-    sampler = build_sampler(
-        cuts,
-        max_batch_seconds=dec.max_batch_seconds,
-        shuffle=False,
-        seed=0,
-        num_buckets=1,
-        drop_last=False,
-    )
+    cuts = load_parts(config.data, [split]).to_eager().sort_by_duration()
+    sampler = build_eval_sampler(cuts, max_batch_seconds=dec.max_batch_seconds)
     loader = build_dataloader(cuts, tokenizer, sampler=sampler, train=False, with_targets=False)
     ids, refs, hyps = [], [], []
     audio_seconds = 0.0

@@ -16,19 +16,22 @@ from __future__ import annotations
 import json
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lhotse import CutSet
 from tqdm import tqdm
 
 from dmao.config import ExperimentConfig, config_to_dict, save_config
-from dmao.data.dataset import build_dataloader, build_sampler
+from dmao.data.dataset import build_dataloader, build_eval_sampler, build_sampler
 from dmao.data.filtering import filter_cuts
+from dmao.data.manifests import cut_transcript
 from dmao.data.pipeline import load_parts
 from dmao.data.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from dmao.decoding import greedy_decode
@@ -49,16 +52,30 @@ from dmao.training.metrics import MetricLogger
 from dmao.training.model_setup import build_model_from_config
 from dmao.training.schedule import build_one_cycle_scheduler
 
-__all__ = ["TrainingRecipe", "resolve_device"]
+__all__ = ["TrainingRecipe", "resolve_device", "seed_everything"]
 
 log = logging.getLogger(__name__)
 
 # Settings that must not change when a run is resumed: they define the model or the data order.
-_RESUME_MUST_MATCH = ("model", "tokenizer", "data.train_parts", "data.max_batch_seconds",
-                      "data.num_buckets", "train.seed", "train.max_steps")
+_RESUME_MUST_MATCH = (
+    "model",
+    "tokenizer",
+    "data.train_parts",
+    "data.max_batch_seconds",
+    "data.num_buckets",
+    "train.seed",
+    "train.max_steps",
+)
 
 # Consecutive non-finite steps tolerated before the run stops (ESPnet2 skips such updates too).
 MAX_CONSECUTIVE_BAD_STEPS = 20
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, NumPy and Python's ``random`` (lhotse's SpecAugment draws from the latter)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -108,7 +125,6 @@ class TrainingRecipe:
             )
         if cfg.train.num_threads > 0:
             torch.set_num_threads(cfg.train.num_threads)
-        torch.manual_seed(cfg.train.seed)
         save_config(cfg, self.run_dir / "config.yaml")
 
         train_cuts = load_parts(cfg.data, cfg.data.train_parts)
@@ -116,6 +132,8 @@ class TrainingRecipe:
         self.tokenizer = self._setup_tokenizer(train_cuts)
         self.train_cuts, self.dev_cuts = self._filter(train_cuts, dev_cuts)
 
+        # Seeded right before the model is built so that data preparation cannot shift the stream.
+        seed_everything(cfg.train.seed)
         self.model = build_model_from_config(cfg.model, self.tokenizer.vocab_size).to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -156,9 +174,11 @@ class TrainingRecipe:
         tok_dir = self.run_dir / "tokenizer"
         if (tok_dir / "tokenizer.json").is_file():
             return load_tokenizer(tok_dir)
-        texts = [s.text for c in train_cuts for s in c.supervisions if s.text]
+        texts = [cut_transcript(c) for c in train_cuts]
+        texts = [t for t in texts if t]
         cfg = self.config.tokenizer
-        return train_tokenizer(cfg.kind, texts, tok_dir, vocab_size=cfg.vocab_size)
+        vocab_size = cfg.vocab_size if cfg.kind == "bpe" else None
+        return train_tokenizer(cfg.kind, texts, tok_dir, vocab_size=vocab_size)
 
     def _filter(self, train_cuts: CutSet, dev_cuts: CutSet) -> tuple[CutSet, CutSet]:
         cfg = self.config.data
@@ -175,15 +195,15 @@ class TrainingRecipe:
                 min_duration_s=limits[0],
                 max_duration_s=limits[1],
             )
-            report[name] = rep.to_json()
-            if rep.num_excluded:
+            report[name] = json.loads(rep.to_json())
+            if rep.num_kept < rep.num_input:
                 log.warning("%s: %s", name, rep.summary())
             kept.append(good.to_eager())
         with open(self.run_dir / "data_report.json", "w") as f:
             json.dump(report, f, indent=1)
         n_dev = self.config.train.max_valid_utterances
         dev = kept[1].subset(first=min(n_dev, len(kept[1]))) if n_dev > 0 else kept[1]
-        return kept[0], dev
+        return kept[0], dev.sort_by_duration()
 
     # ------------------------------------------------------------------ loop
     def _ctc_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
@@ -234,7 +254,9 @@ class TrainingRecipe:
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 self.model.parameters(),
-                self.config.optim.grad_clip_norm if self.config.optim.grad_clip_norm > 0 else math.inf,
+                self.config.optim.grad_clip_norm
+                if self.config.optim.grad_clip_norm > 0
+                else math.inf,
             )
             if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
                 self._skip_bad_step(batch, float(loss), float(grad_norm))
@@ -290,7 +312,10 @@ class TrainingRecipe:
         )
         log.warning(
             "step %d: non-finite loss %s / grad norm %s; update skipped (utterances: %s)",
-            self.progress.step, loss, grad_norm, ", ".join(batch["cut_ids"][:10]),
+            self.progress.step,
+            loss,
+            grad_norm,
+            ", ".join(batch["cut_ids"][:10]),
         )
         if self.progress.consecutive_bad_steps >= MAX_CONSECUTIVE_BAD_STEPS:
             raise FloatingPointError(
@@ -302,13 +327,8 @@ class TrainingRecipe:
     def validate(self) -> dict[str, float]:
         """Dev CTC loss per token and greedy-decoding WER/CER on the fixed dev subset."""
         self.model.eval()
-        sampler = build_sampler(
-            self.dev_cuts,
-            max_batch_seconds=self.config.data.max_batch_seconds,
-            shuffle=False,
-            seed=0,
-            num_buckets=1,
-            drop_last=False,
+        sampler = build_eval_sampler(
+            self.dev_cuts, max_batch_seconds=self.config.data.max_batch_seconds
         )
         loader = build_dataloader(self.dev_cuts, self.tokenizer, sampler=sampler, train=False)
         loss_sum, tokens = 0.0, 0
@@ -335,14 +355,13 @@ class TrainingRecipe:
         self.model.train()
         score = score_corpus(refs, hyps)
         result = {
-            "step": self.progress.step,
             "loss": loss_sum / max(tokens, 1),
             "wer": score.wer,
             "cer": score.cer,
             "num_utterances": len(refs),
         }
         self.metrics.log("valid", self.progress.step, **result)
-        return result
+        return {"step": self.progress.step, **result}
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:

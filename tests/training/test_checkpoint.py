@@ -10,7 +10,11 @@ from dmao.training import checkpoint as ck
 
 
 def _state(step: int) -> dict:
-    return {"step": step, "model": {"w": torch.full((3,), float(step))}, "rng": ck.capture_rng_state()}
+    return {
+        "step": step,
+        "model": {"w": torch.full((3,), float(step))},
+        "rng": ck.capture_rng_state(),
+    }
 
 
 def test_save_load_round_trip_weights_only(tmp_path):

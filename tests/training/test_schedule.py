@@ -8,7 +8,9 @@ from dmao.training.schedule import build_one_cycle_scheduler, one_cycle_lr
 
 def test_one_cycle_shape():
     total, peak = 1000, 1e-3
-    lrs = [one_cycle_lr(s, total, peak, initial_lr_ratio=0.1, final_lr=1e-6) for s in range(total + 1)]
+    lrs = [
+        one_cycle_lr(s, total, peak, initial_lr_ratio=0.1, final_lr=1e-6) for s in range(total + 1)
+    ]
     assert lrs[0] == pytest.approx(1e-4)
     assert max(lrs) == pytest.approx(peak)
     assert lrs.index(max(lrs)) == 450  # peak at 45 % of training

@@ -1,0 +1,129 @@
+"""End-to-end: the real recipe trains on a tiny real corpus, checkpoints, resumes and decodes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dmao.config import load_config
+from dmao.decoding.decode_run import decode_split
+from dmao.training.checkpoint import latest_checkpoint, load_checkpoint
+from dmao.training.metrics import read_metrics
+from dmao.training.recipe import TrainingRecipe
+
+
+def _tiny_config(corpus, manifest_dir, **train):
+    overrides = [
+        "data.corpus=librispeech",
+        f"data.corpus_dir={corpus.root}",
+        f"data.manifest_dir={manifest_dir}",
+        "data.max_batch_seconds=12",
+        "data.num_buckets=2",
+        "tokenizer.kind=char",
+        "model.d_model=32",
+        "model.num_layers=2",
+        "model.head_dim=16",
+        "model.conv_kernel_size=7",
+        "model.frontend_channels=[4, 4, 4, 4]",
+        "model.dropout=0.0",
+        "optim.peak_lr=3e-3",
+        "train.log_every_steps=1",
+        "train.progress_bar=false",
+        "train.device=cpu",
+    ] + [f"train.{k}={v}" for k, v in train.items()]
+    return load_config(None, overrides)
+
+
+def _train(config, run_dir, *, resume=False):
+    recipe = TrainingRecipe(config, run_dir, resume=resume)
+    recipe.setup()
+    try:
+        recipe.train()
+    finally:
+        recipe.cleanup()
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_corpus, tmp_path_factory):
+    manifests = tmp_path_factory.mktemp("manifests")
+    run = tmp_path_factory.mktemp("run")
+    config = _tiny_config(
+        tiny_corpus, manifests, max_steps=40, valid_every_steps=20, checkpoint_every_steps=20
+    )
+    _train(config, run)
+    return run, manifests
+
+
+def test_loss_falls_and_run_folder_is_complete(trained_run):
+    run, _ = trained_run
+    losses = [r["loss"] for r in read_metrics(run, "train")]
+    assert len(losses) == 40
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+    for name in (
+        "config.yaml",
+        "tokenizer/tokenizer.json",
+        "data_report.json",
+        "architecture.json",
+    ):
+        assert (run / name).is_file(), name
+    report = json.loads((run / "data_report.json").read_text())
+    assert report["train"]["num_input"] > report["train"]["num_kept"]  # problem cases excluded
+    valid = read_metrics(run, "valid")
+    assert [r["step"] for r in valid] == [20, 40]
+    assert all(r["cer"] >= 0.0 for r in valid)
+    state = load_checkpoint(latest_checkpoint(run / "checkpoints"))
+    assert state["step"] == 40
+    assert state["architecture"]["layers"][0]["ff1"] == 128
+
+
+def test_decode_scores_every_test_utterance(trained_run, tiny_corpus):
+    run, _ = trained_run
+    result = decode_split(run, "test", method="beam", beam_size=4, progress_bar=False)
+    assert result.score.num_utterances == len(tiny_corpus.transcripts["test"])
+    assert result.hypotheses_path.is_file()
+    assert result.score.cer >= 0.0
+    greedy = decode_split(run, "test", method="greedy", progress_bar=False)
+    assert greedy.score.num_utterances == result.score.num_utterances
+
+
+def test_resume_is_bit_exact(tiny_corpus, tmp_path):
+    """Stop after 6 steps, resume to 12: same losses and weights as 12 uninterrupted steps."""
+    manifests = tmp_path / "manifests"
+    full = _tiny_config(
+        tiny_corpus, manifests, max_steps=12, valid_every_steps=100, checkpoint_every_steps=6
+    )
+    _train(full, tmp_path / "a")
+
+    # Same run, killed after its step-6 checkpoint: emulate by removing the later checkpoint
+    # of a copy and resuming from step 6.
+    _train(full, tmp_path / "b")
+    (tmp_path / "b" / "checkpoints" / "step-00000012.pt").unlink()
+    (tmp_path / "b" / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in read_metrics(tmp_path / "b") if r["step"] <= 6)
+    )
+    _train(full, tmp_path / "b", resume=True)
+
+    losses_a = [r["loss"] for r in read_metrics(tmp_path / "a", "train")]
+    losses_b = [r["loss"] for r in read_metrics(tmp_path / "b", "train")]
+    assert losses_a == losses_b
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "step-00000012.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-00000012.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for key, slot in a["optimizer"]["state"].items():
+        assert torch.equal(slot["exp_avg"], b["optimizer"]["state"][key]["exp_avg"])
+
+
+def test_refuses_to_overwrite_and_checks_settings_on_resume(trained_run, tiny_corpus):
+    run, manifests = trained_run
+    config = _tiny_config(tiny_corpus, manifests, max_steps=40)
+    with pytest.raises(FileExistsError, match="--resume"):
+        TrainingRecipe(config, run).setup()
+    changed = _tiny_config(tiny_corpus, manifests, max_steps=40)
+    changed.model.d_model = 48
+    with pytest.raises(Exception, match=r"model: checkpoint"):
+        TrainingRecipe(changed, run, resume=True).setup()
