@@ -6,6 +6,7 @@ was expected, so a typo in a recipe never silently trains with a default.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -54,10 +55,8 @@ def _check_value(value: Any, hint: Any, key: str, source: str) -> Any:
     if hint is float:
         if isinstance(value, str):
             # YAML 1.1 reads "4e-4" (no dot) as a string; accept it as the number it clearly is.
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: {key!r} must be a number, got {value!r}")
         return float(value)

@@ -26,8 +26,8 @@ class DataConfig:
     """Where the corpus is and how batches are formed."""
 
     corpus: str = "synthetic"
-    """Corpus kind. ``synthetic`` (built in, generated when missing) or ``librispeech``
-    (any corpus in the LibriSpeech layout: ``<part>/<spk>/<chapter>/*.flac`` + ``*.trans.txt``)."""
+    """Corpus kind. ``synthetic`` (built in, generated when missing) or ``librispeech`` (any
+    corpus in the LibriSpeech layout: ``<part>/<spk>/<chapter>/*.flac`` + ``*.trans.txt``)."""
     corpus_dir: str = "data/synthetic/corpus"
     """Directory holding the corpus in the LibriSpeech layout."""
     manifest_dir: str = "data/synthetic/manifests"
@@ -43,7 +43,7 @@ class DataConfig:
     synthetic_seed: int = 0
     """Seed of the synthetic corpus (sentences, voices, noise)."""
     max_batch_seconds: float = 200.0
-    """Upper bound on the total audio duration of one batch, in seconds (lhotse ``max_duration``)."""
+    """Upper bound on the total audio of one batch, in seconds (lhotse ``max_duration``)."""
     num_buckets: int = 10
     """Number of duration buckets of the dynamic bucketing sampler."""
     num_workers: int = 0

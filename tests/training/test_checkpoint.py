@@ -36,7 +36,7 @@ def test_failed_save_leaves_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", boom)
-    with pytest.raises(ck.CheckpointError, match="No space left"):
+    with pytest.raises(ck.CheckpointError, match=r"No space left"):
         ck.save_checkpoint(_state(2), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
@@ -49,7 +49,7 @@ def test_schema_version_checked(tmp_path):
     with pytest.raises(ck.CheckpointError, match="schema version 999"):
         ck.load_checkpoint(path)
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ck.CheckpointError, match="garbage.pt"):
+    with pytest.raises(ck.CheckpointError, match=r"garbage\.pt"):
         ck.load_checkpoint(tmp_path / "garbage.pt")
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -16,7 +18,7 @@ def test_one_cycle_shape():
     assert lrs.index(max(lrs)) == 450  # peak at 45 % of training
     assert lrs[900] == pytest.approx(1e-4)  # back to the start value at 90 %
     assert lrs[-1] == pytest.approx(1e-6)
-    assert all(b <= a for a, b in zip(lrs[450:], lrs[451:]))  # monotone decay after the peak
+    assert all(b <= a for a, b in itertools.pairwise(lrs[450:]))  # monotone decay after the peak
 
 
 def test_scheduler_follows_function_and_resumes():
