@@ -37,6 +37,15 @@ class ParameterReport:
         """Parameters of the modules DMAO may resize (all FFN, conv and MHSA modules)."""
         return sum(self.by_kind[kind] for kind in MODULE_KINDS)
 
+    def to_dict(self) -> dict:
+        """JSON-friendly form (``dmao info --json``)."""
+        return {
+            "total": self.total,
+            "adaptable": self.adaptable,
+            "by_kind": dict(self.by_kind),
+            "by_layer": [dict(layer) for layer in self.by_layer],
+        }
+
 
 def _numel(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
