@@ -19,6 +19,7 @@ from dmao.models.attention import MultiHeadSelfAttention
 from dmao.models.convolution import ConvolutionModule
 from dmao.models.feed_forward import FeedForward
 from dmao.models.frontend import VGGFrontend, lengths_to_mask
+from dmao.models.normalization import GlobalFeatureNorm
 
 __all__ = ["ConformerBlock", "ConformerCTC", "ConformerEncoder"]
 
@@ -96,6 +97,7 @@ class ConformerEncoder(nn.Module):
         frontend_channels: tuple[int, int, int, int] = (32, 64, 64, 32),
     ) -> None:
         super().__init__()
+        self.feature_norm = GlobalFeatureNorm(num_features)
         self.frontend = VGGFrontend(num_features, d_model, frontend_channels)
         self.blocks = nn.ModuleList(
             ConformerBlock(d_model, widths, head_dim, conv_kernel_size, dropout)
@@ -109,7 +111,7 @@ class ConformerEncoder(nn.Module):
 
     def forward(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
         """``features (B, T, F)``, ``feature_lens (B,)`` → ``(B, T', d)``, ``out_lens (B,)``."""
-        x, out_lens = self.frontend(features, feature_lens)  # (B, T', d)
+        x, out_lens = self.frontend(self.feature_norm(features), feature_lens)  # (B, T', d)
         mask = lengths_to_mask(out_lens, x.shape[1])  # (B, T')
         for block in self.blocks:
             x = block(x, mask)

@@ -33,6 +33,7 @@ from dmao.data.dataset import build_dataloader, build_eval_sampler, build_sample
 from dmao.data.filtering import filter_cuts
 from dmao.data.manifests import cut_transcript
 from dmao.data.pipeline import load_parts
+from dmao.data.statistics import feature_statistics
 from dmao.data.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from dmao.decoding import greedy_decode
 from dmao.evaluation import score_corpus
@@ -134,7 +135,12 @@ class TrainingRecipe:
 
         # Seeded right before the model is built so that data preparation cannot shift the stream.
         seed_everything(cfg.train.seed)
-        self.model = build_model_from_config(cfg.model, self.tokenizer.vocab_size).to(self.device)
+        self.model = build_model_from_config(cfg.model, self.tokenizer.vocab_size)
+        # Global mean/variance normalisation from the training data; a resumed run reloads the
+        # same buffers from its checkpoint.
+        mean, std = feature_statistics(self.train_cuts)
+        self.model.encoder.feature_norm.set_statistics(mean, std)
+        self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=cfg.optim.peak_lr,
