@@ -64,10 +64,16 @@ def bench_training(config, cuts, tokenizer, steps: int) -> tuple[float, float, f
             break
         start = time.perf_counter()
         log_probs, out_lens = model(batch["features"], batch["feature_lens"])
-        loss = F.ctc_loss(
-            log_probs.transpose(0, 1), batch["targets"], out_lens, batch["target_lens"],
-            reduction="sum",
-        ) / batch["target_lens"].sum()
+        loss = (
+            F.ctc_loss(
+                log_probs.transpose(0, 1),
+                batch["targets"],
+                out_lens,
+                batch["target_lens"],
+                reduction="sum",
+            )
+            / batch["target_lens"].sum()
+        )
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -85,8 +91,9 @@ def bench_decoding(model, cuts, tokenizer, beam_size: int, repeats: int) -> dict
     model.eval()
     cuts = cuts.sort_by_duration()
     sampler = build_eval_sampler(cuts, max_batch_seconds=300)
-    batches = list(build_dataloader(cuts, tokenizer, sampler=sampler, train=False,
-                                    with_targets=False))
+    batches = list(
+        build_dataloader(cuts, tokenizer, sampler=sampler, train=False, with_targets=False)
+    )
     audio_s = sum(float(b["feature_lens"].sum()) * 0.01 for b in batches)
     result = {}
     for name in ("greedy", f"beam{beam_size}"):
@@ -119,8 +126,10 @@ def main() -> None:
 
     test = load_parts(config.data, config.data.test_parts).to_eager()
     fb = bench_fbank(test.subset(first=min(args.fbank_utterances, len(test))), args.repeats)
-    print(f"fbank extraction: {fb:.0f} x real time (median of {args.repeats}, "
-          f"{torch.get_num_threads()} threads)")
+    print(
+        f"fbank extraction: {fb:.0f} x real time (median of {args.repeats}, "
+        f"{torch.get_num_threads()} threads)"
+    )
 
     if args.run is not None:
         from dmao.decoding.decode_run import load_trained_model
@@ -130,15 +139,18 @@ def main() -> None:
         train = load_parts(config.data, config.data.train_parts).to_eager()
         texts = [cut_transcript(c) for c in train]
         tok_dir = Path("/tmp/dmao_bench_tokenizer")
-        tokenizer = train_tokenizer(config.tokenizer.kind, texts, tok_dir,
-                                    vocab_size=config.tokenizer.vocab_size)
+        tokenizer = train_tokenizer(
+            config.tokenizer.kind, texts, tok_dir, vocab_size=config.tokenizer.vocab_size
+        )
         model = None
 
     train = load_parts(config.data, config.data.train_parts).to_eager()
     train, _ = filter_cuts(train, tokenizer, subsampled_length=subsampled_length)
     step, utts, audio = bench_training(config, train.to_eager(), tokenizer, args.train_steps)
-    print(f"training: {step:.2f} s/step, {utts:.1f} utterances/s, {audio:.1f} s audio/s "
-          f"(median of {args.train_steps} steps, max_batch_seconds={config.data.max_batch_seconds})")
+    print(
+        f"training: {step:.2f} s/step, {utts:.1f} utterances/s, {audio:.1f} s audio/s "
+        f"(median of {args.train_steps} steps, max_batch_seconds={config.data.max_batch_seconds})"
+    )
 
     if model is None:
         model = build_model_from_config(config.model, tokenizer.vocab_size)
