@@ -273,7 +273,7 @@ class TrainingRecipe:
             progress.step += 1
             bar.update(1)
 
-            window["loss"] += float(loss_sum)
+            window["loss"] += float(loss_sum.detach())
             window["tokens"] += num_tokens
             window["utts"] += len(batch["cut_ids"])
             window["audio_s"] += float(batch["feature_lens"].sum()) * 0.01
