@@ -19,8 +19,8 @@ from dmao.data.tokenizer import load_tokenizer
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
 from dmao.evaluation.wer import ScoreResult, score_corpus, write_hypotheses
 from dmao.models.architecture import EncoderArchitecture
-from dmao.models.registry import build_model
 from dmao.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from dmao.training.model_setup import build_model_from_config
 from dmao.training.recipe import resolve_device
 
 __all__ = ["DecodeResult", "decode_split", "load_trained_model", "resolve_checkpoint"]
@@ -62,17 +62,9 @@ def load_trained_model(run_dir: Path, which: str, device: torch.device):
     state = load_checkpoint(path, map_location=device)
     config = config_from_dict(state["config"], source=str(path))
     tokenizer = load_tokenizer(run_dir / "tokenizer")
-    m = config.model
-    model = build_model(
-        m.name,
-        vocab_size=tokenizer.vocab_size,
-        d_model=m.d_model,
-        num_layers=m.num_layers,
-        head_dim=m.head_dim,
-        ff_multiplier=m.ff_multiplier,
-        conv_kernel_size=m.conv_kernel_size,
-        dropout=m.dropout,
-        frontend_channels=tuple(m.frontend_channels),
+    model = build_model_from_config(
+        config.model,
+        tokenizer.vocab_size,
         architecture=EncoderArchitecture.from_dict(state["architecture"]),
     )
     model.load_state_dict(state["model"])

@@ -30,9 +30,16 @@ def load_architecture(source: str | Path) -> EncoderArchitecture:
     return EncoderArchitecture.from_dict(data)
 
 
-def build_model_from_config(config: ModelConfig, vocab_size: int) -> nn.Module:
-    """Build the registered model ``config.name`` for ``vocab_size`` outputs (blank included)."""
-    architecture = load_architecture(config.architecture) if config.architecture else None
+def build_model_from_config(
+    config: ModelConfig, vocab_size: int, architecture: EncoderArchitecture | None = None
+) -> nn.Module:
+    """Build the registered model ``config.name`` for ``vocab_size`` outputs (blank included).
+
+    ``architecture`` (e.g. the one stored in a checkpoint) takes precedence over
+    ``config.architecture``; with neither, the widths are uniform.
+    """
+    if architecture is None and config.architecture:
+        architecture = load_architecture(config.architecture)
     return build_model(
         config.name,
         vocab_size=vocab_size,
