@@ -15,10 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dmao.method.units import SlicedUnits, UnitSlice
+
 __all__ = ["MultiHeadSelfAttention"]
 
 
-class MultiHeadSelfAttention(nn.Module):
+class MultiHeadSelfAttention(SlicedUnits, nn.Module):
     """pre-LayerNorm → q, k, v projections → dot-product attention → out projection → dropout.
 
     Args:
@@ -65,6 +67,27 @@ class MultiHeadSelfAttention(nn.Module):
     def params_per_unit(self) -> int:
         """Parameters one head owns: Dh rows (+ biases) of q, k, v and Dh columns of out."""
         return 3 * self.head_dim * (self.d_model + 1) + self.head_dim * self.d_model
+
+    # DMAO unit interface (dmao.method.units.AdaptableModule): what each head owns. A head is
+    # always one component (METHOD.md §2), whatever the granularity.
+    UNIT_SUBMODULES = ("norm", "q", "k", "v", "out")
+    ONE_UNIT_PER_COMPONENT = True
+
+    def unit_slices(self) -> list[UnitSlice]:
+        """Head h: rows [h*Dh, (h+1)*Dh) of q, k, v (scored) and the same columns of out."""
+        Dh = self.head_dim
+        in_bound = 1.0 / self.d_model**0.5
+        out_bound = 1.0 / max(self.num_heads * Dh, 1) ** 0.5
+        slices = []
+        for name in ("q", "k", "v"):
+            slices.append(
+                UnitSlice(f"{name}.weight", dim=0, unit_size=Dh, role="input", init_bound=in_bound)
+            )
+            slices.append(UnitSlice(f"{name}.bias", dim=0, unit_size=Dh, init_bound=in_bound))
+        slices.append(
+            UnitSlice("out.weight", dim=1, unit_size=Dh, role="output", init_bound=out_bound)
+        )
+        return slices
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """

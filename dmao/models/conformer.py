@@ -192,6 +192,26 @@ class ConformerCTC(nn.Module):
         """The current per-layer widths, read from the modules."""
         return self.encoder.architecture
 
+    def adaptable_modules(self) -> dict[str, nn.Module]:
+        """The modules DMAO may resize, by their path in the model (``"encoder.blocks.3.conv"``).
+
+        Each implements :class:`dmao.method.units.AdaptableModule`. Listing them (re)sets their
+        ``kind``, ``default_width`` (from :attr:`default_architecture`, so it is right for a model
+        rebuilt with a DMAO architecture too) and ``base_dropout``; the order is bottom block first,
+        then ``ff1, conv, mhsa, ff2``.
+        """
+        modules: dict[str, nn.Module] = {}
+        for i, (block, default) in enumerate(
+            zip(self.encoder.blocks, self.default_architecture.layers, strict=True)
+        ):
+            for kind in MODULE_KINDS:
+                module = getattr(block, kind)
+                module.kind = kind
+                module.default_width = getattr(default, kind)
+                module.base_dropout = self.dropout
+                modules[f"encoder.blocks.{i}.{kind}"] = module
+        return modules
+
     def forward(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
         """
         Args:

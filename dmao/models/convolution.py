@@ -16,10 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dmao.method.units import SlicedUnits, UnitSlice
+
 __all__ = ["ConvolutionModule"]
 
 
-class ConvolutionModule(nn.Module):
+class ConvolutionModule(SlicedUnits, nn.Module):
     """pre-LN → Linear(d, 2C), GLU → depthwise Conv1d → BatchNorm → SiLU → Linear(C, d) → dropout.
 
     Args:
@@ -75,6 +77,27 @@ class ConvolutionModule(nn.Module):
         """Parameters one channel owns: 2 pointwise1 rows + biases, its depthwise kernel + bias,
         its norm scale and shift, and its pointwise2 column."""
         return 2 * (self.d_model + 1) + (self.kernel_size + 1) + 2 + self.d_model
+
+    # DMAO unit interface (dmao.method.units.AdaptableModule): what each channel owns.
+    UNIT_SUBMODULES = ("pre_norm", "pointwise1", "depthwise", "norm", "pointwise2")
+
+    def unit_slices(self) -> list[UnitSlice]:
+        """Channel c: GLU value row c and gate row C+c of pointwise1 (scored, ``groups=2``), its
+        depthwise kernel and bias, its BatchNorm entries and statistics, pointwise2 column c."""
+        in_bound = 1.0 / self.d_model**0.5
+        dw_bound = 1.0 / self.kernel_size**0.5  # depthwise fan_in = kernel_size
+        out_bound = 1.0 / max(self.channels, 1) ** 0.5
+        return [
+            UnitSlice("pointwise1.weight", dim=0, groups=2, role="input", init_bound=in_bound),
+            UnitSlice("pointwise1.bias", dim=0, groups=2, init_bound=in_bound),
+            UnitSlice("depthwise.weight", dim=0, init_bound=dw_bound),
+            UnitSlice("depthwise.bias", dim=0, init_bound=dw_bound),
+            UnitSlice("norm.weight", dim=0, init_const=1.0),
+            UnitSlice("norm.bias", dim=0, init_const=0.0),
+            UnitSlice("norm.running_mean", dim=0, init_const=0.0),
+            UnitSlice("norm.running_var", dim=0, init_const=1.0),
+            UnitSlice("pointwise2.weight", dim=1, role="output", init_bound=out_bound),
+        ]
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """

@@ -13,10 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dmao.method.units import SlicedUnits, UnitSlice
+
 __all__ = ["FeedForward"]
 
 
-class FeedForward(nn.Module):
+class FeedForward(SlicedUnits, nn.Module):
     """pre-LayerNorm → Linear(d, hidden) → SiLU → dropout → Linear(hidden, d) → dropout.
 
     Args:
@@ -52,6 +54,19 @@ class FeedForward(nn.Module):
     def params_per_unit(self) -> int:
         """Parameters one hidden unit owns: its W1 row, b1 entry and W2 column."""
         return 2 * self.d_model + 1
+
+    # DMAO unit interface (dmao.method.units.AdaptableModule): what each hidden unit owns.
+    UNIT_SUBMODULES = ("norm", "linear1", "linear2")
+
+    def unit_slices(self) -> list[UnitSlice]:
+        """Hidden unit i: row i of linear1 (scored), b1[i], column i of linear2 (outgoing)."""
+        in_bound = 1.0 / self.d_model**0.5  # nn.Linear's default init bound, fan_in = d
+        out_bound = 1.0 / max(self.hidden, 1) ** 0.5
+        return [
+            UnitSlice("linear1.weight", dim=0, role="input", init_bound=in_bound),
+            UnitSlice("linear1.bias", dim=0, init_bound=in_bound),
+            UnitSlice("linear2.weight", dim=1, role="output", init_bound=out_bound),
+        ]
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, T, d)`` → ``(B, T, d)``; all zeros for a width-0 module."""

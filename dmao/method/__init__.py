@@ -1,0 +1,38 @@
+"""DMAO: score, drop and duplicate encoder units during training (METHOD.md).
+
+Layout: ``units`` (the interface models implement, torch only) ← ``scores`` (EMA scores),
+``optimizer_state`` (optimizer remap), ``schedule``, ``config`` ← ``allocator`` (events).
+Nothing here imports ``dmao.models``: the method knows modules only through
+:class:`~dmao.method.units.AdaptableModule`.
+"""
+
+from __future__ import annotations
+
+from dmao.method.allocator import DmaoAllocator, ReallocationEvent
+from dmao.method.config import DmaoConfig
+from dmao.method.optimizer_state import remap_optimizer
+from dmao.method.schedule import event_schedule
+from dmao.method.scores import ScoreTracker
+from dmao.method.units import (
+    AdaptableModule,
+    GrowthInit,
+    ParamRemap,
+    SlicedUnits,
+    UnitSlice,
+    components_to_units,
+)
+
+__all__ = [
+    "AdaptableModule",
+    "DmaoAllocator",
+    "DmaoConfig",
+    "GrowthInit",
+    "ParamRemap",
+    "ReallocationEvent",
+    "ScoreTracker",
+    "SlicedUnits",
+    "UnitSlice",
+    "components_to_units",
+    "event_schedule",
+    "remap_optimizer",
+]

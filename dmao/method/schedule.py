@@ -1,0 +1,37 @@
+"""When DMAO events happen: fractions of the total optimizer steps (METHOD.md §5).
+
+Fractions rather than step numbers make one schedule hold for any run length, world size and
+gradient accumulation (the step counter is the optimizer-step counter).
+"""
+
+from __future__ import annotations
+
+__all__ = ["event_schedule"]
+
+
+def event_schedule(
+    total_steps: int, last_event_fraction: float, num_events: int, total_fraction: float
+) -> list[tuple[int, float]]:
+    """The events as ``(step, fraction)`` pairs, in step order.
+
+    Event ``i`` (1-based) happens after ``round(last_event_fraction * i / num_events *
+    total_steps)`` optimizer steps and moves ``total_fraction / num_events`` of the adaptable
+    parameters.
+
+    Raises:
+        ValueError: if ``total_steps`` is too small to give every event its own step >= 1.
+    """
+    if total_steps < 1:
+        raise ValueError(f"DMAO schedule: total_steps must be >= 1, got {total_steps}")
+    if num_events < 1:
+        raise ValueError(f"DMAO schedule: num_events must be >= 1, got {num_events}")
+    steps = [
+        round(last_event_fraction * i / num_events * total_steps) for i in range(1, 1 + num_events)
+    ]
+    if steps[0] < 1 or len(set(steps)) != num_events:
+        raise ValueError(
+            f"DMAO schedule: {num_events} events up to {last_event_fraction} of {total_steps} "
+            f"steps fall on steps {steps}; every event needs its own step >= 1 "
+            f"(train longer or use fewer events)"
+        )
+    return [(step, total_fraction / num_events) for step in steps]
