@@ -11,6 +11,7 @@ from dmao.config.loading import (
 from dmao.config.schema import (
     DataConfig,
     DecodeConfig,
+    DmaoConfig,
     ExperimentConfig,
     ModelConfig,
     OptimConfig,
@@ -22,6 +23,7 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DecodeConfig",
+    "DmaoConfig",
     "ExperimentConfig",
     "ModelConfig",
     "OptimConfig",

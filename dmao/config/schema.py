@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dmao.method.config import DmaoConfig
+
 __all__ = [
     "DataConfig",
     "DecodeConfig",
+    "DmaoConfig",
     "ExperimentConfig",
     "ModelConfig",
     "OptimConfig",
@@ -164,3 +167,5 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
+    dmao: DmaoConfig = field(default_factory=DmaoConfig)
+    """In-training architecture optimisation (off unless ``dmao.enabled: true``)."""

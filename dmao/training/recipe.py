@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from lhotse import CutSet
 from tqdm import tqdm
 
-from dmao.config import ExperimentConfig, config_to_dict, save_config
+from dmao.config import ExperimentConfig, config_from_dict, config_to_dict, save_config
 from dmao.data.dataset import build_dataloader, build_eval_sampler, build_sampler
 from dmao.data.filtering import filter_cuts
 from dmao.data.manifests import cut_transcript
@@ -37,6 +37,8 @@ from dmao.data.statistics import feature_statistics
 from dmao.data.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from dmao.decoding import greedy_decode
 from dmao.evaluation import score_corpus
+from dmao.method import DmaoAllocator
+from dmao.models.architecture import EncoderArchitecture
 from dmao.models.frontend import subsampled_length
 from dmao.training.checkpoint import (
     CheckpointError,
@@ -66,6 +68,7 @@ _RESUME_MUST_MATCH = (
     "data.num_buckets",
     "train.seed",
     "train.max_steps",
+    "dmao",
 )
 
 # Consecutive non-finite steps tolerated before the run stops (ESPnet2 skips such updates too).
@@ -135,7 +138,15 @@ class TrainingRecipe:
 
         # Seeded right before the model is built so that data preparation cannot shift the stream.
         seed_everything(cfg.train.seed)
-        self.model = build_model_from_config(cfg.model, self.tokenizer.vocab_size)
+        # A resumed run continues with the architecture it had reached (DMAO may have changed
+        # it), so the model is built from the checkpoint's widths before its weights are loaded.
+        resume_state = load_checkpoint(resume_from) if resume_from is not None else None
+        architecture = None
+        if resume_state is not None:
+            architecture = EncoderArchitecture.from_dict(resume_state["architecture"])
+        self.model = build_model_from_config(
+            cfg.model, self.tokenizer.vocab_size, architecture=architecture
+        )
         # Global mean/variance normalisation from the training data; a resumed run reloads the
         # same buffers from its checkpoint.
         mean, std = feature_statistics(self.train_cuts)
@@ -171,9 +182,14 @@ class TrainingRecipe:
             train=cfg.data.spec_augment,
             num_workers=cfg.data.num_workers,
         )
+        self.allocator = None
+        if cfg.dmao.enabled:
+            self.allocator = DmaoAllocator(
+                self.model.adaptable_modules(), cfg.dmao, cfg.train.max_steps
+            )
         self.metrics = MetricLogger(self.run_dir)
-        if resume_from is not None:
-            self.load(resume_from)
+        if resume_state is not None:
+            self.load_state(resume_state, resume_from)
         log.info("model: %s parameters", f"{sum(p.numel() for p in self.model.parameters()):,}")
 
     def _setup_tokenizer(self, train_cuts: CutSet) -> Tokenizer:
@@ -258,6 +274,9 @@ class TrainingRecipe:
             loss = loss_sum / max(num_tokens, 1)  # per-token loss: stable across bucket lengths
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.allocator is not None and torch.isfinite(loss):
+                # Scores come from this backward's gradients, before clipping (METHOD.md §3).
+                self.allocator.after_backward(progress.step)
             grad_norm = torch.nn.utils.clip_grad_norm_(
                 self.model.parameters(),
                 self.config.optim.grad_clip_norm
@@ -272,6 +291,10 @@ class TrainingRecipe:
             self.scheduler.step()
             progress.step += 1
             bar.update(1)
+            if self.allocator is not None:
+                event = self.allocator.maybe_reallocate(progress.step, self.optimizer)
+                if event is not None:
+                    self._log_event(event.to_dict(), bar)
 
             window["loss"] += float(loss_sum.detach())
             window["tokens"] += num_tokens
@@ -304,6 +327,18 @@ class TrainingRecipe:
         with open(self.run_dir / "architecture.json", "w") as f:
             json.dump(self.model.architecture.to_dict(), f, indent=1)
         return last_valid
+
+    def _log_event(self, event: dict[str, Any], bar: tqdm) -> None:
+        """Write a reallocation event to the metrics and a one-line summary to the console."""
+        self.metrics.log(
+            "dmao_event", self.progress.step, **{k: v for k, v in event.items() if k != "step"}
+        )
+        bar.write(
+            f"step {self.progress.step}: DMAO event: "
+            + ", ".join(f"{k}={v}" for k, v in event.items() if isinstance(v, (int, float)))
+        )
+        with open(self.run_dir / "architecture.json", "w") as f:
+            json.dump(self.model.architecture.to_dict(), f, indent=1)
 
     def _skip_bad_step(self, batch: dict[str, Any], loss: float, grad_norm: float) -> None:
         """Drop the update of a non-finite step, log it with its utterances, stop after too many."""
@@ -383,6 +418,7 @@ class TrainingRecipe:
             "sampler": self.sampler.state_dict(),
             "rng": capture_rng_state(),
             "config": config_to_dict(self.config),
+            "dmao": self.allocator.state_dict() if self.allocator is not None else {},
         }
 
     def save(self, *, is_best: bool = False) -> Path:
@@ -407,19 +443,21 @@ class TrainingRecipe:
         valid = [r for r in read_metrics(self.run_dir, "valid") if r["step"] == self.progress.step]
         return valid[-1]["wer"] if valid else None
 
-    def load(self, path: str | Path) -> None:
-        """Restore a checkpoint written by :meth:`save` (same config required)."""
-        state = load_checkpoint(path, map_location=self.device)
-        _check_resume_compatible(state["config"], config_to_dict(self.config), path)
+    def load_state(self, state: dict[str, Any], path: str | Path) -> None:
+        """Restore a checkpoint written by :meth:`save` (same config required); the model must
+        have been built with the checkpoint's architecture."""
+        # Through the dataclasses, so settings added since the checkpoint take their defaults.
+        saved = config_to_dict(config_from_dict(state["config"], source=str(path)))
+        _check_resume_compatible(saved, config_to_dict(self.config), Path(path))
         if state["architecture"] != self.model.architecture.to_dict():
-            raise CheckpointError(
-                f"{path}: per-layer architecture differs from the model built from the config"
-            )
+            raise CheckpointError(f"{path}: per-layer architecture differs from the model built")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         restore_rng_state(state["rng"])
+        if self.allocator is not None:
+            self.allocator.load_state_dict(state["dmao"])
         self.progress = _Progress(
             step=state["step"], epoch=state["epoch"], best_dev_wer=state["best_dev_wer"]
         )

@@ -127,3 +127,60 @@ def test_refuses_to_overwrite_and_checks_settings_on_resume(trained_run, tiny_co
     changed.model.d_model = 48
     with pytest.raises(Exception, match=r"model: checkpoint"):
         TrainingRecipe(changed, run, resume=True).setup()
+
+
+def test_dmao_event_in_training_and_resume_across_it(tiny_corpus, tmp_path):
+    """DMAO wired into the recipe: one event at 50 % of 12 steps moves parameters at a constant
+    budget, is logged, and a run resumed from the checkpoint just before it equals the
+    uninterrupted run bit for bit."""
+    manifests = tmp_path / "manifests"
+    dmao = [
+        "dmao.enabled=true",
+        "dmao.score_every_steps=2",
+        "dmao.last_event_fraction=0.5",
+        "dmao.total_fraction=0.25",
+        "dmao.granularity=4",
+    ]
+    config = _tiny_config(
+        tiny_corpus, manifests, max_steps=12, valid_every_steps=100, checkpoint_every_steps=5
+    )
+    config = load_config(None, [*_overrides_of(config), *dmao])
+    recipe = _train(config, tmp_path / "a")
+    events = read_metrics(tmp_path / "a", "dmao_event")
+    assert [e["step"] for e in events] == [6]
+    default = recipe.model.default_architecture.to_dict()
+    final = json.loads((tmp_path / "a" / "architecture.json").read_text())
+    assert final != default  # parameters moved
+    assert {id(p) for g in recipe.optimizer.param_groups for p in g["params"]} == {
+        id(p) for p in recipe.model.parameters()
+    }
+
+    _train(config, tmp_path / "b")
+    (tmp_path / "b" / "checkpoints" / "step-00000010.pt").unlink()
+    (tmp_path / "b" / "checkpoints" / "step-00000012.pt").unlink()
+    resumed = _train(config, tmp_path / "b", resume=True)  # from step 5, before the event
+    assert resumed.model.architecture.to_dict() == final
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "step-00000012.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-00000012.pt")
+    assert a["architecture"] == b["architecture"]
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+
+    # Resuming after the event rebuilds the reallocated architecture from the checkpoint.
+    (tmp_path / "b" / "checkpoints" / "step-00000012.pt").unlink()
+    after = _train(config, tmp_path / "b", resume=True)  # from step 10, after the event
+    c = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-00000012.pt")
+    assert after.model.architecture.to_dict() == final
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, c["model"][name]), name
+
+
+def _overrides_of(config) -> list[str]:
+    """The config as key=value overrides (to extend a built config)."""
+    from dmao.config import config_to_dict
+
+    out = []
+    for section, values in config_to_dict(config).items():
+        for key, value in values.items():
+            out.append(f"{section}.{key}={json.dumps(value)}")
+    return out
