@@ -9,6 +9,7 @@ import torch
 
 from dmao.config import load_config
 from dmao.decoding.decode_run import decode_split
+from dmao.reporting import build_report, save_figures
 from dmao.training.checkpoint import latest_checkpoint, load_checkpoint
 from dmao.training.metrics import read_metrics
 from dmao.training.recipe import TrainingRecipe
@@ -154,6 +155,19 @@ def test_dmao_event_in_training_and_resume_across_it(tiny_corpus, tmp_path):
     assert {id(p) for g in recipe.optimizer.param_groups for p in g["params"]} == {
         id(p) for p in recipe.model.parameters()
     }
+
+    # dmao report: the components table and the figures of the run.
+    report = build_report(tmp_path / "a")
+    table = report.table().splitlines()
+    assert [line.split("|")[1].strip() for line in table[2:]] == ["ff1", "ff2", "conv", "mhsa"]
+    assert report.default_components["ff1"] == 4 and report.default_components["mhsa"] == 2
+    moved = sum(
+        abs(v - report.default_components[k]) for k, vs in report.components.items() for v in vs
+    )
+    assert moved > 0
+    figures = save_figures(report, tmp_path / "a" / "report")
+    assert [f.name for f in figures] == ["architecture_heatmap.png", "event_00000006.png"]
+    assert all(f.stat().st_size > 1000 for f in figures)
 
     _train(config, tmp_path / "b")
     (tmp_path / "b" / "checkpoints" / "step-00000010.pt").unlink()

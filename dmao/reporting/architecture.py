@@ -1,0 +1,162 @@
+"""What DMAO did to a run's model: per-layer widths per module type, events, figures.
+
+Widths are shown in *components* (METHOD.md §7 style): FFN hidden units and conv channels in units
+of ``default width / granularity`` (so a default layer shows 4 / 4 / 4 and ``d/64`` heads), heads as
+they are. ``dmao report RUN`` prints the table and writes the figures.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dmao.config import config_from_dict
+from dmao.models.architecture import MODULE_KINDS, EncoderArchitecture
+from dmao.training.metrics import read_metrics
+
+__all__ = ["ArchitectureReport", "build_report", "save_figures"]
+
+# Display order of METHOD.md §7.
+_KIND_ORDER = ("ff1", "ff2", "conv", "mhsa")
+
+
+@dataclass
+class ArchitectureReport:
+    """Final and default widths of a run, in components, plus its reallocation events."""
+
+    run_dir: Path
+    final: EncoderArchitecture
+    default: EncoderArchitecture
+    components: dict[str, list[float]]
+    """kind → components per layer (bottom layer first)."""
+    default_components: dict[str, float]
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def table(self) -> str:
+        """Markdown table: one row per module kind, one column per layer, plus the total."""
+        num_layers = self.final.num_layers
+        header = "| module | " + " | ".join(str(i + 1) for i in range(num_layers)) + " | default |"
+        rule = "|---|" + "---:|" * (num_layers + 1)
+        rows = [header, rule]
+        for kind in _KIND_ORDER:
+            cells = " | ".join(_fmt(v) for v in self.components[kind])
+            rows.append(f"| {kind} | {cells} | {_fmt(self.default_components[kind])} |")
+        return "\n".join(rows)
+
+    def events_summary(self) -> str:
+        """One line per event: step, components dropped/duplicated, parameters before/after."""
+        if not self.events:
+            return "no reallocation events (baseline run, or DMAO disabled)"
+        lines = []
+        for e in self.events:
+            lines.append(
+                f"event at step {e['step']}: dropped {len(e.get('dropped', []))}, duplicated "
+                f"{len(e.get('duplicated', []))} components; adaptable parameters "
+                f"{e['params_before']:,} -> {e['params_after']:,}"
+            )
+        return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def build_report(run_dir: str | Path) -> ArchitectureReport:
+    """Read ``RUN/config.yaml``, ``RUN/architecture.json`` and the events in the metrics."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    arch_path = run_dir / "architecture.json"
+    for path in (cfg_path, arch_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: is {run_dir} a trained dmao run folder?")
+    with open(cfg_path) as f:
+        config = config_from_dict(yaml.safe_load(f), source=str(cfg_path))
+    with open(arch_path) as f:
+        final = EncoderArchitecture.from_dict(json.load(f))
+    m = config.model
+    default = EncoderArchitecture.uniform(
+        m.num_layers, m.d_model, ff_multiplier=m.ff_multiplier, head_dim=m.head_dim
+    )
+    granularity = config.dmao.granularity
+    base = default.layers[0]
+    # Width of one component per kind; heads are one component each.
+    unit = {
+        "ff1": base.ff1 / granularity,
+        "ff2": base.ff2 / granularity,
+        "conv": base.conv / granularity,
+        "mhsa": 1,
+    }
+    components = {k: [w / unit[k] for w in final.widths(k)] for k in MODULE_KINDS}
+    default_components = {k: getattr(base, k) / unit[k] for k in MODULE_KINDS}
+    events = read_metrics(run_dir, "dmao_event")
+    return ArchitectureReport(run_dir, final, default, components, default_components, events)
+
+
+def save_figures(report: ArchitectureReport, out_dir: str | Path) -> list[Path]:
+    """Heatmap of widths (relative to default) per layer and module, and per-event bars of the
+    dropped/duplicated components per layer. Returns the written files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    kinds = list(_KIND_ORDER)
+    rel = [
+        [v / report.default_components[k] for v in report.components[k]] for k in kinds
+    ]  # (kinds, layers)
+    num_layers = report.final.num_layers
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * num_layers, 3.2))
+    image = ax.imshow(rel, cmap="RdBu", vmin=0.0, vmax=2.0, aspect="auto")
+    for i, k in enumerate(kinds):
+        for j, v in enumerate(report.components[k]):
+            ax.text(j, i, _fmt(v), ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(num_layers), [str(i + 1) for i in range(num_layers)])
+    ax.set_yticks(range(len(kinds)), kinds)
+    ax.set_xlabel("layer")
+    ax.set_title("components per layer (colour: relative to the default width)")
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    path = out_dir / "architecture_heatmap.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    written.append(path)
+
+    for event in report.events:
+        fig, ax = plt.subplots(figsize=(1.0 + 0.6 * num_layers, 3.0))
+        width = 0.2
+        for i, k in enumerate(kinds):
+            net = [0] * num_layers
+            for sign, key in ((-1, "dropped"), (1, "duplicated")):
+                for c in event.get(key, []):
+                    if c.get("kind") == k:
+                        net[_layer_of(c["module"])] += sign
+            ax.bar([j + (i - 1.5) * width for j in range(num_layers)], net, width, label=k)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.set_xticks(range(num_layers), [str(i + 1) for i in range(num_layers)])
+        ax.set_xlabel("layer")
+        ax.set_ylabel("components gained − lost")
+        ax.set_title(f"DMAO event at step {event['step']}")
+        ax.legend(fontsize=7, ncol=4)
+        fig.tight_layout()
+        path = out_dir / f"event_{event['step']:08d}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def _layer_of(module_name: str) -> int:
+    """``encoder.blocks.3.conv`` → 3."""
+    parts = module_name.split(".")
+    for i, part in enumerate(parts[:-1]):
+        if part == "blocks":
+            return int(parts[i + 1])
+    raise ValueError(f"cannot tell the layer of module {module_name!r}")
