@@ -113,7 +113,7 @@ def save_figures(report: ArchitectureReport, out_dir: str | Path) -> list[Path]:
         [v / report.default_components[k] for v in report.components[k]] for k in kinds
     ]  # (kinds, layers)
     num_layers = report.final.num_layers
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * num_layers, 3.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 + 0.6 * num_layers), 3.2))
     image = ax.imshow(rel, cmap="RdBu", vmin=0.0, vmax=2.0, aspect="auto")
     for i, k in enumerate(kinds):
         for j, v in enumerate(report.components[k]):
@@ -130,7 +130,7 @@ def save_figures(report: ArchitectureReport, out_dir: str | Path) -> list[Path]:
     written.append(path)
 
     for event in report.events:
-        fig, ax = plt.subplots(figsize=(1.0 + 0.6 * num_layers, 3.0))
+        fig, ax = plt.subplots(figsize=(max(6.0, 1.0 + 0.6 * num_layers), 3.0))
         width = 0.2
         for i, k in enumerate(kinds):
             net = [0] * num_layers
