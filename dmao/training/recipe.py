@@ -9,6 +9,7 @@ Layout of a run folder::
     RUN/tensorboard/           the same metrics for TensorBoard
     RUN/checkpoints/step-*.pt  the newest k step checkpoints; best.pt = lowest dev WER
     RUN/architecture.json      per-layer widths of the final model
+    RUN/train_summary.json     steps, training wall time, parameters, best dev WER (when done)
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ class _Progress:
     epoch: int = 0
     best_dev_wer: float = math.inf
     consecutive_bad_steps: int = 0
+    train_seconds: float = 0.0
+    """Wall time spent in the training loop, summed over resumed sessions."""
 
 
 class TrainingRecipe:
@@ -268,6 +271,7 @@ class TrainingRecipe:
         window = {"loss": 0.0, "tokens": 0, "utts": 0, "audio_s": 0.0, "t0": time.time()}
         self.model.train()
         batches = self._batches()
+        session_start, seconds_before = time.perf_counter(), progress.train_seconds
         while progress.step < cfg.max_steps:
             batch = next(batches)
             loss_sum, num_tokens = self._ctc_loss(batch)
@@ -321,11 +325,21 @@ class TrainingRecipe:
                     f"step {progress.step}: dev loss {last_valid['loss']:.3f} "
                     f"WER {100 * last_valid['wer']:.2f} % CER {100 * last_valid['cer']:.2f} %"
                 )
+            progress.train_seconds = seconds_before + time.perf_counter() - session_start
             if progress.step % cfg.checkpoint_every_steps == 0 or is_last:
                 self.save(is_best=bool(last_valid) and last_valid.get("step") == progress.step)
         bar.close()
         with open(self.run_dir / "architecture.json", "w") as f:
             json.dump(self.model.architecture.to_dict(), f, indent=1)
+        summary = {
+            "steps": progress.step,
+            "train_seconds": round(progress.train_seconds, 1),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "best_dev_wer": progress.best_dev_wer,
+            "dmao_events": len(self.allocator.history) if self.allocator is not None else 0,
+        }
+        with open(self.run_dir / "train_summary.json", "w") as f:
+            json.dump(summary, f, indent=1)
         return last_valid
 
     def _log_event(self, event: dict[str, Any], bar: tqdm) -> None:
@@ -411,6 +425,7 @@ class TrainingRecipe:
             "step": self.progress.step,
             "epoch": self.progress.epoch,
             "best_dev_wer": self.progress.best_dev_wer,
+            "train_seconds": self.progress.train_seconds,
             "model": self.model.state_dict(),
             "architecture": self.model.architecture.to_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -459,7 +474,10 @@ class TrainingRecipe:
         if self.allocator is not None:
             self.allocator.load_state_dict(state["dmao"])
         self.progress = _Progress(
-            step=state["step"], epoch=state["epoch"], best_dev_wer=state["best_dev_wer"]
+            step=state["step"],
+            epoch=state["epoch"],
+            best_dev_wer=state["best_dev_wer"],
+            train_seconds=state.get("train_seconds", 0.0),
         )
         log.info("resumed from %s at step %d", path, self.progress.step)
 

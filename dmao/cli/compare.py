@@ -1,0 +1,49 @@
+"""``dmao compare`` — baseline vs DMAO (vs control) over seeds, at the same budget."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="train and score baseline vs DMAO over several seeds",
+        description="Runs OUT/<system>/seed<k>; re-running skips finished runs and resumes "
+        "interrupted ones. Overrides apply to every system.",
+    )
+    p.add_argument("--config", type=Path, default=None, help="baseline recipe")
+    p.add_argument(
+        "--dmao-config",
+        type=Path,
+        default=None,
+        help="DMAO recipe (default: --config with DMAO on)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="comparison folder")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument(
+        "--control", action="store_true", help="also retrain each DMAO architecture from scratch"
+    )
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dmao.experiments import run_comparison
+
+    result = run_comparison(
+        args.config,
+        args.dmao_config,
+        args.out,
+        seeds=args.seeds,
+        control=args.control,
+        overrides=args.overrides,
+    )
+    print(result.table)
+    print()
+    for path in result.files:
+        print(f"written: {path}")
+    return 0

@@ -1,0 +1,229 @@
+"""Baseline vs DMAO (vs the found architecture retrained from scratch) at the same budget.
+
+Every system trains with the same data, the same number of optimizer steps and the same parameter
+budget, for each seed; then dev and test are decoded and one table compares them. Runs live in
+``OUT/<system>/seed<k>``; a finished run is skipped and an interrupted one resumed, so the command
+can simply be re-run.
+
+Systems:
+- ``baseline``: the recipe as given (DMAO off);
+- ``dmao``: the DMAO recipe (by default the same recipe with ``dmao.enabled=true``);
+- ``control`` (optional): the final architecture of ``dmao/seed<k>`` trained from scratch without
+  reallocation (METHOD.md §6: separates "better architecture" from "reallocation in training").
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dmao.config import ExperimentConfig, load_config
+from dmao.decoding.decode_run import decode_split
+from dmao.training.metrics import read_metrics
+from dmao.training.recipe import TrainingRecipe
+
+__all__ = ["ComparisonResult", "RunResult", "run_comparison", "summarise"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """Scores of one trained run on one split."""
+
+    system: str
+    seed: int
+    split: str
+    wer: float
+    cer: float
+    parameters: int
+    train_minutes: float
+    run_dir: str
+
+
+@dataclass
+class ComparisonResult:
+    """All runs, and where the table and figures were written."""
+
+    runs: list[RunResult]
+    table: str
+    files: list[Path] = field(default_factory=list)
+
+
+def _train_if_needed(config: ExperimentConfig, run_dir: Path) -> dict:
+    summary_path = run_dir / "train_summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("steps") == config.train.max_steps:
+            log.info("%s is complete, skipping training", run_dir)
+            return summary
+    resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step-*"))
+    recipe = TrainingRecipe(config, run_dir, resume=resume)
+    recipe.setup()
+    try:
+        recipe.train()
+    finally:
+        recipe.cleanup()
+    return json.loads(summary_path.read_text())
+
+
+def run_comparison(
+    baseline_config: Path | None,
+    dmao_config: Path | None,
+    out_dir: Path,
+    *,
+    seeds: list[int],
+    control: bool = False,
+    overrides: list[str] | None = None,
+) -> ComparisonResult:
+    """Train and decode every (system, seed); write ``OUT/results.{md,csv}`` and figures."""
+    overrides = list(overrides or [])
+    systems: dict[str, tuple[Path | None, list[str]]] = {
+        "baseline": (baseline_config, ["dmao.enabled=false"]),
+        "dmao": (
+            dmao_config or baseline_config,
+            [] if dmao_config is not None else ["dmao.enabled=true"],
+        ),
+    }
+    runs: list[RunResult] = []
+    for seed in seeds:
+        for system, (config_path, extra) in systems.items():
+            config = load_config(config_path, [*overrides, *extra, f"train.seed={seed}"])
+            if system == "dmao" and not config.dmao.enabled:
+                raise ValueError(f"the DMAO config {config_path} has dmao.enabled: false")
+            runs.extend(_run_and_score(system, seed, config, out_dir))
+        if control:
+            found = out_dir / "dmao" / f"seed{seed}"
+            config = load_config(
+                baseline_config,
+                [
+                    *overrides,
+                    "dmao.enabled=false",
+                    f"model.architecture={found}",
+                    f"train.seed={seed}",
+                ],
+            )
+            runs.extend(_run_and_score("control", seed, config, out_dir))
+    table = summarise(runs)
+    files = _write_outputs(runs, table, out_dir)
+    return ComparisonResult(runs=runs, table=table, files=files)
+
+
+def _run_and_score(system: str, seed: int, config: ExperimentConfig, out: Path) -> list[RunResult]:
+    run_dir = out / system / f"seed{seed}"
+    summary = _train_if_needed(config, run_dir)
+    results = []
+    for split in config.data.dev_parts + config.data.test_parts:
+        decoded = decode_split(run_dir, split, progress_bar=False)
+        results.append(
+            RunResult(
+                system=system,
+                seed=seed,
+                split=split,
+                wer=decoded.score.wer,
+                cer=decoded.score.cer,
+                parameters=summary["parameters"],
+                train_minutes=summary["train_seconds"] / 60,
+                run_dir=str(run_dir),
+            )
+        )
+    return results
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(runs: list[RunResult]) -> str:
+    """Markdown: per-run rows, then mean ± std per (system, split) with relative WER change."""
+    lines = [
+        "| system | seed | split | WER (%) | CER (%) | parameters | train (min) |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r.system} | {r.seed} | {r.split} | {100 * r.wer:.2f} | {100 * r.cer:.2f} | "
+            f"{r.parameters:,} | {r.train_minutes:.1f} |"
+        )
+    lines += [
+        "",
+        "| system | split | runs | WER (%) mean ± std | CER (%) mean ± std | rel. WER |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    systems = list(dict.fromkeys(r.system for r in runs))
+    splits = list(dict.fromkeys(r.split for r in runs))
+    for split in splits:
+        base = [r.wer for r in runs if r.system == "baseline" and r.split == split]
+        base_mean = statistics.fmean(base) if base else None
+        for system in systems:
+            sel = [r for r in runs if r.system == system and r.split == split]
+            if not sel:
+                continue
+            wer_m, wer_s = _mean_std([r.wer for r in sel])
+            cer_m, cer_s = _mean_std([r.cer for r in sel])
+            rel = (
+                f"{100 * (base_mean - wer_m) / base_mean:+.1f} %"
+                if base_mean and system != "baseline"
+                else "–"
+            )
+            lines.append(
+                f"| {system} | {split} | {len(sel)} | {100 * wer_m:.2f} ± {100 * wer_s:.2f} | "
+                f"{100 * cer_m:.2f} ± {100 * cer_s:.2f} | {rel} |"
+            )
+    return "\n".join(lines)
+
+
+def _write_outputs(runs: list[RunResult], table: str, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md = out_dir / "results.md"
+    md.write_text(
+        "# Baseline vs DMAO\n\nPositive relative WER = DMAO better (lower WER).\n\n" + table + "\n"
+    )
+    csv_path = out_dir / "results.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(RunResult.__dataclass_fields__))
+        writer.writeheader()
+        for r in runs:
+            writer.writerow(r.__dict__)
+    files = [md, csv_path, _plot_valid_wer(runs, out_dir / "valid_wer.png")]
+    dmao_runs = sorted({r.run_dir for r in runs if r.system == "dmao"})
+    if dmao_runs:
+        from dmao.reporting import build_report, save_figures
+
+        report = build_report(dmao_runs[0])
+        files += save_figures(report, out_dir / "figures" / Path(dmao_runs[0]).name)
+    return files
+
+
+def _plot_valid_wer(runs: list[RunResult], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"baseline": "tab:blue", "dmao": "tab:red", "control": "tab:green"}
+    fig, ax = plt.subplots(figsize=(6, 4))
+    seen = set()
+    for run_dir, system in sorted({(r.run_dir, r.system) for r in runs}):
+        valid = read_metrics(run_dir, "valid")
+        label = system if system not in seen else None
+        seen.add(system)
+        ax.plot(
+            [v["step"] for v in valid],
+            [100 * v["wer"] for v in valid],
+            color=colours.get(system, "gray"),
+            label=label,
+            alpha=0.8,
+        )
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("dev WER (%)")
+    ax.set_title("validation WER during training")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
