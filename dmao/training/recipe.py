@@ -18,6 +18,8 @@ import json
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +90,30 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+class _StopOnSignal:
+    """Within the ``with`` block, SIGTERM and SIGINT only set ``signum``; the training loop
+    finishes its step, commits a checkpoint and exits (RELIABILITY.md item 6)."""
+
+    _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self._SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 @dataclass
@@ -272,62 +298,81 @@ class TrainingRecipe:
         self.model.train()
         batches = self._batches()
         session_start, seconds_before = time.perf_counter(), progress.train_seconds
-        while progress.step < cfg.max_steps:
-            batch = next(batches)
-            loss_sum, num_tokens = self._ctc_loss(batch)
-            loss = loss_sum / max(num_tokens, 1)  # per-token loss: stable across bucket lengths
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.allocator is not None and torch.isfinite(loss):
-                # Scores come from this backward's gradients, before clipping (METHOD.md §3).
-                self.allocator.after_backward(progress.step)
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                self.model.parameters(),
-                self.config.optim.grad_clip_norm
-                if self.config.optim.grad_clip_norm > 0
-                else math.inf,
-            )
-            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-                self._skip_bad_step(batch, float(loss), float(grad_norm))
-                continue
-            progress.consecutive_bad_steps = 0
-            self.optimizer.step()
-            self.scheduler.step()
-            progress.step += 1
-            bar.update(1)
-            if self.allocator is not None:
-                event = self.allocator.maybe_reallocate(progress.step, self.optimizer)
-                if event is not None:
-                    self._log_event(event.to_dict(), bar)
-
-            window["loss"] += float(loss_sum.detach())
-            window["tokens"] += num_tokens
-            window["utts"] += len(batch["cut_ids"])
-            window["audio_s"] += float(batch["feature_lens"].sum()) * 0.01
-            if progress.step % cfg.log_every_steps == 0 or progress.step == cfg.max_steps:
-                elapsed = max(time.time() - window["t0"], 1e-9)
-                record = {
-                    "loss": window["loss"] / max(window["tokens"], 1),
-                    "lr": self.scheduler.get_last_lr()[0],
-                    "grad_norm": float(grad_norm),
-                    "utts_per_s": window["utts"] / elapsed,
-                    "audio_s_per_s": window["audio_s"] / elapsed,
-                    "epoch": progress.epoch,
-                }
-                self.metrics.log("train", progress.step, **record)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
-                window = {"loss": 0.0, "tokens": 0, "utts": 0, "audio_s": 0.0, "t0": time.time()}
-
-            is_last = progress.step == cfg.max_steps
-            if progress.step % cfg.valid_every_steps == 0 or is_last:
-                last_valid = self.validate()
-                bar.write(
-                    f"step {progress.step}: dev loss {last_valid['loss']:.3f} "
-                    f"WER {100 * last_valid['wer']:.2f} % CER {100 * last_valid['cer']:.2f} %"
+        with _StopOnSignal() as stop:
+            while progress.step < cfg.max_steps:
+                batch = next(batches)
+                loss_sum, num_tokens = self._ctc_loss(batch)
+                loss = loss_sum / max(num_tokens, 1)  # per-token loss: stable across bucket lengths
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.allocator is not None and torch.isfinite(loss):
+                    # Scores come from this backward's gradients, before clipping (METHOD.md §3).
+                    self.allocator.after_backward(progress.step)
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    self.model.parameters(),
+                    self.config.optim.grad_clip_norm
+                    if self.config.optim.grad_clip_norm > 0
+                    else math.inf,
                 )
-            progress.train_seconds = seconds_before + time.perf_counter() - session_start
-            if progress.step % cfg.checkpoint_every_steps == 0 or is_last:
-                self.save(is_best=bool(last_valid) and last_valid.get("step") == progress.step)
+                if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+                    self._skip_bad_step(batch, float(loss), float(grad_norm))
+                    continue
+                progress.consecutive_bad_steps = 0
+                self.optimizer.step()
+                self.scheduler.step()
+                progress.step += 1
+                bar.update(1)
+                if self.allocator is not None:
+                    event = self.allocator.maybe_reallocate(progress.step, self.optimizer)
+                    if event is not None:
+                        self._log_event(event.to_dict(), bar)
+
+                window["loss"] += float(loss_sum.detach())
+                window["tokens"] += num_tokens
+                window["utts"] += len(batch["cut_ids"])
+                window["audio_s"] += float(batch["feature_lens"].sum()) * 0.01
+                if progress.step % cfg.log_every_steps == 0 or progress.step == cfg.max_steps:
+                    elapsed = max(time.time() - window["t0"], 1e-9)
+                    record = {
+                        "loss": window["loss"] / max(window["tokens"], 1),
+                        "lr": self.scheduler.get_last_lr()[0],
+                        "grad_norm": float(grad_norm),
+                        "utts_per_s": window["utts"] / elapsed,
+                        "audio_s_per_s": window["audio_s"] / elapsed,
+                        "epoch": progress.epoch,
+                    }
+                    self.metrics.log("train", progress.step, **record)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
+                    window = {
+                        "loss": 0.0,
+                        "tokens": 0,
+                        "utts": 0,
+                        "audio_s": 0.0,
+                        "t0": time.time(),
+                    }
+
+                is_last = progress.step == cfg.max_steps
+                if progress.step % cfg.valid_every_steps == 0 or is_last:
+                    last_valid = self.validate()
+                    bar.write(
+                        f"step {progress.step}: dev loss {last_valid['loss']:.3f} "
+                        f"WER {100 * last_valid['wer']:.2f} % CER {100 * last_valid['cer']:.2f} %"
+                    )
+                progress.train_seconds = seconds_before + time.perf_counter() - session_start
+                if progress.step % cfg.checkpoint_every_steps == 0 or is_last:
+                    self.save(is_best=bool(last_valid) and last_valid.get("step") == progress.step)
+                if stop.signum is not None:
+                    # SIGTERM/SIGINT (preemption): commit the last completed step, then exit
+                    # with 128 + signal (143 for SIGTERM) so schedulers see a clean stop.
+                    if progress.step % cfg.checkpoint_every_steps != 0 and not is_last:
+                        self.save()
+                    bar.close()
+                    log.warning(
+                        "signal %d: checkpoint of step %d committed; resume with --resume",
+                        stop.signum,
+                        progress.step,
+                    )
+                    raise SystemExit(128 + stop.signum)
         bar.close()
         with open(self.run_dir / "architecture.json", "w") as f:
             json.dump(self.model.architecture.to_dict(), f, indent=1)
