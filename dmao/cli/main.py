@@ -7,11 +7,11 @@ import logging
 import sys
 
 from dmao import __version__
-from dmao.cli import compare, decode, demo, info, prepare, report, train
+from dmao.cli import compare, decode, demo, info, prepare, report, train, validate
 
 __all__ = ["main"]
 
-_COMMANDS = (prepare, train, decode, info, report, compare, demo)
+_COMMANDS = (prepare, validate, train, decode, info, report, compare, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,181 @@
+"""Check a LibriSpeech-layout corpus before training (``dmao validate``).
+
+Reads every transcript line and every audio file of the given parts and lists each problem with
+its file and reason: missing, empty (0 bytes), unreadable or truncated audio, a sampling rate other
+than the expected one, silence of zero length, non-finite samples, transcripts that are empty after
+normalisation or hold characters the tokenizer cannot encode, utterances that CTC cannot align
+(more labels plus repeats than output frames after subsampling), and audio files that no
+transcript mentions. Nothing is modified.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from dmao.data.filtering import ctc_min_frames
+from dmao.data.manifests import FRAME_SHIFT_S
+from dmao.data.text import normalize_transcript
+from dmao.data.tokenizer import Tokenizer
+
+__all__ = ["CorpusProblem", "ValidationReport", "validate_corpus"]
+
+
+@dataclass(frozen=True)
+class CorpusProblem:
+    """One problem of one utterance or file."""
+
+    part: str
+    utterance_id: str
+    path: str
+    reason: str
+    detail: str
+
+
+@dataclass
+class ValidationReport:
+    """Every problem found, and how much was checked."""
+
+    num_utterances: int = 0
+    audio_seconds: float = 0.0
+    problems: list[CorpusProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(p.reason for p in self.problems))
+
+    def summary(self) -> str:
+        head = f"checked {self.num_utterances} utterances ({self.audio_seconds / 3600:.2f} h): " + (
+            "no problems" if self.ok else f"{len(self.problems)} problem(s) {self.counts()}"
+        )
+        lines = [head]
+        for p in self.problems:
+            lines.append(f"  {p.reason}: {p.path} ({p.utterance_id}): {p.detail}")
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "num_utterances": self.num_utterances,
+                "audio_seconds": self.audio_seconds,
+                "counts": self.counts(),
+                "problems": [asdict(p) for p in self.problems],
+            },
+            indent=1,
+        )
+
+
+def validate_corpus(
+    corpus_dir: str | Path,
+    parts: Sequence[str],
+    *,
+    sampling_rate: int = 16000,
+    tokenizer: Tokenizer | None = None,
+    subsampled_length: Callable[[int], int] | None = None,
+) -> ValidationReport:
+    """Check parts of a LibriSpeech-layout corpus (``<part>/<spk>/<chapter>/*.flac`` +
+    ``<spk>-<chapter>.trans.txt``).
+
+    Args:
+        corpus_dir: folder holding the parts.
+        parts: part names to check.
+        sampling_rate: the rate every file must have, in Hz.
+        tokenizer: when given, transcripts must be encodable and CTC feasibility is checked on its
+            labels; otherwise on the characters of the normalised transcript (spaces included).
+        subsampled_length: output frames for a number of input frames (the model's subsampling);
+            when None, CTC feasibility is not checked.
+    """
+    corpus_dir = Path(corpus_dir)
+    report = ValidationReport()
+    for part in parts:
+        part_dir = corpus_dir / part
+        if not part_dir.is_dir():
+            report.problems.append(
+                CorpusProblem(part, "-", str(part_dir), "missing_part", "no such directory")
+            )
+            continue
+        mentioned: set[Path] = set()
+        for trans in sorted(part_dir.rglob("*.trans.txt")):
+            for line_no, line in enumerate(trans.read_text(errors="replace").splitlines(), 1):
+                if not line.strip():
+                    continue
+                utt_id, _, text = line.strip().partition(" ")
+                audio = trans.parent / f"{utt_id}.flac"
+                mentioned.add(audio)
+                report.num_utterances += 1
+                where = f"{trans}:{line_no}"
+                problems, seconds = _check_utterance(
+                    part, utt_id, audio, text, where, sampling_rate, tokenizer, subsampled_length
+                )
+                report.audio_seconds += seconds
+                report.problems.extend(problems)
+        for audio in sorted(part_dir.rglob("*.flac")):
+            if audio not in mentioned:
+                report.problems.append(
+                    CorpusProblem(
+                        part, audio.stem, str(audio), "no_transcript", "no .trans.txt line"
+                    )
+                )
+    return report
+
+
+def _check_utterance(
+    part: str,
+    utt_id: str,
+    audio: Path,
+    text: str,
+    where: str,
+    sampling_rate: int,
+    tokenizer: Tokenizer | None,
+    subsampled_length: Callable[[int], int] | None,
+) -> tuple[list[CorpusProblem], float]:
+    def problem(reason: str, detail: str, path: str = str(audio)) -> CorpusProblem:
+        return CorpusProblem(part, utt_id, path, reason, detail)
+
+    found = []
+    normalised = normalize_transcript(text)
+    if not normalised:
+        found.append(problem("empty_transcript", f"transcript {text!r} at {where}", where))
+    elif tokenizer is not None and not tokenizer.can_encode(normalised):
+        found.append(problem("untokenizable", f"{normalised!r} at {where}", where))
+
+    if not audio.is_file():
+        return [*found, problem("missing_audio", "listed in the transcript but not on disk")], 0.0
+    if audio.stat().st_size == 0:
+        return [*found, problem("empty_file", "0 bytes")], 0.0
+    try:
+        samples, rate = sf.read(audio, dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises LibsndfileError/RuntimeError for corrupt data
+        return [*found, problem("unreadable_audio", str(err).strip() or type(err).__name__)], 0.0
+    seconds = samples.shape[0] / rate
+    if rate != sampling_rate:
+        found.append(problem("wrong_sampling_rate", f"{rate} Hz, expected {sampling_rate} Hz"))
+    if samples.shape[0] == 0:
+        found.append(problem("empty_audio", "0 samples"))
+    elif not np.isfinite(samples).all():
+        found.append(problem("non_finite_samples", "NaN or inf samples"))
+    if normalised and subsampled_length is not None:
+        if tokenizer is not None and tokenizer.can_encode(normalised):
+            labels = tokenizer.encode(normalised)
+        else:
+            labels = [ord(c) for c in normalised]
+        frames = int(seconds / FRAME_SHIFT_S)
+        needed = ctc_min_frames(labels)
+        if subsampled_length(frames) < needed:
+            found.append(
+                problem(
+                    "ctc_infeasible",
+                    f"{subsampled_length(frames)} output frames < {needed} needed "
+                    f"({len(labels)} labels + repeats)",
+                )
+            )
+    return found, seconds
