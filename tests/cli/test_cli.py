@@ -48,3 +48,22 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path, monkeypatch):
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_prepare_librispeech_finds_real_part_names(tiny_corpus, tmp_path):
+    """A local copy in the real LibriSpeech layout (LibriSpeech/<part>/...) is found and read."""
+    import shutil
+
+    root = tmp_path / "download" / "LibriSpeech"
+    for ours, theirs in (
+        ("train", "train-clean-100"),
+        ("dev", "dev-clean"),
+        ("test", "test-clean"),
+    ):
+        shutil.copytree(tiny_corpus.root / ours, root / theirs)
+    out = tmp_path / "manifests"
+    proc = _dmao("prepare", "librispeech", "--corpus-dir", str(root.parent), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "train-clean-100, dev-clean, test-clean" in proc.stdout
+    for part in ("train-clean-100", "dev-clean", "test-clean"):
+        assert (out / f"cuts_{part}.jsonl.gz").is_file()
