@@ -35,6 +35,8 @@ class ArchitectureReport:
     """kind → components per layer (bottom layer first)."""
     default_components: dict[str, float]
     events: list[dict[str, Any]] = field(default_factory=list)
+    score_records: list[dict[str, Any]] = field(default_factory=list)
+    """``dmao_scores`` metric records: per measurement, the mean smoothed score per module."""
 
     def table(self) -> str:
         """Markdown table: one row per module kind, one column per layer, plus the total."""
@@ -93,7 +95,10 @@ def build_report(run_dir: str | Path) -> ArchitectureReport:
     components = {k: [w / unit[k] for w in final.widths(k)] for k in MODULE_KINDS}
     default_components = {k: getattr(base, k) / unit[k] for k in MODULE_KINDS}
     events = read_metrics(run_dir, "dmao_event")
-    return ArchitectureReport(run_dir, final, default, components, default_components, events)
+    scores = read_metrics(run_dir, "dmao_scores")
+    return ArchitectureReport(
+        run_dir, final, default, components, default_components, events, scores
+    )
 
 
 def save_figures(report: ArchitectureReport, out_dir: str | Path) -> list[Path]:
@@ -129,6 +134,11 @@ def save_figures(report: ArchitectureReport, out_dir: str | Path) -> list[Path]:
     plt.close(fig)
     written.append(path)
 
+    if report.score_records:
+        path = out_dir / "score_trajectories.png"
+        _plot_scores(report, path, plt)
+        written.append(path)
+
     for event in report.events:
         fig, ax = plt.subplots(figsize=(max(6.0, 1.0 + 0.6 * num_layers), 3.0))
         width = 0.2
@@ -151,6 +161,35 @@ def save_figures(report: ArchitectureReport, out_dir: str | Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def _plot_scores(report: ArchitectureReport, path: Path, plt: Any) -> None:
+    """One panel per module kind, one line per layer: mean smoothed score over the steps, with
+    the events marked (scores are reset after each event)."""
+    kinds = list(_KIND_ORDER)
+    fig, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds), 3.0), sharey=True)
+    steps = [r["step"] for r in report.score_records]
+    names = sorted(
+        {k for r in report.score_records for k in r if k.startswith("encoder.")},
+        key=lambda n: (_layer_of(n), n),
+    )
+    cmap = plt.get_cmap("viridis")
+    num_layers = max(report.final.num_layers - 1, 1)
+    for ax, kind in zip(axes, kinds, strict=True):
+        for name in (n for n in names if n.endswith("." + kind)):
+            values = [r.get(name, float("nan")) for r in report.score_records]
+            layer = _layer_of(name)
+            ax.plot(steps, values, color=cmap(layer / num_layers), label=str(layer + 1))
+        for event in report.events:
+            ax.axvline(event["step"], color="red", linewidth=0.8, linestyle="--")
+        ax.set_title(kind)
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+    axes[0].set_ylabel("mean smoothed score")
+    axes[-1].legend(title="layer", fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _layer_of(module_name: str) -> int:

@@ -307,7 +307,7 @@ class TrainingRecipe:
                 loss.backward()
                 if self.allocator is not None and torch.isfinite(loss):
                     # Scores come from this backward's gradients, before clipping (METHOD.md §3).
-                    self.allocator.after_backward(progress.step)
+                    self._measure_scores(progress.step)
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     self.model.parameters(),
                     self.config.optim.grad_clip_norm
@@ -386,6 +386,15 @@ class TrainingRecipe:
         with open(self.run_dir / "train_summary.json", "w") as f:
             json.dump(summary, f, indent=1)
         return last_valid
+
+    def _measure_scores(self, step: int) -> None:
+        """Let the allocator measure when due; log the mean smoothed score per module (the
+        trajectories that ``dmao report`` draws)."""
+        if self.allocator.after_backward(step):
+            scores = self.allocator.tracker.scores
+            self.metrics.log(
+                "dmao_scores", step, **{name: float(s.mean()) for name, s in scores.items()}
+            )
 
     def _log_event(self, event: dict[str, Any], bar: tqdm) -> None:
         """Write a reallocation event to the metrics and a one-line summary to the console."""

@@ -166,7 +166,12 @@ def test_dmao_event_in_training_and_resume_across_it(tiny_corpus, tmp_path):
     )
     assert moved > 0
     figures = save_figures(report, tmp_path / "a" / "report")
-    assert [f.name for f in figures] == ["architecture_heatmap.png", "event_00000006.png"]
+    assert [f.name for f in figures] == [
+        "architecture_heatmap.png",
+        "score_trajectories.png",
+        "event_00000006.png",
+    ]
+    assert report.score_records and all(r["step"] < 6 for r in report.score_records)
     assert all(f.stat().st_size > 1000 for f in figures)
 
     _train(config, tmp_path / "b")
