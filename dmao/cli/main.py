@@ -8,6 +8,7 @@ import sys
 
 from dmao import __version__
 from dmao.cli import compare, decode, demo, info, prepare, report, train, validate
+from dmao.training.checkpoint import CheckpointError
 
 __all__ = ["main"]
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as err:
         # Bad input: one clear line, no traceback (use -v for the traceback).
         if args.verbose:
             raise

@@ -158,7 +158,6 @@ class TrainingRecipe:
             )
         if cfg.train.num_threads > 0:
             torch.set_num_threads(cfg.train.num_threads)
-        save_config(cfg, self.run_dir / "config.yaml")
 
         train_cuts = load_parts(cfg.data, cfg.data.train_parts)
         dev_cuts = load_parts(cfg.data, cfg.data.dev_parts)
@@ -176,10 +175,11 @@ class TrainingRecipe:
         self.model = build_model_from_config(
             cfg.model, self.tokenizer.vocab_size, architecture=architecture
         )
-        # Global mean/variance normalisation from the training data; a resumed run reloads the
-        # same buffers from its checkpoint.
-        mean, std = feature_statistics(self.train_cuts)
-        self.model.encoder.feature_norm.set_statistics(mean, std)
+        if resume_state is None:
+            # Global mean/variance normalisation from the training data; a resumed run reloads
+            # the same buffers from its checkpoint.
+            mean, std = feature_statistics(self.train_cuts)
+            self.model.encoder.feature_norm.set_statistics(mean, std)
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -219,6 +219,8 @@ class TrainingRecipe:
         self.metrics = MetricLogger(self.run_dir)
         if resume_state is not None:
             self.load_state(resume_state, resume_from)
+        # Written only now: a refused resume must not overwrite the run's config.
+        save_config(cfg, self.run_dir / "config.yaml")
         log.info("model: %s parameters", f"{sum(p.numel() for p in self.model.parameters()):,}")
 
     def _setup_tokenizer(self, train_cuts: CutSet) -> Tokenizer:

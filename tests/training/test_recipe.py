@@ -126,8 +126,10 @@ def test_refuses_to_overwrite_and_checks_settings_on_resume(trained_run, tiny_co
         TrainingRecipe(config, run).setup()
     changed = _tiny_config(tiny_corpus, manifests, max_steps=40)
     changed.model.d_model = 48
+    before = (run / "config.yaml").read_text()
     with pytest.raises(Exception, match=r"model: checkpoint"):
         TrainingRecipe(changed, run, resume=True).setup()
+    assert (run / "config.yaml").read_text() == before  # the refused resume changed nothing
 
 
 def test_dmao_event_in_training_and_resume_across_it(tiny_corpus, tmp_path):
