@@ -202,3 +202,23 @@ def tiny_corpus_tones(tmp_path_factory: pytest.TempPathFactory) -> TinyCorpus:
     return build_tiny_corpus(
         tmp_path_factory.mktemp("tiny_corpus_tones") / "LibriSpeech", use_espeak=False
     )
+
+
+def tiny_train_overrides(corpus_root: Path, manifest_dir: Path) -> list[str]:
+    """``key=value`` overrides for a seconds-long training run on the tiny corpus (a 2-layer
+    d=32 Conformer with characters), shared by the recipe, compare and signal tests."""
+    return [
+        "data.corpus=librispeech",
+        f"data.corpus_dir={corpus_root}",
+        f"data.manifest_dir={manifest_dir}",
+        "data.max_batch_seconds=12",
+        "data.num_buckets=2",
+        "tokenizer.kind=char",
+        "model.d_model=32",
+        "model.num_layers=2",
+        "model.head_dim=16",
+        "model.conv_kernel_size=7",
+        "model.frontend_channels=[4, 4, 4, 4]",
+        "train.progress_bar=false",
+        "train.device=cpu",
+    ]

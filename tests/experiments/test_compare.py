@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import csv
 
+from conftest import tiny_train_overrides
+
 from dmao.experiments import run_comparison
 
 
 def test_compare_trains_scores_and_skips_finished_runs(tiny_corpus, tmp_path):
     overrides = [
-        "data.corpus=librispeech",
-        f"data.corpus_dir={tiny_corpus.root}",
-        f"data.manifest_dir={tmp_path / 'manifests'}",
-        "data.max_batch_seconds=12",
-        "data.num_buckets=2",
-        "tokenizer.kind=char",
-        "model.d_model=32",
-        "model.num_layers=2",
-        "model.head_dim=16",
-        "model.conv_kernel_size=7",
-        "model.frontend_channels=[4, 4, 4, 4]",
+        *tiny_train_overrides(tiny_corpus.root, tmp_path / "manifests"),
         "train.max_steps=8",
         "train.valid_every_steps=4",
         "train.checkpoint_every_steps=4",
-        "train.progress_bar=false",
-        "train.device=cpu",
         "dmao.score_every_steps=2",
         "dmao.last_event_fraction=0.5",
         "dmao.total_fraction=0.25",

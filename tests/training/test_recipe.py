@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_train_overrides
 
 from dmao.config import load_config
 from dmao.decoding.decode_run import decode_split
@@ -17,22 +18,10 @@ from dmao.training.recipe import TrainingRecipe
 
 def _tiny_config(corpus, manifest_dir, **train):
     overrides = [
-        "data.corpus=librispeech",
-        f"data.corpus_dir={corpus.root}",
-        f"data.manifest_dir={manifest_dir}",
-        "data.max_batch_seconds=12",
-        "data.num_buckets=2",
-        "tokenizer.kind=char",
-        "model.d_model=32",
-        "model.num_layers=2",
-        "model.head_dim=16",
-        "model.conv_kernel_size=7",
-        "model.frontend_channels=[4, 4, 4, 4]",
+        *tiny_train_overrides(corpus.root, manifest_dir),
         "model.dropout=0.0",
         "optim.peak_lr=3e-3",
         "train.log_every_steps=1",
-        "train.progress_bar=false",
-        "train.device=cpu",
     ] + [f"train.{k}={v}" for k, v in train.items()]
     return load_config(None, overrides)
 
