@@ -131,20 +131,19 @@ def main() -> None:
         f"{torch.get_num_threads()} threads)"
     )
 
+    train = load_parts(config.data, config.data.train_parts).to_eager()
     if args.run is not None:
         from dmao.decoding.decode_run import load_trained_model
 
         model, _, tokenizer, _ = load_trained_model(args.run, "last", torch.device("cpu"))
     else:
-        train = load_parts(config.data, config.data.train_parts).to_eager()
         texts = [cut_transcript(c) for c in train]
-        tok_dir = Path("/tmp/dmao_bench_tokenizer")
+        vocab_size = config.tokenizer.vocab_size if config.tokenizer.kind == "bpe" else None
         tokenizer = train_tokenizer(
-            config.tokenizer.kind, texts, tok_dir, vocab_size=config.tokenizer.vocab_size
+            config.tokenizer.kind, texts, Path("/tmp/dmao_bench_tokenizer"), vocab_size=vocab_size
         )
         model = None
 
-    train = load_parts(config.data, config.data.train_parts).to_eager()
     train, _ = filter_cuts(train, tokenizer, subsampled_length=subsampled_length)
     step, utts, audio = bench_training(config, train.to_eager(), tokenizer, args.train_steps)
     print(

@@ -259,23 +259,25 @@ class TrainingRecipe:
         return kept[0], dev.sort_by_duration()
 
     # ------------------------------------------------------------------ loop
-    def _ctc_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
-        """Summed CTC loss of the batch and the number of target tokens."""
+    def _ctc_loss(
+        self, batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
+        """Forward the batch: summed CTC loss, number of target tokens, and the model outputs
+        ``log_probs (B, T', V)`` and ``out_lens (B,)`` (validation decodes them)."""
         features = batch["features"].to(self.device)
         feature_lens = batch["feature_lens"].to(self.device)
-        targets = batch["targets"].to(self.device)
         target_lens = batch["target_lens"].to(self.device)
         log_probs, out_lens = self.model(features, feature_lens)  # (B, T', V), (B,)
         loss = F.ctc_loss(
             log_probs.transpose(0, 1),  # (T', B, V) as ctc_loss expects
-            targets,
+            batch["targets"].to(self.device),
             out_lens,
             target_lens,
             blank=self.tokenizer.blank_id,
             reduction="sum",
             zero_infinity=False,  # infeasible utterances were filtered; inf means a real problem
         )
-        return loss, int(target_lens.sum())
+        return loss, int(target_lens.sum()), log_probs, out_lens
 
     def _batches(self):
         """Endless stream of training batches; the sampler owns order and epoch."""
@@ -303,7 +305,7 @@ class TrainingRecipe:
         with _StopOnSignal() as stop:
             while progress.step < cfg.max_steps:
                 batch = next(batches)
-                loss_sum, num_tokens = self._ctc_loss(batch)
+                loss_sum, num_tokens, _, _ = self._ctc_loss(batch)
                 loss = loss_sum / max(num_tokens, 1)  # per-token loss: stable across bucket lengths
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -362,7 +364,8 @@ class TrainingRecipe:
                     )
                 progress.train_seconds = seconds_before + time.perf_counter() - session_start
                 if progress.step % cfg.checkpoint_every_steps == 0 or is_last:
-                    self.save(is_best=bool(last_valid) and last_valid.get("step") == progress.step)
+                    validated_now = last_valid.get("step") == progress.step
+                    self.save(dev_wer=last_valid["wer"] if validated_now else None)
                 if stop.signum is not None:
                     # SIGTERM/SIGINT (preemption): commit the last completed step, then exit
                     # with 128 + signal (143 for SIGTERM) so schedulers see a clean stop.
@@ -445,21 +448,10 @@ class TrainingRecipe:
         loss_sum, tokens = 0.0, 0
         refs, hyps = [], []
         for batch in loader:
-            features = batch["features"].to(self.device)
-            feature_lens = batch["feature_lens"].to(self.device)
-            log_probs, out_lens = self.model(features, feature_lens)
-            loss_sum += float(
-                F.ctc_loss(
-                    log_probs.transpose(0, 1),
-                    batch["targets"].to(self.device),
-                    out_lens,
-                    batch["target_lens"].to(self.device),
-                    blank=self.tokenizer.blank_id,
-                    reduction="sum",
-                    zero_infinity=True,
-                )
-            )
-            tokens += int(batch["target_lens"].sum())
+            # Dev cuts went through the same CTC-feasibility filter as training ones.
+            batch_loss, batch_tokens, log_probs, out_lens = self._ctc_loss(batch)
+            loss_sum += float(batch_loss)
+            tokens += batch_tokens
             for ids in greedy_decode(log_probs.cpu(), out_lens.cpu(), self.tokenizer.blank_id):
                 hyps.append(self.tokenizer.decode(ids))
             refs.extend(batch["texts"])
@@ -492,14 +484,12 @@ class TrainingRecipe:
             "dmao": self.allocator.state_dict() if self.allocator is not None else {},
         }
 
-    def save(self, *, is_best: bool = False) -> Path:
-        """Commit a checkpoint of the current step; keep the newest k; update ``best.pt``."""
+    def save(self, *, dev_wer: float | None = None) -> Path:
+        """Commit a checkpoint of the current step; keep the newest k; update ``best.pt`` when
+        ``dev_wer`` (of this step's validation) is the lowest so far."""
+        is_best = dev_wer is not None and dev_wer < self.progress.best_dev_wer
         if is_best:
-            wer = self._last_dev_wer()
-            if wer is not None and wer < self.progress.best_dev_wer:
-                self.progress.best_dev_wer = wer
-            else:
-                is_best = False
+            self.progress.best_dev_wer = dev_wer
         path = save_checkpoint(
             self.state_dict(), step_checkpoint_path(self.checkpoint_dir, self.progress.step)
         )
@@ -507,12 +497,6 @@ class TrainingRecipe:
             link_checkpoint(path, self.checkpoint_dir / "best.pt")
         prune_checkpoints(self.checkpoint_dir, self.config.train.keep_last_checkpoints)
         return path
-
-    def _last_dev_wer(self) -> float | None:
-        from dmao.training.metrics import read_metrics
-
-        valid = [r for r in read_metrics(self.run_dir, "valid") if r["step"] == self.progress.step]
-        return valid[-1]["wer"] if valid else None
 
     def load_state(self, state: dict[str, Any], path: str | Path) -> None:
         """Restore a checkpoint written by :meth:`save` (same config required); the model must

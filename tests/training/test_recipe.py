@@ -64,6 +64,8 @@ def test_loss_falls_and_run_folder_is_complete(trained_run):
     valid = read_metrics(run, "valid")
     assert [r["step"] for r in valid] == [20, 40]
     assert all(r["cer"] >= 0.0 for r in valid)
+    best_step = min(valid, key=lambda r: r["wer"])["step"]
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["step"] == best_step
     state = load_checkpoint(latest_checkpoint(run / "checkpoints"))
     assert state["step"] == 40
     assert state["architecture"]["layers"][0]["ff1"] == 128
