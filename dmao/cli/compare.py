@@ -27,12 +27,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--control", action="store_true", help="also retrain each DMAO architecture from scratch"
     )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:key=value[,key=value...]",
+        help="an ablation system: the DMAO recipe plus these overrides, trained as OUT/NAME "
+        "(repeatable), e.g. late:dmao.last_event_fraction=0.4",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmao.experiments import run_comparison
+    from dmao.experiments import parse_variant, run_comparison
 
     result = run_comparison(
         args.config,
@@ -41,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         control=args.control,
         overrides=args.overrides,
+        variants=[parse_variant(v) for v in args.variant],
     )
     print(result.table)
     print()

@@ -1,5 +1,19 @@
-"""Experiments built from several runs (baseline vs DMAO comparisons)."""
+"""Experiments built from several runs (baseline vs DMAO comparisons and ablations)."""
 
-from dmao.experiments.compare import ComparisonResult, RunResult, run_comparison, summarise
+from dmao.experiments.compare import (
+    ComparisonResult,
+    RunResult,
+    Variant,
+    parse_variant,
+    run_comparison,
+    summarise,
+)
 
-__all__ = ["ComparisonResult", "RunResult", "run_comparison", "summarise"]
+__all__ = [
+    "ComparisonResult",
+    "RunResult",
+    "Variant",
+    "parse_variant",
+    "run_comparison",
+    "summarise",
+]

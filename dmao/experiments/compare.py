@@ -9,7 +9,13 @@ Systems:
 - ``baseline``: the recipe as given (DMAO off);
 - ``dmao``: the DMAO recipe (by default the same recipe with ``dmao.enabled=true``);
 - ``control`` (optional): the final architecture of ``dmao/seed<k>`` trained from scratch without
-  reallocation (METHOD.md §6: separates "better architecture" from "reallocation in training").
+  reallocation (METHOD.md §6: separates "better architecture" from "reallocation in training");
+- named variants (optional, for ablations): the DMAO recipe plus a few ``key=value`` overrides,
+  e.g. ``Variant("late", ["dmao.last_event_fraction=0.4"])`` trains ``OUT/late/seed<k>``.
+
+Besides mean ± standard deviation per system, the summary gives the *paired* WER difference to
+the baseline (same seed, same data order): with few seeds it is the fairer test of whether a
+difference is larger than the seed-to-seed spread.
 """
 
 from __future__ import annotations
@@ -26,7 +32,14 @@ from dmao.decoding.decode_run import decode_split
 from dmao.training.metrics import read_metrics
 from dmao.training.recipe import TrainingRecipe
 
-__all__ = ["ComparisonResult", "RunResult", "run_comparison", "summarise"]
+__all__ = [
+    "ComparisonResult",
+    "RunResult",
+    "Variant",
+    "parse_variant",
+    "run_comparison",
+    "summarise",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +56,34 @@ class RunResult:
     parameters: int
     train_minutes: float
     run_dir: str
+
+
+@dataclass(frozen=True)
+class Variant:
+    """An ablation system: the DMAO recipe with ``overrides`` applied, run as ``OUT/<name>``."""
+
+    name: str
+    overrides: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"variant name must be letters, digits, - or _, got {self.name!r}")
+        if self.name in _RESERVED:
+            raise ValueError(f"variant name {self.name!r} is reserved ({', '.join(_RESERVED)})")
+
+
+_RESERVED = ("baseline", "dmao", "control", "figures")
+
+
+def parse_variant(spec: str) -> Variant:
+    """``"late:dmao.last_event_fraction=0.4,dmao.total_fraction=0.1"`` → :class:`Variant`."""
+    name, sep, rest = spec.partition(":")
+    overrides = tuple(o for o in rest.split(",") if o)
+    if not sep or not overrides or any("=" not in o for o in overrides):
+        raise ValueError(
+            f"--variant expects NAME:section.key=value[,section.key=value...], got {spec!r}"
+        )
+    return Variant(name, overrides)
 
 
 @dataclass
@@ -79,9 +120,13 @@ def run_comparison(
     seeds: list[int],
     control: bool = False,
     overrides: list[str] | None = None,
+    variants: list[Variant] | None = None,
 ) -> ComparisonResult:
     """Train and decode every (system, seed); write ``OUT/results.{md,csv}`` and figures."""
     overrides = list(overrides or [])
+    variants = list(variants or [])
+    if len({v.name for v in variants}) != len(variants):
+        raise ValueError(f"variant names must be unique: {[v.name for v in variants]}")
     systems: dict[str, tuple[Path | None, list[str]]] = {
         "baseline": (baseline_config, ["dmao.enabled=false"]),
         "dmao": (
@@ -89,12 +134,14 @@ def run_comparison(
             [] if dmao_config is not None else ["dmao.enabled=true"],
         ),
     }
+    for v in variants:
+        systems[v.name] = (systems["dmao"][0], [*systems["dmao"][1], *v.overrides])
     runs: list[RunResult] = []
     for seed in seeds:
         for system, (config_path, extra) in systems.items():
             config = load_config(config_path, [*overrides, *extra, f"train.seed={seed}"])
-            if system == "dmao" and not config.dmao.enabled:
-                raise ValueError(f"the DMAO config {config_path} has dmao.enabled: false")
+            if system != "baseline" and not config.dmao.enabled:
+                raise ValueError(f"{system}: the DMAO config {config_path} has dmao.enabled: false")
             runs.extend(_run_and_score(system, seed, config, out_dir))
         if control:
             found = out_dir / "dmao" / f"seed{seed}"
@@ -139,7 +186,9 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarise(runs: list[RunResult]) -> str:
-    """Markdown: per-run rows, then mean ± std per (system, split) with relative WER change."""
+    """Markdown: per-run rows, then per (system, split): mean ± std, the relative WER change of
+    the means, and the paired (same-seed) WER difference to the baseline with how many seeds
+    improved. Negative ΔWER = better than the baseline."""
     lines = [
         "| system | seed | split | WER (%) | CER (%) | parameters | train (min) |",
         "|---|---:|---|---:|---:|---:|---:|",
@@ -151,28 +200,34 @@ def summarise(runs: list[RunResult]) -> str:
         )
     lines += [
         "",
-        "| system | split | runs | WER (%) mean ± std | CER (%) mean ± std | rel. WER |",
-        "|---|---|---:|---:|---:|---:|",
+        "| system | split | runs | WER (%) mean ± std | CER (%) mean ± std | rel. WER "
+        "| paired ΔWER (abs. %) | seeds better |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     systems = list(dict.fromkeys(r.system for r in runs))
     splits = list(dict.fromkeys(r.split for r in runs))
     for split in splits:
-        base = [r.wer for r in runs if r.system == "baseline" and r.split == split]
-        base_mean = statistics.fmean(base) if base else None
+        base = {r.seed: r.wer for r in runs if r.system == "baseline" and r.split == split}
+        base_mean = statistics.fmean(base.values()) if base else None
         for system in systems:
             sel = [r for r in runs if r.system == system and r.split == split]
             if not sel:
                 continue
             wer_m, wer_s = _mean_std([r.wer for r in sel])
             cer_m, cer_s = _mean_std([r.cer for r in sel])
-            rel = (
-                f"{100 * (base_mean - wer_m) / base_mean:+.1f} %"
-                if base_mean and system != "baseline"
-                else "–"
-            )
+            rel = paired = better = "–"
+            if base_mean and system != "baseline":
+                rel = f"{100 * (base_mean - wer_m) / base_mean:+.1f} %"
+                # Same seed = same initialisation and data order: the paired difference removes
+                # the seed-to-seed spread that both systems share.
+                diffs = [r.wer - base[r.seed] for r in sel if r.seed in base]
+                if diffs:
+                    d_m, d_s = _mean_std(diffs)
+                    paired = f"{100 * d_m:+.2f} ± {100 * d_s:.2f}"
+                    better = f"{sum(d < 0 for d in diffs)}/{len(diffs)}"
             lines.append(
                 f"| {system} | {split} | {len(sel)} | {100 * wer_m:.2f} ± {100 * wer_s:.2f} | "
-                f"{100 * cer_m:.2f} ± {100 * cer_s:.2f} | {rel} |"
+                f"{100 * cer_m:.2f} ± {100 * cer_s:.2f} | {rel} | {paired} | {better} |"
             )
     return "\n".join(lines)
 
@@ -206,6 +261,10 @@ def _plot_valid_wer(runs: list[RunResult], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     colours = {"baseline": "tab:blue", "dmao": "tab:red", "control": "tab:green"}
+    extra = iter(["tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"])
+    for system in dict.fromkeys(r.system for r in runs):
+        if system not in colours:
+            colours[system] = next(extra, "gray")
     fig, ax = plt.subplots(figsize=(6, 4))
     seen = set()
     for run_dir, system in sorted({(r.run_dir, r.system) for r in runs}):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 from conftest import tiny_train_overrides
 
-from dmao.experiments import run_comparison
+from dmao.experiments import RunResult, Variant, parse_variant, run_comparison, summarise
+from dmao.training.metrics import read_metrics
 
 
 def test_compare_trains_scores_and_skips_finished_runs(tiny_corpus, tmp_path):
@@ -20,9 +22,19 @@ def test_compare_trains_scores_and_skips_finished_runs(tiny_corpus, tmp_path):
         "dmao.total_fraction=0.25",
     ]
     out = tmp_path / "cmp"
-    result = run_comparison(None, None, out, seeds=[0], control=True, overrides=overrides)
+    late = Variant("late", ("dmao.last_event_fraction=0.75",))
+    result = run_comparison(
+        None, None, out, seeds=[0], control=True, overrides=overrides, variants=[late]
+    )
     systems = {(r.system, r.split) for r in result.runs}
-    assert systems == {(s, p) for s in ("baseline", "dmao", "control") for p in ("dev", "test")}
+    expected = ("baseline", "dmao", "late", "control")
+    assert systems == {(s, p) for s in expected for p in ("dev", "test")}
+    # The variant really ran its own schedule: its event is at step 6 (0.75 x 8), DMAO's at 4.
+    events = {
+        name: [r["step"] for r in read_metrics(out / name / "seed0", "dmao_event")]
+        for name in ("dmao", "late")
+    }
+    assert events == {"dmao": [4], "late": [6]}
     params = {r.system: r.parameters for r in result.runs}
     # Same budget: DMAO ends within one component (at most a few hundred parameters here).
     assert abs(params["dmao"] - params["baseline"]) < 0.02 * params["baseline"]
@@ -31,10 +43,44 @@ def test_compare_trains_scores_and_skips_finished_runs(tiny_corpus, tmp_path):
     names = {p.name for p in result.files}
     assert {"results.md", "results.csv", "valid_wer.png", "architecture_heatmap.png"} <= names
     with open(out / "results.csv") as f:
-        assert len(list(csv.DictReader(f))) == 6
+        assert len(list(csv.DictReader(f))) == 8
 
     # Re-running reuses every finished run: no checkpoint is rewritten.
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("step-*.pt")}
-    again = run_comparison(None, None, out, seeds=[0], control=True, overrides=overrides)
+    again = run_comparison(
+        None, None, out, seeds=[0], control=True, overrides=overrides, variants=[late]
+    )
     assert {p: p.stat().st_mtime_ns for p in out.rglob("step-*.pt")} == stamps
     assert [(r.system, r.wer) for r in again.runs] == [(r.system, r.wer) for r in result.runs]
+
+
+def _run(system: str, seed: int, wer: float) -> RunResult:
+    return RunResult(system, seed, "test", wer, wer / 3, 1000, 1.0, f"/runs/{system}/{seed}")
+
+
+def test_summary_pairs_seeds_and_counts_improvements():
+    runs = [
+        _run("baseline", 0, 0.50),
+        _run("baseline", 1, 0.60),
+        _run("baseline", 2, 0.70),
+        _run("dmao", 0, 0.48),
+        _run("dmao", 1, 0.57),
+        _run("dmao", 2, 0.71),
+    ]
+    table = summarise(runs)
+    row = next(line for line in table.splitlines() if line.startswith("| dmao | test | 3"))
+    # Means 60.00 vs 58.67: relative +2.2 %; paired differences -2, -3, +1 → -1.33 ± 2.08.
+    assert "58.67 ± 11.59" in row
+    assert "+2.2 %" in row
+    assert "-1.33 ± 2.08" in row
+    assert row.rstrip().endswith("| 2/3 |")
+
+
+def test_parse_variant_and_its_errors():
+    v = parse_variant("late-fp:dmao.last_event_fraction=0.4,dmao.growth_init=function_preserving")
+    assert v == Variant(
+        "late-fp", ("dmao.last_event_fraction=0.4", "dmao.growth_init=function_preserving")
+    )
+    for bad in ("late", "late:", "late:dmao.metric", "a b:x.y=1", "baseline:dmao.ema_beta=0.2"):
+        with pytest.raises(ValueError, match="variant"):
+            parse_variant(bad)
