@@ -124,19 +124,51 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """One recipe file as a dict, with its ``base:`` recipe (if any) merged underneath."""
+    if not path.is_file():
+        where = f" (the base of {chain[-1]})" if chain else ""
+        raise ConfigError(f"config file not found: {path}{where}")
+    if path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ConfigError(f"{path}: 'base' recipes form a cycle: {cycle}")
+    with open(path) as f:
+        loaded = yaml.safe_load(f)
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    data = loaded or {}
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: 'base' must be a path to another recipe, got {base!r}")
+    # Relative to the file that names it, so recipes can be moved together.
+    parent = _read_yaml(path.parent / base, (*chain, path.resolve()))
+    return _deep_merge(parent, data)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML recipe (or start from defaults when ``path`` is None) and apply overrides."""
+    """Read a YAML recipe (or start from defaults when ``path`` is None) and apply overrides.
+
+    A recipe may start with ``base: other.yaml`` (a path relative to the recipe): the other
+    recipe is read first and this one's sections are merged over it key by key, so a DMAO recipe
+    can say only what differs from its baseline.
+    """
     data: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        with open(path) as f:
-            loaded = yaml.safe_load(f)
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping of sections")
-        data = loaded or {}
+        data = _read_yaml(path)
         source = str(path)
     if overrides:
         data = apply_overrides(data, overrides)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import tiny_train_overrides
 
 from dmao.cli.main import main
 
@@ -67,3 +68,22 @@ def test_prepare_librispeech_finds_real_part_names(tiny_corpus, tmp_path):
     assert "train-clean-100, dev-clean, test-clean" in proc.stdout
     for part in ("train-clean-100", "dev-clean", "test-clean"):
         assert (out / f"cuts_{part}.jsonl.gz").is_file()
+
+
+def test_demo_compares_baseline_and_dmao_and_shows_the_architecture(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "demo"
+    overrides = [
+        *tiny_train_overrides(tiny_corpus.root, tmp_path / "manifests"),
+        "train.max_steps=8",
+        "train.valid_every_steps=4",
+        "train.checkpoint_every_steps=4",
+        "dmao.score_every_steps=2",
+    ]
+    assert main(["demo", "--out", str(out), *overrides]) == 0
+    printed = capsys.readouterr().out
+    assert "| baseline | 0 | test |" in printed and "| dmao | 0 | test |" in printed
+    # The architecture table has one column per layer and a row per module kind.
+    assert "| module | 1 | 2 | default |" in printed
+    assert "event at step" in printed  # the shipped DMAO demo recipe really reallocated
+    for name in ("results.md", "valid_wer.png", "architecture_heatmap.png"):
+        assert name in printed and next(out.rglob(name)).is_file()

@@ -53,3 +53,31 @@ def test_bad_file_names_the_file(tmp_path):
 def test_optional_field_accepts_none_and_string():
     assert config_from_dict({"model": {"architecture": None}}).model.architecture is None
     assert config_from_dict({"model": {"architecture": "x.json"}}).model.architecture == "x.json"
+
+
+def test_base_recipe_is_merged_key_by_key(tmp_path):
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "base.yaml").write_text(
+        "model:\n  d_model: 144\n  num_layers: 8\ntrain:\n  max_steps: 100\n"
+    )
+    (tmp_path / "recipes" / "child.yaml").write_text(
+        "base: ../base.yaml\nmodel:\n  num_layers: 4\ndmao:\n  enabled: true\n"
+    )
+    config = load_config(tmp_path / "recipes" / "child.yaml", ["train.max_steps=7"])
+    assert config.model.d_model == 144  # inherited
+    assert config.model.num_layers == 4  # overridden by the child, sibling keys kept
+    assert config.dmao.enabled is True
+    assert config.train.max_steps == 7  # command line beats both files
+
+
+def test_base_recipe_errors_name_the_files(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"missing\.yaml \(the base of .*a\.yaml\)"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "b.yaml").write_text("base: c.yaml\n")
+    (tmp_path / "c.yaml").write_text("base: b.yaml\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "b.yaml")
+    (tmp_path / "d.yaml").write_text("base: [x]\n")
+    with pytest.raises(ConfigError, match="'base' must be a path"):
+        load_config(tmp_path / "d.yaml")
