@@ -20,6 +20,9 @@ Decisions:
 - Costs are exact parameter counts: a component is ``component_cost()`` parameters, and the drop
   that empties a module also frees the module's shared parameters (norm, output bias), so the
   invariant "after − before ∈ (0, one component]" holds for the real parameter count.
+- With ``budget_unit="macs"`` a component costs ``component_macs(context_frames)`` multiply-
+  accumulates per output frame (reported per second of audio with ``frames_per_second``), and
+  the same invariant holds for the encoder's MACs; the parameter count may then drift.
 - Duplicates are placed right after their original; ties in the ranking are broken by module order
   and component index, so a plan is deterministic.
 - Dropout is ``base_dropout × width / default_width``, capped at 0.9 so a module that grew a lot
@@ -60,9 +63,14 @@ class ReallocationEvent:
     index: int
     step: int
     fraction: float
-    budget_params: int
+    budget_unit: str
+    """``params`` or ``macs`` (multiply-accumulates per second of audio)."""
+    budget: int
+    """P of METHOD.md §4 in ``budget_unit``; ``cost`` of the dropped/duplicated entries too."""
     params_before: int
     params_after: int
+    macs_per_second_before: int
+    macs_per_second_after: int
     dropped: list[dict[str, Any]] = field(default_factory=list)
     """``{"module", "kind", "component", "score", "cost"}`` per dropped component."""
     duplicated: list[dict[str, Any]] = field(default_factory=list)
@@ -78,6 +86,11 @@ def _adaptable_params(modules: Mapping[str, AdaptableModule]) -> int:
     return sum(p.numel() for m in modules.values() for p in m.parameters())
 
 
+def _adaptable_macs(modules: Mapping[str, AdaptableModule], context_frames: int) -> int:
+    """Multiply-accumulates per output frame of all adaptable modules."""
+    return sum(m.num_components() * m.component_macs(context_frames) for m in modules.values())
+
+
 class DmaoAllocator:
     """Owns the DMAO scores, schedule and events of one training run.
 
@@ -86,16 +99,29 @@ class DmaoAllocator:
             must have ``kind``, ``default_width`` and ``base_dropout`` set.
         config: the method settings.
         total_steps: optimizer steps of the whole run (the schedule is a fraction of it).
+        frames_per_second: output frames per second of audio of the encoder (25 for 10 ms
+            features subsampled 4×); converts MACs per frame to MACs per second of audio.
     """
 
     def __init__(
-        self, modules: Mapping[str, AdaptableModule], config: DmaoConfig, total_steps: int
+        self,
+        modules: Mapping[str, AdaptableModule],
+        config: DmaoConfig,
+        total_steps: int,
+        frames_per_second: float = 25.0,
     ) -> None:
         self.modules = dict(modules)
         self.config = config
+        self.frames_per_second = frames_per_second
+        self.context_frames = max(1, round(config.macs_context_seconds * frames_per_second))
         for name, m in self.modules.items():
             if not isinstance(m, AdaptableModule):
                 raise TypeError(f"DMAO module {name} ({type(m).__name__}) is not AdaptableModule")
+            if config.budget_unit == "macs" and not hasattr(m, "component_macs"):
+                raise TypeError(
+                    f"DMAO module {name} ({type(m).__name__}) has no component_macs(), which "
+                    f"dmao.budget_unit=macs needs; use budget_unit=params or implement it"
+                )
             m.set_granularity(config.granularity)
             m.num_components()  # validates the width against the granularity
         self.schedule = event_schedule(
@@ -150,9 +176,15 @@ class DmaoAllocator:
                 "DMAO event without any score measurement: call after_backward(step) after "
                 "every backward pass"
             )
-        total = _adaptable_params(self.modules)
+        unit = self.config.budget_unit
+        total = self._total_cost()
         budget = int(fraction * total)
-        record: dict[str, Any] = {"budget_params": budget, "dropped": [], "duplicated": []}
+        record: dict[str, Any] = {
+            "budget_unit": unit,
+            "budget": self._report(budget),
+            "dropped": [],
+            "duplicated": [],
+        }
         if budget <= 0:
             return {}, record
         entries = []  # (score, module order, component, name)
@@ -160,10 +192,14 @@ class DmaoAllocator:
             for c, s in enumerate(scores[name].tolist()):
                 entries.append((s, order, c, name))
         entries.sort()
-        costs = {n: self.modules[n].component_cost() for n in names}
+        costs = {n: self._component_cost(self.modules[n]) for n in names}
         remaining = {n: self.modules[n].num_components() for n in names}
+        # Emptying a module also frees its shared parameters (norms, output bias); they do no
+        # multiply-accumulates, so a MACs budget has nothing shared.
         shared = {
             n: sum(p.numel() for p in self.modules[n].parameters()) - remaining[n] * costs[n]
+            if unit == "params"
+            else 0
             for n in names
         }
         dropped: set[tuple[str, int]] = set()
@@ -188,7 +224,7 @@ class DmaoAllocator:
             record["duplicated"].append(self._entry(name, c, s, costs[name]))
         if not (added > budget and added > removed):
             raise RuntimeError(
-                f"DMAO plan: cannot grow {removed} parameters back (only {added} growable); "
+                f"DMAO plan: cannot grow {removed} {unit} back (only {added} growable); "
                 f"fraction {fraction} is too large for this model"
             )
         new_components: dict[str, list[int]] = {}
@@ -207,7 +243,34 @@ class DmaoAllocator:
 
     def _entry(self, name: str, component: int, score: float, cost: int) -> dict[str, Any]:
         kind = self.modules[name].kind
-        return {"module": name, "kind": kind, "component": component, "score": score, "cost": cost}
+        return {
+            "module": name,
+            "kind": kind,
+            "component": component,
+            "score": score,
+            "cost": self._report(cost),
+        }
+
+    def _component_cost(self, module: AdaptableModule) -> int:
+        """One component's cost in the budget unit (MACs per output frame for ``macs``)."""
+        if self.config.budget_unit == "macs":
+            return module.component_macs(self.context_frames)
+        return module.component_cost()
+
+    def _total_cost(self) -> int:
+        if self.config.budget_unit == "macs":
+            return _adaptable_macs(self.modules, self.context_frames)
+        return _adaptable_params(self.modules)
+
+    def _report(self, cost: int) -> int:
+        """A cost as logged: parameters, or MACs per second of audio."""
+        if self.config.budget_unit == "macs":
+            return round(cost * self.frames_per_second)
+        return cost
+
+    def macs_per_second(self) -> int:
+        """Multiply-accumulates per second of audio of all adaptable modules."""
+        return round(_adaptable_macs(self.modules, self.context_frames) * self.frames_per_second)
 
     def reallocate(
         self, step: int, fraction: float, optimizer: torch.optim.Optimizer
@@ -215,8 +278,10 @@ class DmaoAllocator:
         """Plan, validate and apply one event; all or nothing (see the module docstring)."""
         new_components, record = self.plan(fraction)
         widths_before = {n: m.width for n, m in self.modules.items()}
-        before = _adaptable_params(self.modules)
-        max_cost = max(m.component_cost() for m in self.modules.values())
+        params_before = _adaptable_params(self.modules)
+        macs_before = self.macs_per_second()
+        before = self._total_cost()
+        max_cost = max(self._component_cost(m) for m in self.modules.values())
 
         # Everything the apply phase replaces, to put back on failure. Reselect and the optimizer
         # remap never edit tensors in place, so references are enough.
@@ -236,13 +301,14 @@ class DmaoAllocator:
             remap_optimizer(optimizer, remaps, moments)
             if self.config.dropout_scaling:
                 self._scale_dropout()
-            after = _adaptable_params(self.modules)
+            after = self._total_cost()
             delta = after - before
-            # The budget invariant (METHOD.md §4.4), on the real parameter count.
+            # The budget invariant (METHOD.md §4.4), on the real count in the budget unit.
             ok = delta == 0 if not new_components else 0 < delta <= max_cost
             assert ok, (
-                f"DMAO event at step {step}: adaptable parameters went from {before} to {after} "
-                f"(delta {delta}), expected within one component ({max_cost}) of the budget"
+                f"DMAO event at step {step}: adaptable {self.config.budget_unit} went from "
+                f"{before} to {after} (delta {delta}), expected within one component "
+                f"({max_cost}) of the budget"
             )
         except BaseException:
             for name, module in self.modules.items():
@@ -259,8 +325,10 @@ class DmaoAllocator:
             index=self.event_index,
             step=step,
             fraction=fraction,
-            params_before=before,
-            params_after=after,
+            params_before=params_before,
+            params_after=_adaptable_params(self.modules),
+            macs_per_second_before=macs_before,
+            macs_per_second_after=self.macs_per_second(),
             widths_before=widths_before,
             widths_after={n: m.width for n, m in self.modules.items()},
             **record,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["DUPLICATE_MOMENTS", "GROWTH_INITS", "METRICS", "DmaoConfig"]
+__all__ = ["BUDGET_UNITS", "DUPLICATE_MOMENTS", "GROWTH_INITS", "METRICS", "DmaoConfig"]
 
 METRICS: tuple[str, ...] = ("taylor", "gradient", "magnitude")
 GROWTH_INITS: tuple[str, ...] = ("copy", "copy_noise", "random", "function_preserving")
 DUPLICATE_MOMENTS: tuple[str, ...] = ("copy", "zeros")
+BUDGET_UNITS: tuple[str, ...] = ("params", "macs")
 
 
 @dataclass
@@ -50,8 +51,14 @@ class DmaoConfig:
     dropout_scaling: bool = True
     """Scale each module's dropout by its width relative to the default width (METHOD.md §4.7)."""
     budget_unit: str = "params"
-    """What the drop/grow budget counts. Only ``params`` is implemented (METHOD.md §4); a MACs
-    budget is future work."""
+    """What the drop/grow budget counts: ``params`` (METHOD.md §4) or ``macs`` — multiply-
+    accumulates per second of audio, so the event keeps the encoder's compute constant instead of
+    its size (an attention head then also costs its score and context products, which grow with
+    the utterance length; see ``macs_context_seconds``)."""
+    macs_context_seconds: float = 15.0
+    """Utterance length at which attention's length-dependent MACs are counted with
+    ``budget_unit=macs``. 15 s is about the mean LibriSpeech training utterance (12.3 s) rounded
+    up; it only changes how expensive a head is relative to an FFN or conv unit."""
 
     def __post_init__(self) -> None:
         def check(ok: bool, field: str, expected: str) -> None:
@@ -74,7 +81,8 @@ class DmaoConfig:
             "duplicate_moments",
             f"one of {list(DUPLICATE_MOMENTS)}",
         )
-        check(self.budget_unit == "params", "budget_unit", "'params' (MACs not implemented)")
+        check(self.budget_unit in BUDGET_UNITS, "budget_unit", f"one of {list(BUDGET_UNITS)}")
+        check(self.macs_context_seconds > 0, "macs_context_seconds", "> 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -351,6 +351,29 @@ class SlicedUnits:
     def component_cost(self) -> int:
         return self.params_per_unit * self.units_per_component
 
+    def component_macs(self, context_frames: int) -> int:
+        """Multiply-accumulates per output frame of one component (``budget_unit=macs``).
+
+        Every weight entry of a ``Linear``/``Conv1d`` that a unit owns is one MAC per frame (a
+        depthwise kernel of size K is K); biases, norms and activations are not MACs. A module
+        adds its length-dependent work per unit in :meth:`sequence_macs_per_unit`, counted for a
+        sequence of ``context_frames`` frames.
+        """
+        if self.width == 0:
+            return 0
+        per_unit = 0
+        for s in self.unit_slices():
+            owner_path, _, attr = s.path.rpartition(".")
+            owner = self.get_submodule(owner_path) if owner_path else self
+            if attr == "weight" and isinstance(owner, (nn.Linear, nn.Conv1d)):
+                per_unit += _get(self, s.path).numel() // self.width
+        per_unit += self.sequence_macs_per_unit(context_frames)
+        return per_unit * self.units_per_component
+
+    def sequence_macs_per_unit(self, context_frames: int) -> int:
+        """Length-dependent MACs per frame of one unit (0 here; attention overrides it)."""
+        return 0
+
     def component_scores(self, metric: str) -> Tensor:
         """``(num_components,)``: the mean of the per-unit scores over each component's units."""
         num = self.num_components()

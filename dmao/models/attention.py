@@ -73,6 +73,11 @@ class MultiHeadSelfAttention(SlicedUnits, nn.Module):
     UNIT_SUBMODULES = ("norm", "q", "k", "v", "out")
     ONE_UNIT_PER_COMPONENT = True
 
+    def sequence_macs_per_unit(self, context_frames: int) -> int:
+        """Per head and query frame: q·kᵀ over ``context_frames`` keys plus the weighted sum of
+        as many values, ``Dh`` MACs each."""
+        return 2 * self.head_dim * context_frames
+
     def unit_slices(self) -> list[UnitSlice]:
         """Head h: rows [h*Dh, (h+1)*Dh) of q, k, v (scored) and the same columns of out."""
         Dh = self.head_dim

@@ -34,7 +34,7 @@ from tqdm import tqdm
 from dmao.config import ExperimentConfig, config_from_dict, config_to_dict, save_config
 from dmao.data.dataset import build_dataloader, build_eval_sampler, build_sampler
 from dmao.data.filtering import filter_cuts
-from dmao.data.manifests import cut_transcript
+from dmao.data.manifests import FRAME_SHIFT_S, cut_transcript
 from dmao.data.pipeline import load_parts
 from dmao.data.statistics import feature_statistics
 from dmao.data.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
@@ -213,8 +213,14 @@ class TrainingRecipe:
         )
         self.allocator = None
         if cfg.dmao.enabled:
+            # Encoder frames in one second of audio (100 feature frames subsampled 4x: 25), for
+            # MACs per second of audio.
+            frames_per_second = float(subsampled_length(round(1.0 / FRAME_SHIFT_S)))
             self.allocator = DmaoAllocator(
-                self.model.adaptable_modules(), cfg.dmao, cfg.train.max_steps
+                self.model.adaptable_modules(),
+                cfg.dmao,
+                cfg.train.max_steps,
+                frames_per_second=frames_per_second,
             )
         self.metrics = MetricLogger(self.run_dir)
         if resume_state is not None:

@@ -374,3 +374,51 @@ def test_scores_are_measured_right_before_an_event():
     _backward(model, 1)
     assert allocator.after_backward(1)  # not due, but the update ends at the event step 2
     assert allocator.tracker.num_measurements == 2
+
+
+@pytest.mark.parametrize("frames", [20, 50])
+def test_component_macs_match_torch_flop_counter(frames: int):
+    """Our per-component MAC counts against torch's FLOP counter on the real modules (SDPA on
+    its math backend, which the counter sees as the two batched matmuls it is)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = _model().eval()
+    mask = torch.ones(1, frames, dtype=torch.bool)
+    for name, module in model.adaptable_modules().items():
+        module.set_granularity(4)
+        x = torch.randn(1, frames, 32)
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            module(x) if module.kind.startswith("ff") else module(x, mask)
+        measured = counter.get_total_flops() / 2 / frames  # MACs per frame
+        assert module.num_components() * module.component_macs(frames) == measured, name
+
+
+def test_macs_budget_keeps_compute_constant():
+    model, optimizer, allocator = _setup(budget_unit="macs", total_fraction=0.3)
+    modules = model.adaptable_modules()
+    assert allocator.context_frames == 375  # 15 s at 25 frames/s
+    max_cost = max(m.component_macs(375) for m in modules.values())
+    before = allocator.macs_per_second()
+    _train(model, optimizer, allocator, range(0, 3))
+    event = allocator.history[0]
+    after = allocator.macs_per_second()
+    assert event["budget_unit"] == "macs"
+    assert event["macs_per_second_before"] == before and event["macs_per_second_after"] == after
+    # The invariant of the params budget, in MACs: within one component (per second: x25).
+    assert 0 < after - before <= 25 * max_cost
+    assert event["budget"] == pytest.approx(0.3 * before, abs=25)
+    assert sum(e["cost"] for e in event["dropped"]) > event["budget"]
+    assert _same_objects(optimizer, model)
+
+
+def test_macs_budget_prices_heads_by_context_length():
+    """A longer context makes heads dearer; FFN and conv units do not care."""
+    _, _, short = _setup(budget_unit="macs", macs_context_seconds=1.0)
+    _, _, long = _setup(budget_unit="macs", macs_context_seconds=60.0)
+    for name, module in short.modules.items():
+        cheap, dear = (
+            module.component_macs(short.context_frames),
+            module.component_macs(long.context_frames),
+        )
+        assert (cheap < dear) if module.kind == "mhsa" else (cheap == dear), name
