@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +28,7 @@ from lhotse.cut import Cut
 from lhotse.recipes import prepare_librispeech
 from lhotse.utils import fastcopy
 
+from dmao.data.sphere import install_audio_backend
 from dmao.data.text import normalize_transcript
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "cuts_path",
     "fbank_extractor",
     "load_cuts",
+    "load_or_prepare",
     "prepare_manifests",
 ]
 
@@ -155,24 +157,11 @@ def prepare_manifests(
             no audio file, or audio cannot be read.
     """
     corpus_dir = Path(corpus_dir)
-    out_dir = Path(out_dir)
-    if isinstance(parts, str):
-        raise TypeError(f"parts must be a sequence of part names, got the string {parts!r}")
-    if num_jobs < 1:
-        raise ValueError(f"num_jobs must be >= 1, got {num_jobs}")
 
-    result: dict[str, CutSet] = {}
-    missing = []
-    for part in parts:
-        if cuts_path(out_dir, part).is_file():
-            log.info("Loading cached cuts for %s from %s", part, cuts_path(out_dir, part))
-            result[part] = load_cuts(out_dir, part)
-        else:
-            missing.append(part)
-    if missing:
+    def read(missing: list[str]) -> dict[str, CutSet]:
         _check_corpus(corpus_dir, missing)
         manifests = prepare_librispeech(corpus_dir, dataset_parts=missing, num_jobs=num_jobs)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        by_part = {}
         for part in missing:
             cuts = CutSet.from_manifests(
                 recordings=manifests[part]["recordings"],
@@ -180,15 +169,79 @@ def prepare_manifests(
             )
             # One recording holds one utterance in LibriSpeech: name the cut after it rather than
             # lhotse's position-dependent "<recording-id>-<index>".
-            cuts = CutSet.from_cuts(
-                sorted(
-                    (
-                        fastcopy(cut, id=cut.recording_id, supervisions=_normalised(cut))
-                        for cut in cuts
-                    ),
-                    key=lambda cut: cut.id,
-                )
+            by_part[part] = CutSet.from_cuts(
+                fastcopy(cut, id=cut.recording_id, supervisions=_normalised(cut)) for cut in cuts
             )
+        return by_part
+
+    return load_or_prepare(
+        out_dir,
+        parts,
+        read,
+        sampling_rate=sampling_rate,
+        compute_features=compute_features,
+        num_jobs=num_jobs,
+    )
+
+
+def load_or_prepare(
+    out_dir: Path | str,
+    parts: Sequence[str],
+    read: Callable[[list[str]], dict[str, CutSet]],
+    *,
+    sampling_rate: int = 16000,
+    compute_features: bool = True,
+    num_jobs: int = 2,
+) -> dict[str, CutSet]:
+    """The caching, resampling, feature and writing steps shared by every corpus.
+
+    Parts whose ``out_dir/cuts_<part>.jsonl.gz`` exists are loaded; ``read(missing_parts)`` builds
+    the others (``{part: CutSet}``, one supervision per cut, normalised transcripts). New cuts are
+    sorted by id (so the order does not depend on the file system) and resampled to
+    ``sampling_rate``; features are computed where missing; each cuts file is written last and
+    atomically, so an interrupted run never leaves a file that looks complete.
+
+    Args:
+        out_dir: manifest directory (created if missing).
+        parts: part names to return.
+        read: builds the cuts of the parts that are not cached yet.
+        sampling_rate: the rate features are computed at (Hz); audio at another rate is
+            resampled on load. Cached cuts at another rate are an error (mixing rates in one
+            manifest directory would silently change the features).
+        compute_features: compute and store :func:`fbank_extractor` features.
+        num_jobs: processes for feature extraction.
+
+    Returns:
+        ``{part: CutSet}`` for every requested part, in memory.
+    """
+    out_dir = Path(out_dir)
+    if isinstance(parts, str):
+        raise TypeError(f"parts must be a sequence of part names, got the string {parts!r}")
+    if num_jobs < 1:
+        raise ValueError(f"num_jobs must be >= 1, got {num_jobs}")
+    # .sph corpora need dmao's SPHERE reader (lhotse's default wants the sph2pipe program).
+    install_audio_backend()
+
+    result: dict[str, CutSet] = {}
+    missing = []
+    for part in parts:
+        if cuts_path(out_dir, part).is_file():
+            log.info("Loading cached cuts for %s from %s", part, cuts_path(out_dir, part))
+            result[part] = load_cuts(out_dir, part)
+            rates = {cut.sampling_rate for cut in result[part]}
+            if rates - {sampling_rate}:
+                raise ValueError(
+                    f"{cuts_path(out_dir, part)} holds cuts at {sorted(rates)} Hz but "
+                    f"{sampling_rate} Hz was asked for (data.sampling_rate); prepare this "
+                    "sampling rate in another manifest directory"
+                )
+        else:
+            missing.append(part)
+    if missing:
+        fresh = read(missing)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for part in missing:
+            cuts = CutSet.from_cuts(sorted(fresh[part], key=lambda cut: cut.id))
             if any(cut.sampling_rate != sampling_rate for cut in cuts):
                 cuts = cuts.resample(sampling_rate)
             result[part] = cuts
@@ -267,7 +320,8 @@ def _feature_executor(num_jobs: int) -> Iterator[ProcessPoolExecutor | None]:
     """One process pool for all parts (spawning costs seconds per pool), or None for 1 job.
 
     lhotse would start its own "spawn" pool per call; ours additionally pins each worker to one
-    torch thread, so ``num_jobs`` processes do not each start a thread per core.
+    torch thread, so ``num_jobs`` processes do not each start a thread per core, and installs
+    dmao's audio backend in it.
     """
     if num_jobs <= 1:
         yield None
@@ -275,10 +329,16 @@ def _feature_executor(num_jobs: int) -> Iterator[ProcessPoolExecutor | None]:
     with ProcessPoolExecutor(
         num_jobs,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=torch.set_num_threads,
-        initargs=(1,),
+        initializer=_init_feature_worker,
     ) as executor:
         yield executor
+
+
+def _init_feature_worker() -> None:
+    """One torch thread per worker; the same audio backend as the parent (spawned processes
+    start with lhotse's default, which cannot read .sph without sph2pipe)."""
+    torch.set_num_threads(1)
+    install_audio_backend()
 
 
 def _compute_features(
