@@ -12,6 +12,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="per-layer widths and DMAO events of a run, with figures")
     p.add_argument("run", type=Path, help="run folder written by `dmao train`")
     p.add_argument("--out", type=Path, default=None, help="figure folder (default: RUN/report)")
+    p.add_argument(
+        "--twins",
+        action="store_true",
+        help="also count duplicated units that are still identical copies (loads the model)",
+    )
     p.set_defaults(func=run)
 
 
@@ -23,6 +28,11 @@ def run(args: argparse.Namespace) -> int:
     print(report.table())
     print()
     print(report.events_summary())
+    if args.twins:
+        from dmao.reporting.twins import twin_table
+
+        print()
+        print(twin_table(args.run))
     for path in save_figures(report, args.out or args.run / "report"):
         print(f"figure: {path}")
     return 0

@@ -10,7 +10,9 @@ from conftest import tiny_train_overrides
 
 from dmao.config import load_config
 from dmao.decoding.decode_run import decode_split
+from dmao.method.diagnostics import twin_units
 from dmao.reporting import build_report, save_figures
+from dmao.reporting.twins import twin_table
 from dmao.training.checkpoint import latest_checkpoint, load_checkpoint
 from dmao.training.metrics import read_metrics
 from dmao.training.recipe import TrainingRecipe
@@ -166,6 +168,13 @@ def test_dmao_event_in_training_and_resume_across_it(tiny_corpus, tmp_path):
     ]
     assert report.score_records and all(r["step"] < 6 for r in report.score_records)
     assert all(f.stat().st_size > 1000 for f in figures)
+    # Exact copies of conv channels get identical updates (nothing per-channel is random in a
+    # conv module): every duplicated channel is still a twin at the end, and the report says so.
+    for name, module in recipe.model.adaptable_modules().items():
+        copied = [c for c in events[0]["duplicated"] if c["module"] == name]
+        if module.kind == "conv":
+            assert twin_units(module) >= 2 * len(copied) * module.units_per_component, name
+    assert "| conv |" in twin_table(tmp_path / "a")
 
     _train(config, tmp_path / "b")
     (tmp_path / "b" / "checkpoints" / "step-00000010.pt").unlink()
