@@ -1,4 +1,7 @@
-"""``dmao prepare synthetic|librispeech`` — build a corpus and its lhotse manifests."""
+"""``dmao prepare synthetic|librispeech|tedlium2|switchboard`` — lhotse manifests + fbank cache.
+
+The real corpora are read from local copies (docs/corpora.md); nothing is downloaded.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,10 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("prepare", help="prepare a corpus (built-in synthetic or LibriSpeech)")
+    p = sub.add_parser(
+        "prepare",
+        help="prepare a corpus (built-in synthetic, LibriSpeech, TED-LIUM 2, Switchboard)",
+    )
     kinds = p.add_subparsers(dest="corpus", required=True, metavar="CORPUS")
 
     s = kinds.add_parser("synthetic", help="synthesise the built-in offline corpus (espeak-ng)")
@@ -30,6 +36,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ls.add_argument("--num-jobs", type=int, default=2)
     ls.set_defaults(func=_run_librispeech)
+
+    ted = kinds.add_parser("tedlium2", help="manifests + fbank for a local TED-LIUM release 2")
+    ted.add_argument(
+        "--corpus-dir", type=Path, required=True, help="TEDLIUM_release2 or the folder holding it"
+    )
+    ted.add_argument("--out", type=Path, required=True, help="manifest directory")
+    ted.add_argument(
+        "--parts", nargs="+", default=None, help="train dev test (default: all present)"
+    )
+    ted.add_argument("--num-jobs", type=int, default=2)
+    ted.set_defaults(func=_run_tedlium2)
+
+    swb = kinds.add_parser(
+        "switchboard", help="manifests + 8 kHz fbank for local Switchboard-1 (+ Hub5'00) copies"
+    )
+    swb.add_argument(
+        "--corpus-dir", type=Path, required=True, help="the LDC97S62 copy (.sph files below it)"
+    )
+    swb.add_argument(
+        "--transcripts-dir",
+        type=Path,
+        default=None,
+        help="swb_ms98_transcriptions (default: looked up inside and beside --corpus-dir)",
+    )
+    swb.add_argument(
+        "--eval2000-dir",
+        type=Path,
+        default=None,
+        help="folder holding LDC2002S09 and LDC2002T43 (adds the eval2000-* parts)",
+    )
+    swb.add_argument("--out", type=Path, required=True, help="manifest directory")
+    swb.add_argument(
+        "--parts",
+        nargs="+",
+        default=None,
+        help="train dev eval2000-swbd eval2000-callhome (default: train dev, and the eval2000 "
+        "parts when --eval2000-dir is given)",
+    )
+    swb.add_argument(
+        "--dev-utterances",
+        type=int,
+        default=4000,
+        help="hold out the first conversations with at least this many segments as dev",
+    )
+    swb.add_argument("--num-jobs", type=int, default=2)
+    swb.set_defaults(func=_run_switchboard)
 
 
 _LIBRISPEECH_PARTS = (
@@ -72,3 +124,47 @@ def _run_librispeech(args: argparse.Namespace) -> int:
     prepare_manifests(corpus, args.out, parts, num_jobs=args.num_jobs)
     print(f"manifests for {', '.join(parts)} ready in {args.out}")
     return 0
+
+
+def _run_tedlium2(args: argparse.Namespace) -> int:
+    from dmao.data.corpora.tedlium import TEDLIUM_LAYOUT, prepare_tedlium2, resolve_tedlium_dir
+
+    corpus = resolve_tedlium_dir(args.corpus_dir)
+    parts = args.parts or [p for p in ("train", "dev", "test") if (corpus / p).is_dir()]
+    if not parts:
+        raise FileNotFoundError(
+            f"no TED-LIUM part (train, dev, test) found in {corpus}; expected {TEDLIUM_LAYOUT}"
+        )
+    _report(prepare_tedlium2(corpus, args.out, parts, num_jobs=args.num_jobs), args.out)
+    return 0
+
+
+def _run_switchboard(args: argparse.Namespace) -> int:
+    from dmao.data.corpora.switchboard import (
+        EVAL2000_PARTS,
+        SWITCHBOARD_PARTS,
+        prepare_switchboard,
+    )
+
+    parts = args.parts or [
+        *SWITCHBOARD_PARTS,
+        *(EVAL2000_PARTS if args.eval2000_dir is not None else ()),
+    ]
+    cuts = prepare_switchboard(
+        args.corpus_dir,
+        args.out,
+        parts,
+        transcripts_dir=args.transcripts_dir,
+        eval2000_dir=args.eval2000_dir,
+        dev_utterances=args.dev_utterances,
+        num_jobs=args.num_jobs,
+    )
+    _report(cuts, args.out)
+    return 0
+
+
+def _report(cuts_by_part: dict, out: Path) -> None:
+    for part, cuts in cuts_by_part.items():
+        hours = sum(cut.duration for cut in cuts) / 3600
+        print(f"{part}: {len(cuts)} utterances, {hours:.2f} h")
+    print(f"manifests for {', '.join(cuts_by_part)} ready in {out}")

@@ -29,12 +29,24 @@ class DataConfig:
     """Where the corpus is and how batches are formed."""
 
     corpus: str = "synthetic"
-    """Corpus kind. ``synthetic`` (built in, generated when missing) or ``librispeech`` (any
-    corpus in the LibriSpeech layout: ``<part>/<spk>/<chapter>/*.flac`` + ``*.trans.txt``)."""
+    """Corpus kind. ``synthetic`` (built in, generated when missing), ``librispeech`` (any
+    corpus in the LibriSpeech layout: ``<part>/<spk>/<chapter>/*.flac`` + ``*.trans.txt``),
+    ``tedlium2`` (TED-LIUM release 2) or ``switchboard`` (Switchboard-1 + Hub5'00); see
+    docs/corpora.md for the layouts and part names."""
     corpus_dir: str = "data/synthetic/corpus"
-    """Directory holding the corpus in the LibriSpeech layout."""
+    """Directory holding the corpus (LibriSpeech layout, ``TEDLIUM_release2``, or the LDC97S62
+    Switchboard copy)."""
     manifest_dir: str = "data/synthetic/manifests"
     """Directory for lhotse manifests and the cached fbank features."""
+    sampling_rate: int = 16000
+    """Rate in Hz the features are computed at; audio at another rate is resampled. 16000, or
+    8000 for Switchboard's telephone speech (METHOD.md §6)."""
+    transcripts_dir: str | None = None
+    """Switchboard only: the ISIP ``swb_ms98_transcriptions`` folder (default: looked up inside
+    and beside ``corpus_dir``)."""
+    eval2000_dir: str | None = None
+    """Switchboard only: the folder holding ``LDC2002S09`` and ``LDC2002T43`` (Hub5'00), needed
+    for the ``eval2000-swbd`` / ``eval2000-callhome`` parts."""
     train_parts: list[str] = field(default_factory=lambda: ["train"])
     """Corpus parts (sub-directories) used for training."""
     dev_parts: list[str] = field(default_factory=lambda: ["dev"])

@@ -1,8 +1,9 @@
 """From a :class:`~dmao.config.DataConfig` to ready-to-use lhotse cuts.
 
 This is the one place that decides where a corpus comes from: the built-in synthetic corpus is
-generated when it is absent; every corpus (built-in or a real LibriSpeech copy) is then read through
-the same LibriSpeech-layout manifest code in :mod:`dmao.data.manifests`.
+generated when it is absent; LibriSpeech-layout corpora (built-in or real) are read by
+:mod:`dmao.data.manifests`, TED-LIUM 2 and Switchboard by :mod:`dmao.data.corpora`. Every kind
+ends in the same cached cuts + fbank features, so training and decoding do not depend on it.
 """
 
 from __future__ import annotations
@@ -15,16 +16,21 @@ from lhotse import CutSet
 
 from dmao.config.schema import DataConfig
 from dmao.data.manifests import prepare_manifests
+from dmao.data.sphere import install_audio_backend
 
-__all__ = ["CORPUS_KINDS", "ensure_corpus", "load_parts"]
+__all__ = ["CORPUS_KINDS", "ensure_corpus", "load_parts", "prepare_parts"]
 
 log = logging.getLogger(__name__)
 
-CORPUS_KINDS = ("synthetic", "librispeech")
+CORPUS_KINDS = ("synthetic", "librispeech", "tedlium2", "switchboard")
 
 
 def ensure_corpus(config: DataConfig, *, num_jobs: int = 2) -> Path:
-    """Return the corpus directory, synthesising the built-in corpus first when needed."""
+    """Return the corpus directory, synthesising the built-in corpus first when needed.
+
+    For ``tedlium2`` and ``switchboard`` the directory is checked only when a part has to be
+    prepared (cached manifests train without the corpus), by :func:`prepare_parts`.
+    """
     if config.corpus not in CORPUS_KINDS:
         raise ValueError(
             f"data.corpus must be one of {', '.join(CORPUS_KINDS)}, got {config.corpus!r}"
@@ -40,7 +46,7 @@ def ensure_corpus(config: DataConfig, *, num_jobs: int = 2) -> Path:
             seed=config.synthetic_seed,
             num_jobs=num_jobs,
         )
-    elif not corpus_dir.is_dir():
+    elif config.corpus == "librispeech" and not corpus_dir.is_dir():
         raise FileNotFoundError(
             f"data.corpus_dir {corpus_dir} does not exist; expected a corpus in the LibriSpeech "
             "layout: <part>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac + .trans.txt"
@@ -48,15 +54,41 @@ def ensure_corpus(config: DataConfig, *, num_jobs: int = 2) -> Path:
     return corpus_dir
 
 
+def prepare_parts(
+    config: DataConfig, parts: Sequence[str], *, num_jobs: int = 2
+) -> dict[str, CutSet]:
+    """``{part: CutSet}`` (with cached fbank features at ``config.sampling_rate``) for ``parts``
+    of the configured corpus, prepared on first use and loaded from ``manifest_dir`` after."""
+    parts = list(parts)
+    # .sph audio (TED-LIUM, Switchboard) needs dmao's SPHERE reader, also in data-loader workers
+    # forked later for on-the-fly features.
+    install_audio_backend()
+    corpus_dir = ensure_corpus(config, num_jobs=num_jobs)
+    common = {"sampling_rate": config.sampling_rate, "num_jobs": num_jobs}
+    if config.corpus == "tedlium2":
+        from dmao.data.corpora.tedlium import prepare_tedlium2
+
+        return prepare_tedlium2(corpus_dir, config.manifest_dir, parts, **common)
+    if config.corpus == "switchboard":
+        from dmao.data.corpora.switchboard import prepare_switchboard
+
+        return prepare_switchboard(
+            corpus_dir,
+            config.manifest_dir,
+            parts,
+            transcripts_dir=config.transcripts_dir,
+            eval2000_dir=config.eval2000_dir,
+            **common,
+        )
+    return prepare_manifests(corpus_dir, Path(config.manifest_dir), parts, **common)
+
+
 def load_parts(config: DataConfig, parts: Sequence[str], *, num_jobs: int = 2) -> CutSet:
     """Cuts (with cached fbank features) of the given corpus parts, concatenated."""
-    corpus_dir = ensure_corpus(config, num_jobs=num_jobs)
-    by_part = prepare_manifests(
-        corpus_dir, Path(config.manifest_dir), list(parts), num_jobs=num_jobs
-    )
+    if not parts:
+        raise ValueError("no corpus parts given")
+    by_part = prepare_parts(config, parts, num_jobs=num_jobs)
     cuts = None
     for part in parts:
         cuts = by_part[part] if cuts is None else cuts + by_part[part]
-    if cuts is None:
-        raise ValueError("no corpus parts given")
     return cuts
