@@ -86,7 +86,9 @@ class ModelConfig:
     """Encoder hyper-parameters (METHOD.md §6). The per-layer widths default to uniform."""
 
     name: str = "conformer_ctc"
-    """Registered model name (see ``dmao.models.registry``)."""
+    """Registered model name (see ``dmao.models.registry``): ``conformer_ctc``,
+    ``ebranchformer_ctc``, ``transformer_ctc`` or a preset such as ``conformer_ctc_d384``. The
+    fields below override the preset's; a field the model family does not have is ignored."""
     d_model: int = 256
     """Model dimension d."""
     num_layers: int = 12
@@ -95,8 +97,11 @@ class ModelConfig:
     """Dimension of one attention head; heads per layer default to d_model / head_dim."""
     ff_multiplier: int = 4
     """FFN hidden units per layer default to ff_multiplier * d_model."""
+    cgmlp_multiplier: int = 6
+    """E-Branchformer only: cgMLP hidden units (values + gates) per model dimension."""
     conv_kernel_size: int = 31
-    """Depthwise convolution kernel size (frames after subsampling)."""
+    """Depthwise convolution kernel size (frames after subsampling); the E-Branchformer uses it for
+    the cgMLP gate and the branch merge; the Transformer has none."""
     dropout: float = 0.1
     """Dropout probability of every module at its default width."""
     frontend_channels: list[int] = field(default_factory=lambda: [32, 64, 64, 32])

@@ -6,17 +6,18 @@ sub-module pre-normed with its own residual connection. Every block may have its
 to the residual stream (ours; the reference code added ``x`` again, METHOD.md §2).
 
 The adaptable modules of block ``i`` are ``model.encoder.blocks[i].<kind>`` for ``kind`` in
-:data:`~dmao.models.architecture.MODULE_KINDS`; replacing one with a module of another width is all
-it takes to change the architecture, and ``model.architecture`` reads the widths back.
+:data:`~dmao.models.architecture.CONFORMER_KINDS`; replacing one with a module of another width
+is all it takes to change the architecture, and ``model.architecture`` reads the widths back.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from dmao.models.architecture import MODULE_KINDS, EncoderArchitecture, LayerWidths
+from dmao.models.architecture import CONFORMER_KINDS, EncoderArchitecture, LayerWidths
 from dmao.models.attention import MultiHeadSelfAttention
 from dmao.models.convolution import ConvolutionModule
+from dmao.models.ctc import EncoderCTCModel
 from dmao.models.feed_forward import FeedForward
 from dmao.models.frontend import VGGFrontend, lengths_to_mask
 from dmao.models.normalization import GlobalFeatureNorm
@@ -57,7 +58,9 @@ class ConformerBlock(nn.Module):
     @property
     def widths(self) -> LayerWidths:
         """The current widths, read from the sub-modules."""
-        return LayerWidths(**{kind: getattr(self, kind).width for kind in MODULE_KINDS})
+        return LayerWidths(
+            *(getattr(self, kind).width for kind in CONFORMER_KINDS), kinds=CONFORMER_KINDS
+        )
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """``x (B, T, d)``, ``mask (B, T)`` bool (True = valid) → ``(B, T, d)``."""
@@ -118,7 +121,7 @@ class ConformerEncoder(nn.Module):
         return x, out_lens
 
 
-class ConformerCTC(nn.Module):
+class ConformerCTC(EncoderCTCModel):
     """Conformer encoder with a CTC output layer (blank = index 0).
 
     Args:
@@ -137,6 +140,8 @@ class ConformerCTC(nn.Module):
             checkpoint); must have ``num_layers`` layers.
     """
 
+    MODULE_KINDS = CONFORMER_KINDS
+
     def __init__(
         self,
         vocab_size: int,
@@ -152,22 +157,11 @@ class ConformerCTC(nn.Module):
         architecture: EncoderArchitecture | None = None,
     ) -> None:
         super().__init__()
-        if vocab_size < 2:
-            raise ValueError(
-                f"ConformerCTC vocab_size must be >= 2 (blank + 1 label), got {vocab_size}"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"ConformerCTC dropout must be in [0, 1), got {dropout}")
+        self.check_arguments(vocab_size, dropout)
         default = EncoderArchitecture.uniform(
             num_layers, d_model, ff_multiplier, head_dim, num_heads
         )
-        if architecture is None:
-            architecture = default
-        elif architecture.num_layers != num_layers:
-            raise ValueError(
-                f"ConformerCTC: architecture has {architecture.num_layers} layers but "
-                f"num_layers={num_layers}; pass num_layers={architecture.num_layers}"
-            )
+        architecture = self.resolve_architecture(default, architecture)
         self.vocab_size = vocab_size
         self.num_features = num_features
         self.d_model = d_model
@@ -186,58 +180,3 @@ class ConformerCTC(nn.Module):
             frontend_channels=tuple(frontend_channels),
         )
         self.output = nn.Linear(d_model, vocab_size)
-
-    @property
-    def architecture(self) -> EncoderArchitecture:
-        """The current per-layer widths, read from the modules."""
-        return self.encoder.architecture
-
-    def adaptable_modules(self) -> dict[str, nn.Module]:
-        """The modules DMAO may resize, by their path in the model (``"encoder.blocks.3.conv"``).
-
-        Each implements :class:`dmao.method.units.AdaptableModule`. Listing them (re)sets their
-        ``kind``, ``default_width`` (from :attr:`default_architecture`, so it is right for a model
-        rebuilt with a DMAO architecture too) and ``base_dropout``; the order is bottom block first,
-        then ``ff1, conv, mhsa, ff2``.
-        """
-        modules: dict[str, nn.Module] = {}
-        for i, (block, default) in enumerate(
-            zip(self.encoder.blocks, self.default_architecture.layers, strict=True)
-        ):
-            for kind in MODULE_KINDS:
-                module = getattr(block, kind)
-                module.kind = kind
-                module.default_width = getattr(default, kind)
-                module.base_dropout = self.dropout
-                modules[f"encoder.blocks.{i}.{kind}"] = module
-        return modules
-
-    def forward(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
-        """
-        Args:
-            features: ``(B, T, F)`` float features, ``T >= 4``.
-            feature_lens: ``(B,)`` int64 valid frames per utterance.
-
-        Returns:
-            ``log_probs (B, T', V)`` float32 log-probabilities (blank = 0), ``T' = (T // 2) // 2``,
-            and ``out_lens (B,)`` valid output frames per utterance.
-        """
-        if features.dim() != 3 or features.shape[-1] != self.num_features:
-            raise ValueError(
-                f"ConformerCTC expects features (B, T, {self.num_features}), "
-                f"got {tuple(features.shape)}"
-            )
-        if feature_lens.shape != (features.shape[0],) or feature_lens.is_floating_point():
-            raise ValueError(
-                f"ConformerCTC expects integer feature_lens of shape ({features.shape[0]},), "
-                f"got {feature_lens.dtype} {tuple(feature_lens.shape)}"
-            )
-        if features.shape[1] < 4:
-            raise ValueError(
-                f"ConformerCTC needs at least 4 frames (the frontend subsamples time by 4), "
-                f"got T={features.shape[1]}"
-            )
-        x, out_lens = self.encoder(features, feature_lens)  # (B, T', d)
-        # log-softmax in float32: CTC sums many small probabilities.
-        log_probs = self.output(x).float().log_softmax(dim=-1)  # (B, T', V)
-        return log_probs, out_lens

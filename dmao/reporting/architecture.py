@@ -3,25 +3,35 @@
 Widths are shown in *components* (METHOD.md §7 style): FFN hidden units and conv channels in units
 of ``default width / granularity`` (so a default layer shows 4 / 4 / 4 and ``d/64`` heads), heads as
 they are. ``dmao report RUN`` prints the table and writes the figures.
+
+Any model family works: the default widths and the module kinds come from the run's model, rebuilt
+from its config on the meta device (no memory, no initialisation).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from dmao.config import config_from_dict
-from dmao.models.architecture import MODULE_KINDS, EncoderArchitecture
+from dmao.models.architecture import EncoderArchitecture
 from dmao.training.metrics import read_metrics
 
 __all__ = ["ArchitectureReport", "build_report", "save_figures"]
 
-# Display order of METHOD.md §7.
-_KIND_ORDER = ("ff1", "ff2", "conv", "mhsa")
+# Display order of METHOD.md §7 (ff1, ff2, conv, mhsa for a Conformer): the feed-forward modules
+# first, then the other kinds in block order.
+_FIRST_KINDS = ("ff1", "ff2")
+
+
+def _display_order(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    first = tuple(k for k in _FIRST_KINDS if k in kinds)
+    return first + tuple(k for k in kinds if k not in first)
 
 
 @dataclass
@@ -38,13 +48,18 @@ class ArchitectureReport:
     score_records: list[dict[str, Any]] = field(default_factory=list)
     """``dmao_scores`` metric records: per measurement, the mean smoothed score per module."""
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The module kinds in display order (Conformer: ff1, ff2, conv, mhsa)."""
+        return _display_order(self.final.kinds)
+
     def table(self) -> str:
         """Markdown table: one row per module kind, one column per layer, plus the total."""
         num_layers = self.final.num_layers
         header = "| module | " + " | ".join(str(i + 1) for i in range(num_layers)) + " | default |"
         rule = "|---|" + "---:|" * (num_layers + 1)
         rows = [header, rule]
-        for kind in _KIND_ORDER:
+        for kind in self.kinds:
             cells = " | ".join(_fmt(v) for v in self.components[kind])
             rows.append(f"| {kind} | {cells} | {_fmt(self.default_components[kind])} |")
         return "\n".join(rows)
@@ -79,26 +94,38 @@ def build_report(run_dir: str | Path) -> ArchitectureReport:
         config = config_from_dict(yaml.safe_load(f), source=str(cfg_path))
     with open(arch_path) as f:
         final = EncoderArchitecture.from_dict(json.load(f))
-    m = config.model
-    default = EncoderArchitecture.uniform(
-        m.num_layers, m.d_model, ff_multiplier=m.ff_multiplier, head_dim=m.head_dim
-    )
-    granularity = config.dmao.granularity
-    base = default.layers[0]
-    # Width of one component per kind; heads are one component each.
-    unit = {
-        "ff1": base.ff1 / granularity,
-        "ff2": base.ff2 / granularity,
-        "conv": base.conv / granularity,
-        "mhsa": 1,
-    }
-    components = {k: [w / unit[k] for w in final.widths(k)] for k in MODULE_KINDS}
-    default_components = {k: getattr(base, k) / unit[k] for k in MODULE_KINDS}
+    default, unit = _default_widths(config)
+    if final.kinds != default.kinds:
+        raise ValueError(
+            f"{arch_path} has module kinds {list(final.kinds)}, but the model "
+            f"{config.model.name!r} of {cfg_path} has {list(default.kinds)}"
+        )
+    components = {k: [w / unit[k] for w in final.widths(k)] for k in final.kinds}
+    default_components = {k: default.layers[0][k] / unit[k] for k in final.kinds}
     events = read_metrics(run_dir, "dmao_event")
     scores = read_metrics(run_dir, "dmao_scores")
     return ArchitectureReport(
         run_dir, final, default, components, default_components, events, scores
     )
+
+
+def _default_widths(config: Any) -> tuple[EncoderArchitecture, dict[str, float]]:
+    """The run's uniform default architecture and the width of one component per kind.
+
+    The model is rebuilt from the config on the meta device (shapes only) without its
+    ``model.architecture`` file, which a control run names but which need not exist any more.
+    """
+    from dmao.training.model_setup import build_model_from_config
+
+    with torch.device("meta"):
+        model = build_model_from_config(replace(config.model, architecture=None), vocab_size=2)
+    granularity = config.dmao.granularity
+    unit: dict[str, float] = {}
+    for module in model.adaptable_modules().values():
+        # Heads are one component each (METHOD.md §2); other kinds default/granularity units.
+        one_unit = getattr(module, "ONE_UNIT_PER_COMPONENT", False)
+        unit.setdefault(module.kind, 1 if one_unit else module.default_width / granularity)
+    return model.default_architecture, unit
 
 
 def save_figures(report: ArchitectureReport, out_dir: str | Path) -> list[Path]:
@@ -113,7 +140,7 @@ def save_figures(report: ArchitectureReport, out_dir: str | Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
 
-    kinds = list(_KIND_ORDER)
+    kinds = list(report.kinds)
     rel = [
         [v / report.default_components[k] for v in report.components[k]] for k in kinds
     ]  # (kinds, layers)
@@ -148,7 +175,8 @@ def save_figures(report: ArchitectureReport, out_dir: str | Path) -> list[Path]:
                 for c in event.get(key, []):
                     if c.get("kind") == k:
                         net[_layer_of(c["module"])] += sign
-            ax.bar([j + (i - 1.5) * width for j in range(num_layers)], net, width, label=k)
+            offset = (i - (len(kinds) - 1) / 2) * width
+            ax.bar([j + offset for j in range(num_layers)], net, width, label=k)
         ax.axhline(0, color="black", linewidth=0.5)
         ax.set_xticks(range(num_layers), [str(i + 1) for i in range(num_layers)])
         ax.set_xlabel("layer")
@@ -166,8 +194,11 @@ def save_figures(report: ArchitectureReport, out_dir: str | Path) -> list[Path]:
 def _plot_scores(report: ArchitectureReport, path: Path, plt: Any) -> None:
     """One panel per module kind, one line per layer: mean smoothed score over the steps, with
     the events marked (scores are reset after each event)."""
-    kinds = list(_KIND_ORDER)
-    fig, axes = plt.subplots(1, len(kinds), figsize=(3.2 * len(kinds), 3.0), sharey=True)
+    kinds = list(report.kinds)
+    fig, axes = plt.subplots(
+        1, len(kinds), figsize=(3.2 * len(kinds), 3.0), sharey=True, squeeze=False
+    )
+    axes = axes[0]
     steps = [r["step"] for r in report.score_records]
     names = sorted(
         {k for r in report.score_records for k in r if k.startswith("encoder.")},

@@ -10,7 +10,7 @@ import yaml
 
 from dmao.config.schema import ModelConfig
 from dmao.models.architecture import EncoderArchitecture
-from dmao.models.registry import build_model
+from dmao.models.registry import build_model, model_arguments
 
 __all__ = ["build_model_from_config", "load_architecture"]
 
@@ -36,19 +36,24 @@ def build_model_from_config(
     """Build the registered model ``config.name`` for ``vocab_size`` outputs (blank included).
 
     ``architecture`` (e.g. the one stored in a checkpoint) takes precedence over
-    ``config.architecture``; with neither, the widths are uniform.
+    ``config.architecture``; with neither, the widths are uniform. Config fields the model does not
+    take (``conv_kernel_size`` for a Transformer) are not passed.
     """
     if architecture is None and config.architecture:
         architecture = load_architecture(config.architecture)
-    return build_model(
-        config.name,
+    candidates = dict(
         vocab_size=vocab_size,
         d_model=config.d_model,
         num_layers=config.num_layers,
         head_dim=config.head_dim,
         ff_multiplier=config.ff_multiplier,
+        cgmlp_multiplier=config.cgmlp_multiplier,
         conv_kernel_size=config.conv_kernel_size,
         dropout=config.dropout,
         frontend_channels=tuple(config.frontend_channels),
         architecture=architecture,
     )
+    # Every model family takes only the settings it has: a Transformer has no convolution kernel,
+    # only the E-Branchformer has a cgMLP (ModelConfig documents which field applies to which).
+    accepted = set(model_arguments(config.name))
+    return build_model(config.name, **{k: v for k, v in candidates.items() if k in accepted})

@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 
 import pytest
 import yaml
 
-from dmao.models.architecture import MODULE_KINDS, EncoderArchitecture, LayerWidths
+from dmao.models.architecture import (
+    BLOCK_KINDS,
+    CONFORMER_KINDS,
+    EBRANCHFORMER_KINDS,
+    MODULE_KINDS,
+    TRANSFORMER_KINDS,
+    EncoderArchitecture,
+    LayerWidths,
+    register_block_kinds,
+)
 
 
 def test_uniform_matches_paper_defaults():
@@ -88,3 +99,61 @@ def test_table_has_one_row_per_kind_and_one_column_per_layer():
         ["ff2", "1024", "0"],
     ]
     assert tuple(line.split()[0] for line in lines[1:]) == MODULE_KINDS
+
+
+# -- block types other than the Conformer ------------------------------------------------------
+
+
+def test_keyword_widths_select_the_block_type_and_keep_its_order():
+    eb = LayerWidths(ff2=1536, cgmlp=1152, mhsa=6, ff1=1536)
+    assert eb.kinds == EBRANCHFORMER_KINDS
+    assert list(eb.to_dict()) == ["ff1", "mhsa", "cgmlp", "ff2"]
+    assert eb.cgmlp == 1152 and eb["mhsa"] == 6
+    tr = LayerWidths(mhsa=4, ff=1024)
+    assert tr.kinds == TRANSFORMER_KINDS and tr == LayerWidths(4, 1024, kinds=TRANSFORMER_KINDS)
+    # The same numbers under other kinds are another architecture.
+    assert LayerWidths(1, 2, 3, 4) != LayerWidths(1, 2, 3, 4, kinds=EBRANCHFORMER_KINDS)
+    with pytest.raises(AttributeError, match="no module kind 'conv'"):
+        _ = eb.conv
+    with pytest.raises(AttributeError, match="immutable"):
+        eb.ff1 = 3
+    with pytest.raises(ValueError, match="missing \\['ff2'\\], unknown \\[\\]"):
+        LayerWidths(ff1=1, mhsa=1, cgmlp=1)
+    with pytest.raises(ValueError, match="takes 2 widths"):
+        LayerWidths(1, 2, 3, kinds=TRANSFORMER_KINDS)
+
+
+def test_other_block_types_round_trip_through_their_dict_form():
+    arch = EncoderArchitecture.repeat(3, LayerWidths(ff1=64, mhsa=2, cgmlp=96, ff2=0))
+    data = json.loads(json.dumps(arch.to_dict()))
+    assert data["layers"][0] == {"ff1": 64, "mhsa": 2, "cgmlp": 96, "ff2": 0}
+    restored = EncoderArchitecture.from_dict(data)
+    assert restored == arch and restored.kinds == EBRANCHFORMER_KINDS
+    assert restored.widths("cgmlp") == [96, 96, 96]
+    assert str(restored).splitlines()[3].split() == ["cgmlp", "96", "96", "96"]
+    # Keys in another order (a hand-written YAML file) still give the block order.
+    shuffled = {"layers": [{"ff": 8, "mhsa": 1}]}
+    assert EncoderArchitecture.from_dict(shuffled).kinds == TRANSFORMER_KINDS
+    assert copy.deepcopy(arch) == arch and pickle.loads(pickle.dumps(arch)) == arch
+
+
+def test_mixed_block_types_are_refused():
+    conformer, transformer = LayerWidths(1, 1, 1, 1), LayerWidths(mhsa=1, ff=1)
+    with pytest.raises(ValueError, match=r"layers\[1\] has kinds \['mhsa', 'ff'\]"):
+        EncoderArchitecture([conformer, transformer])
+    data = {"layers": [conformer.to_dict(), transformer.to_dict()]}
+    with pytest.raises(ValueError, match=r"layers\[1\] must have exactly the keys \['ff1'"):
+        EncoderArchitecture.from_dict(data)
+    with pytest.raises(ValueError, match=r"layers\[0\] must have exactly.*block types: conformer"):
+        EncoderArchitecture.from_dict({"layers": [{"attention": 4}]})
+
+
+def test_register_block_kinds():
+    register_block_kinds("conformer", CONFORMER_KINDS)  # the same again: a no-op
+    with pytest.raises(ValueError, match="same kinds as 'transformer'"):
+        register_block_kinds("reversed_transformer", ("ff", "mhsa"))
+    with pytest.raises(ValueError, match="already registered"):
+        register_block_kinds("transformer", ("mhsa",))
+    with pytest.raises(ValueError, match="distinct strings"):
+        register_block_kinds("twice", ("a", "a"))
+    assert "reversed_transformer" not in BLOCK_KINDS

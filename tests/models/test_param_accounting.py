@@ -7,6 +7,7 @@ from torch import nn
 from dmao.models.accounting import count_parameters, format_report
 from dmao.models.architecture import EncoderArchitecture, LayerWidths
 from dmao.models.conformer import ConformerCTC
+from dmao.models.registry import build_model
 
 
 def _model() -> ConformerCTC:
@@ -57,3 +58,43 @@ def test_format_report():
     assert lines[1].split()[0] == "1" and lines[2].split()[0] == "2"
     assert any(line.startswith("total") for line in lines)
     assert "adaptable" in text
+
+
+# METHOD.md §6: the paper's E-Branchformer-CTC sizes (cgMLP hidden 6·d, 12 blocks) with the
+# Conformer presets' frontend and a phoneme output layer (vocab 80, as in test_model_registry).
+EBRANCHFORMER_PAPER_PARAMS = {
+    "ebranchformer_ctc_d256": 25.7e6,
+    "ebranchformer_ctc_d384": 56.9e6,
+    "ebranchformer_ctc_d512": 100.2e6,
+}
+
+
+@pytest.mark.parametrize("name", sorted(EBRANCHFORMER_PAPER_PARAMS))
+def test_ebranchformer_presets_match_the_paper(name):
+    with torch.device("meta"):  # shapes only
+        model = build_model(name, vocab_size=80)
+    report = count_parameters(model)
+    assert report.total == pytest.approx(EBRANCHFORMER_PAPER_PARAMS[name], rel=0.02)
+    d, k = model.d_model, 31
+    # The block parts by formula: two FFNs (4d hidden), MHSA, cgMLP (3d gated channels) and the
+    # fixed merge (depthwise over 2d channels + Linear(2d, d)) — each with its own pre-LayerNorm.
+    ffn = 2 * d + (d * 4 * d + 4 * d) + (4 * d * d + d)
+    mhsa = 2 * d + 3 * (d * d + d) + (d * d + d)
+    cgmlp = 2 * d + (d * 6 * d + 6 * d) + 2 * 3 * d + 3 * d * (k + 1) + (3 * d * d + d)
+    merge = 2 * d * (k + 1) + (2 * d * d + d)
+    layer = report.by_layer[0]
+    assert (layer["ff1"], layer["ff2"], layer["mhsa"]) == (ffn, ffn, mhsa)
+    assert (layer["cgmlp"], layer["merge"], layer["block_norm"]) == (cgmlp, merge, 2 * d)
+    assert report.adaptable == 12 * (2 * ffn + mhsa + cgmlp)
+
+
+@pytest.mark.parametrize("d", [256, 384, 512])
+def test_transformer_presets_by_formula(d):
+    with torch.device("meta"):
+        model = build_model(f"transformer_ctc_d{d}", vocab_size=80)
+    report = count_parameters(model)
+    frontend = report.by_kind["frontend"]
+    block = (2 * d + 4 * (d * d + d)) + (2 * d + 8 * d * d + 5 * d)  # MHSA + FFN (4d hidden)
+    assert report.total == frontend + 12 * block + 2 * d + (80 * d + 80)  # + final LN + output
+    assert report.by_kind["encoder_norm"] == 2 * d and "block_norm" not in report.by_kind
+    assert format_report(report).splitlines()[0].split() == ["layer", "mhsa", "ff", "total"]

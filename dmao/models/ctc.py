@@ -1,0 +1,118 @@
+"""What every CTC model here shares: input checks, the output layer, the DMAO module listing.
+
+A model is a frontend + blocks encoder (``model.encoder`` with ``feature_norm``, ``frontend`` and
+``blocks``; every block has one attribute per module kind and a ``widths`` property) followed by a
+linear CTC output layer. :class:`EncoderCTCModel` gives such a model its ``forward``, its
+``architecture`` and its ``adaptable_modules()``; the subclass declares ``MODULE_KINDS`` and builds
+``encoder`` and ``output`` (in that order: it fixes the order of parameter initialisation).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from dmao.models.architecture import EncoderArchitecture
+
+__all__ = ["EncoderCTCModel"]
+
+
+class EncoderCTCModel(nn.Module):
+    """Base class of the block-encoder CTC models (blank = index 0).
+
+    Subclasses set ``MODULE_KINDS`` and, in their constructor, ``vocab_size``, ``num_features``,
+    ``d_model``, ``dropout``, ``default_architecture``, ``encoder`` and ``output``.
+    """
+
+    MODULE_KINDS: ClassVar[tuple[str, ...]] = ()
+    vocab_size: int
+    num_features: int
+    d_model: int
+    dropout: float
+    default_architecture: EncoderArchitecture
+    encoder: nn.Module
+    output: nn.Linear
+
+    def check_arguments(self, vocab_size: int, dropout: float) -> None:
+        """Reject impossible constructor arguments, naming the model class."""
+        name = type(self).__name__
+        if vocab_size < 2:
+            raise ValueError(f"{name} vocab_size must be >= 2 (blank + 1 label), got {vocab_size}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{name} dropout must be in [0, 1), got {dropout}")
+
+    def resolve_architecture(
+        self, default: EncoderArchitecture, architecture: EncoderArchitecture | None
+    ) -> EncoderArchitecture:
+        """``architecture`` if given (checked against the default's depth and kinds), else
+        ``default``."""
+        if architecture is None:
+            return default
+        name = type(self).__name__
+        if architecture.kinds != self.MODULE_KINDS:
+            raise ValueError(
+                f"{name}: architecture has module kinds {list(architecture.kinds)}, this model "
+                f"has {list(self.MODULE_KINDS)}; was it made by another model type?"
+            )
+        if architecture.num_layers != default.num_layers:
+            raise ValueError(
+                f"{name}: architecture has {architecture.num_layers} layers but "
+                f"num_layers={default.num_layers}; pass num_layers={architecture.num_layers}"
+            )
+        return architecture
+
+    @property
+    def architecture(self) -> EncoderArchitecture:
+        """The current per-layer widths, read from the modules."""
+        return EncoderArchitecture([block.widths for block in self.encoder.blocks])
+
+    def adaptable_modules(self) -> dict[str, nn.Module]:
+        """The modules DMAO may resize, by their path in the model (``"encoder.blocks.3.conv"``).
+
+        Each implements :class:`dmao.method.units.AdaptableModule`. Listing them (re)sets their
+        ``kind``, ``default_width`` (from :attr:`default_architecture`, so it is right for a model
+        rebuilt with a DMAO architecture too) and ``base_dropout``; the order is bottom block first,
+        then the block's ``MODULE_KINDS`` in order.
+        """
+        modules: dict[str, nn.Module] = {}
+        for i, (block, default) in enumerate(
+            zip(self.encoder.blocks, self.default_architecture.layers, strict=True)
+        ):
+            for kind in self.MODULE_KINDS:
+                module = getattr(block, kind)
+                module.kind = kind
+                module.default_width = default[kind]
+                module.base_dropout = self.dropout
+                modules[f"encoder.blocks.{i}.{kind}"] = module
+        return modules
+
+    def forward(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """
+        Args:
+            features: ``(B, T, F)`` float features, ``T >= 4``.
+            feature_lens: ``(B,)`` int64 valid frames per utterance.
+
+        Returns:
+            ``log_probs (B, T', V)`` float32 log-probabilities (blank = 0), ``T' = (T // 2) // 2``,
+            and ``out_lens (B,)`` valid output frames per utterance.
+        """
+        name = type(self).__name__
+        if features.dim() != 3 or features.shape[-1] != self.num_features:
+            raise ValueError(
+                f"{name} expects features (B, T, {self.num_features}), got {tuple(features.shape)}"
+            )
+        if feature_lens.shape != (features.shape[0],) or feature_lens.is_floating_point():
+            raise ValueError(
+                f"{name} expects integer feature_lens of shape ({features.shape[0]},), "
+                f"got {feature_lens.dtype} {tuple(feature_lens.shape)}"
+            )
+        if features.shape[1] < 4:
+            raise ValueError(
+                f"{name} needs at least 4 frames (the frontend subsamples time by 4), "
+                f"got T={features.shape[1]}"
+            )
+        x, out_lens = self.encoder(features, feature_lens)  # (B, T', d)
+        # log-softmax in float32: CTC sums many small probabilities.
+        log_probs = self.output(x).float().log_softmax(dim=-1)  # (B, T', V)
+        return log_probs, out_lens
