@@ -222,3 +222,45 @@ def tiny_train_overrides(corpus_root: Path, manifest_dir: Path) -> list[str]:
         "train.progress_bar=false",
         "train.device=cpu",
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_dmao_run(tiny_corpus: TinyCorpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder trained 60 steps (~10 s) on the tiny corpus with one DMAO event at step 30,
+    so its final architecture is non-uniform; its one checkpoint (step 60) is also ``best.pt``.
+    After 60 steps the model emits (poor) non-empty transcripts of the test utterances. The test
+    part's cuts (cached fbank) are prepared too, in ``RUN/../manifests``."""
+    from dmao.config import load_config
+    from dmao.data.manifests import prepare_manifests
+    from dmao.training.recipe import TrainingRecipe
+
+    root = tmp_path_factory.mktemp("tiny_dmao_run")
+    overrides = [
+        *tiny_train_overrides(tiny_corpus.root, root / "manifests"),
+        "model.dropout=0.0",
+        "optim.peak_lr=3e-3",
+        "train.max_steps=60",
+        "train.valid_every_steps=60",
+        "train.checkpoint_every_steps=60",
+        "dmao.enabled=true",
+        "dmao.score_every_steps=2",
+        "dmao.last_event_fraction=0.5",
+        "dmao.total_fraction=0.25",
+        "dmao.granularity=4",
+    ]
+    recipe = TrainingRecipe(load_config(None, overrides), root / "run")
+    recipe.setup()
+    try:
+        recipe.train()
+    finally:
+        recipe.cleanup()
+    prepare_manifests(tiny_corpus.root, root / "manifests", ["test"], num_jobs=1)
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_dmao_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``dmao export`` of :func:`tiny_dmao_run` (with the ONNX graph)."""
+    from dmao.export import export_run
+
+    return export_run(tiny_dmao_run, tmp_path_factory.mktemp("tiny_export") / "model")

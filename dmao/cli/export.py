@@ -1,0 +1,36 @@
+"""``dmao export RUN --out DIR [--checkpoint best|last|PATH]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="write a trained model as a self-contained folder (safetensors + ONNX)"
+    )
+    p.add_argument("run", type=Path, help="run folder written by `dmao train`")
+    p.add_argument("--out", type=Path, required=True, help="export folder to create")
+    p.add_argument("--checkpoint", default="best", help="best (default), last, or a file")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
+    p.add_argument("--force", action="store_true", help="replace an existing export at --out")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dmao.export import export_run, load_exported
+
+    out = export_run(
+        args.run, args.out, checkpoint=args.checkpoint, onnx=not args.no_onnx, overwrite=args.force
+    )
+    manifest = load_exported(out).manifest
+    source = manifest["source"]
+    print(f"exported {args.run} ({source['checkpoint']}, step {source['step']}) to {out}")
+    for name, entry in manifest["files"].items():
+        print(f"  {name:<28} {entry['bytes']:>12,} bytes")
+    if manifest["onnx"] is not None:
+        print(f"  ONNX vs PyTorch: max |Δ log-prob| {manifest['onnx']['max_abs_diff']:.2e}")
+    return 0

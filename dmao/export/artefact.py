@@ -1,0 +1,447 @@
+"""A trained model as a self-contained folder: ``dmao export`` writes it, :func:`load_exported`
+reads it back without the run folder, the training config or the corpus.
+
+Layout of an export folder::
+
+    model.safetensors   every parameter and buffer (incl. the global mean/variance feature
+                        normalisation, which lives in the model as buffers)
+    model.json          registered model name, constructor settings, per-layer architecture
+                        (the possibly non-uniform widths DMAO reached), vocabulary size
+    features.json       sampling rate and the lhotse fbank settings the model was trained on
+    tokenizer/          a copy of the run's tokenizer files (``dmao.data.tokenizer``)
+    model.onnx          the acoustic model for ONNX Runtime (optional; see ``onnx_export``)
+    manifest.json       format version, package versions, source run and checkpoint, default
+                        decoding settings, and the size and SHA-256 of every file above
+
+The model is rebuilt through the model registry (:func:`build_model_from_config`), so every
+registered encoder family exports and loads the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from lhotse import CutSet, Fbank, FbankConfig
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from dmao import __version__
+from dmao.config import config_from_dict
+from dmao.config.schema import ExperimentConfig
+from dmao.data.manifests import cuts_path, fbank_extractor
+from dmao.data.tokenizer import Tokenizer, load_tokenizer
+from dmao.models.architecture import EncoderArchitecture
+from dmao.models.normalization import GlobalFeatureNorm
+from dmao.training.model_setup import build_model_from_config
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "EXPORT_FORMAT_VERSION",
+    "ExportedModel",
+    "FeatureSettings",
+    "export_run",
+    "load_exported",
+]
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMAT = "dmao-export"
+EXPORT_FORMAT_VERSION = 1
+"""Bumped whenever the layout or the meaning of a file in an export changes incompatibly."""
+
+WEIGHTS_FILE = "model.safetensors"
+MODEL_FILE = "model.json"
+FEATURES_FILE = "features.json"
+TOKENIZER_DIR = "tokenizer"
+ONNX_FILE = "model.onnx"
+MANIFEST_FILE = "manifest.json"
+
+# Every corpus goes through dmao.data.manifests.prepare_manifests, which resamples to this rate
+# unless told otherwise; used when a run's training manifest is no longer there to read it from.
+_PIPELINE_SAMPLING_RATE = 16000
+
+_VERSIONED_PACKAGES = (
+    "torch",
+    "safetensors",
+    "lhotse",
+    "numpy",
+    "sentencepiece",
+    "onnx",
+    "onnxscript",
+    "onnxruntime",
+)
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """How audio becomes model input: rate, and lhotse's Kaldi-compatible fbank settings.
+
+    ``fbank`` is :class:`lhotse.FbankConfig` as a dict, exactly as used in training
+    (:func:`dmao.data.manifests.fbank_extractor`); ``normalisation_buffers`` names the model
+    buffers that hold the global mean/variance normalisation (applied inside the model, so the
+    features given to the model are raw log-mel fbank).
+    """
+
+    sampling_rate: int
+    fbank: dict[str, Any]
+    normalisation_buffers: tuple[str, ...] = ()
+
+    @property
+    def num_features(self) -> int:
+        """Feature bins F per frame."""
+        return int(self.fbank["num_filters"])
+
+    @property
+    def frame_shift_s(self) -> float:
+        """Seconds between feature frames."""
+        return float(self.fbank["frame_shift"])
+
+    def extractor(self) -> Fbank:
+        """The lhotse extractor; ``extract(samples (N,), rate)`` gives ``(T, F)`` float32."""
+        return Fbank(FbankConfig.from_dict(dict(self.fbank)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sampling_rate": self.sampling_rate,
+            "extractor": "lhotse.Fbank",
+            "fbank": dict(self.fbank),
+            "normalisation": {
+                "kind": "global mean/variance, inside the model: (x - mean) * inv_std",
+                "buffers": list(self.normalisation_buffers),
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str) -> FeatureSettings:
+        try:
+            fbank = dict(data["fbank"])
+            FbankConfig.from_dict(dict(fbank))  # unknown or missing keys fail here
+            return cls(
+                sampling_rate=int(data["sampling_rate"]),
+                fbank=fbank,
+                normalisation_buffers=tuple(data.get("normalisation", {}).get("buffers", ())),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(
+                f"{source}: expected {{'sampling_rate': int, 'fbank': lhotse FbankConfig dict, "
+                f"...}}: {err!r}"
+            ) from err
+
+
+@dataclass
+class ExportedModel:
+    """An export loaded back: the model (eval mode), its tokenizer and feature settings."""
+
+    directory: Path
+    model: nn.Module
+    tokenizer: Tokenizer
+    features: FeatureSettings
+    manifest: dict[str, Any]
+
+    @property
+    def onnx_path(self) -> Path | None:
+        """The ONNX acoustic model of this export, or None when it was exported without one."""
+        path = self.directory / ONNX_FILE
+        return path if path.is_file() else None
+
+    @property
+    def decode_method(self) -> str:
+        """The run's default decoding method (``greedy`` or ``beam``)."""
+        return str(self.manifest.get("decode", {}).get("method", "greedy"))
+
+    @property
+    def beam_size(self) -> int:
+        """The run's default beam size."""
+        return int(self.manifest.get("decode", {}).get("beam_size", 8))
+
+
+def export_run(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    checkpoint: str = "best",
+    onnx: bool = True,
+    overwrite: bool = False,
+) -> Path:
+    """Write the model of ``run_dir`` at ``checkpoint`` as an export folder ``out_dir``.
+
+    The folder is assembled under a temporary name next to ``out_dir`` and renamed when complete,
+    so an interrupted export never leaves a folder that looks finished.
+
+    Args:
+        run_dir: a run folder written by ``dmao train``.
+        out_dir: the export folder to create.
+        checkpoint: ``best`` (lowest dev WER, else the newest), ``last`` or a checkpoint file.
+        onnx: also export ``model.onnx`` (checked against PyTorch with ONNX Runtime).
+        overwrite: replace an existing export at ``out_dir`` (only a folder that holds a
+            ``manifest.json`` is ever replaced).
+
+    Returns:
+        ``out_dir``.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a run folder.
+        FileExistsError: ``out_dir`` exists and ``overwrite`` is off, or it is not an export.
+        CheckpointError: the checkpoint is missing or unreadable.
+    """
+    from dmao.decoding.decode_run import load_trained_model  # the run-side view of a model
+    from dmao.training.checkpoint import load_checkpoint
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a dmao run folder (no config.yaml)")
+    _check_target(out_dir, overwrite)
+    model, config, _, ckpt_path = load_trained_model(run_dir, checkpoint, torch.device("cpu"))
+    step = load_checkpoint(ckpt_path).get("step")
+    tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
+    vocab_size = tokenizer.vocab_size
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "pt"})
+        model_config = dataclasses.asdict(config.model)
+        model_config["architecture"] = None  # the widths are stored below, not as a path
+        _write_json(
+            tmp / MODEL_FILE,
+            {
+                "name": config.model.name,
+                "vocab_size": vocab_size,
+                "model_config": model_config,
+                "architecture": model.architecture.to_dict(),
+                "num_parameters": sum(p.numel() for p in model.parameters()),
+            },
+        )
+        sampling_rate = _training_sampling_rate(config)
+        features = FeatureSettings(
+            sampling_rate=sampling_rate,
+            fbank=fbank_extractor(sampling_rate).config.to_dict(),
+            normalisation_buffers=_normalisation_buffers(model),
+        )
+        _write_json(tmp / FEATURES_FILE, features.to_dict())
+        shutil.copytree(run_dir / TOKENIZER_DIR, tmp / TOKENIZER_DIR)
+        onnx_info = None
+        if onnx:
+            from dmao.export.onnx_export import export_onnx
+
+            onnx_info = export_onnx(model, tmp / ONNX_FILE, num_features=features.num_features)
+        manifest = {
+            "format": EXPORT_FORMAT,
+            "format_version": EXPORT_FORMAT_VERSION,
+            "readme": (
+                "A dmao CTC speech recogniser. Load with dmao.export.load_exported(DIR) or run "
+                "`dmao transcribe --model DIR FILE...`. model.onnx maps raw log-mel fbank "
+                "features (B, T, F) float32 and feature_lens (B,) int64 to log_probs "
+                "(B, T', V) float32 and out_lens (B,) int64, blank = 0; features.json says "
+                "how to compute the features, tokenizer/ maps label ids to text."
+            ),
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"
+            ),
+            "versions": {"dmao": __version__, "python": platform.python_version()}
+            | _package_versions(),
+            "source": {
+                "run": str(run_dir.resolve()),
+                "checkpoint": ckpt_path.name,
+                "step": step,
+            },
+            "decode": {"method": config.decode.method, "beam_size": config.decode.beam_size},
+            "onnx": onnx_info,
+            "files": _file_table(tmp),
+        }
+        _write_json(tmp / MANIFEST_FILE, manifest)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)  # _check_target allowed it: an export, with overwrite
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported %s (%s) to %s", run_dir, ckpt_path.name, out_dir)
+    return out_dir
+
+
+def load_exported(
+    directory: str | Path, device: str | torch.device = "cpu", *, verify: bool = True
+) -> ExportedModel:
+    """Load an export folder written by :func:`export_run` (no run folder or config needed).
+
+    Args:
+        directory: the export folder.
+        device: where to put the model.
+        verify: check every file's size and SHA-256 against ``manifest.json`` first.
+
+    Raises:
+        FileNotFoundError: the folder or one of its files is missing.
+        ValueError: a file is not what the manifest records, has the wrong format or version,
+            or the weights do not fit the described model.
+    """
+    directory = Path(directory)
+    manifest_path = directory / MANIFEST_FILE
+    if not manifest_path.is_file():
+        raise FileNotFoundError(
+            f"{directory} is not a dmao export (no {MANIFEST_FILE}); create one with "
+            "`dmao export RUN --out DIR`"
+        )
+    manifest = _read_json(manifest_path)
+    if manifest.get("format") != EXPORT_FORMAT:
+        raise ValueError(
+            f"{manifest_path}: format is {manifest.get('format')!r}, not a dmao export"
+        )
+    if manifest.get("format_version") != EXPORT_FORMAT_VERSION:
+        raise ValueError(
+            f"{manifest_path}: export format version {manifest.get('format_version')!r}; this "
+            f"dmao {__version__} reads version {EXPORT_FORMAT_VERSION}"
+        )
+    if verify:
+        _verify_files(directory, manifest.get("files", {}), skip={ONNX_FILE})
+
+    spec = _read_json(directory / MODEL_FILE)
+    try:
+        model_config = config_from_dict(
+            {"model": spec["model_config"]}, source=str(directory / MODEL_FILE)
+        ).model
+        architecture = EncoderArchitecture.from_dict(spec["architecture"])
+        vocab_size = int(spec["vocab_size"])
+    except KeyError as err:
+        raise ValueError(f"{directory / MODEL_FILE}: missing field {err}") from err
+    model = build_model_from_config(model_config, vocab_size, architecture=architecture)
+    try:
+        state = load_file(directory / WEIGHTS_FILE)
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{directory / WEIGHTS_FILE}: not readable safetensors: {err}") from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(
+            f"{directory / WEIGHTS_FILE} does not fit the model described in "
+            f"{directory / MODEL_FILE}: {err}"
+        ) from err
+    tokenizer = load_tokenizer(directory / TOKENIZER_DIR)
+    if tokenizer.vocab_size != vocab_size:
+        raise ValueError(
+            f"{directory / TOKENIZER_DIR} has {tokenizer.vocab_size} units but "
+            f"{directory / MODEL_FILE} says vocab_size={vocab_size}"
+        )
+    features = FeatureSettings.from_dict(
+        _read_json(directory / FEATURES_FILE), str(directory / FEATURES_FILE)
+    )
+    return ExportedModel(
+        directory=directory,
+        model=model.to(device).eval(),
+        tokenizer=tokenizer,
+        features=features,
+        manifest=manifest,
+    )
+
+
+def _check_target(out_dir: Path, overwrite: bool) -> None:
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise FileExistsError(f"export target {out_dir} exists and is not a folder")
+    if not any(out_dir.iterdir()):
+        out_dir.rmdir()  # an empty folder is as good as none
+        return
+    if not (out_dir / MANIFEST_FILE).is_file():
+        raise FileExistsError(
+            f"export target {out_dir} exists and is not a dmao export; choose another --out"
+        )
+    if not overwrite:
+        raise FileExistsError(f"export {out_dir} exists; pass --force to replace it")
+
+
+def _training_sampling_rate(config: ExperimentConfig) -> int:
+    """The rate of the run's training audio, read from its first training cut when the manifest
+    is still there, else the rate the data pipeline resamples every corpus to."""
+    path = cuts_path(config.data.manifest_dir, config.data.train_parts[0])
+    if path.is_file():
+        for cut in CutSet.from_jsonl_lazy(path):
+            return int(cut.sampling_rate)
+    log.info("no training manifest at %s; assuming %d Hz", path, _PIPELINE_SAMPLING_RATE)
+    return _PIPELINE_SAMPLING_RATE
+
+
+def _normalisation_buffers(model: nn.Module) -> tuple[str, ...]:
+    return tuple(
+        f"{name}.{buffer}"
+        for name, module in model.named_modules()
+        if isinstance(module, GlobalFeatureNorm)
+        for buffer, _ in module.named_buffers(recurse=False)
+    )
+
+
+def _package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_table(directory: Path) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"bytes": n, "sha256": hex}}`` of every file under ``directory``."""
+    return {
+        path.relative_to(directory).as_posix(): {
+            "bytes": path.stat().st_size,
+            "sha256": sha256_file(path),
+        }
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _verify_files(directory: Path, files: dict[str, dict[str, Any]], skip: set[str]) -> None:
+    if not files:
+        raise ValueError(f"{directory / MANIFEST_FILE} lists no files")
+    for name, entry in files.items():
+        if name in skip:
+            continue
+        path = directory / name
+        if not path.is_file():
+            raise FileNotFoundError(f"export {directory}: {name} is missing")
+        if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+            raise ValueError(
+                f"export {directory}: {name} differs from the {MANIFEST_FILE} record (changed "
+                "or corrupted after export)"
+            )
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data

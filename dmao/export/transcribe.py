@@ -1,0 +1,147 @@
+"""Audio files → text with an exported model (``dmao transcribe``).
+
+Each file is read as mono at the model's rate (:func:`~dmao.export.audio.load_audio`), turned into
+the fbank features the model was trained on (the settings stored in the export), run through the
+acoustic model — PyTorch or ONNX Runtime — and decoded with CTC greedy or prefix beam search.
+Files are processed one at a time, so no utterance's result depends on what it is batched with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from dmao.decoding.ctc import beam_search_batch, greedy_decode
+from dmao.export.artefact import ONNX_FILE, ExportedModel, sha256_file
+from dmao.export.audio import load_audio
+from dmao.export.onnx_export import OnnxAcousticModel
+
+__all__ = ["BACKENDS", "Transcriber", "Transcription"]
+
+BACKENDS = ("torch", "onnx")
+# The acoustic model needs at least this many feature frames (its frontend subsamples by 4).
+_MIN_FRAMES = 4
+
+
+@dataclass
+class Transcription:
+    """The result for one file."""
+
+    path: Path
+    text: str
+    audio_seconds: float
+
+
+class Transcriber:
+    """Transcribes audio files with an exported model.
+
+    Args:
+        exported: from :func:`~dmao.export.load_exported`.
+        backend: ``torch`` (the PyTorch model) or ``onnx`` (``model.onnx`` through ONNX Runtime).
+        method: ``greedy`` or ``beam`` (CTC prefix beam search without a language model).
+        beam_size: beams for ``method="beam"``.
+        num_threads: ONNX Runtime intra-op threads (the torch backend uses torch's setting).
+    """
+
+    def __init__(
+        self,
+        exported: ExportedModel,
+        *,
+        backend: str = "torch",
+        method: str = "greedy",
+        beam_size: int = 8,
+        num_threads: int | None = None,
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if method not in ("greedy", "beam"):
+            raise ValueError(f"decoding method must be 'greedy' or 'beam', got {method!r}")
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        self.exported = exported
+        self.backend = backend
+        self.method = method
+        self.beam_size = beam_size
+        self.sampling_rate = exported.features.sampling_rate
+        self._extractor = exported.features.extractor()
+        self._onnx: OnnxAcousticModel | None = None
+        if backend == "onnx":
+            self._onnx = OnnxAcousticModel(_checked_onnx(exported), num_threads=num_threads)
+
+    def features(self, samples: np.ndarray) -> Tensor:
+        """``samples (N,)`` float32 at the model's rate → ``(T, F)`` float32 log-mel fbank."""
+        return torch.from_numpy(self._extractor.extract(samples, self.sampling_rate))
+
+    @torch.inference_mode()
+    def log_probs(self, features: Tensor) -> Tensor:
+        """``features (T, F)`` of one utterance → ``(T', V)`` CTC log-probabilities (CPU)."""
+        if features.shape[0] < _MIN_FRAMES:
+            raise ValueError(
+                f"audio too short: {features.shape[0]} feature frames, the model needs at least "
+                f"{_MIN_FRAMES} ({_MIN_FRAMES * self.exported.features.frame_shift_s:.2f} s)"
+            )
+        lens = torch.tensor([features.shape[0]], dtype=torch.int64)
+        if self._onnx is not None:
+            log_probs, out_lens = self._onnx(features[None], lens)
+        else:
+            device = next(self.exported.model.parameters()).device
+            log_probs, out_lens = self.exported.model(features[None].to(device), lens.to(device))
+        return log_probs[0, : int(out_lens[0])].cpu()
+
+    def decode(self, log_probs: Tensor) -> str:
+        """``log_probs (T', V)`` of one utterance → text."""
+        lens = torch.tensor([log_probs.shape[0]], dtype=torch.int64)
+        blank = self.exported.tokenizer.blank_id
+        if self.method == "greedy":
+            ids = greedy_decode(log_probs[None], lens, blank)[0]
+        else:
+            ids = beam_search_batch(log_probs[None], lens, self.beam_size, blank)[0]
+        return self.exported.tokenizer.decode(ids)
+
+    def transcribe_samples(self, samples: np.ndarray) -> str:
+        """Text of ``samples (N,)`` float32 mono at the model's rate."""
+        return self.decode(self.log_probs(self.features(samples)))
+
+    def transcribe_file(self, path: str | Path) -> Transcription:
+        """Text of one audio file (any format, rate and channel count that ``load_audio`` reads).
+
+        Raises:
+            FileNotFoundError: the file does not exist.
+            ValueError: it is not readable audio or is too short for the model.
+        """
+        samples = load_audio(path, self.sampling_rate)
+        try:
+            text = self.transcribe_samples(samples)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        return Transcription(Path(path), text, len(samples) / self.sampling_rate)
+
+    def transcribe_files(
+        self, paths: Iterable[str | Path]
+    ) -> Iterator[Transcription | BaseException]:
+        """One result per path, in order: a :class:`Transcription`, or the error (missing or
+        unreadable file) as an exception object, so one bad file does not stop the others."""
+        for path in paths:
+            try:
+                yield self.transcribe_file(path)
+            except (FileNotFoundError, ValueError) as err:
+                yield err
+
+
+def _checked_onnx(exported: ExportedModel) -> Path:
+    """The export's ONNX file, after checking it against the manifest."""
+    path = exported.onnx_path
+    if path is None:
+        raise FileNotFoundError(
+            f"export {exported.directory} has no {ONNX_FILE}; export again without --no-onnx "
+            "or use --backend torch"
+        )
+    record = exported.manifest.get("files", {}).get(ONNX_FILE)
+    if record is not None and sha256_file(path) != record["sha256"]:
+        raise ValueError(f"{path} differs from the manifest record (changed after export)")
+    return path

@@ -1,0 +1,70 @@
+"""ONNX export of the acoustic model: a non-uniform model with a skipped (width-0) module runs in
+ONNX Runtime like in PyTorch for any batch size and length down to the 4-frame minimum."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dmao.export import OnnxAcousticModel, export_onnx
+from dmao.models.architecture import EncoderArchitecture, LayerWidths
+from dmao.models.registry import build_model
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    # Widths as DMAO leaves them: unequal per layer, one convolution removed entirely.
+    architecture = EncoderArchitecture([LayerWidths(64, 0, 1, 128), LayerWidths(16, 48, 3, 96)])
+    model = build_model(
+        "conformer_ctc",
+        vocab_size=29,
+        d_model=32,
+        num_layers=2,
+        head_dim=16,
+        conv_kernel_size=7,
+        frontend_channels=(4, 4, 4, 4),
+        architecture=architecture,
+    )
+    model.encoder.feature_norm.set_statistics(torch.full((80,), -4.0), torch.full((80,), 3.0))
+    model.train()  # export must switch to eval (no dropout) on its own copy
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    info = export_onnx(model, path, num_features=80)
+    return model, path, info
+
+
+def test_export_reports_its_check(exported):
+    model, path, info = exported
+    assert model.training  # the caller's model is untouched
+    assert info["file"] == "model.onnx" and info["opset"] == 18
+    assert 0.0 <= info["max_abs_diff"] < 1e-4
+    assert path.stat().st_size > 10_000
+    assert not path.with_name("model.onnx.data").exists()  # weights inline: one file
+
+
+@pytest.mark.parametrize("lengths", [[4], [9, 4], [250, 17, 120, 64]])
+def test_onnx_runtime_equals_pytorch(exported, lengths):
+    model, path, _ = exported
+    model = model.eval()
+    generator = torch.Generator().manual_seed(len(lengths))
+    lens = torch.tensor(lengths, dtype=torch.int64)
+    features = torch.randn(len(lengths), max(lengths), 80, generator=generator) * 3 - 4
+    with torch.no_grad():
+        expected, expected_lens = model(features, lens)
+    got, got_lens = OnnxAcousticModel(path, num_threads=1)(features, lens)
+    model.train()
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    assert torch.equal(got_lens, expected_lens)
+    for b, n in enumerate(expected_lens.tolist()):
+        assert torch.allclose(got[b, :n], expected[b, :n], atol=1e-4, rtol=0), b
+
+
+def test_runner_errors(exported, tmp_path):
+    _, path, _ = exported
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        OnnxAcousticModel(tmp_path / "missing.onnx")
+    (tmp_path / "bad.onnx").write_bytes(b"not a graph")
+    with pytest.raises(ValueError, match="cannot load"):
+        OnnxAcousticModel(tmp_path / "bad.onnx")
+    with pytest.raises(ValueError, match="at least 4 feature frames"):
+        OnnxAcousticModel(path)(torch.zeros(1, 3, 80), torch.tensor([3]))

@@ -1,0 +1,147 @@
+"""Transcribing audio files with an export: the same features, log-probs and text as ``dmao
+decode``; the ONNX backend gives PyTorch's results; a 48 kHz stereo copy of an utterance gives the
+original's features up to the resampler; bad files are reported without stopping the rest.
+
+Why some comparisons carry a tolerance: ``dmao decode`` reads the fbank cached at data
+preparation, which lhotse stores lilcom-compressed (values rounded to 1/32, so off by at most
+1/64), while ``transcribe`` computes the fbank exactly from the audio. The tiny test model has
+seen 60 steps of training and has near-ties between labels on some frames, so a 1/64 change of
+the features can change a letter (measured: one letter of one of the six test utterances). The
+text is therefore compared exactly where the inputs are identical (the cached features), and
+end to end from the audio files with a character error rate bound.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+
+from dmao.data.manifests import load_cuts
+from dmao.decoding.decode_run import decode_split
+from dmao.evaluation.wer import score_corpus
+from dmao.export import Transcriber, load_audio, load_exported
+
+RATE = 16000
+# lhotse's LilcomChunkyWriter rounds the cached log-mel values to multiples of 2**-5.
+_LILCOM_MAX_ERROR = 2.0**-6 + 1e-6
+# End-to-end text from audio vs text from cached features: at most this character error rate
+# (measured 0-2 % on the tiny model; a wrong feature pipeline gives > 50 %).
+_MAX_CER = 0.1
+
+
+@pytest.fixture(scope="module")
+def test_cuts(tiny_dmao_run):
+    """The test utterances with their audio file paths, shortest first."""
+    cuts = load_cuts(tiny_dmao_run.parent / "manifests", "test").sort_by_duration()
+    return [(cut, Path(cut.recording.sources[0].source)) for cut in cuts]
+
+
+def _decode_hypotheses(run: Path, method: str) -> dict[str, str]:
+    """``{utterance id: text}`` from ``dmao decode``'s hypotheses file."""
+    result = decode_split(run, "test", method=method, beam_size=4, progress_bar=False)
+    rows = result.hypotheses_path.read_text(encoding="utf-8").splitlines()[1:]
+    return {r.split("\t")[0]: r.split("\t")[4] for r in rows if not r.startswith("#")}
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_transcribe_matches_decode(tiny_dmao_run, tiny_export, test_cuts, method):
+    decoded = _decode_hypotheses(tiny_dmao_run, method)
+    assert sum(len(text) for text in decoded.values()) > 10  # the model does emit text
+    transcriber = Transcriber(load_exported(tiny_export), method=method, beam_size=4)
+    from_files = []
+    for cut, path in test_cuts:
+        cached = torch.from_numpy(cut.load_features())
+        exact = transcriber.features(load_audio(path, RATE))
+        assert exact.shape == cached.shape  # same fbank settings: same frame count
+        assert float((exact - cached).abs().max()) <= _LILCOM_MAX_ERROR, cut.id
+        # Same features in, same text out: model, search and tokenizer match dmao decode.
+        assert transcriber.decode(transcriber.log_probs(cached)) == decoded[cut.id], cut.id
+        result = transcriber.transcribe_file(path)
+        assert result.audio_seconds == pytest.approx(cut.duration, abs=1e-3)
+        from_files.append(result.text)
+    score = score_corpus([decoded[cut.id] for cut, _ in test_cuts], from_files)
+    assert score.cer <= _MAX_CER, list(zip(decoded.values(), from_files, strict=True))
+
+
+def test_onnx_backend_equals_torch_backend(tiny_export, test_cuts):
+    exported = load_exported(tiny_export)
+    torch_backend = Transcriber(exported, backend="torch")
+    onnx_backend = Transcriber(exported, backend="onnx", num_threads=1)
+    for _, path in test_cuts:
+        features = torch_backend.features(load_audio(path, RATE))
+        expected = torch_backend.log_probs(features)
+        got = onnx_backend.log_probs(features)
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, atol=1e-4, rtol=0)
+        assert onnx_backend.decode(got) == torch_backend.decode(expected)
+
+
+def test_48khz_stereo_copy_transcribes_like_the_original(tiny_export, test_cuts, tmp_path):
+    """Each test utterance upsampled to 48 kHz, as two channels whose mean is the original.
+
+    Up- and downsampling (scipy's polyphase filter, as lhotse uses without torchaudio) keeps the
+    signal below ~7 kHz and attenuates the band up to 8 kHz: the 4 top mel bins (7.0-7.6 kHz)
+    change by up to ~0.8 in log-energy, the other 76 by ~0.01 on average. The log-probs then
+    move by up to ~0.2, which can flip near-tied letters of the tiny model; hence the
+    tolerances, and the text compared by character error rate.
+    """
+    transcriber = Transcriber(load_exported(tiny_export))
+    rng = np.random.default_rng(0)
+    originals, copies = [], []
+    for cut, path in test_cuts:
+        x = load_audio(path, RATE)
+        up = resample_poly(x, 3, 1).astype(np.float32)
+        noise = 0.05 * rng.standard_normal(len(up)).astype(np.float32)
+        stereo = tmp_path / f"{cut.id}.flac"
+        sf.write(stereo, np.stack([up + noise, up - noise], axis=1), 48000, subtype="PCM_24")
+        assert sf.info(stereo).channels == 2 and sf.info(stereo).samplerate == 48000
+
+        y = load_audio(stereo, RATE)
+        assert y.shape == x.shape
+        assert float(np.abs(y - x).max()) < 0.02
+        f_x, f_y = transcriber.features(x), transcriber.features(y)
+        assert f_y.shape == f_x.shape
+        assert float((f_y - f_x)[:, :76].abs().max()) < 0.3
+        assert float((f_y - f_x).abs().mean()) < 0.03
+        lp_x, lp_y = transcriber.log_probs(f_x), transcriber.log_probs(f_y)
+        assert float((lp_y - lp_x).abs().max()) < 0.5
+        originals.append(transcriber.transcribe_file(path).text)
+        copies.append(transcriber.transcribe_file(stereo).text)
+    assert score_corpus(originals, copies).cer <= _MAX_CER, (originals, copies)
+
+
+def test_bad_files_are_reported_and_the_rest_transcribed(tiny_export, test_cuts, tmp_path):
+    transcriber = Transcriber(load_exported(tiny_export))
+    good = test_cuts[0][1]
+    notes = tmp_path / "notes.flac"
+    notes.write_text("not audio")
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(320, np.float32), RATE)  # 0.02 s: 2 frames, the model needs 4
+    results = list(transcriber.transcribe_files([good, tmp_path / "gone.wav", notes, short, good]))
+    assert [type(r).__name__ for r in results] == [
+        "Transcription",
+        "FileNotFoundError",
+        "ValueError",
+        "ValueError",
+        "Transcription",
+    ]
+    assert results[0].text == results[4].text
+    assert "gone.wav: no such audio file" in str(results[1])
+    assert "notes.flac: not readable audio" in str(results[2])
+    assert "short.wav: audio too short" in str(results[3])
+
+
+def test_bad_settings_are_refused(tiny_export, tmp_path):
+    exported = load_exported(tiny_export)
+    with pytest.raises(ValueError, match="backend"):
+        Transcriber(exported, backend="tensorrt")
+    with pytest.raises(ValueError, match="method"):
+        Transcriber(exported, method="viterbi")
+    exported.directory = tmp_path  # an export without model.onnx
+    with pytest.raises(FileNotFoundError, match=r"no model\.onnx"):
+        Transcriber(exported, backend="onnx")
