@@ -1,4 +1,4 @@
-"""``dmao decode RUN --split test [--method greedy|beam]``."""
+"""``dmao decode RUN --split test [--method greedy|beam|lm] [--lm FILE --lexicon FILE]``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("decode", help="decode a corpus split with a trained run and score it")
     p.add_argument("run", type=Path, help="run folder written by `dmao train`")
     p.add_argument("--split", nargs="+", default=None, help="corpus parts (default: test parts)")
-    p.add_argument("--method", choices=("greedy", "beam"), default=None)
+    p.add_argument("--method", choices=("greedy", "beam", "lm"), default=None)
     p.add_argument("--beam-size", type=int, default=None)
+    lm = p.add_argument_group("LM decoding (--method lm; docs/decoding.md)")
+    lm.add_argument("--lm", dest="lm_path", default=None, help="n-gram LM (ARPA or KenLM binary)")
+    lm.add_argument("--lexicon", dest="lexicon_path", default=None, help="lexicon file")
+    lm.add_argument("--lm-weight", type=float, default=None)
+    lm.add_argument("--word-score", type=float, default=None, help="per-word score (lexicon)")
+    lm.add_argument("--sil-score", type=float, default=None, help="per word-boundary frame")
+    lm.add_argument("--beam-threshold", type=float, default=None)
+    lm.add_argument("--beam-size-token", type=int, default=None)
+    p.add_argument(
+        "--out-dir", type=Path, default=None, help="write here (default RUN/decode/SPLIT-METHOD)"
+    )
     p.add_argument("--checkpoint", default=None, help="best (default), last, or a file")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
@@ -31,8 +42,23 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.run} is not a dmao run folder (no config.yaml)")
     with open(cfg_path) as f:
         config = config_from_dict(yaml.safe_load(f), source=str(cfg_path))
+    lm_keys = (
+        "lm_path",
+        "lexicon_path",
+        "lm_weight",
+        "word_score",
+        "sil_score",
+        "beam_threshold",
+        "beam_size_token",
+    )
+    overrides = {key: getattr(args, key) for key in lm_keys if getattr(args, key) is not None}
+    if overrides and (args.method or config.decode.method) != "lm":
+        raise ValueError(f"{sorted(overrides)} apply to --method lm only")
+    splits = args.split or config.data.test_parts
+    if args.out_dir is not None and len(splits) > 1:
+        raise ValueError("--out-dir takes one split at a time")
     rows = []
-    for split in args.split or config.data.test_parts:
+    for split in splits:
         result = decode_split(
             args.run,
             split,
@@ -40,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
             beam_size=args.beam_size,
             checkpoint=args.checkpoint,
             device=args.device,
+            decode_overrides=overrides,
+            out_dir=args.out_dir,
         )
         print(f"{split} ({result.method}, {result.checkpoint}): {result.score.summary()}")
         print(f"  hypotheses: {result.hypotheses_path}  RTF {result.real_time_factor:.4f}")

@@ -7,23 +7,12 @@ import logging
 import sys
 
 from dmao import __version__
-from dmao.cli import (
-    compare,
-    decode,
-    demo,
-    export,
-    info,
-    prepare,
-    report,
-    train,
-    transcribe,
-    validate,
-)
+from dmao.cli import compare, decode, demo, info, lm, prepare, report, train, validate
 from dmao.training.checkpoint import CheckpointError
 
 __all__ = ["main"]
 
-_COMMANDS = (prepare, validate, train, decode, info, report, compare, demo, export, transcribe)
+_COMMANDS = (prepare, validate, train, decode, info, report, compare, demo, lm)
 
 
 def build_parser() -> argparse.ArgumentParser:

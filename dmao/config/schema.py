@@ -165,9 +165,28 @@ class DecodeConfig:
     """Decoding settings used by ``dmao decode`` and the demo."""
 
     method: str = "greedy"
-    """``greedy`` or ``beam`` (CTC prefix beam search)."""
+    """``greedy``, ``beam`` (CTC prefix beam search) or ``lm`` (beam search with the n-gram LM
+    ``lm_path``, over the words of ``lexicon_path`` or lexicon-free; docs/decoding.md)."""
     beam_size: int = 8
-    """Beam size of the prefix beam search."""
+    """Beam size of the prefix beam search (``beam``) and of the LM beam search (``lm``)."""
+    lm_path: str | None = None
+    """``lm`` only: KenLM/ARPA n-gram file (``dmao lm build``): a word LM with a lexicon, a token
+    LM (``--unit token``) without."""
+    lexicon_path: str | None = None
+    """``lm`` only: lexicon (``WORD t1 t2 ...`` per line, ``dmao lm lexicon``); ``None`` decodes
+    lexicon-free over tokens."""
+    lm_weight: float = 0.5
+    """``lm`` only: weight of the LM's log10 score added to the acoustic log-probability."""
+    word_score: float = 0.0
+    """``lm`` with a lexicon: score added per word (word insertion bonus; negative penalises)."""
+    sil_score: float = 0.0
+    """``lm`` only: score added per frame emitting the word boundary ``|`` (lexicon-free
+    decoding's insertion control for character models)."""
+    beam_size_token: int | None = None
+    """``lm`` only: tokens tried per frame and hypothesis, the most probable first; ``None`` =
+    all."""
+    beam_threshold: float = 25.0
+    """``lm`` only: hypotheses scoring more than this below the frame's best are pruned."""
     checkpoint: str = "best"
     """Which checkpoint to decode: ``best`` (lowest dev WER), ``last`` or a file name."""
     max_batch_seconds: float = 300.0

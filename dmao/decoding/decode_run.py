@@ -1,29 +1,55 @@
-"""Decode a corpus split with a trained run and score it (``dmao decode``)."""
+"""Decode a corpus split with a trained run and score it (``dmao decode``).
+
+The model's log-probabilities are computed once per split (:func:`compute_posteriors`) and then
+decoded (:func:`decode_posteriors`) greedily, by prefix beam search or by LM beam search
+(:mod:`dmao.decoding.lm_decoder`); benchmarks reuse the two steps to sweep LM settings.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
 from tqdm import tqdm
 
-from dmao.config import config_from_dict
+from dmao.config import DecodeConfig, config_from_dict
 from dmao.data.dataset import build_dataloader, build_eval_sampler
+from dmao.data.manifests import FRAME_SHIFT_S
 from dmao.data.pipeline import load_parts
-from dmao.data.tokenizer import load_tokenizer
+from dmao.data.tokenizer import Tokenizer, load_tokenizer
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
-from dmao.evaluation.wer import ScoreResult, score_corpus, write_hypotheses
+from dmao.decoding.lm_decoder import (
+    CTCLMDecoder,
+    LMDecoderOptions,
+    token_symbols,
+    word_boundary_symbol,
+)
+from dmao.decoding.timing import WordTiming, word_timings
+from dmao.evaluation.sclite import write_ctm, write_trn
+from dmao.evaluation.wer import ScoreResult, write_hypotheses
 from dmao.models.architecture import EncoderArchitecture
 from dmao.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from dmao.training.model_setup import build_model_from_config
 from dmao.training.recipe import resolve_device
 
-__all__ = ["DecodeResult", "decode_split", "load_trained_model", "resolve_checkpoint"]
+__all__ = [
+    "DecodeResult",
+    "Decoded",
+    "SplitPosteriors",
+    "build_lm_decoder",
+    "compute_posteriors",
+    "decode_posteriors",
+    "decode_split",
+    "load_trained_model",
+    "resolve_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +97,120 @@ def load_trained_model(run_dir: Path, which: str, device: torch.device):
     return model.to(device).eval(), config, tokenizer, path
 
 
+@dataclass
+class SplitPosteriors:
+    """The model's CTC log-probabilities for every utterance of a split, computed once so that
+    several decoders (or a grid of LM settings) can run on them."""
+
+    ids: list[str]
+    refs: list[str]
+    """Reference transcripts (as in the manifests)."""
+    log_probs: list[torch.Tensor]
+    """Per utterance ``(T', V)`` log-probabilities, cut to the utterance's frames (CPU)."""
+    audio_seconds: float
+    forward_seconds: float
+    """Wall time of the model's forward passes."""
+    checkpoint: str
+
+
 @torch.no_grad()
+def compute_posteriors(
+    model: torch.nn.Module,
+    config,
+    tokenizer,
+    split: str,
+    *,
+    device: torch.device,
+    checkpoint: str = "",
+    progress_bar: bool = True,
+) -> SplitPosteriors:
+    """Run ``model`` over corpus part ``split`` (batches of ``config.decode.max_batch_seconds``
+    of audio, shortest first) and keep each utterance's ``(T', V)`` log-probabilities."""
+    cuts = load_parts(config.data, [split]).to_eager().sort_by_duration()
+    sampler = build_eval_sampler(cuts, max_batch_seconds=config.decode.max_batch_seconds)
+    loader = build_dataloader(cuts, tokenizer, sampler=sampler, train=False, with_targets=False)
+    ids, refs, posteriors = [], [], []
+    audio_seconds = 0.0
+    start = time.perf_counter()
+    for batch in tqdm(loader, desc=f"forward {split}", disable=not progress_bar, leave=False):
+        log_probs, out_lens = model(batch["features"].to(device), batch["feature_lens"].to(device))
+        log_probs, out_lens = log_probs.float().cpu(), out_lens.cpu()
+        posteriors.extend(log_probs[b, : int(n)] for b, n in enumerate(out_lens.tolist()))
+        refs.extend(batch["texts"])
+        ids.extend(batch["cut_ids"])
+        audio_seconds += float(batch["feature_lens"].sum()) * FRAME_SHIFT_S
+    return SplitPosteriors(
+        ids, refs, posteriors, audio_seconds, time.perf_counter() - start, checkpoint
+    )
+
+
+def _decoder_label(dec: DecodeConfig) -> str:
+    if dec.method == "greedy":
+        return "greedy"
+    if dec.method == "beam":
+        return f"beam{dec.beam_size}"
+    return f"lm-{'lexicon' if dec.lexicon_path else 'lexfree'}{dec.beam_size}"
+
+
+def build_lm_decoder(dec: DecodeConfig, tokenizer: Tokenizer) -> CTCLMDecoder:
+    """The LM decoder that the ``lm_*`` fields of ``dec`` describe."""
+    if not dec.lm_path:
+        raise ValueError("decode.method=lm needs decode.lm_path (dmao decode --lm FILE)")
+    options = LMDecoderOptions(
+        lm_weight=dec.lm_weight,
+        word_score=dec.word_score,
+        sil_score=dec.sil_score,
+        beam_size=dec.beam_size,
+        beam_size_token=dec.beam_size_token,
+        beam_threshold=dec.beam_threshold,
+    )
+    return CTCLMDecoder.from_tokenizer(tokenizer, dec.lm_path, dec.lexicon_path, options)
+
+
+@dataclass
+class Decoded:
+    """Hypotheses of a split, with word times where the decoder has a frame path."""
+
+    hyps: list[str]
+    timings: list[list[WordTiming]] | None
+    decode_seconds: float
+
+
+def decode_posteriors(
+    posteriors: SplitPosteriors,
+    dec: DecodeConfig,
+    tokenizer: Tokenizer,
+    lm_decoder: CTCLMDecoder | None = None,
+) -> Decoded:
+    """Decode precomputed log-probabilities with the method of ``dec`` (``lm_decoder`` reuses an
+    already built LM decoder for ``method=lm``)."""
+    symbols = token_symbols(tokenizer)
+    boundary = word_boundary_symbol(tokenizer)
+    hyps: list[str] = []
+    timings: list[list[WordTiming]] | None = [] if dec.method in ("greedy", "lm") else None
+    if dec.method == "lm" and lm_decoder is None:
+        lm_decoder = build_lm_decoder(dec, tokenizer)
+    start = time.perf_counter()
+    for log_probs in posteriors.log_probs:
+        if dec.method == "greedy":
+            path = log_probs.argmax(dim=-1).tolist()  # (T',)
+            lengths = torch.tensor([log_probs.shape[0]])
+            hyps.append(
+                tokenizer.decode(greedy_decode(log_probs[None], lengths, tokenizer.blank_id)[0])
+            )
+        elif dec.method == "beam":
+            lengths = torch.tensor([log_probs.shape[0]])
+            tokens = beam_search_batch(log_probs[None], lengths, dec.beam_size, tokenizer.blank_id)
+            hyps.append(tokenizer.decode(tokens[0]))
+            continue
+        else:
+            hypothesis = lm_decoder.decode(log_probs)
+            path = hypothesis.frame_tokens
+            hyps.append(hypothesis.text)
+        timings.append(word_timings(path, symbols, tokenizer.blank_id, boundary))
+    return Decoded(hyps, timings, time.perf_counter() - start)
+
+
 def decode_split(
     run_dir: str | Path,
     split: str,
@@ -81,70 +220,95 @@ def decode_split(
     checkpoint: str | None = None,
     device: str = "auto",
     progress_bar: bool = True,
+    decode_overrides: Mapping[str, Any] | None = None,
+    out_dir: str | Path | None = None,
 ) -> DecodeResult:
-    """Decode corpus part ``split`` with the run's model; write ``RUN/decode/<split>-<method>/``."""
+    """Decode corpus part ``split`` with the run's model and score it.
+
+    Writes into ``out_dir`` (default ``RUN/decode/<split>-<method>/``): ``hypotheses.txt`` (per
+    utterance TSV), ``result.json``, sclite ``ref.trn`` / ``hyp.trn``, and ``hyp.ctm`` for the
+    decoders with a frame path (greedy, lm).
+
+    Args:
+        method, beam_size, checkpoint: override ``decode.*`` of the run's config.
+        decode_overrides: further ``DecodeConfig`` fields, e.g. ``{"lm_path": ..., "lm_weight":
+            0.8}``.
+        out_dir: where to write instead of the run folder.
+    """
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a dmao run folder (no config.yaml)")
     with open(run_dir / "config.yaml") as f:
         run_config = config_from_dict(yaml.safe_load(f), source=str(run_dir / "config.yaml"))
-    dec = run_config.decode
-    method = method or dec.method
-    beam_size = beam_size or dec.beam_size
-    if method not in ("greedy", "beam"):
-        raise ValueError(f"decoding method must be 'greedy' or 'beam', got {method!r}")
+    given = {"method": method, "beam_size": beam_size, "checkpoint": checkpoint}
+    given = {k: v for k, v in given.items() if v is not None} | dict(decode_overrides or {})
+    unknown = sorted(set(given) - {f.name for f in fields(DecodeConfig)})
+    if unknown:
+        raise ValueError(f"unknown decode settings {unknown}; see DecodeConfig in dmao/config")
+    dec = replace(run_config.decode, **given)
+    if dec.method not in ("greedy", "beam", "lm"):
+        raise ValueError(f"decoding method must be 'greedy', 'beam' or 'lm', got {dec.method!r}")
     dev = resolve_device(device)
-    model, config, tokenizer, ckpt_path = load_trained_model(
-        run_dir, checkpoint or dec.checkpoint, dev
+    model, config, tokenizer, ckpt_path = load_trained_model(run_dir, dec.checkpoint, dev)
+    config.decode = dec
+    # Build the LM decoder before the forward pass so that a bad LM/lexicon fails fast.
+    lm_decoder = build_lm_decoder(dec, tokenizer) if dec.method == "lm" else None
+    posteriors = compute_posteriors(
+        model,
+        config,
+        tokenizer,
+        split,
+        device=dev,
+        checkpoint=ckpt_path.name,
+        progress_bar=progress_bar,
     )
+    decoded = decode_posteriors(posteriors, dec, tokenizer, lm_decoder)
+    elapsed = posteriors.forward_seconds + decoded.decode_seconds
+    refs, hyps, ids = posteriors.refs, decoded.hyps, posteriors.ids
 
-    cuts = load_parts(config.data, [split]).to_eager().sort_by_duration()
-    sampler = build_eval_sampler(cuts, max_batch_seconds=dec.max_batch_seconds)
-    loader = build_dataloader(cuts, tokenizer, sampler=sampler, train=False, with_targets=False)
-    ids, refs, hyps = [], [], []
-    audio_seconds = 0.0
-    start = time.perf_counter()
-    for batch in tqdm(loader, desc=f"decode {split}", disable=not progress_bar, leave=False):
-        log_probs, out_lens = model(batch["features"].to(dev), batch["feature_lens"].to(dev))
-        log_probs, out_lens = log_probs.cpu(), out_lens.cpu()
-        if method == "greedy":
-            token_seqs = greedy_decode(log_probs, out_lens, tokenizer.blank_id)
-        else:
-            token_seqs = beam_search_batch(log_probs, out_lens, beam_size, tokenizer.blank_id)
-        hyps.extend(tokenizer.decode(t) for t in token_seqs)
-        refs.extend(batch["texts"])
-        ids.extend(batch["cut_ids"])
-        audio_seconds += float(batch["feature_lens"].sum()) * 0.01  # 10 ms frame shift
-    elapsed = time.perf_counter() - start
-
-    score = score_corpus(refs, hyps)
-    out_dir = run_dir / "decode" / f"{split}-{method}"
+    label = _decoder_label(dec)
+    out_dir = Path(out_dir) if out_dir is not None else run_dir / "decode" / f"{split}-{dec.method}"
     out_dir.mkdir(parents=True, exist_ok=True)
     hyp_path = out_dir / "hypotheses.txt"
-    write_hypotheses(hyp_path, ids, refs, hyps)
+    score = write_hypotheses(hyp_path, ids, refs, hyps)
+    write_trn(out_dir / "ref.trn", {i: u.ref for i, u in zip(ids, score.utterances, strict=True)})
+    write_trn(out_dir / "hyp.trn", {i: u.hyp for i, u in zip(ids, score.utterances, strict=True)})
+    if decoded.timings is not None:
+        write_ctm(out_dir / "hyp.ctm", dict(zip(ids, decoded.timings, strict=True)))
     result = DecodeResult(
         split=split,
-        method=method if method == "greedy" else f"beam{beam_size}",
+        method=label,
         score=score,
         hypotheses_path=hyp_path,
-        real_time_factor=elapsed / max(audio_seconds, 1e-9),
+        real_time_factor=elapsed / max(posteriors.audio_seconds, 1e-9),
         checkpoint=ckpt_path.name,
     )
+    record = {
+        "split": split,
+        "method": result.method,
+        "checkpoint": result.checkpoint,
+        "wer": score.wer,
+        "cer": score.cer,
+        "num_utterances": len(refs),
+        "audio_seconds": posteriors.audio_seconds,
+        "decode_seconds": elapsed,
+        "real_time_factor": result.real_time_factor,
+        "summary": score.summary(),
+    }
+    if dec.method == "lm":
+        record["lm"] = {
+            key: getattr(dec, key)
+            for key in (
+                "lm_path",
+                "lexicon_path",
+                "lm_weight",
+                "word_score",
+                "sil_score",
+                "beam_size",
+                "beam_size_token",
+                "beam_threshold",
+            )
+        }
     with open(out_dir / "result.json", "w") as f:
-        json.dump(
-            {
-                "split": split,
-                "method": result.method,
-                "checkpoint": result.checkpoint,
-                "wer": score.wer,
-                "cer": score.cer,
-                "num_utterances": len(refs),
-                "audio_seconds": audio_seconds,
-                "decode_seconds": elapsed,
-                "real_time_factor": result.real_time_factor,
-                "summary": score.summary(),
-            },
-            f,
-            indent=1,
-        )
+        json.dump(record, f, indent=1)
     return result

@@ -1,0 +1,415 @@
+"""CTC beam search with an n-gram language model, through flashlight-text's decoders and KenLM.
+
+Two modes (``pip install flashlight-text``; the LM is an ARPA or KenLM binary file):
+
+* **Lexicon** (:class:`flashlight.lib.text.decoder.LexiconDecoder`): hypotheses are sequences of
+  words from a lexicon; each word is spelled in tokens (its characters followed by the word
+  boundary ``|`` for character models, its sentencepiece pieces for BPE). The LM is a *word*
+  n-gram, scored whenever a spelling completes, with a look-ahead (the best unigram score below
+  each trie node, "smearing") so that partial words are pruned fairly. ``word_score`` is added per
+  word (a word insertion bonus, negative for a penalty). Words outside the lexicon are impossible
+  unless ``unk_score`` is finite.
+* **Lexicon-free** (:class:`flashlight.lib.text.decoder.LexiconFreeDecoder`): hypotheses are
+  token sequences and the LM is a *token* n-gram whose words are the token symbols (``|`` for the
+  word boundary of character models, the ``▁``-pieces of BPE), built with ``dmao lm build
+  --unit token``. It can spell words never seen in the LM text.
+
+For character models the word boundary ``|`` is also flashlight's "silence" token. The model is
+trained on ``A|CAT`` with no boundary after the last word, while a lexicon spelling ends in ``|``:
+the lexicon decoder is given one extra frame at the end in which ``|`` has probability one, so
+the last word can complete (its acoustic score is ``log 1 = 0``, so scores are unchanged).
+
+Scores follow flashlight: ``acoustic log-prob + lm_weight · LM log10-prob(KenLM) + word_score ·
+#words + sil_score · #boundary frames``. With ``lm_weight = 0``, ``word_score = sil_score = 0`` and
+a wide beam, the result is the most probable CTC path (best path, i.e. greedy decoding) among the
+paths the lexicon allows, so it equals greedy decoding when the greedy words are in the lexicon.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dmao.data.tokenizer import BPETokenizer, CharTokenizer, Tokenizer
+
+__all__ = [
+    "CTCLMDecoder",
+    "LMDecoderOptions",
+    "LMHypothesis",
+    "arpa_unigrams",
+    "build_lexicon",
+    "read_lexicon",
+    "spell_word",
+    "token_symbols",
+    "word_boundary_symbol",
+    "write_lexicon",
+]
+
+log = logging.getLogger(__name__)
+
+UNK_WORD = "<unk>"
+# Log-probability of every token but the word boundary in the appended end frame (see module
+# docstring): effectively zero probability, but finite, so flashlight's float arithmetic stays
+# clear of inf - inf.
+_IMPOSSIBLE = -1.0e4
+
+
+def _flashlight():
+    """flashlight-text's decoder and dictionary modules, with an install hint when missing."""
+    try:
+        from flashlight.lib.text import decoder, dictionary
+        from flashlight.lib.text.decoder.kenlm import KenLM
+    except ImportError as e:  # pragma: no cover - the dependency is declared in pyproject.toml
+        raise ImportError(
+            "LM decoding needs flashlight-text (`pip install flashlight-text`)"
+        ) from e
+    return decoder, dictionary, KenLM
+
+
+def arpa_unigrams(path: str | Path) -> set[str] | None:
+    """The unigram words of an ARPA file (read up to its 2-gram section), or ``None`` when the
+    file is not ARPA text (e.g. a KenLM binary)."""
+    with open(path, "rb") as f:
+        if b"\\data\\" not in f.read(4096):
+            return None
+    words: set[str] = set()
+    in_unigrams = False
+    with open(path, encoding="utf-8") as f:
+        for raw in f:
+            line = raw.strip()
+            if line == "\\1-grams:":
+                in_unigrams = True
+            elif in_unigrams and line.startswith("\\"):
+                break
+            elif in_unigrams and line:
+                fields = line.split()
+                if len(fields) >= 2:
+                    words.add(fields[1])
+    return words
+
+
+def _check_lm_vocabulary(lm_path: Path, words: Iterable[str], what: str) -> None:
+    """Fail early when an ARPA LM's unigrams miss most of ``words`` (a token LM given with a
+    lexicon, or a word LM without one): KenLM would silently score them all as ``<unk>``."""
+    vocabulary = arpa_unigrams(lm_path)
+    if vocabulary is None:
+        return
+    words = set(words)
+    covered = len(words & vocabulary) / max(len(words), 1)
+    if covered < 0.5:
+        raise ValueError(
+            f"{lm_path} knows only {100 * covered:.0f} % of the {what}; with a lexicon the LM "
+            "must be a word LM (dmao lm build --unit word), without one a token LM over the "
+            "model's symbols (dmao lm build --unit token)"
+        )
+
+
+def token_symbols(tokenizer: Tokenizer) -> list[str]:
+    """The output symbols of ``tokenizer`` by id: ``<blk>``, ``|`` and characters for a
+    :class:`~dmao.data.tokenizer.CharTokenizer`, the sentencepiece pieces for BPE. These are the
+    token names of lexicon spellings and the words of a token-level LM."""
+    if isinstance(tokenizer, CharTokenizer):
+        return list(tokenizer.symbols)
+    if isinstance(tokenizer, BPETokenizer):
+        import sentencepiece as spm
+
+        sp = spm.SentencePieceProcessor(model_file=str(tokenizer.model_path))
+        return [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    raise TypeError(f"no token symbols for a tokenizer of type {type(tokenizer).__name__}")
+
+
+def word_boundary_symbol(tokenizer: Tokenizer) -> str | None:
+    """``|`` for character tokenizers; ``None`` for BPE, whose pieces carry the boundary."""
+    return CharTokenizer.WORD_BOUNDARY if isinstance(tokenizer, CharTokenizer) else None
+
+
+def spell_word(word: str, tokenizer: Tokenizer) -> list[str]:
+    """The token spelling of one (normalised) word: its characters and ``|`` for a character
+    tokenizer, its sentencepiece pieces for BPE.
+
+    Raises:
+        ValueError: the word holds whitespace or characters the tokenizer cannot encode.
+    """
+    if not word or any(ch.isspace() for ch in word):
+        raise ValueError(f"{word!r} is not a single word")
+    symbols = token_symbols(tokenizer)
+    spelling = [symbols[i] for i in tokenizer.encode(word)]
+    boundary = word_boundary_symbol(tokenizer)
+    return [*spelling, boundary] if boundary is not None else spelling
+
+
+def build_lexicon(words: Iterable[str], tokenizer: Tokenizer) -> dict[str, list[list[str]]]:
+    """A lexicon ``{word: [spelling]}`` of the distinct ``words`` (sorted) spelled by
+    :func:`spell_word`. Words the tokenizer cannot encode are skipped with a warning."""
+    lexicon: dict[str, list[list[str]]] = {}
+    skipped = []
+    for word in sorted(set(words)):
+        if tokenizer.can_encode(word):
+            lexicon[word] = [spell_word(word, tokenizer)]
+        else:
+            skipped.append(word)
+    if skipped:
+        log.warning(
+            "lexicon: skipped %d words the tokenizer cannot spell: %s", len(skipped), skipped[:10]
+        )
+    return lexicon
+
+
+def write_lexicon(lexicon: Mapping[str, Sequence[Sequence[str]]], path: str | Path) -> None:
+    """Write one ``WORD<TAB>t1 t2 …`` line per spelling (flashlight/torchaudio lexicon format)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"{word}\t{' '.join(spelling)}"
+        for word, spellings in lexicon.items()
+        for spelling in spellings
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_lexicon(path: str | Path) -> dict[str, list[list[str]]]:
+    """Read a lexicon file (``WORD t1 t2 …`` per line, whitespace separated; a word may have
+    several lines, one per spelling).
+
+    Raises:
+        ValueError: naming the file and line of a line without a spelling.
+    """
+    path = Path(path)
+    lexicon: dict[str, list[list[str]]] = {}
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 2:
+                raise ValueError(f"{path}:{number}: expected 'WORD token token ...', got {line!r}")
+            lexicon.setdefault(fields[0], []).append(fields[1:])
+    if not lexicon:
+        raise ValueError(f"{path}: the lexicon is empty")
+    return lexicon
+
+
+@dataclass(frozen=True)
+class LMDecoderOptions:
+    """Search settings (the fields of the same names in :class:`dmao.config.DecodeConfig`)."""
+
+    lm_weight: float = 0.5
+    """Weight of the LM's log10 score added to the acoustic natural-log score."""
+    word_score: float = 0.0
+    """Added per emitted word (lexicon mode only); negative values penalise insertions."""
+    sil_score: float = 0.0
+    """Added per frame in which the word boundary (flashlight's silence) is emitted."""
+    unk_score: float = -math.inf
+    """Score of spelling a word outside the lexicon (lexicon mode); ``-inf`` forbids it."""
+    beam_size: int = 50
+    """Hypotheses kept per frame."""
+    beam_size_token: int | None = None
+    """Tokens tried per frame and hypothesis (the most probable ones); ``None`` = all."""
+    beam_threshold: float = 25.0
+    """Hypotheses scoring more than this below the frame's best are pruned."""
+    log_add: bool = False
+    """Merge hypotheses that reach the same state by log-add instead of max."""
+
+
+@dataclass(frozen=True)
+class LMHypothesis:
+    """The best hypothesis of one utterance."""
+
+    text: str
+    """The words, space-separated."""
+    frame_tokens: list[int]
+    """``(T,)`` token id emitted per frame of the search path (blanks included)."""
+    score: float
+    """Total search score (acoustic + weighted LM + word/silence scores)."""
+    lm_score: float
+    """The LM's log10 score of the hypothesis (unweighted)."""
+
+
+class CTCLMDecoder:
+    """Beam search over CTC log-probabilities with a KenLM n-gram LM, with or without a lexicon.
+
+    Args:
+        symbols: token symbol per output id (``token_symbols(tokenizer)``); the LM's words
+            (lexicon-free) or the lexicon's spelling tokens (lexicon mode) use these names.
+        blank_id: the CTC blank.
+        lm_path: ARPA or KenLM binary file: a word LM with a lexicon, a token LM without.
+        lexicon: ``{word: [spelling]}`` (see :func:`build_lexicon`), or ``None`` for lexicon-free.
+        word_boundary: the boundary symbol (``|``) of character models, ``None`` for BPE (then
+            the blank stands in for flashlight's silence token, which never changes a score with
+            ``sil_score = 0``).
+        options: search settings.
+    """
+
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        blank_id: int,
+        lm_path: str | Path,
+        lexicon: Mapping[str, Sequence[Sequence[str]]] | None = None,
+        word_boundary: str | None = "|",
+        options: LMDecoderOptions | None = None,
+    ) -> None:
+        decoder, dictionary, KenLM = _flashlight()
+        self.options = options or LMDecoderOptions()
+        self.symbols = list(symbols)
+        self.blank_id = blank_id
+        self.word_boundary = word_boundary
+        lm_path = Path(lm_path)
+        if not lm_path.is_file():
+            raise FileNotFoundError(f"LM file {lm_path} does not exist (build one: dmao lm build)")
+        if word_boundary is not None and word_boundary not in self.symbols:
+            raise ValueError(f"word boundary {word_boundary!r} is not one of the token symbols")
+        self._token_dict = dictionary.Dictionary()
+        for symbol in self.symbols:
+            self._token_dict.add_entry(symbol)
+        self._sil_id = self.symbols.index(word_boundary) if word_boundary else blank_id
+        opt = self.options
+        beam_size_token = opt.beam_size_token or len(self.symbols)
+        criterion = decoder.CriterionType.CTC
+        self.lexicon = (
+            None if lexicon is None else {w: [list(s) for s in sp] for w, sp in lexicon.items()}
+        )
+        if self.lexicon is None:
+            non_blank = [t for i, t in enumerate(self.symbols) if i != blank_id]
+            _check_lm_vocabulary(lm_path, non_blank, "token symbols")
+            self._lm = KenLM(str(lm_path), self._token_dict)
+            self._decoder = decoder.LexiconFreeDecoder(
+                decoder.LexiconFreeDecoderOptions(
+                    beam_size=opt.beam_size,
+                    beam_size_token=beam_size_token,
+                    beam_threshold=opt.beam_threshold,
+                    lm_weight=opt.lm_weight,
+                    sil_score=opt.sil_score,
+                    log_add=opt.log_add,
+                    criterion_type=criterion,
+                ),
+                self._lm,
+                self._sil_id,
+                blank_id,
+                [],
+            )
+            return
+        _check_lm_vocabulary(lm_path, self.lexicon, "lexicon words")
+        self._word_dict = dictionary.Dictionary()
+        for word in self.lexicon:
+            self._word_dict.add_entry(word)
+        if UNK_WORD not in self.lexicon:
+            self._word_dict.add_entry(UNK_WORD)
+        self._lm = KenLM(str(lm_path), self._word_dict)
+        trie = decoder.Trie(len(self.symbols), self._sil_id)
+        start = self._lm.start(False)
+        for word, spellings in self.lexicon.items():
+            word_id = self._word_dict.get_index(word)
+            _, unigram = self._lm.score(start, word_id)
+            for spelling in spellings:
+                unknown = [t for t in spelling if t not in self.symbols]
+                if unknown:
+                    raise ValueError(
+                        f"lexicon word {word!r} is spelled with {unknown}, which are not token "
+                        f"symbols of the model ({self.symbols[:8]}...)"
+                    )
+                trie.insert([self.symbols.index(t) for t in spelling], word_id, unigram)
+        trie.smear(decoder.SmearingMode.MAX)
+        self._decoder = decoder.LexiconDecoder(
+            decoder.LexiconDecoderOptions(
+                beam_size=opt.beam_size,
+                beam_size_token=beam_size_token,
+                beam_threshold=opt.beam_threshold,
+                lm_weight=opt.lm_weight,
+                word_score=opt.word_score,
+                unk_score=opt.unk_score,
+                sil_score=opt.sil_score,
+                log_add=opt.log_add,
+                criterion_type=criterion,
+            ),
+            trie,
+            self._lm,
+            self._sil_id,
+            blank_id,
+            self._word_dict.get_index(UNK_WORD),
+            [],
+            False,
+        )
+
+    @classmethod
+    def from_tokenizer(
+        cls,
+        tokenizer: Tokenizer,
+        lm_path: str | Path,
+        lexicon_path: str | Path | None = None,
+        options: LMDecoderOptions | None = None,
+    ) -> CTCLMDecoder:
+        """A decoder for a model with ``tokenizer``; lexicon mode when ``lexicon_path`` is set."""
+        lexicon = read_lexicon(lexicon_path) if lexicon_path is not None else None
+        return cls(
+            token_symbols(tokenizer),
+            tokenizer.blank_id,
+            lm_path,
+            lexicon=lexicon,
+            word_boundary=word_boundary_symbol(tokenizer),
+            options=options,
+        )
+
+    def decode(self, log_probs: torch.Tensor) -> LMHypothesis:
+        """Decode one utterance.
+
+        Args:
+            log_probs: ``(T, V)`` CTC log-probabilities, already cut to the utterance's length.
+
+        Returns:
+            The best hypothesis (for ``T = 0``, the empty one).
+        """
+        if log_probs.dim() != 2 or log_probs.shape[1] != len(self.symbols):
+            raise ValueError(
+                f"log_probs must be (T, V={len(self.symbols)}), got {tuple(log_probs.shape)}"
+            )
+        T = log_probs.shape[0]
+        if T == 0:
+            return LMHypothesis("", [], 0.0, 0.0)
+        emissions = log_probs.detach().to("cpu", torch.float32)
+        lexicon_boundary = self.lexicon is not None and self.word_boundary is not None
+        if lexicon_boundary:
+            end = emissions.new_full((1, emissions.shape[1]), _IMPOSSIBLE)
+            end[0, self._sil_id] = 0.0
+            emissions = torch.cat([emissions, end])
+        emissions = emissions.contiguous()
+        results = self._decoder.decode(emissions.data_ptr(), emissions.shape[0], emissions.shape[1])
+        if not results:
+            raise RuntimeError(
+                "the LM beam search kept no hypothesis (is beam_threshold too small, or are the "
+                "acoustic evidence and the lexicon incompatible with unk_score=-inf?)"
+            )
+        best = results[0]
+        # tokens[0] is the start state and tokens[-1] the end state; frames lie in between.
+        frame_tokens = list(best.tokens)[1 : T + 1]
+        if self.lexicon is not None:
+            text = " ".join(self._word_dict.get_entry(w) for w in best.words if w >= 0)
+        else:
+            text = self._tokens_to_text(frame_tokens)
+        return LMHypothesis(text, frame_tokens, float(best.score), float(best.lmScore))
+
+    def _tokens_to_text(self, frame_tokens: Sequence[int]) -> str:
+        """Collapse a CTC frame path to words (repeats merged, blanks dropped)."""
+        pieces, previous = [], None
+        for token in frame_tokens:
+            if token != previous and token != self.blank_id:
+                pieces.append(self.symbols[token])
+            previous = token
+        if self.word_boundary is not None:
+            return " ".join("".join(pieces).replace(self.word_boundary, " ").split())
+        return " ".join("".join(pieces).replace("\u2581", " ").split())
+
+    def decode_batch(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[LMHypothesis]:
+        """Decode a batch: ``log_probs`` ``(B, T, V)``, ``lengths`` ``(B,)`` valid frames."""
+        if log_probs.dim() != 3 or lengths.shape != (log_probs.shape[0],):
+            raise ValueError(
+                f"expected log_probs (B, T, V) and lengths (B,), got {tuple(log_probs.shape)} "
+                f"and {tuple(lengths.shape)}"
+            )
+        log_probs = log_probs.detach().cpu()
+        return [self.decode(log_probs[b, : int(n)]) for b, n in enumerate(lengths.tolist())]

@@ -1,0 +1,189 @@
+"""NIST SCTK scoring formats: ``trn`` transcripts and ``ctm`` time-marked words, and a runner for
+``sclite`` itself where it is installed (Debian/Ubuntu: ``apt-get install sctk``).
+
+* ``trn``: one utterance per line, ``WORD WORD … (utterance-id)``. ``sclite -i rm`` takes the
+  speaker to be the part of the id before the first ``-`` or ``_``; LibriSpeech-style ids
+  (``SPEAKER-CHAPTER-UTT``) are already of that form, and :func:`trn_id` prefixes the speaker when
+  an id is not. Lines are sorted by id; texts are written as scored (normalised).
+* ``ctm``: one word per line, ``utterance-id channel start duration WORD`` with times in seconds
+  (two decimals, the 10 ms resolution of the features), channel ``A``, sorted by utterance id
+  and start time.
+
+The scorer here (:func:`dmao.evaluation.wer.score_corpus`) and ``sclite`` count the same
+minimum-edit-distance errors, so ``sclite`` on the ``trn`` files of a decode reproduces the WER
+in ``result.json`` (tested where ``sclite`` is installed).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dmao.decoding.timing import WordTiming
+
+__all__ = [
+    "SCLITE_MISSING",
+    "ScliteScore",
+    "find_sclite",
+    "read_ctm",
+    "read_trn",
+    "score_with_sclite",
+    "trn_id",
+    "write_ctm",
+    "write_trn",
+]
+
+SCLITE_MISSING = "sclite (NIST SCTK) is not installed: apt-get install sctk"
+
+_TRN_LINE = re.compile(r"^(?P<text>.*?)\s*\((?P<id>[^()\s]+)\)\s*$")
+
+
+def trn_id(utterance_id: str, speaker: str | None = None) -> str:
+    """The ``trn`` id of an utterance: ``speaker-utterance`` unless the id already starts with
+    the speaker (or no speaker is known); whitespace and parentheses are not allowed in it."""
+    if not utterance_id or re.search(r"[\s()]", utterance_id):
+        raise ValueError(f"utterance id {utterance_id!r} cannot be a trn id (no spaces or parens)")
+    if speaker and not re.match(rf"{re.escape(speaker)}[-_]", utterance_id):
+        return f"{speaker}-{utterance_id}"
+    return utterance_id
+
+
+def write_trn(path: str | Path, texts: Mapping[str, str]) -> None:
+    """Write ``{trn id: text}`` as a ``trn`` file, sorted by id (texts written as given)."""
+    lines = []
+    for utt_id in sorted(texts):
+        trn_id(utt_id)  # validates the id
+        text = " ".join(texts[utt_id].split())
+        if "(" in text or ")" in text:
+            raise ValueError(f"{utt_id}: trn text may not contain parentheses: {text!r}")
+        lines.append(f"{text} ({utt_id})")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_trn(path: str | Path) -> dict[str, str]:
+    """Read a ``trn`` file into ``{id: text}``.
+
+    Raises:
+        ValueError: naming the file and line where a line has no ``(id)`` or an id repeats.
+    """
+    path = Path(path)
+    texts: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        match = _TRN_LINE.match(line)
+        if match is None:
+            raise ValueError(f"{path}:{number}: expected 'TEXT (utterance-id)', got {line!r}")
+        if match["id"] in texts:
+            raise ValueError(f"{path}:{number}: utterance id {match['id']} appears twice")
+        texts[match["id"]] = " ".join(match["text"].split())
+    return texts
+
+
+def write_ctm(
+    path: str | Path, timings: Mapping[str, Sequence[WordTiming]], channel: str = "A"
+) -> None:
+    """Write ``{utterance id: word timings}`` as a ``ctm`` file, sorted by id and start time."""
+    lines = []
+    for utt_id in sorted(timings):
+        trn_id(utt_id)
+        for word in sorted(timings[utt_id], key=lambda w: w.start_s):
+            if word.duration_s <= 0 or word.start_s < 0:
+                raise ValueError(f"{utt_id}: word {word.word!r} has an invalid span {word}")
+            lines.append(f"{utt_id} {channel} {word.start_s:.2f} {word.duration_s:.2f} {word.word}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+
+
+def read_ctm(path: str | Path) -> dict[str, list[WordTiming]]:
+    """Read a ``ctm`` file into ``{utterance id: [WordTiming]}`` (file order kept).
+
+    Raises:
+        ValueError: naming the file and line of a line that is not ``id channel start dur word``.
+    """
+    path = Path(path)
+    timings: dict[str, list[WordTiming]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith(";;"):
+            continue
+        try:
+            if len(fields) not in (5, 6):
+                raise ValueError
+            word = WordTiming(fields[4], float(fields[2]), float(fields[3]))
+        except ValueError:
+            raise ValueError(
+                f"{path}:{number}: expected 'utterance-id channel start duration word "
+                f"[confidence]', got {line!r}"
+            ) from None
+        timings.setdefault(fields[0], []).append(word)
+    return timings
+
+
+def find_sclite() -> list[str] | None:
+    """The command that runs ``sclite``: ``sclite`` on PATH, or Debian's ``sctk sclite``
+    wrapper; ``None`` when SCTK is not installed."""
+    if shutil.which("sclite"):
+        return ["sclite"]
+    if shutil.which("sctk"):
+        return ["sctk", "sclite"]
+    return None
+
+
+@dataclass(frozen=True)
+class ScliteScore:
+    """Corpus totals from ``sclite``'s raw summary (``-o rsum``)."""
+
+    num_sentences: int
+    num_words: int
+    correct: int
+    substitutions: int
+    deletions: int
+    insertions: int
+    errors: int
+    sentence_errors: int
+
+    @property
+    def wer(self) -> float:
+        """Word error rate as a fraction."""
+        return self.errors / self.num_words if self.num_words else 0.0
+
+
+_SUM_LINE = re.compile(r"^\s*\|\s*Sum\s*\|(?P<counts>[\d\s|]+)\|\s*$")
+
+
+def score_with_sclite(ref_trn: str | Path, hyp_trn: str | Path) -> ScliteScore:
+    """Run ``sclite -r REF trn -h HYP trn -i rm -o rsum stdout`` and read its corpus totals.
+
+    Raises:
+        FileNotFoundError: ``sclite`` is not installed (:data:`SCLITE_MISSING`) or a file is
+            missing.
+        RuntimeError: ``sclite`` failed or printed no ``Sum`` line.
+    """
+    command = find_sclite()
+    if command is None:
+        raise FileNotFoundError(SCLITE_MISSING)
+    for path in (ref_trn, hyp_trn):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"trn file {path} does not exist")
+    args = [*command, "-r", str(ref_trn), "trn", "-h", str(hyp_trn), "trn", "-i", "rm"]
+    proc = subprocess.run(
+        [*args, "-o", "rsum", "stdout"], capture_output=True, text=True, check=False
+    )
+    for line in proc.stdout.splitlines():
+        match = _SUM_LINE.match(line)
+        if match:
+            values = [int(v) for v in match["counts"].replace("|", " ").split()]
+            if len(values) == 8:
+                return ScliteScore(*values)
+    raise RuntimeError(
+        f"sclite exited {proc.returncode} without a 'Sum' line; stderr: {proc.stderr[-2000:]}"
+        f" stdout: {proc.stdout[-2000:]}"
+    )

@@ -1,0 +1,1 @@
+"""N-gram language models for decoding: estimation, ARPA files, lexicons."""

@@ -1,0 +1,167 @@
+"""LM beam search (flashlight-text + KenLM) on hand-made CTC log-probabilities.
+
+The acoustic evidence of the word after THE is ambiguous between CAT and KAT, with KAT slightly
+ahead (so greedy decoding reads KAT); the LM, built from a handful of sentences, only knows CAT.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dmao.data.tokenizer import CharTokenizer
+from dmao.decoding.ctc import greedy_decode
+from dmao.decoding.lm_decoder import (
+    CTCLMDecoder,
+    LMDecoderOptions,
+    build_lexicon,
+    read_lexicon,
+    spell_word,
+    token_symbols,
+    write_lexicon,
+)
+from dmao.lm.ngram import NgramCounts, estimate_kneser_ney, write_arpa
+from dmao.lm.text import token_sentences
+
+LM_TEXT = ["THE CAT SAT", "THE CAT", "A CAT SAT", "THE HAT", "A HAT SAT", "THE CAT SAT ON A HAT"]
+TOKENIZER = CharTokenizer("ACEHKNOST")  # ids: 0 blank, 1 |, then A C E H K N O S T
+WIDE = {"beam_size": 200, "beam_threshold": 1000.0}
+
+
+def _frames(spec: list[dict[str, float]]) -> torch.Tensor:
+    """``(T, V)`` log-probabilities: each frame gives some symbols a probability, the rest share
+    what is left equally."""
+    symbols = token_symbols(TOKENIZER)
+    rows = []
+    for probs in spec:
+        rest = (1.0 - sum(probs.values())) / (len(symbols) - len(probs))
+        rows.append([math.log(probs.get(s, rest)) for s in symbols])
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def _clear(symbol: str) -> dict[str, float]:
+    return {symbol: 0.9}
+
+
+# T H E _ | _ (K|C) A T _ S A T: greedy reads "THE KAT SAT".
+AMBIGUOUS = _frames(
+    [
+        *map(_clear, ["T", "H", "E", "<blk>", "|", "<blk>"]),
+        {"K": 0.5, "C": 0.4},
+        *map(_clear, ["A", "T", "|", "S", "A", "T"]),
+    ]
+)
+
+
+def _greedy(log_probs: torch.Tensor) -> str:
+    ids = greedy_decode(log_probs[None], torch.tensor([log_probs.shape[0]]))[0]
+    return TOKENIZER.decode(ids)
+
+
+@pytest.fixture(scope="module")
+def lms(tmp_path_factory):
+    """A word 3-gram with its lexicon and a character 4-gram, from LM_TEXT."""
+    root = tmp_path_factory.mktemp("lm")
+    words = [s.split() for s in LM_TEXT]
+    write_arpa(estimate_kneser_ney(NgramCounts.from_sentences(words, 3)), root / "word.arpa")
+    chars = token_sentences(LM_TEXT, TOKENIZER)
+    write_arpa(estimate_kneser_ney(NgramCounts.from_sentences(chars, 4)), root / "char.arpa")
+    # KAT is in the lexicon but not in the LM text, so only the LM can rule it out.
+    lexicon = build_lexicon([*" ".join(LM_TEXT).split(), "KAT"], TOKENIZER)
+    write_lexicon(lexicon, root / "lexicon.txt")
+    return root
+
+
+def _decoder(lms, lexicon: bool, **options) -> CTCLMDecoder:
+    return CTCLMDecoder.from_tokenizer(
+        TOKENIZER,
+        lms / ("word.arpa" if lexicon else "char.arpa"),
+        lms / "lexicon.txt" if lexicon else None,
+        LMDecoderOptions(**options),
+    )
+
+
+def test_greedy_reads_the_acoustically_stronger_spelling():
+    assert _greedy(AMBIGUOUS) == "THE KAT SAT"
+
+
+@pytest.mark.parametrize("lexicon", [True, False], ids=["lexicon", "lexicon-free"])
+def test_lm_picks_the_in_vocabulary_spelling(lms, lexicon):
+    hypothesis = _decoder(lms, lexicon, lm_weight=1.0, beam_size=20).decode(AMBIGUOUS)
+    assert hypothesis.text == "THE CAT SAT"
+    assert len(hypothesis.frame_tokens) == AMBIGUOUS.shape[0]
+    assert hypothesis.lm_score < 0  # a log10 probability
+
+
+@pytest.mark.parametrize("lexicon", [True, False], ids=["lexicon", "lexicon-free"])
+def test_lm_weight_zero_and_wide_beam_equal_greedy(lms, lexicon):
+    decoder = _decoder(lms, lexicon, lm_weight=0.0, **WIDE)
+    hypothesis = decoder.decode(AMBIGUOUS)
+    assert hypothesis.text == _greedy(AMBIGUOUS) == "THE KAT SAT"
+    # The best path itself is the frame-wise argmax; its score the sum of the maxima.
+    assert hypothesis.frame_tokens == AMBIGUOUS.argmax(-1).tolist()
+    assert hypothesis.score == pytest.approx(float(AMBIGUOUS.max(-1).values.sum()), abs=1e-4)
+
+
+def test_lexicon_free_equals_greedy_on_random_posteriors(lms):
+    """Without a lexicon nothing constrains the path: best path = greedy on any posteriors."""
+    decoder = _decoder(lms, False, lm_weight=0.0, **WIDE)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        logits = 3 * torch.randn(15, TOKENIZER.vocab_size, generator=generator)
+        log_probs = logits.log_softmax(-1)
+        assert decoder.decode(log_probs).text == _greedy(log_probs)
+
+
+# C A T (| or blank) S A T: a boundary is slightly more likely than none.
+CATSAT = _frames([*map(_clear, "CAT"), {"|": 0.5, "<blk>": 0.4}, *map(_clear, "SAT")])
+
+
+def test_word_score_and_sil_score_trade_word_count(lms):
+    """A word penalty (lexicon) or boundary penalty (lexicon-free) turns "CAT SAT" into the
+    one-word "CATSAT" that the acoustics slightly disfavour; no penalty keeps the acoustics."""
+    symbols = token_symbols(TOKENIZER)
+    lexicon = build_lexicon(["CAT", "SAT", "CATSAT", "THE"], TOKENIZER)
+
+    def lexicon_decoder(word_score: float) -> CTCLMDecoder:
+        options = LMDecoderOptions(lm_weight=0.0, word_score=word_score, **WIDE)
+        return CTCLMDecoder(symbols, 0, lms / "word.arpa", lexicon, "|", options)
+
+    assert lexicon_decoder(0.0).decode(CATSAT).text == "CAT SAT"
+    assert lexicon_decoder(-5.0).decode(CATSAT).text == "CATSAT"
+    assert _decoder(lms, False, lm_weight=0.0, sil_score=0.0, **WIDE).decode(CATSAT).text == (
+        "CAT SAT"
+    )
+    assert _decoder(lms, False, lm_weight=0.0, sil_score=-5.0, **WIDE).decode(CATSAT).text == (
+        "CATSAT"
+    )
+
+
+def test_batch_decoding_respects_lengths(lms):
+    decoder = _decoder(lms, True, lm_weight=1.0)
+    batch = torch.stack([AMBIGUOUS, AMBIGUOUS])
+    out = decoder.decode_batch(batch, torch.tensor([AMBIGUOUS.shape[0], 9]))
+    assert [h.text for h in out] == ["THE CAT SAT", "THE CAT"]
+    assert decoder.decode(AMBIGUOUS[:0]).text == ""
+
+
+def test_lexicon_files_round_trip(lms, tmp_path):
+    lexicon = read_lexicon(lms / "lexicon.txt")
+    assert lexicon["CAT"] == [["C", "A", "T", "|"]] == [spell_word("CAT", TOKENIZER)]
+    write_lexicon(lexicon, tmp_path / "again.txt")
+    assert read_lexicon(tmp_path / "again.txt") == lexicon
+    (tmp_path / "bad.txt").write_text("CAT C A T |\nDOG\n")
+    with pytest.raises(ValueError, match=r"bad\.txt:2"):
+        read_lexicon(tmp_path / "bad.txt")
+
+
+def test_mismatched_lm_and_lexicon_are_refused(lms):
+    # A token LM with a lexicon (or a word LM without one) would score everything as <unk>.
+    with pytest.raises(ValueError, match="word LM"):
+        CTCLMDecoder.from_tokenizer(TOKENIZER, lms / "char.arpa", lms / "lexicon.txt")
+    with pytest.raises(ValueError, match="token LM"):
+        CTCLMDecoder.from_tokenizer(TOKENIZER, lms / "word.arpa", None)
+    with pytest.raises(FileNotFoundError, match="dmao lm build"):
+        CTCLMDecoder.from_tokenizer(TOKENIZER, lms / "missing.arpa", None)
