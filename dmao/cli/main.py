@@ -7,12 +7,24 @@ import logging
 import sys
 
 from dmao import __version__
-from dmao.cli import compare, decode, demo, info, lm, prepare, report, train, validate
+from dmao.cli import (
+    compare,
+    decode,
+    demo,
+    export,
+    info,
+    lm,
+    prepare,
+    report,
+    train,
+    transcribe,
+    validate,
+)
 from dmao.training.checkpoint import CheckpointError
 
 __all__ = ["main"]
 
-_COMMANDS = (prepare, validate, train, decode, info, report, compare, demo, lm)
+_COMMANDS = (prepare, validate, train, decode, info, report, compare, demo, export, transcribe, lm)
 
 
 def build_parser() -> argparse.ArgumentParser:
