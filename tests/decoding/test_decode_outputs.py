@@ -1,0 +1,143 @@
+"""End to end on a tiny trained run: `dmao lm build`, `dmao decode --method greedy|lm`, and the
+trn/ctm files it writes, re-scored against result.json (and by sclite where installed)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import tiny_train_overrides
+
+from dmao.cli.main import main
+from dmao.config import load_config
+from dmao.decoding.decode_run import decode_split
+from dmao.evaluation.sclite import (
+    SCLITE_MISSING,
+    find_sclite,
+    read_ctm,
+    read_trn,
+    score_with_sclite,
+)
+from dmao.evaluation.wer import score_corpus
+from dmao.lm.ngram import read_arpa
+from dmao.training.recipe import TrainingRecipe
+
+TRN_LINE = re.compile(r"^(\S+( \S+)*)? ?\((\S+)\)$")
+
+
+@pytest.fixture(scope="module")
+def run(tiny_corpus, tmp_path_factory):
+    """A run trained for a few steps: its outputs are poor, which is all the formats need."""
+    run_dir = tmp_path_factory.mktemp("run")
+    overrides = [
+        *tiny_train_overrides(tiny_corpus.root, tmp_path_factory.mktemp("manifests")),
+        "train.max_steps=4",
+        "train.valid_every_steps=100",
+        "train.checkpoint_every_steps=4",
+    ]
+    recipe = TrainingRecipe(load_config(None, overrides), run_dir)
+    recipe.setup()
+    try:
+        recipe.train()
+    finally:
+        recipe.cleanup()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def lms(run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("lm")
+    word = ["lm", "build", "--from-run", str(run), "--order", "3", "--out", str(out / "w3.arpa")]
+    assert main([*word, "--lexicon", str(out / "lexicon.txt")]) == 0
+    char = ["lm", "build", "--from-run", str(run), "--unit", "token", "--order", "4"]
+    assert main([*char, "--out", str(out / "c4.arpa")]) == 0
+    return out
+
+
+def test_lm_build_from_run_writes_word_and_token_lms(lms, tiny_corpus):
+    words = read_arpa(lms / "w3.arpa").vocabulary
+    assert {"CAT", "MILL", "<s>", "</s>", "<unk>"} <= set(words)
+    assert "|" in read_arpa(lms / "c4.arpa").vocabulary  # the word boundary is a token
+    lexicon = (lms / "lexicon.txt").read_text().splitlines()
+    assert "CAT\tC A T |" in lexicon
+
+
+def _decode(run, tmp_path, method, **overrides):
+    out = tmp_path / method
+    result = decode_split(
+        run, "test", method=method, decode_overrides=overrides, out_dir=out, progress_bar=False
+    )
+    return result, out
+
+
+def _check_outputs(out, expect_ctm: bool) -> None:
+    record = json.loads((out / "result.json").read_text())
+    ref_lines = (out / "ref.trn").read_text().splitlines()
+    hyp_lines = (out / "hyp.trn").read_text().splitlines()
+    for lines in (ref_lines, hyp_lines):
+        assert all(TRN_LINE.match(line) for line in lines), lines
+        ids = [TRN_LINE.match(line)[3] for line in lines]
+        assert ids == sorted(ids) and len(ids) == record["num_utterances"]
+    refs, hyps = read_trn(out / "ref.trn"), read_trn(out / "hyp.trn")
+    assert refs.keys() == hyps.keys()
+    rescored = score_corpus([refs[i] for i in refs], [hyps[i] for i in refs])
+    assert rescored.wer == pytest.approx(record["wer"])
+    assert rescored.cer == pytest.approx(record["cer"])
+    if find_sclite() is not None:
+        assert score_with_sclite(out / "ref.trn", out / "hyp.trn").num_words == (
+            rescored.word.ref_len
+        )
+    if not expect_ctm:
+        assert not (out / "hyp.ctm").exists()
+        return
+    lines = (out / "hyp.ctm").read_text().splitlines()
+    keys = [(line.split()[0], float(line.split()[2])) for line in lines]
+    assert keys == sorted(keys)  # by utterance, then start time
+    for utt_id, words in read_ctm(out / "hyp.ctm").items():
+        assert [w.word for w in words] == hyps[utt_id].split()
+        ends = [w.start_s + w.duration_s for w in words]
+        assert all(w.duration_s > 0 for w in words)
+        assert all(end <= nxt.start_s + 1e-9 for end, nxt in zip(ends, words[1:], strict=False))
+    assert set(read_ctm(out / "hyp.ctm")) == {i for i, text in hyps.items() if text}
+
+
+def test_greedy_decode_writes_consistent_trn_and_ctm(run, tmp_path):
+    result, out = _decode(run, tmp_path, "greedy")
+    assert result.method == "greedy"
+    _check_outputs(out, expect_ctm=True)
+
+
+def test_beam_decode_writes_trn_but_no_ctm(run, tmp_path):
+    _, out = _decode(run, tmp_path, "beam", beam_size=4)
+    _check_outputs(out, expect_ctm=False)
+
+
+def test_lm_decode_with_lexicon(run, lms, tmp_path):
+    lexicon, lm = str(lms / "lexicon.txt"), str(lms / "w3.arpa")
+    result, out = _decode(run, tmp_path, "lm", lm_path=lm, lexicon_path=lexicon, beam_size=8)
+    assert result.method == "lm-lexicon8"
+    _check_outputs(out, expect_ctm=True)
+    known = {line.split("\t")[0] for line in (lms / "lexicon.txt").read_text().splitlines()}
+    assert all(set(text.split()) <= known for text in read_trn(out / "hyp.trn").values())
+    assert json.loads((out / "result.json").read_text())["lm"]["lexicon_path"] == lexicon
+
+
+def test_cli_lexicon_free_decode(run, lms, tmp_path, capsys):
+    out = tmp_path / "lexfree"
+    args = ["decode", str(run), "--split", "test", "--method", "lm", "--lm", str(lms / "c4.arpa")]
+    assert main([*args, "--lm-weight", "0.3", "--out-dir", str(out)]) == 0
+    assert "lm-lexfree8" in capsys.readouterr().out
+    _check_outputs(out, expect_ctm=True)
+
+
+def test_cli_refuses_lm_options_without_lm_method(run, lms, capsys):
+    assert main(["decode", str(run), "--method", "greedy", "--lm-weight", "2"]) == 2
+    assert "apply to --method lm only" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(find_sclite() is None, reason=SCLITE_MISSING)
+def test_sclite_agrees_with_result_json(run, tmp_path):
+    _, out = _decode(run, tmp_path, "greedy")
+    record = json.loads((out / "result.json").read_text())
+    assert score_with_sclite(out / "ref.trn", out / "hyp.trn").wer == pytest.approx(record["wer"])
