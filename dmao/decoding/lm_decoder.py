@@ -303,17 +303,18 @@ class CTCLMDecoder:
         self._lm = KenLM(str(lm_path), self._word_dict)
         trie = decoder.Trie(len(self.symbols), self._sil_id)
         start = self._lm.start(False)
+        token_id = {symbol: i for i, symbol in enumerate(self.symbols)}
         for word, spellings in self.lexicon.items():
             word_id = self._word_dict.get_index(word)
             _, unigram = self._lm.score(start, word_id)
             for spelling in spellings:
-                unknown = [t for t in spelling if t not in self.symbols]
+                unknown = [t for t in spelling if t not in token_id]
                 if unknown:
                     raise ValueError(
                         f"lexicon word {word!r} is spelled with {unknown}, which are not token "
                         f"symbols of the model ({self.symbols[:8]}...)"
                     )
-                trie.insert([self.symbols.index(t) for t in spelling], word_id, unigram)
+                trie.insert([token_id[t] for t in spelling], word_id, unigram)
         trie.smear(decoder.SmearingMode.MAX)
         self._decoder = decoder.LexiconDecoder(
             decoder.LexiconDecoderOptions(
