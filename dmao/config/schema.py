@@ -153,7 +153,14 @@ class TrainConfig:
     keep_last_checkpoints: int = 3
     """Keep the newest k step checkpoints (``best`` and ``last`` are kept in addition)."""
     device: str = "auto"
-    """``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``."""
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``. Under torchrun each process uses
+    ``cuda:LOCAL_RANK`` (``auto``/``cuda``); see docs/distributed.md."""
+    precision: str = "fp32"
+    """``fp32``, ``bf16`` or ``fp16``: autocast dtype of forward passes (fp16 adds a GradScaler).
+    bf16 needs no loss scaling and also runs on CPU."""
+    accum_grad_steps: int = 1
+    """Micro-batches per optimizer step on each rank: the global batch is
+    ``world_size × accum_grad_steps × data.max_batch_seconds`` of audio at most."""
     num_threads: int = 0
     """torch intra-op threads on CPU (0 = leave torch's default)."""
     progress_bar: bool = True

@@ -176,7 +176,7 @@ def build_sampler(
     drop_last: bool,
     world_size: int | None = None,
     rank: int | None = None,
-) -> DynamicBucketingSampler:
+) -> DynamicBucketingSampler | DynamicCutSampler:
     """The training/evaluation sampler: lhotse's duration-bucketing sampler.
 
     Each batch holds up to ``max_batch_seconds`` of audio, all from one of ``num_buckets``
@@ -203,16 +203,34 @@ def build_sampler(
         max_batch_seconds: total audio duration per batch, in seconds.
         shuffle: shuffle within lhotse's buffer (training) or keep order (evaluation).
         seed: shuffling seed, identical on all ranks.
-        num_buckets: number of duration buckets.
+        num_buckets: number of duration buckets; 1 means no bucketing (lhotse's
+            ``DynamicCutSampler``: batches of consecutive shuffled cuts, more padding).
         drop_last: drop the last incomplete batch (and, with several ranks, keep rank batch counts
             equal by dropping rather than duplicating cuts).
-        world_size: number of data-parallel ranks (None: from torch.distributed or 1).
+        world_size: number of data-parallel ranks (None: from torch.distributed or 1). All ranks
+            walk the same seeded stream of batches and rank ``r`` keeps every ``world_size``-th
+            one starting at ``r`` (lhotse's sharding), so ranks never share an utterance. With
+            more than one bucket lhotse draws ``world_size`` consecutive batches from one bucket
+            (equal lengths, so no rank waits for another); with ``num_buckets=1`` the stream does
+            not depend on ``world_size`` at all.
         rank: this process's rank (None: from torch.distributed or 0).
     """
+    if num_buckets < 1:
+        raise ValueError(f"data.num_buckets must be >= 1, got {num_buckets}")
     with warnings.catch_warnings():
         # lhotse recommends lazy CutSets for memory; an eager one is a deliberate choice here
         # (small corpora, and filter_cuts has read every cut already).
-        warnings.filterwarnings("ignore", message="You are using DynamicBucketingSampler with an")
+        warnings.filterwarnings("ignore", message="You are using Dynamic.*Sampler with an")
+        if num_buckets == 1:
+            return DynamicCutSampler(
+                cuts,
+                max_duration=max_batch_seconds,
+                shuffle=shuffle,
+                drop_last=drop_last,
+                seed=seed,
+                world_size=world_size,
+                rank=rank,
+            )
         return DynamicBucketingSampler(
             cuts,
             max_duration=max_batch_seconds,
@@ -279,6 +297,7 @@ def build_dataloader(
     train: bool,
     num_workers: int = 0,
     with_targets: bool = True,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """A DataLoader over ``sampler``'s batches of ``cuts`` (lhotse's map-style pattern).
 
@@ -293,6 +312,8 @@ def build_dataloader(
         train: apply :func:`default_spec_augment` (True) or nothing (False).
         num_workers: DataLoader worker processes (0: collate in this process).
         with_targets: see :class:`AsrBatchDataset` (False for decoding).
+        pin_memory: collate into page-locked memory, so that ``.to(cuda, non_blocking=True)``
+            overlaps the copy with computation (CUDA training only).
     """
     if not sampler.cuts or sampler.cuts[0] is not cuts:
         raise ValueError(
@@ -324,4 +345,5 @@ def build_dataloader(
         num_workers=num_workers,
         worker_init_fn=worker_init_fn,
         persistent_workers=False,
+        pin_memory=pin_memory,
     )

@@ -10,6 +10,14 @@ Layout of a run folder::
     RUN/checkpoints/step-*.pt  the newest k step checkpoints; best.pt = lowest dev WER
     RUN/architecture.json      per-layer widths of the final model
     RUN/train_summary.json     steps, training wall time, parameters, best dev WER (when done)
+
+One optimizer step (docs/distributed.md): every rank takes ``train.accum_grad_steps`` batches of
+its shard, forwards them under autocast (``train.precision``) and back-propagates the summed CTC
+loss divided by the number of target tokens of the GLOBAL batch (all ranks, all micro-batches), so
+the update is the same however the global batch is split over processes and micro-steps. DDP
+averages gradients in the last micro-step's backward (``no_sync`` before it). One all-reduce then
+agrees on the loss, "non-finite loss or gradient on any rank" and "a rank got SIGTERM", so every
+rank takes the same branch: skip the update, apply it, stop. Only rank 0 writes files and logs.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import random
 import signal
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,16 +37,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lhotse import CutSet
 from tqdm import tqdm
 
 from dmao.config import ExperimentConfig, config_from_dict, config_to_dict, save_config
-from dmao.data.dataset import build_dataloader, build_eval_sampler, build_sampler
-from dmao.data.filtering import filter_cuts
-from dmao.data.manifests import FRAME_SHIFT_S, cut_transcript
-from dmao.data.pipeline import load_parts
+from dmao.data.dataset import build_dataloader, build_eval_sampler
+from dmao.data.manifests import FRAME_SHIFT_S
 from dmao.data.statistics import feature_statistics
-from dmao.data.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from dmao.decoding import greedy_decode
 from dmao.evaluation import score_corpus
 from dmao.method import DmaoAllocator
@@ -54,28 +59,26 @@ from dmao.training.checkpoint import (
     save_checkpoint,
     step_checkpoint_path,
 )
+from dmao.training.data_setup import (
+    build_train_loader,
+    check_resume_compatible,
+    prepare_data,
+    shard_cuts,
+)
+from dmao.training.distributed import DistributedContext, parameter_digest, resolve_device
 from dmao.training.metrics import MetricLogger
 from dmao.training.model_setup import build_model_from_config
 from dmao.training.schedule import build_one_cycle_scheduler
 
-__all__ = ["TrainingRecipe", "resolve_device", "seed_everything"]
+__all__ = ["PRECISIONS", "TrainingRecipe", "resolve_device", "seed_everything"]
 
 log = logging.getLogger(__name__)
 
-# Settings that must not change when a run is resumed: they define the model or the data order.
-_RESUME_MUST_MATCH = (
-    "model",
-    "tokenizer",
-    "data.train_parts",
-    "data.max_batch_seconds",
-    "data.num_buckets",
-    "train.seed",
-    "train.max_steps",
-    "dmao",
-)
-
 # Consecutive non-finite steps tolerated before the run stops (ESPnet2 skips such updates too).
 MAX_CONSECUTIVE_BAD_STEPS = 20
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""``train.precision`` → autocast dtype (fp32: autocast off)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -85,11 +88,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def _check_train_config(config: ExperimentConfig) -> None:
+    train = config.train
+    if train.precision not in PRECISIONS:
+        raise ValueError(
+            f"train.precision must be one of {', '.join(PRECISIONS)}, got {train.precision!r}"
+        )
+    if train.accum_grad_steps < 1:
+        raise ValueError(f"train.accum_grad_steps must be >= 1, got {train.accum_grad_steps}")
 
 
 class _StopOnSignal:
@@ -116,6 +122,16 @@ class _StopOnSignal:
             signal.signal(sig, previous)
 
 
+class _NoMetrics:
+    """What ranks other than 0 log to: nothing."""
+
+    def log(self, kind: str, step: int, **values: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass
 class _Progress:
     step: int = 0
@@ -124,12 +140,31 @@ class _Progress:
     consecutive_bad_steps: int = 0
     train_seconds: float = 0.0
     """Wall time spent in the training loop, summed over resumed sessions."""
+    audio_seconds: float = 0.0
+    """Audio of the applied updates, all ranks together, summed over resumed sessions."""
+
+
+@dataclass
+class _StepOutcome:
+    """One forward/backward over the global batch, with what all ranks agreed on."""
+
+    loss_sum: float
+    """Summed CTC loss of the global batch (meaningless when ``bad``)."""
+    tokens: int
+    utterances: int
+    audio_seconds: float
+    grad_norm: float
+    bad: bool
+    """Non-finite loss or gradient on some rank: every rank skips the update."""
+    stop: bool
+    """Some rank got SIGTERM/SIGINT: every rank commits and exits after this step."""
 
 
 class TrainingRecipe:
     """Train a CTC model as described by an :class:`ExperimentConfig` into ``run_dir``.
 
-    Usage::
+    Started by ``torchrun`` (``RANK``/``WORLD_SIZE``... in the environment) it is one rank of a
+    data-parallel job; otherwise a single process. Usage::
 
         recipe = TrainingRecipe(config, run_dir, resume=True)
         recipe.setup()
@@ -138,16 +173,22 @@ class TrainingRecipe:
     """
 
     def __init__(self, config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False):
+        _check_train_config(config)
         self.config = config
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.progress = _Progress()
-        self.device = resolve_device(config.train.device)
+        self.dist = DistributedContext.from_env(config.train.device)
+        self.device = self.dist.device
+        self.autocast_dtype = PRECISIONS[config.train.precision]
+        self.metrics: MetricLogger | _NoMetrics = _NoMetrics()  # the real one from setup()
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         """Prepare data, tokeniser, model, optimizer, schedule and sampler; resume if asked."""
-        cfg = self.config
+        cfg, dist = self.config, self.dist
+        if dist.distributed and not dist.is_main:
+            logging.getLogger("dmao").setLevel(logging.WARNING)  # rank 0 reports progress
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         resume_from = latest_checkpoint(self.checkpoint_dir) if self.resume else None
@@ -159,12 +200,10 @@ class TrainingRecipe:
         if cfg.train.num_threads > 0:
             torch.set_num_threads(cfg.train.num_threads)
 
-        train_cuts = load_parts(cfg.data, cfg.data.train_parts)
-        dev_cuts = load_parts(cfg.data, cfg.data.dev_parts)
-        self.tokenizer = self._setup_tokenizer(train_cuts)
-        self.train_cuts, self.dev_cuts = self._filter(train_cuts, dev_cuts)
+        self.tokenizer, self.train_cuts, self.dev_cuts = prepare_data(cfg, self.run_dir, dist)
 
-        # Seeded right before the model is built so that data preparation cannot shift the stream.
+        # Seeded right before the model is built so that data preparation cannot shift the stream;
+        # every rank builds the same initial weights.
         seed_everything(cfg.train.seed)
         # A resumed run continues with the architecture it had reached (DMAO may have changed
         # it), so the model is built from the checkpoint's widths before its weights are loaded.
@@ -175,11 +214,15 @@ class TrainingRecipe:
         self.model = build_model_from_config(
             cfg.model, self.tokenizer.vocab_size, architecture=architecture
         )
-        if resume_state is None:
+        if resume_state is None and dist.is_main:
             # Global mean/variance normalisation from the training data; a resumed run reloads
-            # the same buffers from its checkpoint.
+            # the same buffers from its checkpoint, other ranks receive them when DDP wraps.
             mean, std = feature_statistics(self.train_cuts)
             self.model.encoder.feature_norm.set_statistics(mean, std)
+        if dist.rank > 0:
+            # Own dropout masks and SpecAugment draws per rank (rank 0 keeps the single-process
+            # stream); resumed runs restore each rank's generators from the checkpoint.
+            seed_everything(cfg.train.seed + dist.rank)
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
@@ -196,21 +239,12 @@ class TrainingRecipe:
             final_lr=cfg.optim.final_lr,
             warmup_fraction=cfg.optim.warmup_fraction,
         )
-        self.sampler = build_sampler(
-            self.train_cuts,
-            max_batch_seconds=cfg.data.max_batch_seconds,
-            shuffle=True,
-            seed=cfg.train.seed,
-            num_buckets=cfg.data.num_buckets,
-            drop_last=True,
+        # Loss scaling for fp16 only (bf16 has fp32's exponent range); disabled it is a no-op.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
+        self.sampler, self.train_loader = build_train_loader(
+            cfg, self.train_cuts, self.tokenizer, dist
         )
-        self.train_loader = build_dataloader(
-            self.train_cuts,
-            self.tokenizer,
-            sampler=self.sampler,
-            train=cfg.data.spec_augment,
-            num_workers=cfg.data.num_workers,
-        )
+        self.dev_shard = shard_cuts(self.dev_cuts, dist)
         self.allocator = None
         if cfg.dmao.enabled:
             # Encoder frames in one second of audio (100 feature frames subsampled 4x: 25), for
@@ -222,68 +256,53 @@ class TrainingRecipe:
                 cfg.train.max_steps,
                 frames_per_second=frames_per_second,
             )
-        self.metrics = MetricLogger(self.run_dir)
+        self.metrics = MetricLogger(self.run_dir) if dist.is_main else _NoMetrics()
         if resume_state is not None:
             self.load_state(resume_state, resume_from)
+        # DDP after loading: it broadcasts rank 0's weights and buffers at construction.
+        self.train_model = dist.wrap(self.model)
         # Written only now: a refused resume must not overwrite the run's config.
-        save_config(cfg, self.run_dir / "config.yaml")
-        log.info("model: %s parameters", f"{sum(p.numel() for p in self.model.parameters()):,}")
-
-    def _setup_tokenizer(self, train_cuts: CutSet) -> Tokenizer:
-        tok_dir = self.run_dir / "tokenizer"
-        if (tok_dir / "tokenizer.json").is_file():
-            return load_tokenizer(tok_dir)
-        texts = [cut_transcript(c) for c in train_cuts]
-        texts = [t for t in texts if t]
-        cfg = self.config.tokenizer
-        vocab_size = cfg.vocab_size if cfg.kind == "bpe" else None
-        return train_tokenizer(cfg.kind, texts, tok_dir, vocab_size=vocab_size)
-
-    def _filter(self, train_cuts: CutSet, dev_cuts: CutSet) -> tuple[CutSet, CutSet]:
-        cfg = self.config.data
-        report = {}
-        kept = []
-        for name, cuts, limits in (
-            ("train", train_cuts, (cfg.min_duration_s, cfg.max_duration_s)),
-            ("dev", dev_cuts, (0.0, math.inf)),
-        ):
-            good, rep = filter_cuts(
-                cuts,
-                self.tokenizer,
-                subsampled_length=subsampled_length,
-                min_duration_s=limits[0],
-                max_duration_s=limits[1],
-            )
-            report[name] = json.loads(rep.to_json())
-            if rep.num_kept < rep.num_input:
-                log.warning("%s: %s", name, rep.summary())
-            kept.append(good.to_eager())
-        with open(self.run_dir / "data_report.json", "w") as f:
-            json.dump(report, f, indent=1)
-        n_dev = self.config.train.max_valid_utterances
-        dev = kept[1].subset(first=min(n_dev, len(kept[1]))) if n_dev > 0 else kept[1]
-        return kept[0], dev.sort_by_duration()
+        if dist.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
+        log.info(
+            "model: %s parameters; %d rank(s) on %s, %s, %d micro-batch(es) per step",
+            f"{sum(p.numel() for p in self.model.parameters()):,}",
+            dist.world_size,
+            self.device,
+            cfg.train.precision,
+            cfg.train.accum_grad_steps,
+        )
 
     # ------------------------------------------------------------------ loop
+    def _autocast(self) -> Any:
+        if self.autocast_dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
     def _ctc_loss(
-        self, batch: dict[str, Any]
+        self, batch: dict[str, Any], model: torch.nn.Module | None = None
     ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
-        """Forward the batch: summed CTC loss, number of target tokens, and the model outputs
-        ``log_probs (B, T', V)`` and ``out_lens (B,)`` (validation decodes them)."""
-        features = batch["features"].to(self.device)
-        feature_lens = batch["feature_lens"].to(self.device)
-        target_lens = batch["target_lens"].to(self.device)
-        log_probs, out_lens = self.model(features, feature_lens)  # (B, T', V), (B,)
+        """Forward the batch through ``model`` (default: the bare model): summed CTC loss, number
+        of target tokens, and the model outputs ``log_probs (B, T', V)`` and ``out_lens (B,)``
+        (validation decodes them)."""
+        model = self.model if model is None else model
+        non_blocking = self.device.type == "cuda"  # the loader pins memory on CUDA
+        features = batch["features"].to(self.device, non_blocking=non_blocking)
+        feature_lens = batch["feature_lens"].to(self.device, non_blocking=non_blocking)
+        target_lens = batch["target_lens"].to(self.device, non_blocking=non_blocking)
+        targets = batch["targets"].to(self.device, non_blocking=non_blocking)
+        with self._autocast():
+            log_probs, out_lens = model(features, feature_lens)  # (B, T', V), (B,)
         loss = F.ctc_loss(
-            log_probs.transpose(0, 1),  # (T', B, V) as ctc_loss expects
-            batch["targets"].to(self.device),
+            log_probs.float().transpose(0, 1),  # (T', B, V) as ctc_loss expects
+            targets,
             out_lens,
             target_lens,
             blank=self.tokenizer.blank_id,
             reduction="sum",
             zero_infinity=False,  # infeasible utterances were filtered; inf means a real problem
         )
-        return loss, int(target_lens.sum()), log_probs, out_lens
+        return loss, int(batch["target_lens"].sum()), log_probs, out_lens
 
     def _batches(self):
         """Endless stream of training batches; the sampler owns order and epoch."""
@@ -291,6 +310,48 @@ class TrainingRecipe:
             self.sampler.set_epoch(self.progress.epoch)
             yield from self.train_loader
             self.progress.epoch += 1
+
+    def _forward_backward(self, micro: list[dict[str, Any]], stop_requested: bool) -> _StepOutcome:
+        """Gradients of the global batch's per-token loss in ``.grad`` (unscaled, not clipped),
+        and the values all ranks agreed on."""
+        dist = self.dist
+        local_tokens = sum(int(b["target_lens"].sum()) for b in micro)
+        (global_tokens,) = dist.all_reduce_sum([local_tokens])
+        global_tokens = max(int(global_tokens), 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
+        for i, batch in enumerate(micro):
+            # DDP averages gradients over ranks in the last micro-batch's backward, so each
+            # rank's loss is scaled by world_size: the result is d(loss sum)/d(weights) / tokens
+            # of the global batch (left to right: exactly loss / tokens with one process).
+            with dist.no_sync(self.train_model, skip=i < len(micro) - 1):
+                batch_loss, _, _, _ = self._ctc_loss(batch, self.train_model)
+                loss = batch_loss * dist.world_size / global_tokens
+                self.scaler.scale(loss).backward()
+            loss_sum += batch_loss.detach()
+        self.scaler.unscale_(self.optimizer)  # a no-op unless fp16
+        grad_norm = _total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
+        local_loss = float(loss_sum)
+        loss_bad = not math.isfinite(local_loss)
+        totals = dist.all_reduce_sum(
+            [
+                0.0 if loss_bad else local_loss,
+                float(loss_bad),
+                float(not torch.isfinite(grad_norm)),
+                float(stop_requested),
+                float(sum(len(b["cut_ids"]) for b in micro)),
+                float(sum(int(b["feature_lens"].sum()) for b in micro)) * FRAME_SHIFT_S,
+            ]
+        )
+        return _StepOutcome(
+            loss_sum=totals[0],
+            tokens=global_tokens,
+            utterances=int(totals[4]),
+            audio_seconds=totals[5],
+            grad_norm=float(grad_norm),
+            bad=totals[1] > 0 or totals[2] > 0,
+            stop=totals[3] > 0,
+        )
 
     def train(self) -> dict[str, float]:
         """Run until ``train.max_steps`` optimizer steps; returns the last validation metrics."""
@@ -300,103 +361,106 @@ class TrainingRecipe:
             total=cfg.max_steps,
             initial=progress.step,
             desc="train",
-            disable=not cfg.progress_bar,
+            disable=not cfg.progress_bar or not self.dist.is_main,
             dynamic_ncols=True,
         )
+        self._bar = bar
         last_valid: dict[str, float] = {}
-        window = {"loss": 0.0, "tokens": 0, "utts": 0, "audio_s": 0.0, "t0": time.time()}
+        window = _new_window()
         self.model.train()
         batches = self._batches()
         session_start, seconds_before = time.perf_counter(), progress.train_seconds
+        clip = self.config.optim.grad_clip_norm
         with _StopOnSignal() as stop:
             while progress.step < cfg.max_steps:
-                batch = next(batches)
-                loss_sum, num_tokens, _, _ = self._ctc_loss(batch)
-                loss = loss_sum / max(num_tokens, 1)  # per-token loss: stable across bucket lengths
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.allocator is not None and torch.isfinite(loss):
-                    # Scores come from this backward's gradients, before clipping (METHOD.md §3).
-                    self._measure_scores(progress.step)
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    self.model.parameters(),
-                    self.config.optim.grad_clip_norm
-                    if self.config.optim.grad_clip_norm > 0
-                    else math.inf,
-                )
-                if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-                    self._skip_bad_step(batch, float(loss), float(grad_norm))
+                micro = [next(batches) for _ in range(cfg.accum_grad_steps)]
+                out = self._forward_backward(micro, stop.signum is not None)
+                if out.bad:
+                    self._skip_bad_step(micro, out)
+                    if out.stop:
+                        self._stop(stop.signum, saved=False)
                     continue
                 progress.consecutive_bad_steps = 0
-                self.optimizer.step()
+                if self.allocator is not None:
+                    # Scores from this step's (all-reduced, unclipped) gradients (METHOD.md §3).
+                    self._measure_scores(progress.step)
+                _clip_to_norm(self.model, clip if clip > 0 else math.inf, out.grad_norm)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
                 self.scheduler.step()
                 progress.step += 1
+                progress.audio_seconds += out.audio_seconds
                 bar.update(1)
                 if self.allocator is not None:
-                    event = self.allocator.maybe_reallocate(progress.step, self.optimizer)
-                    if event is not None:
-                        self._log_event(event.to_dict(), bar)
+                    self._maybe_reallocate(progress.step)
 
-                window["loss"] += float(loss_sum.detach())
-                window["tokens"] += num_tokens
-                window["utts"] += len(batch["cut_ids"])
-                window["audio_s"] += float(batch["feature_lens"].sum()) * 0.01
+                window["loss"] += out.loss_sum
+                window["tokens"] += out.tokens
+                window["utts"] += out.utterances
+                window["audio_s"] += out.audio_seconds
                 if progress.step % cfg.log_every_steps == 0 or progress.step == cfg.max_steps:
                     elapsed = max(time.time() - window["t0"], 1e-9)
                     record = {
                         "loss": window["loss"] / max(window["tokens"], 1),
                         "lr": self.scheduler.get_last_lr()[0],
-                        "grad_norm": float(grad_norm),
+                        "grad_norm": out.grad_norm,
                         "utts_per_s": window["utts"] / elapsed,
                         "audio_s_per_s": window["audio_s"] / elapsed,
                         "epoch": progress.epoch,
                     }
+                    if self.scaler.is_enabled():
+                        record["loss_scale"] = self.scaler.get_scale()
                     self.metrics.log("train", progress.step, **record)
                     bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
-                    window = {
-                        "loss": 0.0,
-                        "tokens": 0,
-                        "utts": 0,
-                        "audio_s": 0.0,
-                        "t0": time.time(),
-                    }
+                    window = _new_window()
 
                 is_last = progress.step == cfg.max_steps
                 if progress.step % cfg.valid_every_steps == 0 or is_last:
                     last_valid = self.validate()
-                    bar.write(
+                    self._echo(
                         f"step {progress.step}: dev loss {last_valid['loss']:.3f} "
                         f"WER {100 * last_valid['wer']:.2f} % CER {100 * last_valid['cer']:.2f} %"
                     )
                 progress.train_seconds = seconds_before + time.perf_counter() - session_start
-                if progress.step % cfg.checkpoint_every_steps == 0 or is_last:
+                saved = progress.step % cfg.checkpoint_every_steps == 0 or is_last
+                if saved:
                     validated_now = last_valid.get("step") == progress.step
                     self.save(dev_wer=last_valid["wer"] if validated_now else None)
-                if stop.signum is not None:
-                    # SIGTERM/SIGINT (preemption): commit the last completed step, then exit
-                    # with 128 + signal (143 for SIGTERM) so schedulers see a clean stop.
-                    if progress.step % cfg.checkpoint_every_steps != 0 and not is_last:
-                        self.save()
-                    bar.close()
-                    log.warning(
-                        "signal %d: checkpoint of step %d committed; resume with --resume",
-                        stop.signum,
-                        progress.step,
-                    )
-                    raise SystemExit(128 + stop.signum)
+                if out.stop:
+                    self._stop(stop.signum, saved=saved)
         bar.close()
-        with open(self.run_dir / "architecture.json", "w") as f:
-            json.dump(self.model.architecture.to_dict(), f, indent=1)
-        summary = {
-            "steps": progress.step,
-            "train_seconds": round(progress.train_seconds, 1),
-            "parameters": sum(p.numel() for p in self.model.parameters()),
-            "best_dev_wer": progress.best_dev_wer,
-            "dmao_events": len(self.allocator.history) if self.allocator is not None else 0,
-        }
-        with open(self.run_dir / "train_summary.json", "w") as f:
-            json.dump(summary, f, indent=1)
+        if self.dist.is_main:
+            with open(self.run_dir / "architecture.json", "w") as f:
+                json.dump(self.model.architecture.to_dict(), f, indent=1)
+            summary = {
+                "steps": progress.step,
+                "train_seconds": round(progress.train_seconds, 1),
+                "audio_seconds": round(progress.audio_seconds, 1),
+                "world_size": self.dist.world_size,
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+                "best_dev_wer": progress.best_dev_wer,
+                "dmao_events": len(self.allocator.history) if self.allocator is not None else 0,
+            }
+            with open(self.run_dir / "train_summary.json", "w") as f:
+                json.dump(summary, f, indent=1)
         return last_valid
+
+    def _stop(self, signum: int | None, *, saved: bool) -> None:
+        """SIGTERM/SIGINT (preemption) on any rank: commit the last completed step, then exit
+        with 128 + signal (143 for SIGTERM; ranks that got no signal use 143 too)."""
+        if not saved:
+            self.save()
+        self._bar.close()
+        log.warning(
+            "signal %s: checkpoint of step %d committed; resume with --resume",
+            signum if signum is not None else "on another rank",
+            self.progress.step,
+        )
+        raise SystemExit(128 + (signum if signum is not None else signal.SIGTERM))
+
+    def _echo(self, message: str) -> None:
+        if self.dist.is_main:
+            self._bar.write(message)
 
     def _measure_scores(self, step: int) -> None:
         """Let the allocator measure when due; log the mean smoothed score per module (the
@@ -407,36 +471,69 @@ class TrainingRecipe:
                 "dmao_scores", step, **{name: float(s.mean()) for name, s in scores.items()}
             )
 
-    def _log_event(self, event: dict[str, Any], bar: tqdm) -> None:
+    def _maybe_reallocate(self, step: int) -> None:
+        """Run a due DMAO event. Under DDP every rank decides alone from the same averaged
+        gradients; that the decisions (and afterwards the replicas) are identical is checked,
+        not assumed, and the DDP wrapper is rebuilt around the new parameters."""
+        allocator, dist = self.allocator, self.dist
+        due = allocator.event_index < len(allocator.schedule) and (
+            step >= allocator.schedule[allocator.event_index][0]
+        )
+        if not due:
+            return
+        if dist.distributed:
+            widths = {n: m.width for n, m in allocator.modules.items()}
+            scores = {n: s.tolist() for n, s in allocator.tracker.scores.items()}
+            dist.check_same(f"DMAO scores and widths before the event at step {step}",
+                            (scores, widths))  # fmt: skip
+        # Random growth modes draw from a generator seeded by (seed, step), the same on every
+        # rank and untouched by the per-rank dropout/augmentation streams.
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.config.train.seed * 100_003 + step)
+            event = allocator.maybe_reallocate(step, self.optimizer)
+        if event is None:
+            return
+        if dist.distributed:
+            decision = (event.dropped, event.duplicated, event.widths_after)
+            dist.check_same(f"the DMAO decision at step {step}", decision)
+            dist.check_same(f"model replicas after the DMAO event at step {step}",
+                            parameter_digest(self.model))  # fmt: skip
+            self.train_model = dist.wrap(self.model)  # new parameters: a new reducer
+        self._log_event(event.to_dict())
+
+    def _log_event(self, event: dict[str, Any]) -> None:
         """Write a reallocation event to the metrics and a one-line summary to the console."""
         self.metrics.log(
             "dmao_event", self.progress.step, **{k: v for k, v in event.items() if k != "step"}
         )
-        bar.write(
+        self._echo(
             f"step {self.progress.step}: DMAO event: "
             + ", ".join(f"{k}={v}" for k, v in event.items() if isinstance(v, (int, float)))
         )
-        with open(self.run_dir / "architecture.json", "w") as f:
-            json.dump(self.model.architecture.to_dict(), f, indent=1)
+        if self.dist.is_main:
+            with open(self.run_dir / "architecture.json", "w") as f:
+                json.dump(self.model.architecture.to_dict(), f, indent=1)
 
-    def _skip_bad_step(self, batch: dict[str, Any], loss: float, grad_norm: float) -> None:
-        """Drop the update of a non-finite step, log it with its utterances, stop after too many."""
+    def _skip_bad_step(self, micro: list[dict[str, Any]], out: _StepOutcome) -> None:
+        """Drop the update of a non-finite step (on every rank), log it with the utterances of
+        all ranks, stop after too many in a row. With fp16 an overflow also lowers the scale."""
+        self.scaler.update()  # fp16: found_inf was recorded by unscale_, so the scale backs off
         self.optimizer.zero_grad(set_to_none=True)
         self.progress.consecutive_bad_steps += 1
-        self.metrics.log(
-            "bad_step",
-            self.progress.step,
-            loss=loss,
-            grad_norm=grad_norm,
-            cut_ids=list(batch["cut_ids"]),
-        )
-        log.warning(
-            "step %d: non-finite loss %s / grad norm %s; update skipped (utterances: %s)",
-            self.progress.step,
-            loss,
-            grad_norm,
-            ", ".join(batch["cut_ids"][:10]),
-        )
+        local_ids = [cut_id for b in micro for cut_id in b["cut_ids"]]
+        cut_ids = [c for ids in self.dist.all_gather_object(local_ids) for c in ids]
+        record: dict[str, Any] = {"grad_norm": out.grad_norm, "cut_ids": cut_ids}
+        if self.scaler.is_enabled():
+            record["loss_scale"] = self.scaler.get_scale()
+        self.metrics.log("bad_step", self.progress.step, **record)
+        if self.dist.is_main:
+            log.warning(
+                "step %d: non-finite loss or gradient on some rank; update skipped on all "
+                "(utterances: %s)",
+                self.progress.step,
+                ", ".join(cut_ids[:10]),
+            )
         if self.progress.consecutive_bad_steps >= MAX_CONSECUTIVE_BAD_STEPS:
             raise FloatingPointError(
                 f"{MAX_CONSECUTIVE_BAD_STEPS} consecutive non-finite steps at step "
@@ -445,23 +542,42 @@ class TrainingRecipe:
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Dev CTC loss per token and greedy-decoding WER/CER on the fixed dev subset."""
+        """Dev CTC loss per token and greedy-decoding WER/CER on the fixed dev subset.
+
+        Under DDP each rank decodes its interleaved shard with the bare model (no DDP
+        collectives, so shards of different sizes are fine) and the sums, references and
+        hypotheses are gathered: every rank returns the same numbers, equal to one process's.
+        """
         self.model.eval()
-        sampler = build_eval_sampler(
-            self.dev_cuts, max_batch_seconds=self.config.data.max_batch_seconds
-        )
-        loader = build_dataloader(self.dev_cuts, self.tokenizer, sampler=sampler, train=False)
         loss_sum, tokens = 0.0, 0
         refs, hyps = [], []
-        for batch in loader:
-            # Dev cuts went through the same CTC-feasibility filter as training ones.
-            batch_loss, batch_tokens, log_probs, out_lens = self._ctc_loss(batch)
-            loss_sum += float(batch_loss)
-            tokens += batch_tokens
-            for ids in greedy_decode(log_probs.cpu(), out_lens.cpu(), self.tokenizer.blank_id):
-                hyps.append(self.tokenizer.decode(ids))
-            refs.extend(batch["texts"])
+        if len(self.dev_shard) > 0:
+            sampler = build_eval_sampler(
+                self.dev_shard, max_batch_seconds=self.config.data.max_batch_seconds
+            )
+            loader = build_dataloader(
+                self.dev_shard,
+                self.tokenizer,
+                sampler=sampler,
+                train=False,
+                pin_memory=self.device.type == "cuda",
+            )
+            for batch in loader:
+                # Dev cuts went through the same CTC-feasibility filter as training ones.
+                batch_loss, batch_tokens, log_probs, out_lens = self._ctc_loss(batch)
+                loss_sum += float(batch_loss)
+                tokens += batch_tokens
+                log_probs = log_probs.float().cpu()
+                for ids in greedy_decode(log_probs, out_lens.cpu(), self.tokenizer.blank_id):
+                    hyps.append(self.tokenizer.decode(ids))
+                refs.extend(batch["texts"])
         self.model.train()
+        if self.dist.distributed:
+            parts = self.dist.all_gather_object((loss_sum, tokens, refs, hyps))
+            loss_sum = sum(p[0] for p in parts)
+            tokens = sum(p[1] for p in parts)
+            refs = [r for p in parts for r in p[2]]
+            hyps = [h for p in parts for h in p[3]]
         score = score_corpus(refs, hyps)
         result = {
             "loss": loss_sum / max(tokens, 1),
@@ -474,16 +590,19 @@ class TrainingRecipe:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue the run exactly where it is."""
+        """Everything needed to continue the run exactly where it is (this rank's view)."""
         return {
             "step": self.progress.step,
             "epoch": self.progress.epoch,
             "best_dev_wer": self.progress.best_dev_wer,
             "train_seconds": self.progress.train_seconds,
+            "audio_seconds": self.progress.audio_seconds,
+            "world_size": self.dist.world_size,
             "model": self.model.state_dict(),
             "architecture": self.model.architecture.to_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "rng": capture_rng_state(),
             "config": config_to_dict(self.config),
@@ -492,31 +611,52 @@ class TrainingRecipe:
 
     def save(self, *, dev_wer: float | None = None) -> Path:
         """Commit a checkpoint of the current step; keep the newest k; update ``best.pt`` when
-        ``dev_wer`` (of this step's validation) is the lowest so far."""
+        ``dev_wer`` (of this step's validation) is the lowest so far.
+
+        A collective under DDP: rank 0 writes (with every rank's random-generator state, so a
+        resumed rank continues its own dropout and augmentation stream) while the others wait;
+        when it returns, the checkpoint is committed for all ranks (a failed write raises on all).
+        """
         is_best = dev_wer is not None and dev_wer < self.progress.best_dev_wer
         if is_best:
             self.progress.best_dev_wer = dev_wer
-        path = save_checkpoint(
-            self.state_dict(), step_checkpoint_path(self.checkpoint_dir, self.progress.step)
-        )
-        if is_best:
-            link_checkpoint(path, self.checkpoint_dir / "best.pt")
-        prune_checkpoints(self.checkpoint_dir, self.config.train.keep_last_checkpoints)
+        rng_per_rank = self.dist.all_gather_object(capture_rng_state())
+        path = step_checkpoint_path(self.checkpoint_dir, self.progress.step)
+
+        def write() -> None:
+            state = self.state_dict()
+            if self.dist.distributed:
+                state["rng_per_rank"] = rng_per_rank
+            save_checkpoint(state, path)
+            if is_best:
+                link_checkpoint(path, self.checkpoint_dir / "best.pt")
+            prune_checkpoints(self.checkpoint_dir, self.config.train.keep_last_checkpoints)
+
+        self.dist.run_on_main(write)
         return path
 
     def load_state(self, state: dict[str, Any], path: str | Path) -> None:
-        """Restore a checkpoint written by :meth:`save` (same config required); the model must
-        have been built with the checkpoint's architecture."""
+        """Restore a checkpoint written by :meth:`save` (same config and world size required);
+        the model must have been built with the checkpoint's architecture."""
         # Through the dataclasses, so settings added since the checkpoint take their defaults.
         saved = config_to_dict(config_from_dict(state["config"], source=str(path)))
-        _check_resume_compatible(saved, config_to_dict(self.config), Path(path))
+        check_resume_compatible(
+            saved,
+            config_to_dict(self.config),
+            Path(path),
+            saved_world_size=int(state.get("world_size", 1)),
+            world_size=self.dist.world_size,
+        )
         if state["architecture"] != self.model.architecture.to_dict():
             raise CheckpointError(f"{path}: per-layer architecture differs from the model built")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.sampler.load_state_dict(state["sampler"])
-        restore_rng_state(state["rng"])
+        rng = state["rng_per_rank"][self.dist.rank] if "rng_per_rank" in state else state["rng"]
+        restore_rng_state(rng)
         if self.allocator is not None:
             self.allocator.load_state_dict(state["dmao"])
         self.progress = _Progress(
@@ -524,27 +664,37 @@ class TrainingRecipe:
             epoch=state["epoch"],
             best_dev_wer=state["best_dev_wer"],
             train_seconds=state.get("train_seconds", 0.0),
+            audio_seconds=state.get("audio_seconds", 0.0),
         )
         log.info("resumed from %s at step %d", path, self.progress.step)
 
     def cleanup(self) -> None:
+        """Close the metric files and, under torchrun, the process group."""
         self.metrics.close()
+        self.dist.close()
 
 
-def _lookup(d: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        d = d.get(part, {}) if isinstance(d, dict) else None
-    return d
+def _new_window() -> dict[str, float]:
+    return {"loss": 0.0, "tokens": 0, "utts": 0, "audio_s": 0.0, "t0": time.time()}
 
 
-def _check_resume_compatible(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-    diffs = []
-    for key in _RESUME_MUST_MATCH:
-        a, b = _lookup(saved, key), _lookup(current, key)
-        if a != b:
-            diffs.append(f"{key}: checkpoint {a!r} vs config {b!r}")
-    if diffs:
-        raise CheckpointError(
-            f"cannot resume from {path}: settings differ from the checkpoint:\n  "
-            + "\n  ".join(diffs)
-        )
+def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The global L2 norm of ``grads`` (what ``clip_grad_norm_`` returns), as a 0-dim tensor."""
+    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
+        return torch.nn.utils.get_total_norm(grads)
+    if not grads:
+        return torch.tensor(0.0)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+
+
+def _clip_to_norm(model: torch.nn.Module, max_norm: float, total_norm: float) -> None:
+    """Scale the gradients by ``min(1, max_norm / total_norm)`` as ``clip_grad_norm_`` does,
+    with the norm computed already (it was needed before clipping, to agree on skipping)."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.tensor(total_norm, dtype=torch.float32)
+    if hasattr(torch.nn.utils, "clip_grads_with_norm_"):  # torch >= 2.6
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+        return
+    coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+    for p in params:
+        p.grad.mul_(coef.to(p.grad.device))

@@ -262,3 +262,29 @@ def test_sampler_state_for_resume_checks_the_count(train_cuts) -> None:
     for bad in (-1, 3):
         with pytest.raises(ValueError, match=r"outside \[0, 2\]"):
             sampler_state_for_resume(sampler, batches_consumed=bad)
+
+
+def test_single_bucket_stream_does_not_depend_on_world_size(train_cuts) -> None:
+    """With one bucket, rank r of N gets batches r, r+N, ... of the one-process stream, so N
+    processes and one process accumulating N micro-batches see the same global batches (what
+    the distributed equivalence test relies on); with several buckets lhotse keeps ranks on one
+    bucket per step and the streams differ."""
+    for epoch in (0, 1):
+        single = _sampler(train_cuts, num_buckets=1, drop_last=True, max_batch_seconds=4.0)
+        single.set_epoch(epoch)
+        stream = [list(b.ids) for b in single]
+        shards = []
+        for rank in range(2):
+            sampler = _sampler(
+                train_cuts,
+                num_buckets=1,
+                drop_last=True,
+                max_batch_seconds=4.0,
+                world_size=2,
+                rank=rank,
+            )
+            sampler.set_epoch(epoch)
+            shards.append([list(b.ids) for b in sampler])
+        assert len(shards[0]) == len(shards[1]) == len(stream) // 2 > 2
+        interleaved = [b for pair in zip(*shards, strict=True) for b in pair]
+        assert interleaved == stream[: len(interleaved)]

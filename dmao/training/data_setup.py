@@ -1,0 +1,180 @@
+"""The data side of a training run: corpus, tokeniser, filtering, sharded loaders, resume checks.
+
+Under ``torchrun`` the steps that write files (synthesising the built-in corpus, manifests and
+features, training the tokeniser, ``data_report.json``) run on rank 0 while the other ranks wait,
+then every rank reads the same files; the run folder and data must therefore be on a file system
+all ranks see (docs/distributed.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from lhotse import CutSet
+from torch.utils.data import DataLoader
+
+from dmao.config import ExperimentConfig
+from dmao.data.dataset import build_dataloader, build_sampler
+from dmao.data.filtering import filter_cuts
+from dmao.data.manifests import cut_transcript
+from dmao.data.pipeline import load_parts
+from dmao.data.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
+from dmao.models.frontend import subsampled_length
+from dmao.training.checkpoint import CheckpointError
+from dmao.training.distributed import DistributedContext
+
+__all__ = [
+    "RESUME_MUST_MATCH",
+    "build_train_loader",
+    "check_resume_compatible",
+    "prepare_data",
+    "shard_cuts",
+]
+
+log = logging.getLogger(__name__)
+
+RESUME_MUST_MATCH = (
+    "model",
+    "tokenizer",
+    "data.train_parts",
+    "data.max_batch_seconds",
+    "data.num_buckets",
+    "train.seed",
+    "train.max_steps",
+    "train.accum_grad_steps",
+    "dmao",
+)
+"""Settings that must not change when a run is resumed: they define the model or the data order
+(the number of ranks too, checked separately: see :func:`check_resume_compatible`)."""
+
+
+def prepare_data(
+    config: ExperimentConfig, run_dir: Path, dist: DistributedContext
+) -> tuple[Tokenizer, CutSet, CutSet]:
+    """Tokeniser, filtered training cuts and the fixed dev subset (sorted by duration).
+
+    Rank 0 prepares corpus, manifests and tokeniser (reusing ``run_dir/tokenizer`` if present)
+    and writes ``run_dir/data_report.json``; the other ranks then load the same files.
+    """
+    cfg = config.data
+
+    def load() -> tuple[CutSet, CutSet]:
+        return load_parts(cfg, cfg.train_parts), load_parts(cfg, cfg.dev_parts)
+
+    loaded = dist.run_on_main(load)
+    train_cuts, dev_cuts = loaded if loaded is not None else load()
+    tok_dir = run_dir / "tokenizer"
+    tokenizer = dist.run_on_main(lambda: _setup_tokenizer(config, train_cuts, tok_dir))
+    if tokenizer is None:
+        tokenizer = load_tokenizer(tok_dir)
+
+    report: dict[str, Any] = {}
+    kept = []
+    for name, cuts, limits in (
+        ("train", train_cuts, (cfg.min_duration_s, cfg.max_duration_s)),
+        ("dev", dev_cuts, (0.0, math.inf)),
+    ):
+        good, rep = filter_cuts(
+            cuts,
+            tokenizer,
+            subsampled_length=subsampled_length,
+            min_duration_s=limits[0],
+            max_duration_s=limits[1],
+        )
+        report[name] = json.loads(rep.to_json())
+        if rep.num_kept < rep.num_input and dist.is_main:
+            log.warning("%s: %s", name, rep.summary())
+        kept.append(good.to_eager())
+    if dist.is_main:
+        with open(run_dir / "data_report.json", "w") as f:
+            json.dump(report, f, indent=1)
+    n_dev = config.train.max_valid_utterances
+    dev = kept[1].subset(first=min(n_dev, len(kept[1]))) if n_dev > 0 else kept[1]
+    return tokenizer, kept[0], dev.sort_by_duration()
+
+
+def _setup_tokenizer(config: ExperimentConfig, train_cuts: CutSet, tok_dir: Path) -> Tokenizer:
+    if (tok_dir / "tokenizer.json").is_file():
+        return load_tokenizer(tok_dir)
+    texts = [cut_transcript(c) for c in train_cuts]
+    texts = [t for t in texts if t]
+    cfg = config.tokenizer
+    vocab_size = cfg.vocab_size if cfg.kind == "bpe" else None
+    return train_tokenizer(cfg.kind, texts, tok_dir, vocab_size=vocab_size)
+
+
+def build_train_loader(
+    config: ExperimentConfig,
+    cuts: CutSet,
+    tokenizer: Tokenizer,
+    dist: DistributedContext,
+) -> tuple[Any, DataLoader]:
+    """This rank's shard of the training batches: the sampler (``state_dict`` for resume) and
+    the DataLoader over it (pinned memory on CUDA)."""
+    sampler = build_sampler(
+        cuts,
+        max_batch_seconds=config.data.max_batch_seconds,
+        shuffle=True,
+        seed=config.train.seed,
+        num_buckets=config.data.num_buckets,
+        drop_last=True,
+        world_size=dist.world_size,
+        rank=dist.rank,
+    )
+    loader = build_dataloader(
+        cuts,
+        tokenizer,
+        sampler=sampler,
+        train=config.data.spec_augment,
+        num_workers=config.data.num_workers,
+        pin_memory=dist.device.type == "cuda",
+    )
+    return sampler, loader
+
+
+def shard_cuts(cuts: CutSet, dist: DistributedContext) -> CutSet:
+    """Every ``world_size``-th cut starting at this rank's index, order kept (validation shards:
+    interleaved, so a duration-sorted dev set gives every rank a similar amount of audio)."""
+    if not dist.distributed:
+        return cuts
+    return CutSet.from_cuts(list(cuts)[dist.rank :: dist.world_size])
+
+
+def _lookup(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d.get(part, {}) if isinstance(d, dict) else None
+    return d
+
+
+def check_resume_compatible(
+    saved: dict[str, Any],
+    current: dict[str, Any],
+    path: Path,
+    *,
+    saved_world_size: int = 1,
+    world_size: int = 1,
+) -> None:
+    """Raise :class:`CheckpointError` naming every setting that differs from the checkpoint's.
+
+    The number of data-parallel ranks is compared too: the sampler shards batches by rank, so a
+    different world size would replay a different stream.
+    """
+    diffs = []
+    for key in RESUME_MUST_MATCH:
+        a, b = _lookup(saved, key), _lookup(current, key)
+        if a != b:
+            diffs.append(f"{key}: checkpoint {a!r} vs config {b!r}")
+    if saved_world_size != world_size:
+        diffs.append(
+            f"world size (torchrun processes): checkpoint {saved_world_size} vs this run "
+            f"{world_size}"
+        )
+    if diffs:
+        raise CheckpointError(
+            f"cannot resume from {path}: settings differ from the checkpoint:\n  "
+            + "\n  ".join(diffs)
+        )
