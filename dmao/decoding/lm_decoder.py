@@ -93,19 +93,26 @@ def arpa_unigrams(path: str | Path) -> set[str] | None:
     return words
 
 
-def _check_lm_vocabulary(lm_path: Path, words: Iterable[str], what: str) -> None:
-    """Fail early when an ARPA LM's unigrams miss most of ``words`` (a token LM given with a
-    lexicon, or a word LM without one): KenLM would silently score them all as ``<unk>``."""
+def _check_lm_vocabulary(lm_path: Path, words: Iterable[str], lexicon: bool) -> None:
+    """Fail early on an ARPA LM of the wrong kind, which KenLM would silently score as all
+    ``<unk>``: with a lexicon, the LM must know most lexicon ``words``; without one, most of the
+    LM's words must be token symbols (``words``)."""
     vocabulary = arpa_unigrams(lm_path)
     if vocabulary is None:
         return
     words = set(words)
-    covered = len(words & vocabulary) / max(len(words), 1)
+    if lexicon:
+        covered = len(words & vocabulary) / max(len(words), 1)
+        what = "of the lexicon words are LM words"
+    else:
+        lm_words = vocabulary - {"<s>", "</s>", "<unk>"}
+        covered = len(lm_words & words) / max(len(lm_words), 1)
+        what = "of the LM's words are token symbols of the model"
     if covered < 0.5:
         raise ValueError(
-            f"{lm_path} knows only {100 * covered:.0f} % of the {what}; with a lexicon the LM "
-            "must be a word LM (dmao lm build --unit word), without one a token LM over the "
-            "model's symbols (dmao lm build --unit token)"
+            f"{lm_path}: only {100 * covered:.0f} % {what}; with a lexicon the LM must be a word "
+            "LM (dmao lm build --unit word), without one a token LM over the model's symbols "
+            "(dmao lm build --unit token)"
         )
 
 
@@ -276,7 +283,7 @@ class CTCLMDecoder:
         )
         if self.lexicon is None:
             non_blank = [t for i, t in enumerate(self.symbols) if i != blank_id]
-            _check_lm_vocabulary(lm_path, non_blank, "token symbols")
+            _check_lm_vocabulary(lm_path, non_blank, lexicon=False)
             self._lm = KenLM(str(lm_path), self._token_dict)
             self._decoder = decoder.LexiconFreeDecoder(
                 decoder.LexiconFreeDecoderOptions(
@@ -294,7 +301,7 @@ class CTCLMDecoder:
                 [],
             )
             return
-        _check_lm_vocabulary(lm_path, self.lexicon, "lexicon words")
+        _check_lm_vocabulary(lm_path, self.lexicon, lexicon=True)
         self._word_dict = dictionary.Dictionary()
         for word in self.lexicon:
             self._word_dict.add_entry(word)

@@ -165,3 +165,36 @@ def test_mismatched_lm_and_lexicon_are_refused(lms):
         CTCLMDecoder.from_tokenizer(TOKENIZER, lms / "word.arpa", None)
     with pytest.raises(FileNotFoundError, match="dmao lm build"):
         CTCLMDecoder.from_tokenizer(TOKENIZER, lms / "missing.arpa", None)
+
+
+def test_bpe_models_decode_with_and_without_lexicon(tmp_path):
+    """Sentencepiece pieces: no boundary token (the blank stands in for flashlight's silence),
+    the lexicon spells words in pieces, the token LM's words are the pieces."""
+    from dmao.data.tokenizer import BPETokenizer
+
+    text = [*LM_TEXT, "THE HAT SAT ON THE CAT", "A CAT ON A HAT"] * 3
+    tokenizer = BPETokenizer.train(text, tmp_path / "bpe", vocab_size=24)
+    symbols = token_symbols(tokenizer)
+    ids = tokenizer.encode("THE CAT SAT")
+    # One confident frame per piece with a blank between: greedy reads the sentence back.
+    rows = []
+    for piece in ids:
+        for token in (piece, tokenizer.blank_id):
+            row = torch.full((len(symbols),), math.log(0.1 / (len(symbols) - 1)))
+            row[token] = math.log(0.9)
+            rows.append(row)
+    log_probs = torch.stack(rows)
+    word_lm, token_lm = tmp_path / "w.arpa", tmp_path / "t.arpa"
+    sentences = [s.split() for s in text]
+    write_arpa(estimate_kneser_ney(NgramCounts.from_sentences(sentences, 2)), word_lm)
+    pieces = token_sentences(text, tokenizer)
+    write_arpa(estimate_kneser_ney(NgramCounts.from_sentences(pieces, 3)), token_lm)
+    lexicon_path = tmp_path / "lexicon.txt"
+    write_lexicon(build_lexicon(" ".join(text).split(), tokenizer), lexicon_path)
+    assert read_lexicon(lexicon_path)["CAT"] == [[symbols[i] for i in tokenizer.encode("CAT")]]
+    for lexicon in (lexicon_path, None):
+        lm = word_lm if lexicon else token_lm
+        for weight in (0.0, 1.0):
+            options = LMDecoderOptions(lm_weight=weight, **WIDE)
+            decoder = CTCLMDecoder.from_tokenizer(tokenizer, lm, lexicon, options)
+            assert decoder.decode(log_probs).text == "THE CAT SAT"
