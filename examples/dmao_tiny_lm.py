@@ -28,6 +28,7 @@ import argparse
 import math
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,12 +211,15 @@ class CausalSelfAttention(SlicedUnits, nn.Module):
 class Block(nn.Module):
     """``x + attn(x)``, then ``x + mlp(x)``; a module of width 0 is skipped."""
 
-    def __init__(self, d_model: int, heads: int, head_dim: int, hidden: int, dropout: float):
+    def __init__(
+        self, d_model: int, heads: int, head_dim: int, hidden: int, dropout: float
+    ) -> None:
         super().__init__()
         self.attn = CausalSelfAttention(d_model, heads, head_dim, dropout)
         self.mlp = MLP(d_model, hidden, dropout)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``(B, T, d)`` → ``(B, T, d)``."""
         if self.attn.width:
             x = x + self.attn(x)
         if self.mlp.width:
@@ -318,7 +322,7 @@ def run(
     lr: float = 3e-3,
     seed: int = 0,
     dmao: DmaoConfig | None = None,
-    log=print,
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train a :class:`TinyLM` on Dyck-2 with DMAO events; returns what happened.
 
