@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmao.method.units import SlicedUnits, UnitSlice
+from dmao.models.dropout import attention_with_dropout, dropout
 
 __all__ = ["MultiHeadSelfAttention"]
 
@@ -114,15 +115,20 @@ class MultiHeadSelfAttention(SlicedUnits, nn.Module):
         # An utterance with no valid frame would mask every key and turn softmax into NaN; let it
         # attend everywhere instead. Its outputs are padding anyway.
         key_mask = mask | ~mask.any(dim=1, keepdim=True)  # (B, T)
-        a = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=key_mask[:, None, None, :],  # (B, 1, 1, T): True = may attend
-            dropout_p=self.dropout if self.training else 0.0,
-        )  # (B, H, T, Dh)
+        if self.training and self.dropout > 0.0 and x.device.type == "cpu":
+            # SDPA with dropout runs its math backend on CPU anyway, with a slow bernoulli_ mask
+            # (dmao.models.dropout); the same maths with a faster mask.
+            a = attention_with_dropout(q, k, v, key_mask, self.dropout)  # (B, H, T, Dh)
+        else:
+            a = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=key_mask[:, None, None, :],  # (B, 1, 1, T): True = may attend
+                dropout_p=self.dropout if self.training else 0.0,
+            )  # (B, H, T, Dh)
         a = a.transpose(1, 2).reshape(B, T, H * Dh)  # (B, T, H*Dh), head h at [h*Dh, (h+1)*Dh)
-        return F.dropout(self.out(a), self.dropout, self.training)  # (B, T, d)
+        return dropout(self.out(a), self.dropout, self.training)  # (B, T, d)
 
     def extra_repr(self) -> str:
         return (

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmao.method.units import SlicedUnits, UnitSlice
+from dmao.models.dropout import dropout
 
 __all__ = ["ConvolutionModule"]
 
@@ -116,7 +117,7 @@ class ConvolutionModule(SlicedUnits, nn.Module):
         h = self.depthwise(h)  # (B, C, T)
         h = _masked_batch_norm(self.norm, h, mask)  # (B, C, T)
         h = F.silu(h).transpose(1, 2)  # (B, T, C)
-        return F.dropout(self.pointwise2(h), self.dropout, self.training)  # (B, T, d)
+        return dropout(self.pointwise2(h), self.dropout, self.training)  # (B, T, d)
 
     def extra_repr(self) -> str:
         return (
@@ -150,7 +151,13 @@ def _masked_batch_norm(norm: nn.BatchNorm1d, x: Tensor, mask: Tensor) -> Tensor:
         unbiased_var = var * (count / (count - 1.0).clamp(min=1.0))
         norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
         norm.running_var.lerp_(unbiased_var.to(norm.running_var.dtype), momentum)
-    y = (x32 - mean[None, :, None]) * torch.rsqrt(var + norm.eps)[None, :, None]
+    # y = x * scale + shift with per-channel scale and shift: one fused pass over (B, C, T)
+    # instead of four (subtract, scale, weight, bias); ~40 % less time for this function, fwd +
+    # bwd (BENCHMARKS.md "Speed").
+    scale = torch.rsqrt(var + norm.eps)  # (C,)
+    shift = -mean * scale  # (C,)
     if norm.affine:
-        y = y * norm.weight[None, :, None] + norm.bias[None, :, None]
+        scale = scale * norm.weight
+        shift = shift * norm.weight + norm.bias
+    y = torch.addcmul(shift[None, :, None], x32, scale[None, :, None])  # (B, C, T)
     return y.to(x.dtype)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmao.method.units import SlicedUnits, UnitSlice
+from dmao.models.dropout import dropout
 
 __all__ = ["FeedForward"]
 
@@ -73,8 +74,8 @@ class FeedForward(SlicedUnits, nn.Module):
         if self.linear1 is None:
             return torch.zeros_like(x)
         h = F.silu(self.linear1(self.norm(x)))  # (B, T, hidden)
-        h = F.dropout(h, self.dropout, self.training)
-        return F.dropout(self.linear2(h), self.dropout, self.training)  # (B, T, d)
+        h = dropout(h, self.dropout, self.training)
+        return dropout(self.linear2(h), self.dropout, self.training)  # (B, T, d)
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, hidden={self.hidden}, dropout={self.dropout}"
