@@ -40,8 +40,9 @@ from dmao.training.model_setup import build_model_from_config
 RECIPES = Path(__file__).resolve().parent.parent / "dmao" / "configs"
 SIZES = (256, 384, 512)
 CORPUS_HOURS = {"librispeech": 960.0, "tedlium2": 207.0, "switchboard": 260.0}
-"""Training hours as prepared (LibriSpeech 960 h; TED-LIUM 2 train 207 h; Switchboard after the
-dev hold-out and with silence/noise-only segments dropped, ~260 h)."""
+"""Training hours as prepared (LibriSpeech 960 h; TED-LIUM 2 train 207 h; Switchboard: an
+ASSUMED ~260 h of transcribed segments after the dev hold-out and without silence/noise-only
+segments — not measured, no copy was at hand; correct ``train.max_steps`` once prepared)."""
 EPOCHS = {"librispeech": 30, "tedlium2": 50, "switchboard": 50}
 
 
