@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a CTC model",
         description="Train from a YAML recipe; append section.key=value to override settings, "
-        "e.g. train.max_steps=2000 model.d_model=144.",
+        "e.g. train.max_steps=2000 model.d_model=144. Several GPUs/processes: "
+        "torchrun --nproc_per_node N -m dmao.cli.main train ... (docs/distributed.md).",
     )
     p.add_argument("--config", type=Path, default=None, help="YAML recipe (default: built-in)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         result = recipe.train()
     finally:
         recipe.cleanup()
-    if result:
+    if result and recipe.dist.is_main:  # under torchrun every rank returns the same result
         print(
             f"final dev WER {100 * result['wer']:.2f} % CER {100 * result['cer']:.2f} % "
             f"(run folder: {args.out})"
