@@ -34,6 +34,7 @@ from dmao.method.units import SlicedUnits, UnitSlice
 
 # The masked BatchNorm of the Conformer convolution module: statistics from valid frames only.
 from dmao.models.convolution import _masked_batch_norm
+from dmao.models.dropout import dropout
 
 __all__ = ["ConvolutionalGatingMLP"]
 
@@ -137,8 +138,8 @@ class ConvolutionalGatingMLP(SlicedUnits, nn.Module):
         # Zero the padding so the depthwise kernel sees what "same" padding gives a lone utterance.
         gate = gate.masked_fill(~mask[:, None, :], 0.0)
         gate = self.depthwise(gate).transpose(1, 2)  # (B, T, C)
-        h = F.dropout(value * gate, self.dropout, self.training)  # (B, T, C)
-        return F.dropout(self.proj2(h), self.dropout, self.training)  # (B, T, d)
+        h = dropout(value * gate, self.dropout, self.training)  # (B, T, C)
+        return dropout(self.proj2(h), self.dropout, self.training)  # (B, T, d)
 
     def extra_repr(self) -> str:
         return (

@@ -23,7 +23,6 @@ for the cgMLP gate and the merge convolution: 12 blocks at d = 256 / 384 / 512 g
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmao.models.architecture import (
@@ -35,6 +34,7 @@ from dmao.models.architecture import (
 from dmao.models.attention import MultiHeadSelfAttention
 from dmao.models.cgmlp import ConvolutionalGatingMLP
 from dmao.models.ctc import EncoderCTCModel
+from dmao.models.dropout import dropout
 from dmao.models.feed_forward import FeedForward
 from dmao.models.frontend import VGGFrontend, lengths_to_mask
 from dmao.models.normalization import GlobalFeatureNorm
@@ -74,7 +74,7 @@ class BranchMerge(nn.Module):
         # Zero the padding so the depthwise kernel sees what "same" padding gives a lone utterance.
         c = c.masked_fill(~mask[:, :, None], 0.0)
         c = c + self.depthwise(c.transpose(1, 2)).transpose(1, 2)  # (B, T, 2d)
-        return F.dropout(self.proj(c), self.dropout, self.training)  # (B, T, d)
+        return dropout(self.proj(c), self.dropout, self.training)  # (B, T, d)
 
 
 class EBranchformerBlock(nn.Module):

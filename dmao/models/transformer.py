@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dmao.models.architecture import (
@@ -31,6 +30,7 @@ from dmao.models.architecture import (
 )
 from dmao.models.attention import MultiHeadSelfAttention
 from dmao.models.ctc import EncoderCTCModel
+from dmao.models.dropout import dropout
 from dmao.models.feed_forward import FeedForward
 from dmao.models.frontend import VGGFrontend, lengths_to_mask
 from dmao.models.normalization import GlobalFeatureNorm
@@ -135,7 +135,7 @@ class TransformerEncoder(nn.Module):
         """``features (B, T, F)``, ``feature_lens (B,)`` → ``(B, T', d)``, ``out_lens (B,)``."""
         x, out_lens = self.frontend(self.feature_norm(features), feature_lens)  # (B, T', d)
         x = x + sinusoidal_positions(x.shape[1], self.d_model, x.device).to(x.dtype)
-        x = F.dropout(x, self.dropout, self.training)
+        x = dropout(x, self.dropout, self.training)
         mask = lengths_to_mask(out_lens, x.shape[1])  # (B, T')
         for block in self.blocks:
             x = block(x, mask)
