@@ -218,3 +218,28 @@ def test_errors_name_what_is_missing(tiny_tedlium, tmp_path, capsys):
         prepare_tedlium2(corpus, out, ["valid"])
     assert not out.exists() or not any(out.glob("cuts_*"))
     assert read_sphere(corpus / "test" / "sph" / "AnnLee_2012.sph")[1] == RATE
+
+
+def test_config_selects_tedlium_and_spawned_workers_read_sphere(tiny_tedlium, tmp_path):
+    """`data.corpus: tedlium2` prepares from the corpus on first use; with 2 jobs the features
+    are computed in spawned processes, which start with lhotse's default backend (sph2pipe for
+    .sph) unless dmao installs its SPHERE reader there too."""
+    from dmao.config.schema import DataConfig
+    from dmao.data.pipeline import load_parts
+
+    config = DataConfig(
+        corpus="tedlium2",
+        corpus_dir=str(tiny_tedlium.root),
+        manifest_dir=str(tmp_path / "m"),
+        sampling_rate=RATE,
+    )
+    cuts = load_parts(config, ["train", "test"], num_jobs=2)
+    assert [c.id for c in cuts] == [
+        "AlGore_2009-0",
+        "AlGore_2009-2",
+        "JaneDoe_2010X-0",
+        "JaneDoe_2010X-2",
+        "AnnLee_2012-0",
+    ]
+    for cut in cuts:
+        assert cut.has_features and np.isfinite(cut.load_features()).all()
