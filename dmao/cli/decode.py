@@ -71,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"{split} ({result.method}, {result.checkpoint}): {result.score.summary()}")
         print(f"  hypotheses: {result.hypotheses_path}  RTF {result.real_time_factor:.4f}")
+        out = result.hypotheses_path.parent
+        sclite_files = [p.name for p in (out / "ref.trn", out / "hyp.trn", out / "hyp.ctm")]
+        print(
+            f"  sclite files in {out}: {' '.join(n for n in sclite_files if (out / n).is_file())}"
+        )
         rows.append(result.score.table_row(f"{args.run.name} ({result.method})", split))
     print()
     print(format_results_table(rows))

@@ -275,6 +275,8 @@ def decode_split(
     write_trn(out_dir / "hyp.trn", {i: u.hyp for i, u in zip(ids, score.utterances, strict=True)})
     if decoded.timings is not None:
         write_ctm(out_dir / "hyp.ctm", dict(zip(ids, decoded.timings, strict=True)))
+    else:
+        (out_dir / "hyp.ctm").unlink(missing_ok=True)  # never leave another decode's times
     result = DecodeResult(
         split=split,
         method=label,

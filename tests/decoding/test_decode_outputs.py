@@ -109,6 +109,8 @@ def test_greedy_decode_writes_consistent_trn_and_ctm(run, tmp_path):
 
 
 def test_beam_decode_writes_trn_but_no_ctm(run, tmp_path):
+    (tmp_path / "beam").mkdir()
+    (tmp_path / "beam" / "hyp.ctm").write_text("stale 1 0.00 0.04 A\n")  # an earlier decode's
     _, out = _decode(run, tmp_path, "beam", beam_size=4)
     _check_outputs(out, expect_ctm=False)
 
@@ -127,7 +129,9 @@ def test_cli_lexicon_free_decode(run, lms, tmp_path, capsys):
     out = tmp_path / "lexfree"
     args = ["decode", str(run), "--split", "test", "--method", "lm", "--lm", str(lms / "c4.arpa")]
     assert main([*args, "--lm-weight", "0.3", "--out-dir", str(out)]) == 0
-    assert "lm-lexfree8" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "lm-lexfree8" in printed
+    assert "ref.trn hyp.trn hyp.ctm" in printed
     _check_outputs(out, expect_ctm=True)
 
 
