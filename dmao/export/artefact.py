@@ -34,15 +34,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lhotse import CutSet, Fbank, FbankConfig
+from lhotse import Fbank, FbankConfig
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dmao import __version__
 from dmao.config import config_from_dict
-from dmao.config.schema import ExperimentConfig
-from dmao.data.manifests import cuts_path, fbank_extractor
+from dmao.config.schema import ModelConfig
+from dmao.data.manifests import fbank_extractor
 from dmao.data.tokenizer import Tokenizer, load_tokenizer
 from dmao.models.architecture import EncoderArchitecture
 from dmao.models.normalization import GlobalFeatureNorm
@@ -53,8 +53,10 @@ __all__ = [
     "EXPORT_FORMAT_VERSION",
     "ExportedModel",
     "FeatureSettings",
+    "build_from_spec",
     "export_run",
     "load_exported",
+    "model_spec",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,10 +71,6 @@ FEATURES_FILE = "features.json"
 TOKENIZER_DIR = "tokenizer"
 ONNX_FILE = "model.onnx"
 MANIFEST_FILE = "manifest.json"
-
-# Every corpus goes through dmao.data.manifests.prepare_manifests, which resamples to this rate
-# unless told otherwise; used when a run's training manifest is no longer there to read it from.
-_PIPELINE_SAMPLING_RATE = 16000
 
 _VERSIONED_PACKAGES = (
     "torch",
@@ -160,8 +158,10 @@ class ExportedModel:
 
     @property
     def decode_method(self) -> str:
-        """The run's default decoding method (``greedy`` or ``beam``)."""
-        return str(self.manifest.get("decode", {}).get("method", "greedy"))
+        """The run's default decoding method, ``greedy`` or ``beam``. A run decoded with an
+        n-gram LM (``lm``) gets ``beam``: the LM files are not part of an export."""
+        method = str(self.manifest.get("decode", {}).get("method", "greedy"))
+        return method if method in ("greedy", "beam") else "beam"
 
     @property
     def beam_size(self) -> int:
@@ -215,19 +215,8 @@ def export_run(
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "pt"})
-        model_config = dataclasses.asdict(config.model)
-        model_config["architecture"] = None  # the widths are stored below, not as a path
-        _write_json(
-            tmp / MODEL_FILE,
-            {
-                "name": config.model.name,
-                "vocab_size": vocab_size,
-                "model_config": model_config,
-                "architecture": model.architecture.to_dict(),
-                "num_parameters": sum(p.numel() for p in model.parameters()),
-            },
-        )
-        sampling_rate = _training_sampling_rate(config)
+        _write_json(tmp / MODEL_FILE, model_spec(model, config.model, vocab_size))
+        sampling_rate = config.data.sampling_rate  # features were computed at this rate
         features = FeatureSettings(
             sampling_rate=sampling_rate,
             fbank=fbank_extractor(sampling_rate).config.to_dict(),
@@ -311,15 +300,8 @@ def load_exported(
         _verify_files(directory, manifest.get("files", {}), skip={ONNX_FILE})
 
     spec = _read_json(directory / MODEL_FILE)
-    try:
-        model_config = config_from_dict(
-            {"model": spec["model_config"]}, source=str(directory / MODEL_FILE)
-        ).model
-        architecture = EncoderArchitecture.from_dict(spec["architecture"])
-        vocab_size = int(spec["vocab_size"])
-    except KeyError as err:
-        raise ValueError(f"{directory / MODEL_FILE}: missing field {err}") from err
-    model = build_model_from_config(model_config, vocab_size, architecture=architecture)
+    model = build_from_spec(spec, source=str(directory / MODEL_FILE))
+    vocab_size = int(spec["vocab_size"])
     try:
         state = load_file(directory / WEIGHTS_FILE)
     except (SafetensorError, OSError) as err:
@@ -349,6 +331,35 @@ def load_exported(
     )
 
 
+def model_spec(model: nn.Module, config: ModelConfig, vocab_size: int) -> dict[str, Any]:
+    """What ``model.json`` holds: enough to rebuild ``model`` (without weights) through the
+    registry: name, constructor settings, the per-layer widths it has now, vocabulary size."""
+    model_config = dataclasses.asdict(config)
+    model_config["architecture"] = None  # the widths are stored below, not as a path
+    return {
+        "name": config.name,
+        "vocab_size": vocab_size,
+        "model_config": model_config,
+        "architecture": model.architecture.to_dict(),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def build_from_spec(spec: dict[str, Any], source: str = "model.json") -> nn.Module:
+    """The model described by :func:`model_spec`, freshly initialised (load weights next).
+
+    Raises:
+        ValueError: a field is missing or invalid (the message names ``source``).
+    """
+    try:
+        model_config = config_from_dict({"model": spec["model_config"]}, source=source).model
+        architecture = EncoderArchitecture.from_dict(spec["architecture"])
+        vocab_size = int(spec["vocab_size"])
+    except KeyError as err:
+        raise ValueError(f"{source}: missing field {err}") from err
+    return build_model_from_config(model_config, vocab_size, architecture=architecture)
+
+
 def _check_target(out_dir: Path, overwrite: bool) -> None:
     if not out_dir.exists():
         return
@@ -363,17 +374,6 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
         )
     if not overwrite:
         raise FileExistsError(f"export {out_dir} exists; pass --force to replace it")
-
-
-def _training_sampling_rate(config: ExperimentConfig) -> int:
-    """The rate of the run's training audio, read from its first training cut when the manifest
-    is still there, else the rate the data pipeline resamples every corpus to."""
-    path = cuts_path(config.data.manifest_dir, config.data.train_parts[0])
-    if path.is_file():
-        for cut in CutSet.from_jsonl_lazy(path):
-            return int(cut.sampling_rate)
-    log.info("no training manifest at %s; assuming %d Hz", path, _PIPELINE_SAMPLING_RATE)
-    return _PIPELINE_SAMPLING_RATE
 
 
 def _normalisation_buffers(model: nn.Module) -> tuple[str, ...]:

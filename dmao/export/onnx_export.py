@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +78,9 @@ def export_onnx(
     batch = torch.export.Dim("batch", min=1)
     time = torch.export.Dim("time", min=_MIN_FRAMES)
     inline = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        # The exporter prints progress lines and warns about its own internals; keep the
-        # command's output to what the user asked for.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("torch"):
+        # The exporter prints progress lines and warns about its own internals (e.g. that
+        # torchvision's operators are not registered); keep the output to what was asked for.
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model,
@@ -151,6 +153,18 @@ class OnnxAcousticModel:
             },
         )
         return torch.from_numpy(log_probs), torch.from_numpy(out_lens)
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Only errors from ``logger_name`` (and its children) inside the block."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @torch.no_grad()
