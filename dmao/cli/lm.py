@@ -4,7 +4,7 @@ Examples::
 
     dmao lm build --from-run exp/bench --order 3 --out lm/word3.arpa --lexicon lm/lexicon.txt
     dmao lm build --text corpus.txt --order 4 --out lm.arpa
-    dmao lm build --from-run exp/bench --unit token --order 8 --out lm/char8.arpa
+    dmao lm build --from-run exp/bench --unit token --order 6 --out lm/char6.arpa
     dmao lm lexicon --from-run exp/bench --out lm/lexicon.txt
 """
 
@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     build = lm_sub.add_parser("build", help="estimate a modified Kneser-Ney n-gram LM (ARPA)")
     _add_text_source(build)
-    build.add_argument("--order", type=int, default=3, help="n-gram order (>= 2)")
+    build.add_argument("--order", type=int, default=3, help="n-gram order, 2 to 6")
     build.add_argument("--out", type=Path, required=True, help="ARPA file to write")
     build.add_argument(
         "--unit",
@@ -77,10 +77,15 @@ def _load_sources(args: argparse.Namespace, need_tokenizer: bool):
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from dmao.decoding.lm_decoder import build_lexicon, write_lexicon
+    from dmao.decoding.lm_decoder import MAX_LM_ORDER, build_lexicon, write_lexicon
     from dmao.lm.ngram import NgramCounts, estimate_kneser_ney, write_arpa
     from dmao.lm.text import token_sentences
 
+    if not 2 <= args.order <= MAX_LM_ORDER:
+        raise ValueError(
+            f"--order must be 2..{MAX_LM_ORDER}: KenLM loads no unigram model, and "
+            f"flashlight-text's KenLM is built for orders up to {MAX_LM_ORDER}"
+        )
     need_tokenizer = args.unit == "token" or args.lexicon is not None
     sentences, tokenizer = _load_sources(args, need_tokenizer)
     if args.unit == "token":

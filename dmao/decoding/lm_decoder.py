@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,11 @@ import torch
 from dmao.data.tokenizer import BPETokenizer, CharTokenizer, Tokenizer
 
 __all__ = [
+    "MAX_LM_ORDER",
     "CTCLMDecoder",
     "LMDecoderOptions",
     "LMHypothesis",
+    "arpa_order",
     "arpa_unigrams",
     "build_lexicon",
     "read_lexicon",
@@ -93,10 +96,31 @@ def arpa_unigrams(path: str | Path) -> set[str] | None:
     return words
 
 
+# flashlight-text's wheels build KenLM with KENLM_MAX_ORDER=6 (measured: an 8-gram fails to load
+# with "KenLM was compiled to support up to 6").
+MAX_LM_ORDER = 6
+
+
+def arpa_order(path: str | Path) -> int | None:
+    """The order of an ARPA file (its highest ``ngram N=`` header line), ``None`` if not ARPA."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if b"\\data\\" not in head:
+        return None
+    orders = [int(m) for m in re.findall(rb"^ngram (\d+)=", head, flags=re.MULTILINE)]
+    return max(orders) if orders else None
+
+
 def _check_lm_vocabulary(lm_path: Path, words: Iterable[str], lexicon: bool) -> None:
     """Fail early on an ARPA LM of the wrong kind, which KenLM would silently score as all
     ``<unk>``: with a lexicon, the LM must know most lexicon ``words``; without one, most of the
     LM's words must be token symbols (``words``)."""
+    order = arpa_order(lm_path)
+    if order is not None and order > MAX_LM_ORDER:
+        raise ValueError(
+            f"{lm_path} is a {order}-gram LM, but flashlight-text's KenLM loads orders up to "
+            f"{MAX_LM_ORDER}; build it with dmao lm build --order {MAX_LM_ORDER} or less"
+        )
     vocabulary = arpa_unigrams(lm_path)
     if vocabulary is None:
         return

@@ -56,3 +56,5 @@ def test_token_lm_needs_a_tokenizer(text_file, tmp_path, capsys):
     assert "--tokenizer" in capsys.readouterr().err
     assert main(["lm", "build", "--text", str(tmp_path / "none.txt"), "--out", "x.arpa"]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["lm", "build", "--text", str(text_file), "--order", "7", "--out", "x.arpa"]) == 2
+    assert "up to 6" in capsys.readouterr().err

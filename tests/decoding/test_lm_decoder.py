@@ -167,6 +167,16 @@ def test_mismatched_lm_and_lexicon_are_refused(lms):
         CTCLMDecoder.from_tokenizer(TOKENIZER, lms / "missing.arpa", None)
 
 
+def test_orders_above_what_kenlm_loads_are_a_clear_error(tmp_path):
+    """flashlight-text's KenLM stops at 6-grams; a 7-gram file is refused before loading."""
+    chars = token_sentences(LM_TEXT, TOKENIZER)
+    write_arpa(estimate_kneser_ney(NgramCounts.from_sentences(chars, 7)), tmp_path / "c7.arpa")
+    with pytest.raises(ValueError, match=r"7-gram LM.*up to 6"):
+        CTCLMDecoder.from_tokenizer(TOKENIZER, tmp_path / "c7.arpa", None)
+    write_arpa(estimate_kneser_ney(NgramCounts.from_sentences(chars, 6)), tmp_path / "c6.arpa")
+    assert CTCLMDecoder.from_tokenizer(TOKENIZER, tmp_path / "c6.arpa", None).decode(AMBIGUOUS).text
+
+
 def test_bpe_models_decode_with_and_without_lexicon(tmp_path):
     """Sentencepiece pieces: no boundary token (the blank stands in for flashlight's silence),
     the lexicon spells words in pieces, the token LM's words are the pieces."""
