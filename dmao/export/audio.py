@@ -1,8 +1,10 @@
 """Reading an arbitrary audio file as the mono waveform a model expects.
 
-Files are read with soundfile (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3, NIST SPHERE ``.sph``
-without shorten compression, AIFF, ...) and, for formats libsndfile does not know, with lhotse's
-audio backends (audioread/ffmpeg where installed). Channels are averaged to mono, then the signal
+Files are read with soundfile (libsndfile: WAV, FLAC, OGG/Vorbis/Opus, MP3, AIFF, ...), NIST
+SPHERE ``.sph`` files with dmao's own reader (:mod:`dmao.data.sphere`, the one corpus preparation
+uses: PCM, mu-law, A-law; shorten-compressed files through ``sph2pipe`` when it is on ``PATH``),
+and formats libsndfile does not know with lhotse's audio backends (audioread/ffmpeg where
+installed). Channels are averaged to mono, then the signal
 is resampled with lhotse's ``Resample`` transform — the resampler ``prepare_manifests`` applies to
 training corpora at another rate (without torchaudio it runs ``scipy.signal.resample_poly``).
 """
@@ -15,6 +17,8 @@ import numpy as np
 import soundfile as sf
 from lhotse import Recording
 from lhotse.augmentation import Resample
+
+from dmao.data.sphere import read_sphere
 
 __all__ = ["load_audio"]
 
@@ -49,6 +53,13 @@ def load_audio(path: str | Path, sampling_rate: int) -> np.ndarray:
 
 def _read(path: Path) -> tuple[np.ndarray, int]:
     """``(samples (C, N) float32, rate)`` from soundfile, else from lhotse's backends."""
+    if path.suffix.lower() == ".sph":
+        try:
+            samples, rate = read_sphere(path)
+        except ValueError as err:  # SphereFormatError: "<path>: <reason>"
+            reason = str(err).removeprefix(f"{path}: ")
+            raise ValueError(f"{path}: not readable SPHERE audio: {reason}") from None
+        return samples.astype(np.float32, copy=False), int(rate)
     try:
         data, rate = sf.read(path, dtype="float32", always_2d=True)  # (N, C)
         return np.ascontiguousarray(data.T), int(rate)
@@ -58,12 +69,7 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
         recording = Recording.from_file(path)
         return recording.load_audio().astype(np.float32), int(recording.sampling_rate)
     except Exception as lhotse_error:  # lhotse raises AudioLoadingError and backend errors
-        hint = ""
-        if path.suffix.lower() == ".sph":
-            hint = (
-                " (shorten-compressed SPHERE files need sph2pipe: convert them to WAV/FLAC first)"
-            )
         raise ValueError(
-            f"{path}: not readable audio{hint}; soundfile: {first_error}; lhotse: "
+            f"{path}: not readable audio; soundfile: {first_error}; lhotse: "
             f"{str(lhotse_error).splitlines()[0]}"
         ) from None

@@ -46,6 +46,7 @@ def test_channels_are_averaged(tmp_path):
         (8000, ".ogg", {}),
         (22050, ".mp3", {}),
         (16000, ".sph", {"format": "NIST", "subtype": "PCM_16"}),
+        (8000, ".sph", {"format": "NIST", "subtype": "ULAW"}),
     ],
 )
 def test_formats_and_rates(tmp_path, rate, suffix, kwargs):
@@ -69,6 +70,9 @@ def test_errors_name_the_file(tmp_path):
         load_audio(tmp_path / "empty.flac", RATE)
     with pytest.raises(ValueError, match="not a file"):
         load_audio(tmp_path, RATE)
+    (tmp_path / "bad.sph").write_bytes(b"NIST_1A\n   1024\nnonsense")
+    with pytest.raises(ValueError, match=r"bad\.sph: not readable SPHERE audio"):
+        load_audio(tmp_path / "bad.sph", RATE)
     sf.write(tmp_path / "silent.wav", np.zeros((0, 1), np.float32), RATE)
     with pytest.raises(ValueError, match="no audio samples"):
         load_audio(tmp_path / "silent.wav", RATE)
