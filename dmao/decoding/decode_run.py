@@ -32,7 +32,7 @@ from dmao.decoding.lm_decoder import (
     word_boundary_symbol,
 )
 from dmao.decoding.timing import WordTiming, word_timings
-from dmao.evaluation.sclite import write_ctm, write_trn
+from dmao.evaluation.sclite import trn_id, write_ctm, write_trn
 from dmao.evaluation.wer import ScoreResult, write_hypotheses
 from dmao.models.architecture import EncoderArchitecture
 from dmao.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
@@ -111,6 +111,8 @@ class SplitPosteriors:
     forward_seconds: float
     """Wall time of the model's forward passes."""
     checkpoint: str
+    speakers: list[str | None] | None = None
+    """Speaker of each utterance (from its first supervision), for speaker-first trn ids."""
 
 
 @torch.no_grad()
@@ -139,8 +141,17 @@ def compute_posteriors(
         refs.extend(batch["texts"])
         ids.extend(batch["cut_ids"])
         audio_seconds += float(batch["feature_lens"].sum()) * FRAME_SHIFT_S
+    speaker_of = {
+        cut.id: (cut.supervisions[0].speaker if cut.supervisions else None) for cut in cuts
+    }
     return SplitPosteriors(
-        ids, refs, posteriors, audio_seconds, time.perf_counter() - start, checkpoint
+        ids,
+        refs,
+        posteriors,
+        audio_seconds,
+        time.perf_counter() - start,
+        checkpoint,
+        speakers=[speaker_of.get(i) for i in ids],
     )
 
 
@@ -271,10 +282,14 @@ def decode_split(
     out_dir.mkdir(parents=True, exist_ok=True)
     hyp_path = out_dir / "hypotheses.txt"
     score = write_hypotheses(hyp_path, ids, refs, hyps)
-    write_trn(out_dir / "ref.trn", {i: u.ref for i, u in zip(ids, score.utterances, strict=True)})
-    write_trn(out_dir / "hyp.trn", {i: u.hyp for i, u in zip(ids, score.utterances, strict=True)})
+    # sclite ids: speaker first (LibriSpeech-style ids already are), so -i rm reports per speaker.
+    speakers = posteriors.speakers or [None] * len(ids)
+    trn_ids = [trn_id(i, spk) for i, spk in zip(ids, speakers, strict=True)]
+    utterances = score.utterances
+    write_trn(out_dir / "ref.trn", {i: u.ref for i, u in zip(trn_ids, utterances, strict=True)})
+    write_trn(out_dir / "hyp.trn", {i: u.hyp for i, u in zip(trn_ids, utterances, strict=True)})
     if decoded.timings is not None:
-        write_ctm(out_dir / "hyp.ctm", dict(zip(ids, decoded.timings, strict=True)))
+        write_ctm(out_dir / "hyp.ctm", dict(zip(trn_ids, decoded.timings, strict=True)))
     else:
         (out_dir / "hyp.ctm").unlink(missing_ok=True)  # never leave another decode's times
     result = DecodeResult(

@@ -81,6 +81,9 @@ def _check_outputs(out, expect_ctm: bool) -> None:
         assert ids == sorted(ids) and len(ids) == record["num_utterances"]
     refs, hyps = read_trn(out / "ref.trn"), read_trn(out / "hyp.trn")
     assert refs.keys() == hyps.keys()
+    # LibriSpeech-layout ids (SPEAKER-CHAPTER-UTT) are already speaker-first: kept as they are.
+    tsv = (out / "hypotheses.txt").read_text().splitlines()[1:-1]
+    assert set(refs) == {line.split("\t")[0] for line in tsv}
     rescored = score_corpus([refs[i] for i in refs], [hyps[i] for i in refs])
     assert rescored.wer == pytest.approx(record["wer"])
     assert rescored.cer == pytest.approx(record["cer"])
