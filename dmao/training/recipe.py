@@ -27,9 +27,7 @@ import logging
 import math
 import random
 import signal
-import threading
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,7 +66,9 @@ from dmao.training.data_setup import (
 from dmao.training.distributed import DistributedContext, parameter_digest, resolve_device
 from dmao.training.metrics import MetricLogger
 from dmao.training.model_setup import build_model_from_config
+from dmao.training.precision import PRECISIONS, autocast, clip_to_norm, total_norm
 from dmao.training.schedule import build_one_cycle_scheduler
+from dmao.training.signals import StopOnSignal
 
 __all__ = ["PRECISIONS", "TrainingRecipe", "resolve_device", "seed_everything"]
 
@@ -76,9 +76,6 @@ log = logging.getLogger(__name__)
 
 # Consecutive non-finite steps tolerated before the run stops (ESPnet2 skips such updates too).
 MAX_CONSECUTIVE_BAD_STEPS = 20
-
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-"""``train.precision`` → autocast dtype (fp32: autocast off)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -96,30 +93,6 @@ def _check_train_config(config: ExperimentConfig) -> None:
         )
     if train.accum_grad_steps < 1:
         raise ValueError(f"train.accum_grad_steps must be >= 1, got {train.accum_grad_steps}")
-
-
-class _StopOnSignal:
-    """Within the ``with`` block, SIGTERM and SIGINT only set ``signum``; the training loop
-    finishes its step, commits a checkpoint and exits (RELIABILITY.md item 6)."""
-
-    _SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-
-    def __enter__(self) -> _StopOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self._SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
 
 
 class _NoMetrics:
@@ -275,9 +248,7 @@ class TrainingRecipe:
 
     # ------------------------------------------------------------------ loop
     def _autocast(self) -> Any:
-        if self.autocast_dtype == torch.float32:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+        return autocast(self.device, self.autocast_dtype)
 
     def _ctc_loss(
         self, batch: dict[str, Any], model: torch.nn.Module | None = None
@@ -330,7 +301,7 @@ class TrainingRecipe:
                 self.scaler.scale(loss).backward()
             loss_sum += batch_loss.detach()
         self.scaler.unscale_(self.optimizer)  # a no-op unless fp16
-        grad_norm = _total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
+        grad_norm = total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
         local_loss = float(loss_sum)
         loss_bad = not math.isfinite(local_loss)
         totals = dist.all_reduce_sum(
@@ -371,7 +342,7 @@ class TrainingRecipe:
         batches = self._batches()
         session_start, seconds_before = time.perf_counter(), progress.train_seconds
         clip = self.config.optim.grad_clip_norm
-        with _StopOnSignal() as stop:
+        with StopOnSignal() as stop:
             while progress.step < cfg.max_steps:
                 micro = [next(batches) for _ in range(cfg.accum_grad_steps)]
                 out = self._forward_backward(micro, stop.signum is not None)
@@ -384,7 +355,7 @@ class TrainingRecipe:
                 if self.allocator is not None:
                     # Scores from this step's (all-reduced, unclipped) gradients (METHOD.md §3).
                     self._measure_scores(progress.step)
-                _clip_to_norm(self.model, clip if clip > 0 else math.inf, out.grad_norm)
+                clip_to_norm(self.model, clip if clip > 0 else math.inf, out.grad_norm)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.scheduler.step()
@@ -676,25 +647,3 @@ class TrainingRecipe:
 
 def _new_window() -> dict[str, float]:
     return {"loss": 0.0, "tokens": 0, "utts": 0, "audio_s": 0.0, "t0": time.time()}
-
-
-def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
-    """The global L2 norm of ``grads`` (what ``clip_grad_norm_`` returns), as a 0-dim tensor."""
-    if hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
-        return torch.nn.utils.get_total_norm(grads)
-    if not grads:
-        return torch.tensor(0.0)
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-
-
-def _clip_to_norm(model: torch.nn.Module, max_norm: float, total_norm: float) -> None:
-    """Scale the gradients by ``min(1, max_norm / total_norm)`` as ``clip_grad_norm_`` does,
-    with the norm computed already (it was needed before clipping, to agree on skipping)."""
-    params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.tensor(total_norm, dtype=torch.float32)
-    if hasattr(torch.nn.utils, "clip_grads_with_norm_"):  # torch >= 2.6
-        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
-        return
-    coef = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
-    for p in params:
-        p.grad.mul_(coef.to(p.grad.device))
