@@ -11,6 +11,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 from pathlib import Path
 
 __all__ = ["register"]
@@ -46,6 +48,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     build.add_argument(
         "--lexicon", type=Path, default=None, help="also write the lexicon of the LM's words"
+    )
+    build.add_argument(
+        "--binary",
+        type=Path,
+        default=None,
+        help="also convert to a KenLM binary (needs KenLM's build_binary on PATH)",
     )
     build.set_defaults(func=run_build)
 
@@ -86,6 +94,12 @@ def run_build(args: argparse.Namespace) -> int:
             f"--order must be 2..{MAX_LM_ORDER}: KenLM loads no unigram model, and "
             f"flashlight-text's KenLM is built for orders up to {MAX_LM_ORDER}"
         )
+    build_binary = shutil.which("build_binary")
+    if args.binary is not None and build_binary is None:
+        raise FileNotFoundError(
+            "--binary needs KenLM's build_binary on PATH (no pip package ships it; build KenLM "
+            "from source); the ARPA file alone works for decoding"
+        )
     need_tokenizer = args.unit == "token" or args.lexicon is not None
     sentences, tokenizer = _load_sources(args, need_tokenizer)
     if args.unit == "token":
@@ -98,6 +112,9 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {args.unit} {args.order}-gram LM from {len(sentences)} sentences")
     print(f"  {sizes}")
     print("  discounts " + "  ".join(f"({a:.3f}, {b:.3f}, {c:.3f})" for a, b, c in model.discounts))
+    if args.binary is not None:
+        subprocess.run([build_binary, str(args.out), str(args.binary)], check=True)
+        print(f"wrote {args.binary}: KenLM binary")
     if args.lexicon is not None:
         words = (w for sentence in sentences for w in sentence.split())
         lexicon = build_lexicon(words, tokenizer)

@@ -58,3 +58,11 @@ def test_token_lm_needs_a_tokenizer(text_file, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["lm", "build", "--text", str(text_file), "--order", "7", "--out", "x.arpa"]) == 2
     assert "up to 6" in capsys.readouterr().err
+
+
+def test_binary_conversion_needs_build_binary(text_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no KenLM tools here
+    args = ["lm", "build", "--text", str(text_file), "--out", str(tmp_path / "lm.arpa")]
+    assert main([*args, "--binary", str(tmp_path / "lm.bin")]) == 2
+    assert "build_binary" in capsys.readouterr().err
+    assert not (tmp_path / "lm.arpa").exists()  # refused before any work
