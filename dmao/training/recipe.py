@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dmao.config import ExperimentConfig, config_from_dict, config_to_dict, save_config
-from dmao.data.dataset import build_dataloader, build_eval_sampler
+from dmao.data.dataset import build_dataloader, build_eval_sampler, sampler_state_for_resume
 from dmao.data.manifests import FRAME_SHIFT_S
 from dmao.data.statistics import feature_statistics
 from dmao.decoding import greedy_decode
@@ -155,6 +155,7 @@ class TrainingRecipe:
         self.device = self.dist.device
         self.autocast_dtype = PRECISIONS[config.train.precision]
         self.metrics: MetricLogger | _NoMetrics = _NoMetrics()  # the real one from setup()
+        self._epoch_batches = 0
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -276,11 +277,15 @@ class TrainingRecipe:
         return loss, int(batch["target_lens"].sum()), log_probs, out_lens
 
     def _batches(self):
-        """Endless stream of training batches; the sampler owns order and epoch."""
+        """Endless stream of training batches; the sampler owns order and epoch. Counts the
+        batches the loop received in this epoch (loader workers draw from the sampler ahead)."""
         while True:
             self.sampler.set_epoch(self.progress.epoch)
-            yield from self.train_loader
+            for batch in self.train_loader:
+                self._epoch_batches += 1
+                yield batch
             self.progress.epoch += 1
+            self._epoch_batches = 0
 
     def _forward_backward(self, micro: list[dict[str, Any]], stop_requested: bool) -> _StepOutcome:
         """Gradients of the global batch's per-token loss in ``.grad`` (unscaled, not clipped),
@@ -574,7 +579,9 @@ class TrainingRecipe:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "sampler": self.sampler.state_dict(),
+            # What the loop consumed, not what loader workers prefetched (exact resume with
+            # data.num_workers > 0; equal to sampler.state_dict() without workers).
+            "sampler": sampler_state_for_resume(self.sampler, batches_consumed=self._epoch_batches),
             "rng": capture_rng_state(),
             "config": config_to_dict(self.config),
             "dmao": self.allocator.state_dict() if self.allocator is not None else {},
@@ -626,6 +633,7 @@ class TrainingRecipe:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.sampler.load_state_dict(state["sampler"])
+        self._epoch_batches = self.sampler.diagnostics.current_epoch_stats.kept_batches
         rng = state["rng_per_rank"][self.dist.rank] if "rng_per_rank" in state else state["rng"]
         restore_rng_state(rng)
         if self.allocator is not None:
