@@ -325,3 +325,17 @@ def test_mismatch_and_rank0_failure_raise_on_every_rank(tmp_path):
     assert r0["main_failed"] == "OSError disk full"
     assert r1["main_failed"].startswith("RuntimeError rank 0 failed")
     assert "disk full" in r1["main_failed"]
+
+
+def test_resume_refuses_another_world_size(tmp_path):
+    from dmao.config import config_to_dict
+    from dmao.training.checkpoint import CheckpointError
+    from dmao.training.data_setup import check_resume_compatible
+
+    config = config_to_dict(load_config(None, []))
+    check_resume_compatible(config, config, tmp_path, saved_world_size=2, world_size=2)
+    with pytest.raises(CheckpointError, match=r"world size \(torchrun processes\): checkpoint 2"):
+        check_resume_compatible(config, config, tmp_path, saved_world_size=2, world_size=1)
+    other = load_config(None, ["train.accum_grad_steps=2"])
+    with pytest.raises(CheckpointError, match=r"train.accum_grad_steps: checkpoint 1"):
+        check_resume_compatible(config, config_to_dict(other), tmp_path)
