@@ -29,11 +29,11 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.overrides)
     recipe = TrainingRecipe(config, args.out, resume=args.resume)
-    recipe.setup()
     try:
+        recipe.setup()
         result = recipe.train()
     finally:
-        recipe.cleanup()
+        recipe.cleanup()  # also closes the torchrun process group when setup fails
     if result and recipe.dist.is_main:  # under torchrun every rank returns the same result
         print(
             f"final dev WER {100 * result['wer']:.2f} % CER {100 * result['cer']:.2f} % "
