@@ -15,7 +15,9 @@ agree to ~1e-5 or better; bf16 is shown for information).
 
 Variants: ``foreach`` / ``fused`` (AdamW implementations), ``channels_last`` (the VGG frontend's
 Conv2d weights in channels-last layout), ``bf16`` (autocast to bfloat16, the recipe's
-``train.precision=bf16``; this CPU has AMX), ``threads2`` (two intra-op threads for this step).
+``train.precision=bf16``; this CPU has AMX), ``threads2`` (two intra-op threads for this step),
+``torch_dropout`` (the model with ``F.dropout`` and SDPA's dropout, as before
+dmao.models.dropout: its ratio is the inverse gain of that change).
 ``--optimizer-alone`` times AdamW's step by itself (default, foreach, fused) at d = 144 × 8 and
 d = 256 × 12. ``--compile`` additionally compiles the model with torch.compile, reports the
 compile time, a second input length (recompile or error) and the step ratio.
@@ -33,11 +35,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from _timing import format_summary, interleaved, thread_note
+from bench_vs_torchaudio import torch_dropout
 
 from dmao.models import ConformerCTC
 
 VOCAB = 30
-ALL_VARIANTS = ("foreach", "fused", "channels_last", "bf16", "threads2")
+ALL_VARIANTS = ("foreach", "fused", "channels_last", "bf16", "threads2", "torch_dropout")
 
 
 def build_model(dropout: float) -> ConformerCTC:
@@ -87,8 +90,10 @@ def make_step(
             if variant == "bf16"
             else contextlib.nullcontext()
         )
+        # The model as it was before dmao.models.dropout (F.dropout, SDPA's dropout).
+        before = torch_dropout() if variant == "torch_dropout" else contextlib.nullcontext()
         optimizer.zero_grad(set_to_none=True)
-        with autocast:
+        with autocast, before:
             log_probs, out_lens = forward(batch["features"], batch["lens"])
         loss = (
             F.ctc_loss(
