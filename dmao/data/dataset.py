@@ -10,10 +10,15 @@ formed by the sampler and collated in the workers.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
+import random
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from lhotse import CutSet
 from lhotse.dataset import (
@@ -76,12 +81,17 @@ class AsrBatchDataset(torch.utils.data.Dataset):
         *,
         spec_augment: SpecAugment | None = None,
         with_targets: bool = True,
+        augment_seed: int = 0,
     ) -> None:
         """
         Args:
             tokenizer: maps each cut's normalised transcript to target ids.
             spec_augment: applied to every utterance when given; pass one for training only
                 (e.g. :func:`default_spec_augment`) and None for evaluation.
+            augment_seed: with the batch's cut ids, seeds SpecAugment's random draws, so the
+                masks of a batch are the same whichever process collates it (0 or N loader
+                workers, an uninterrupted or a resumed run) and augmentation never consumes the
+                training process's own random stream (dropout).
             with_targets: produce ``targets``/``target_lens``. Decoding passes False, so a test
                 set is scored in full even where a reference holds characters the tokenizer
                 never saw (those are then honest recognition errors, not a crash).
@@ -89,6 +99,7 @@ class AsrBatchDataset(torch.utils.data.Dataset):
         self.tokenizer = tokenizer
         self.spec_augment = spec_augment
         self.with_targets = with_targets
+        self.augment_seed = augment_seed
         self._on_the_fly: dict[int, OnTheFlyFeatures] = {}
 
     def __getitem__(self, cuts: CutSet) -> dict[str, Any]:
@@ -115,8 +126,10 @@ class AsrBatchDataset(torch.utils.data.Dataset):
         if self.spec_augment is not None:
             # Per utterance and on its valid frames only: mask sizes are then relative to the
             # utterance's own length and the mask value is its own mean, not padding's.
-            for i, num_frames in enumerate(feature_lens.tolist()):
-                features[i, :num_frames] = self.spec_augment(features[i : i + 1, :num_frames])[0]
+            with _seeded_random_state(_batch_seed(self.augment_seed, cuts)):
+                for i, num_frames in enumerate(feature_lens.tolist()):
+                    one = features[i : i + 1, :num_frames]
+                    features[i, :num_frames] = self.spec_augment(one)[0]
 
         texts = [cut_transcript(cut) for cut in cuts]
         batch = {
@@ -289,6 +302,28 @@ def sampler_state_for_resume(
     return state
 
 
+def _batch_seed(seed: int, cuts: CutSet) -> int:
+    """A 63-bit seed from ``seed`` and the batch's cut ids (in sampler order)."""
+    key = "\n".join([str(seed), *(cut.id for cut in cuts)]).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") >> 1
+
+
+@contextlib.contextmanager
+def _seeded_random_state(seed: int) -> Iterator[None]:
+    """Run the body with torch's CPU, Python's and numpy's global generators seeded by ``seed``
+    (lhotse's SpecAugment draws from all three), and put the previous states back afterwards."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
 def build_dataloader(
     cuts: CutSet,
     tokenizer: Tokenizer,
@@ -301,9 +336,10 @@ def build_dataloader(
 ) -> DataLoader:
     """A DataLoader over ``sampler``'s batches of ``cuts`` (lhotse's map-style pattern).
 
-    ``batch_size=None`` because the sampler yields whole batches; with workers, lhotse's
-    ``make_worker_init_fn`` gives every worker (and rank) its own random seed, so SpecAugment
-    masks differ between workers. Workers are not persistent: each epoch starts them afresh.
+    ``batch_size=None`` because the sampler yields whole batches. SpecAugment's masks are seeded
+    per batch (sampler seed + cut ids, see :class:`AsrBatchDataset`), so they do not depend on the
+    number of workers; lhotse's ``make_worker_init_fn`` still seeds each worker (and rank) for
+    anything else random there. Workers are not persistent: each epoch starts them afresh.
 
     Args:
         cuts: the cuts ``sampler`` was built on (checked, to catch a sampler/cuts mix-up).
@@ -324,6 +360,7 @@ def build_dataloader(
         tokenizer,
         spec_augment=default_spec_augment() if train else None,
         with_targets=with_targets,
+        augment_seed=sampler.seed if isinstance(sampler.seed, int) else 0,
     )
     worker_init_fn = None
     if num_workers > 0:

@@ -104,8 +104,8 @@ def _train_if_needed(config: ExperimentConfig, run_dir: Path) -> dict:
             return summary
     resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step-*"))
     recipe = TrainingRecipe(config, run_dir, resume=resume)
-    recipe.setup()
     try:
+        recipe.setup()
         recipe.train()
     finally:
         recipe.cleanup()

@@ -66,7 +66,9 @@ from dmao.training.data_setup import (
 from dmao.training.distributed import DistributedContext, parameter_digest, resolve_device
 from dmao.training.metrics import MetricLogger
 from dmao.training.model_setup import build_model_from_config
+from dmao.training.optimizer import build_optimizer
 from dmao.training.precision import PRECISIONS, autocast, clip_to_norm, total_norm
+from dmao.training.run_lock import RunLock
 from dmao.training.schedule import build_one_cycle_scheduler
 from dmao.training.signals import StopOnSignal
 
@@ -156,6 +158,7 @@ class TrainingRecipe:
         self.autocast_dtype = PRECISIONS[config.train.precision]
         self.metrics: MetricLogger | _NoMetrics = _NoMetrics()  # the real one from setup()
         self._epoch_batches = 0
+        self._lock: RunLock | None = None
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -164,6 +167,8 @@ class TrainingRecipe:
         if dist.distributed and not dist.is_main:
             logging.getLogger("dmao").setLevel(logging.WARNING)  # rank 0 reports progress
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if dist.is_main:  # before looking at checkpoints: another process may be writing one
+            self._lock = RunLock(self.run_dir).acquire()
         self.checkpoint_dir = self.run_dir / "checkpoints"
         resume_from = latest_checkpoint(self.checkpoint_dir) if self.resume else None
         if not self.resume and latest_checkpoint(self.checkpoint_dir) is not None:
@@ -198,13 +203,7 @@ class TrainingRecipe:
             # stream); resumed runs restore each rank's generators from the checkpoint.
             seed_everything(cfg.train.seed + dist.rank)
         self.model.to(self.device)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(),
-            lr=cfg.optim.peak_lr,
-            betas=tuple(cfg.optim.betas),
-            eps=cfg.optim.eps,
-            weight_decay=cfg.optim.weight_decay,
-        )
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.optim, self.device)
         self.scheduler = build_one_cycle_scheduler(
             self.optimizer,
             cfg.train.max_steps,
@@ -281,9 +280,23 @@ class TrainingRecipe:
         batches the loop received in this epoch (loader workers draw from the sampler ahead)."""
         while True:
             self.sampler.set_epoch(self.progress.epoch)
+            resumed_mid_epoch = self._epoch_batches > 0
+            yielded = 0
             for batch in self.train_loader:
                 self._epoch_batches += 1
+                yielded += 1
                 yield batch
+            if yielded == 0 and not resumed_mid_epoch:
+                # Without this the loop would start empty epochs forever: the sampler drops an
+                # incomplete last batch, so a shard with less audio than one batch yields none.
+                cfg = self.config.data
+                seconds = sum(c.duration for c in self.train_cuts)
+                raise ValueError(
+                    f"the training data yields no batch: {len(self.train_cuts)} utterances, "
+                    f"{seconds:.1f} s of audio (over {self.dist.world_size} rank(s)) do not fill "
+                    f"one batch of data.max_batch_seconds={cfg.max_batch_seconds:g} s; lower "
+                    f"data.max_batch_seconds or add training data ({', '.join(cfg.train_parts)})"
+                )
             self.progress.epoch += 1
             self._epoch_batches = 0
 
@@ -648,8 +661,12 @@ class TrainingRecipe:
         log.info("resumed from %s at step %d", path, self.progress.step)
 
     def cleanup(self) -> None:
-        """Close the metric files and, under torchrun, the process group."""
+        """Close the metric files, release the run folder and, under torchrun, the process
+        group."""
         self.metrics.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         self.dist.close()
 
 

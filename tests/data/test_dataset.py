@@ -95,9 +95,9 @@ def test_on_the_fly_features_match_cached_ones(train_cuts, tiny_char_tokenizer) 
 def test_spec_augment_only_when_training(train_cuts, tiny_char_tokenizer) -> None:
     cuts = CutSet.from_cuts(list(train_cuts)[:6])
     plain = AsrBatchDataset(tiny_char_tokenizer)[cuts]
-    random.seed(0)
-    torch.manual_seed(0)
-    augmented = AsrBatchDataset(tiny_char_tokenizer, spec_augment=default_spec_augment())[cuts]
+    augmented = AsrBatchDataset(
+        tiny_char_tokenizer, spec_augment=default_spec_augment(), augment_seed=3
+    )[cuts]
     assert augmented["features"].shape == plain["features"].shape
     assert torch.equal(augmented["targets"], plain["targets"])
     changed = 0
@@ -106,11 +106,32 @@ def test_spec_augment_only_when_training(train_cuts, tiny_char_tokenizer) -> Non
         # Masks stay inside the utterance: the padding is untouched.
         assert torch.equal(augmented["features"][i, n:], plain["features"][i, n:])
     assert changed >= 3  # p=0.9 per utterance; 6 utterances
-    # The same seeds give the same masks (the augmentation draws only from the global RNGs).
-    random.seed(0)
+
+
+def test_spec_augment_masks_depend_on_seed_and_batch_only(train_cuts, tiny_char_tokenizer):
+    """Masks are a function of (augment_seed, cut ids): the same in any process or worker,
+    whatever the global random state, which they leave untouched (dropout draws from it)."""
+    cuts = CutSet.from_cuts(list(train_cuts)[:6])
+
+    def augment(seed: int, batch: CutSet = cuts) -> torch.Tensor:
+        dataset = AsrBatchDataset(
+            tiny_char_tokenizer, spec_augment=default_spec_augment(), augment_seed=seed
+        )
+        return dataset[batch]["features"]
+
     torch.manual_seed(0)
-    again = AsrBatchDataset(tiny_char_tokenizer, spec_augment=default_spec_augment())[cuts]
-    assert torch.equal(again["features"], augmented["features"])
+    random.seed(0)
+    first = augment(3)
+    torch.manual_seed(1)
+    random.seed(1)
+    np.random.seed(1)
+    before = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+    assert torch.equal(augment(3), first)
+    assert torch.equal(torch.get_rng_state(), before[0]) and random.getstate() == before[1]
+    assert np.array_equal(np.random.get_state()[1], before[2])
+    assert not torch.equal(augment(4), first)  # another seed, other masks
+    other_order = CutSet.from_cuts(list(cuts)[::-1])
+    assert not torch.equal(augment(3, other_order).flip(0), first)  # another batch, other masks
 
 
 def test_default_spec_augment_settings() -> None:

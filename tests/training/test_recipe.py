@@ -216,9 +216,7 @@ def test_resume_with_loader_workers_is_bit_exact(tiny_corpus, tmp_path):
     )
     config.data.num_workers = 2
     config.data.max_batch_seconds = 3  # ~10 batches per epoch: workers run 4 batches ahead
-    # SpecAugment in workers draws from per-worker generators that restart with the workers,
-    # so only the batch stream (not the augmentation) is resume-exact with workers so far.
-    config.data.spec_augment = False
+    assert config.data.spec_augment  # masks seeded per batch: the same in any worker
     _train(config, tmp_path / "a")
     _train(config, tmp_path / "b")
     mid = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-00000004.pt")
@@ -236,3 +234,12 @@ def test_resume_with_loader_workers_is_bit_exact(tiny_corpus, tmp_path):
     b = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-00000007.pt")
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+
+    # The same seed without workers gives the same run: augmentation does not depend on the
+    # number of workers (RELIABILITY.md 10).
+    config.data.num_workers = 0
+    _train(config, tmp_path / "c")
+    assert losses_a == [r["loss"] for r in read_metrics(tmp_path / "c", "train")]
+    c = load_checkpoint(tmp_path / "c" / "checkpoints" / "step-00000007.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, c["model"][name]), name
