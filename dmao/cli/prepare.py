@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--parts", nargs="+", default=None, help="parts to prepare (default: all present)"
     )
     ls.add_argument("--num-jobs", type=int, default=2)
+    _add_bad_audio_args(ls)
     ls.set_defaults(func=_run_librispeech)
 
     ted = kinds.add_parser("tedlium2", help="manifests + fbank for a local TED-LIUM release 2")
@@ -46,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--parts", nargs="+", default=None, help="train dev test (default: all present)"
     )
     ted.add_argument("--num-jobs", type=int, default=2)
+    _add_bad_audio_args(ted)
     ted.set_defaults(func=_run_tedlium2)
 
     swb = kinds.add_parser(
@@ -81,7 +83,28 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="hold out the first conversations with at least this many segments as dev",
     )
     swb.add_argument("--num-jobs", type=int, default=2)
+    _add_bad_audio_args(swb)
     swb.set_defaults(func=_run_switchboard)
+
+
+def _add_bad_audio_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bad-audio",
+        choices=("strict", "skip"),
+        default="strict",
+        help="missing/corrupt audio: strict lists every bad file and fails; skip leaves each "
+        "out (logged, listed in <out>/bad_audio.json) within --max-bad-audio-fraction",
+    )
+    p.add_argument(
+        "--max-bad-audio-fraction",
+        type=float,
+        default=0.01,
+        help="skip mode's error budget: the largest fraction of a part that may be left out",
+    )
+
+
+def _bad_audio(args: argparse.Namespace) -> dict:
+    return {"bad_audio": args.bad_audio, "max_bad_audio_fraction": args.max_bad_audio_fraction}
 
 
 _LIBRISPEECH_PARTS = (
@@ -121,7 +144,7 @@ def _run_librispeech(args: argparse.Namespace) -> int:
             f"no LibriSpeech part found in {corpus}; expected sub-folders such as "
             + ", ".join(_LIBRISPEECH_PARTS)
         )
-    prepare_manifests(corpus, args.out, parts, num_jobs=args.num_jobs)
+    prepare_manifests(corpus, args.out, parts, num_jobs=args.num_jobs, **_bad_audio(args))
     print(f"manifests for {', '.join(parts)} ready in {args.out}")
     return 0
 
@@ -135,7 +158,8 @@ def _run_tedlium2(args: argparse.Namespace) -> int:
         raise FileNotFoundError(
             f"no TED-LIUM part (train, dev, test) found in {corpus}; expected {TEDLIUM_LAYOUT}"
         )
-    _report(prepare_tedlium2(corpus, args.out, parts, num_jobs=args.num_jobs), args.out)
+    cuts = prepare_tedlium2(corpus, args.out, parts, num_jobs=args.num_jobs, **_bad_audio(args))
+    _report(cuts, args.out)
     return 0
 
 
@@ -158,6 +182,7 @@ def _run_switchboard(args: argparse.Namespace) -> int:
         eval2000_dir=args.eval2000_dir,
         dev_utterances=args.dev_utterances,
         num_jobs=args.num_jobs,
+        **_bad_audio(args),
     )
     _report(cuts, args.out)
     return 0

@@ -69,6 +69,14 @@ class DataConfig:
     """Training utterances shorter than this are excluded (seconds)."""
     max_duration_s: float = 30.0
     """Training utterances longer than this are excluded (seconds)."""
+    bad_audio: str = "strict"
+    """What corpus preparation does with missing or corrupt audio (0 bytes, unreadable or
+    truncated, NaN/inf samples): ``strict`` lists every bad file (also in
+    ``<manifest_dir>/bad_audio.json``) and stops before training; ``skip`` logs each once and
+    leaves its utterance out. Another sampling rate is resampled, not bad. See docs/corpora.md."""
+    max_bad_audio_fraction: float = 0.01
+    """``bad_audio: skip`` only: the error budget, the largest fraction (0–1) of a part's
+    utterances that may be left out; more stops the preparation."""
 
 
 @dataclass

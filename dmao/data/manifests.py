@@ -9,7 +9,8 @@ exercise. The expected layout is LibriSpeech's::
 
 Outputs, per part, in ``out_dir``: ``cuts_<part>.jsonl.gz`` (one cut per utterance, cut id = the
 LibriSpeech utterance id, sorted by id) and, when features are computed, ``feats_<part>*`` (lilcom
-archives referenced by the cuts).
+archives referenced by the cuts); ``bad_audio.json`` lists the audio that could not be used
+(:mod:`dmao.data.bad_audio`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,21 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, SupervisionSegment
+from lhotse.audio.utils import AudioLoadingError
 from lhotse.cut import Cut
 from lhotse.recipes import prepare_librispeech
 from lhotse.utils import fastcopy
 
+from dmao.data.bad_audio import (
+    BadAudio,
+    BadAudioLog,
+    scan_audio,
+    staged_tree,
+    unstage_recordings,
+)
 from dmao.data.sphere import install_audio_backend
 from dmao.data.text import normalize_transcript
 
@@ -127,6 +137,8 @@ def prepare_manifests(
     sampling_rate: int = 16000,
     compute_features: bool = True,
     num_jobs: int = 2,
+    bad_audio: str = "strict",
+    max_bad_audio_fraction: float = 0.01,
 ) -> dict[str, CutSet]:
     """Read a LibriSpeech-layout corpus into cuts, normalise transcripts, cache fbank features.
 
@@ -147,20 +159,31 @@ def prepare_manifests(
         compute_features: compute and store :func:`fbank_extractor` features; without them,
             :class:`~dmao.data.dataset.AsrBatchDataset` computes them on the fly.
         num_jobs: threads for reading transcripts and processes for feature extraction.
+        bad_audio: ``strict`` or ``skip``: what missing/corrupt audio does
+            (:mod:`dmao.data.bad_audio`).
+        max_bad_audio_fraction: skip mode's error budget: the largest fraction of a part's
+            utterances that may be left out.
 
     Returns:
         ``{part: CutSet}`` for every requested part, in memory.
 
     Raises:
         FileNotFoundError: ``corpus_dir`` or a part folder does not exist.
-        ValueError: a part has no transcripts, a transcript line is malformed, an utterance has
-            no audio file, or audio cannot be read.
+        ValueError: a part has no transcripts, a transcript line is malformed, or audio is
+            missing/unreadable (strict mode: all such files listed) or too often so (skip mode).
     """
     corpus_dir = Path(corpus_dir)
 
-    def read(missing: list[str]) -> dict[str, CutSet]:
-        _check_corpus(corpus_dir, missing)
-        manifests = prepare_librispeech(corpus_dir, dataset_parts=missing, num_jobs=num_jobs)
+    def read(missing: list[str], bad: BadAudioLog) -> dict[str, CutSet]:
+        listed = _check_corpus(corpus_dir, missing)
+        found = scan_audio([path for utts in listed.values() for _, path in utts])
+        for part, utts in listed.items():
+            bad.listed[part] = len(utts)
+            for utt_id, path in utts:
+                if path in found:
+                    bad.add(BadAudio(part, utt_id, str(path), *found[path]))
+        bad.check(missing, stage="pre-scan of the audio headers")
+        manifests = _read_librispeech(corpus_dir, missing, bad, num_jobs)
         by_part = {}
         for part in missing:
             cuts = CutSet.from_manifests(
@@ -181,22 +204,74 @@ def prepare_manifests(
         sampling_rate=sampling_rate,
         compute_features=compute_features,
         num_jobs=num_jobs,
+        bad_audio=bad_audio,
+        max_bad_audio_fraction=max_bad_audio_fraction,
     )
+
+
+def _read_librispeech(
+    corpus_dir: Path, parts: list[str], bad: BadAudioLog, num_jobs: int
+) -> dict[str, dict]:
+    """lhotse's recipe on the parts; a part with excluded (skip-mode) utterances is read from a
+    staging tree.
+
+    lhotse's recipe reads the directory itself (every ``*.trans.txt`` line, every file's header,
+    crashing on the first unreadable one), so excluded utterances must not be in what it reads:
+    :func:`~dmao.data.bad_audio.staged_tree` mirrors such a part under
+    ``<manifest_dir>/.bad_audio_staging`` with symlinks to the good files and ``*.trans.txt``
+    files without the excluded lines; the recordings' paths are then resolved back to the real
+    files and the staging tree is removed.
+    """
+    dirty = [part for part in parts if bad.excluded(part)]
+    clean = [part for part in parts if part not in dirty]
+    manifests: dict = {}
+    if clean:
+        manifests.update(prepare_librispeech(corpus_dir, dataset_parts=clean, num_jobs=num_jobs))
+    if not dirty:
+        return manifests
+    links: list[tuple[Path, Path]] = []
+    texts: list[tuple[Path, str]] = []
+    for part in dirty:
+        part_dir, excluded = corpus_dir / part, bad.excluded(part)
+        for trans in sorted(part_dir.rglob("*.trans.txt")):
+            lines = trans.read_text(encoding="utf-8").splitlines()
+            kept = [line for line in lines if line.split(maxsplit=1)[0] not in excluded]
+            if kept:
+                texts.append((trans.relative_to(corpus_dir), "\n".join(kept) + "\n"))
+            for line in kept:
+                audio = _audio_path(part_dir, line.split(maxsplit=1)[0])
+                links.append((audio, audio.relative_to(corpus_dir)))
+    with staged_tree(bad.out_dir, links, texts) as staging:
+        staged = prepare_librispeech(staging, dataset_parts=dirty, num_jobs=num_jobs)
+        for part in dirty:
+            recordings = unstage_recordings(staged[part]["recordings"], staging, corpus_dir)
+            manifests[part] = {**staged[part], "recordings": recordings}
+    return manifests
+
+
+def _audio_path(part_dir: Path, utt_id: str) -> Path:
+    """Where lhotse's recipe looks for an utterance: ``<part>/<spk>/<chapter>/<utt-id>.flac``."""
+    return part_dir / Path(utt_id.replace("-", "/")).parent / f"{utt_id}.flac"
 
 
 def load_or_prepare(
     out_dir: Path | str,
     parts: Sequence[str],
-    read: Callable[[list[str]], dict[str, CutSet]],
+    read: Callable[[list[str], BadAudioLog], dict[str, CutSet]],
     *,
     sampling_rate: int = 16000,
     compute_features: bool = True,
     num_jobs: int = 2,
+    bad_audio: str = "strict",
+    max_bad_audio_fraction: float = 0.01,
 ) -> dict[str, CutSet]:
     """The caching, resampling, feature and writing steps shared by every corpus.
 
-    Parts whose ``out_dir/cuts_<part>.jsonl.gz`` exists are loaded; ``read(missing_parts)`` builds
-    the others (``{part: CutSet}``, one supervision per cut, normalised transcripts). New cuts are
+    Parts whose ``out_dir/cuts_<part>.jsonl.gz`` exists are loaded; ``read(missing_parts, bad)``
+    builds the others (``{part: CutSet}``, one supervision per cut, normalised transcripts),
+    recording what it finds in ``bad`` (:class:`~dmao.data.bad_audio.BadAudioLog`: a pre-scan of
+    the audio headers; it sets ``bad.listed[part]``, the utterance count the error budget is a
+    fraction of, and leaves excluded utterances out in skip mode). New cuts are
     sorted by id (so the order does not depend on the file system) and resampled to
     ``sampling_rate``; features are computed where missing; each cuts file is written last and
     atomically, so an interrupted run never leaves a file that looks complete.
@@ -210,11 +285,21 @@ def load_or_prepare(
             manifest directory would silently change the features).
         compute_features: compute and store :func:`fbank_extractor` features.
         num_jobs: processes for feature extraction.
+        bad_audio: ``strict`` or ``skip`` (``data.bad_audio``, see :mod:`dmao.data.bad_audio`).
+            Cuts whose audio cannot be decoded or holds NaN/inf samples get no features; strict
+            mode then writes no cuts file for their part and raises listing them all, skip mode
+            leaves them out.
+        max_bad_audio_fraction: skip mode's error budget per part.
 
     Returns:
         ``{part: CutSet}`` for every requested part, in memory.
+
+    Raises:
+        ValueError: bad audio (strict) or more than the budget of it (skip); the report
+            ``out_dir/bad_audio.json`` lists every bad file either way.
     """
     out_dir = Path(out_dir)
+    bad = BadAudioLog(out_dir, bad_audio, max_bad_audio_fraction)
     if isinstance(parts, str):
         raise TypeError(f"parts must be a sequence of part names, got the string {parts!r}")
     if num_jobs < 1:
@@ -238,10 +323,11 @@ def load_or_prepare(
         else:
             missing.append(part)
     if missing:
-        fresh = read(missing)
+        fresh = read(missing, bad)
         out_dir.mkdir(parents=True, exist_ok=True)
         for part in missing:
             cuts = CutSet.from_cuts(sorted(fresh[part], key=lambda cut: cut.id))
+            bad.listed.setdefault(part, len(cuts) + bad.num_bad(part))
             if any(cut.sampling_rate != sampling_rate for cut in cuts):
                 cuts = cuts.resample(sampling_rate)
             result[part] = cuts
@@ -251,14 +337,37 @@ def load_or_prepare(
         if compute_features and not all(cut.has_features for cut in result[part])
     ]
     with _feature_executor(num_jobs if need_features else 1) as executor:
-        for part in parts:
-            if part in need_features:
-                result[part] = _compute_features(
-                    result[part], out_dir, part, sampling_rate, num_jobs, executor
-                )
-            if part in missing or part in need_features:
-                _write_atomically(result[part], cuts_path(out_dir, part))
+        for part in need_features:
+            result[part], lost = _compute_features(
+                result[part], out_dir, part, sampling_rate, num_jobs, executor
+            )
+            bad.listed.setdefault(part, len(result[part]) + len(lost))
+            for cut in lost:
+                bad.add(_diagnose(part, cut))
+    fresh_parts = [part for part in parts if part in missing or part in need_features]
+    failed = set(bad.failed_parts(fresh_parts))
+    for part in fresh_parts:
+        if part not in failed:
+            _write_atomically(result[part], cuts_path(out_dir, part))
+    if fresh_parts:
+        bad.write_report(fresh_parts)
+    bad.check(fresh_parts, stage="feature extraction")
     return result
+
+
+def _diagnose(part: str, cut: Cut) -> BadAudio:
+    """Why a cut got no features: its audio does not decode (the library's message), holds
+    NaN/inf samples, or (finite but huge samples) gives non-finite features."""
+    path = ", ".join(str(src.source) for src in cut.recording.sources) if cut.has_recording else "-"
+    try:
+        samples = cut.load_audio()
+    except Exception as err:  # lhotse's AudioLoadingError, soundfile's errors, ...
+        return BadAudio(part, cut.id, path, "unreadable_audio", _short_error(err))
+    non_finite = int((~np.isfinite(samples)).sum())
+    if non_finite:
+        detail = f"{non_finite} NaN or inf samples"
+        return BadAudio(part, cut.id, path, "non_finite_samples", detail)
+    return BadAudio(part, cut.id, path, "non_finite_features", "fbank features are NaN or inf")
 
 
 def _normalised(cut: Cut) -> list[SupervisionSegment]:
@@ -272,14 +381,20 @@ def _normalised(cut: Cut) -> list[SupervisionSegment]:
     ]
 
 
-def _check_corpus(corpus_dir: Path, parts: Sequence[str]) -> None:
+def _check_corpus(corpus_dir: Path, parts: Sequence[str]) -> dict[str, list[tuple[str, Path]]]:
     """Fail early with messages that name the path and layout; lhotse's recipe would assert or
-    crash on an unpacking error deep inside a thread pool instead."""
+    crash on an unpacking error deep inside a thread pool instead.
+
+    Returns:
+        ``{part: [(utterance id, audio path)]}`` of every transcribed utterance (the audio may be
+        missing: the bad-audio pre-scan reports it).
+    """
     if not corpus_dir.is_dir():
         raise FileNotFoundError(
             f"corpus directory {corpus_dir} does not exist; expected {LIBRISPEECH_LAYOUT}"
         )
     available = sorted(p.name for p in corpus_dir.iterdir() if p.is_dir())
+    listed: dict[str, list[tuple[str, Path]]] = {}
     for part in parts:
         part_dir = corpus_dir / part
         if not part_dir.is_dir():
@@ -294,7 +409,7 @@ def _check_corpus(corpus_dir: Path, parts: Sequence[str]) -> None:
                 f"corpus part {part_dir} has no *.trans.txt transcripts; "
                 f"expected {LIBRISPEECH_LAYOUT}"
             )
-        no_audio = []
+        utterances = listed[part] = []
         for path in transcripts:
             for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 fields = line.split(maxsplit=1)
@@ -303,16 +418,10 @@ def _check_corpus(corpus_dir: Path, parts: Sequence[str]) -> None:
                         f"{path}:{line_no}: expected '<utt-id> <TRANSCRIPT>' (LibriSpeech "
                         f"transcripts are never empty), got {line!r}"
                     )
-                # Where lhotse's recipe looks: <part>/<spk>/<chapter>/<utt-id>.flac, from the id.
-                audio = part_dir / Path(fields[0].replace("-", "/")).parent / f"{fields[0]}.flac"
-                if not audio.is_file():
-                    no_audio.append(audio)
-        # lhotse's recipe only logs a warning per missing file and drops the utterance.
-        if no_audio:
-            raise ValueError(
-                f"corpus part {part_dir}: {len(no_audio)} transcribed utterance(s) have no audio "
-                f"file (first: {no_audio[0]}); expected {LIBRISPEECH_LAYOUT}"
-            )
+                # Where lhotse's recipe looks (it drops, with a warning, an utterance whose file
+                # is missing: the pre-scan reports it instead).
+                utterances.append((fields[0], _audio_path(part_dir, fields[0])))
+    return listed
 
 
 @contextmanager
@@ -339,6 +448,7 @@ def _init_feature_worker() -> None:
     start with lhotse's default, which cannot read .sph without sph2pipe)."""
     torch.set_num_threads(1)
     install_audio_backend()
+    logging.getLogger().addFilter(_drop_lhotse_suppressed)
 
 
 def _compute_features(
@@ -348,15 +458,18 @@ def _compute_features(
     sampling_rate: int,
     num_jobs: int,
     executor: ProcessPoolExecutor | None,
-) -> CutSet:
+) -> tuple[CutSet, list[Cut]]:
+    """Features for ``cuts`` (sorted by id) and the cuts that got none (undecodable audio,
+    non-finite features), which lhotse drops with only a log line."""
     num_jobs = min(num_jobs, len(cuts)) if executor is not None else 1
     # lhotse warns about torch threads in this (parent) process whenever num_jobs > 1, although
     # the parent only waits: drop to one thread for the call (the workers are pinned already).
     num_threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    logging.getLogger().addFilter(_drop_lhotse_suppressed)
     try:
         with_features = cuts.compute_and_store_features(
-            extractor=fbank_extractor(sampling_rate),
+            extractor=_FiniteFbank(fbank_extractor(sampling_rate).config),
             # One lilcom archive (num_jobs == 1) or a folder of them (one per process).
             storage_path=out_dir / f"feats_{part}",
             num_jobs=num_jobs,
@@ -366,16 +479,49 @@ def _compute_features(
         )
     finally:
         torch.set_num_threads(num_threads)
-    # lhotse drops, with only a log line, cuts whose audio cannot be read: make that an error,
-    # since a silently smaller training set is worse than a stopped preparation.
-    lost = sorted(set(cuts.ids) - set(with_features.ids))
-    if lost:
-        raise ValueError(
-            f"could not read the audio of {len(lost)} cut(s) of part {part!r} "
-            f"(first: {', '.join(lost[:5])}); check the files exist and are readable audio"
-        )
+        logging.getLogger().removeFilter(_drop_lhotse_suppressed)
+    # lhotse drops, with only a log line, cuts whose audio cannot be read: the caller reports
+    # them (a silently smaller training set is worse than a stopped preparation).
+    kept = set(with_features.ids)
+    lost = [cut for cut in cuts if cut.id not in kept]
     # Parallel extraction returns the cuts grouped by worker: restore the sorted order.
-    return CutSet.from_cuts(sorted(with_features, key=lambda cut: cut.id))
+    return CutSet.from_cuts(sorted(with_features, key=lambda cut: cut.id)), lost
+
+
+def _short_error(err: Exception) -> str:
+    """The decoder's own message from lhotse's multi-line AudioLoadingError ("Reading audio from
+    ... failed. Details: Exception #0 (<backend>): <class 'soundfile.LibsndfileError'>: Error :
+    flac decoder lost sync. ..." → "LibsndfileError: Error : flac decoder lost sync.")."""
+    text = str(err).strip()
+    for line in text.splitlines():
+        if line.startswith("Exception #"):
+            head, sep, message = line.partition("'>: ")
+            if sep:
+                return f"{head.rsplit('.', 1)[-1]}: {message.strip()}"
+    return text.splitlines()[0] if text else repr(err)
+
+
+def _drop_lhotse_suppressed(record: logging.LogRecord) -> bool:
+    """Logging filter: lhotse's "[Suppressed AudioLoadingError] ..." warning for a dropped cut
+    (the bad-audio log reports each such cut once, with its reason)."""
+    return not str(record.msg).startswith("[Suppressed ")
+
+
+class NonFiniteFeaturesError(AudioLoadingError):
+    """Features of a cut are NaN/inf (NaN or inf samples). An :class:`AudioLoadingError`, so
+    lhotse's feature extraction drops the cut as it does undecodable audio (lilcom would
+    otherwise crash the whole extraction on the NaN)."""
+
+
+class _FiniteFbank(Fbank):
+    """:func:`fbank_extractor` that refuses non-finite output (same name and config, so the
+    stored features are those of ``Fbank``)."""
+
+    def extract(self, samples: np.ndarray | torch.Tensor, sampling_rate: int) -> np.ndarray:
+        feats = super().extract(samples, sampling_rate)
+        if not np.isfinite(np.asarray(feats)).all():
+            raise NonFiniteFeaturesError("fbank features are NaN or inf (NaN or inf samples?)")
+        return feats
 
 
 def _write_atomically(cuts: CutSet, path: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from lhotse import CutSet
 
 from dmao.config.schema import DataConfig
+from dmao.data.bad_audio import check_bad_audio_settings
 from dmao.data.manifests import prepare_manifests
 from dmao.data.sphere import install_audio_backend
 
@@ -58,13 +59,23 @@ def prepare_parts(
     config: DataConfig, parts: Sequence[str], *, num_jobs: int = 2
 ) -> dict[str, CutSet]:
     """``{part: CutSet}`` (with cached fbank features at ``config.sampling_rate``) for ``parts``
-    of the configured corpus, prepared on first use and loaded from ``manifest_dir`` after."""
+    of the configured corpus, prepared on first use and loaded from ``manifest_dir`` after.
+
+    Missing or corrupt audio follows ``config.bad_audio`` / ``config.max_bad_audio_fraction``
+    (:mod:`dmao.data.bad_audio`): strict raises a :class:`ValueError` listing every bad file.
+    """
     parts = list(parts)
     # .sph audio (TED-LIUM, Switchboard) needs dmao's SPHERE reader, also in data-loader workers
     # forked later for on-the-fly features.
     install_audio_backend()
     corpus_dir = ensure_corpus(config, num_jobs=num_jobs)
-    common = {"sampling_rate": config.sampling_rate, "num_jobs": num_jobs}
+    check_bad_audio_settings(config.bad_audio, config.max_bad_audio_fraction)
+    common = {
+        "sampling_rate": config.sampling_rate,
+        "num_jobs": num_jobs,
+        "bad_audio": config.bad_audio,
+        "max_bad_audio_fraction": config.max_bad_audio_fraction,
+    }
     if config.corpus == "tedlium2":
         from dmao.data.corpora.tedlium import prepare_tedlium2
 

@@ -4,6 +4,7 @@ eval2000 recipes, normalisation, one-channel segment cuts, 8 kHz fbank); text ru
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,3 +344,35 @@ def test_dmao_train_on_the_shipped_switchboard_recipe(prepared, tmp_path):
     config = (run / "config.yaml").read_text()
     assert "sampling_rate: 8000" in config and "corpus: switchboard" in config
     assert any(run.rglob("*.pt"))
+
+
+def test_bad_conversations_are_left_out_in_skip_mode(tiny_swbd, tmp_path):
+    """RELIABILITY.md item 9: a truncated Switchboard-1 .sph (reported under train, since the dev
+    split is made after it is left out) and a 0-byte Hub5'00 one; strict lists both."""
+    corpus, eval2000 = tmp_path / "LDC97S62", tmp_path / "hub5"
+    shutil.copytree(tiny_swbd.corpus, corpus)
+    shutil.copytree(tiny_swbd.eval2000, eval2000)
+    sph = next(corpus.rglob("sw02010.sph"))
+    sph.write_bytes(sph.read_bytes()[:3000])
+    next(eval2000.rglob("en_4156.sph")).write_bytes(b"")
+    parts = ["train", "dev", "eval2000-swbd", "eval2000-callhome"]
+    kwargs = {"eval2000_dir": eval2000, "dev_utterances": 2, "num_jobs": 1}
+    with pytest.raises(ValueError) as err:
+        prepare_switchboard(corpus, tmp_path / "strict", parts, **kwargs)
+    assert "train sw02010: unreadable_audio" in str(err.value)
+    assert "eval2000-callhome en_4156: empty_file" in str(err.value)
+
+    out = tmp_path / "skip"
+    cuts = prepare_switchboard(
+        corpus, out, parts, bad_audio="skip", max_bad_audio_fraction=1.0, **kwargs
+    )
+    kept = [c for part in ("train", "dev") for c in cuts[part]]
+    assert kept and not any(c.recording_id == "sw02010" for c in kept)
+    assert len(cuts["eval2000-callhome"]) == 0 and len(cuts["eval2000-swbd"]) > 0
+    assert all(".bad_audio_staging" not in c.recording.sources[0].source for c in kept)
+    assert all(Path(c.recording.sources[0].source).is_file() for c in kept)
+    report = json.loads((out / "bad_audio.json").read_text())["bad_audio"]
+    assert {(e["part"], e["utterance_id"]) for e in report} == {
+        ("train", "sw02010"),
+        ("eval2000-callhome", "en_4156"),
+    }

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,3 +244,25 @@ def test_config_selects_tedlium_and_spawned_workers_read_sphere(tiny_tedlium, tm
     ]
     for cut in cuts:
         assert cut.has_features and np.isfinite(cut.load_features()).all()
+
+
+def test_bad_talk_strict_lists_it_and_skip_leaves_all_its_segments_out(tiny_tedlium, tmp_path):
+    """A truncated .sph (RELIABILITY.md item 9): strict names it; skip drops the whole talk (its
+    3 STM segments count against the budget) and keeps the other talk's cuts on the real file."""
+    corpus = _broken_copy(tiny_tedlium, tmp_path)
+    sph = corpus / "train" / "sph" / "JaneDoe_2010X.sph"
+    sph.write_bytes(sph.read_bytes()[:5000])
+    with pytest.raises(ValueError, match=r"train JaneDoe_2010X: unreadable_audio: .*truncated"):
+        prepare_tedlium2(corpus, tmp_path / "strict", ["train"], num_jobs=1)
+    with pytest.raises(ValueError, match=r"part 'train': 3 of 5 utterances \(60.0%\)"):
+        prepare_tedlium2(corpus, tmp_path / "budget", ["train"], num_jobs=1, bad_audio="skip")
+    out = tmp_path / "skip"
+    cuts = prepare_tedlium2(
+        corpus, out, ["train"], num_jobs=1, bad_audio="skip", max_bad_audio_fraction=0.6
+    )["train"]
+    assert sorted(cuts.ids) == ["AlGore_2009-0", "AlGore_2009-2"]
+    assert {c.recording.sources[0].source for c in cuts} == {
+        str(corpus / "train" / "sph" / "AlGore_2009.sph")
+    }
+    (entry,) = json.loads((out / "bad_audio.json").read_text())["bad_audio"]
+    assert entry["utterance_id"] == "JaneDoe_2010X" and entry["utterances"] == 3

@@ -146,7 +146,7 @@ def test_missing_audio_is_reported_not_dropped(tiny_corpus, tmp_path) -> None:
         flac.unlink()
     with pytest.raises(
         ValueError,
-        match=r"6 transcribed utterance\(s\) have no audio file \(first: .*61-70968-0000\.flac",
+        match=r"test: 6 of 6 utterances(.|\n)*test 61-70968-0000: missing_audio: .*0000\.flac",
     ):
         prepare_manifests(corpus, tmp_path / "m", ["test"])
 

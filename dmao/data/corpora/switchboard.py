@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lhotse import CutSet, RecordingSet, SupervisionSegment
@@ -32,7 +32,8 @@ from lhotse.recipes.eval2000 import prepare_eval2000 as lhotse_prepare_eval2000
 from lhotse.recipes.switchboard import prepare_switchboard as lhotse_prepare_switchboard
 from lhotse.utils import fastcopy
 
-from dmao.data.corpora.common import check_sphere_files, normalised_supervisions, segment_cuts
+from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio, staged_tree, unstage_recordings
+from dmao.data.corpora.common import normalised_supervisions, segment_cuts
 from dmao.data.manifests import load_or_prepare
 
 __all__ = [
@@ -146,6 +147,8 @@ def prepare_switchboard(
     sampling_rate: int = 8000,
     compute_features: bool = True,
     num_jobs: int = 2,
+    bad_audio: str = "strict",
+    max_bad_audio_fraction: float = 0.01,
 ) -> dict[str, CutSet]:
     """Switchboard-1 and Hub5'00 parts → single-channel cuts with cached 8 kHz fbank features.
 
@@ -165,10 +168,16 @@ def prepare_switchboard(
         sampling_rate: feature rate; Switchboard is 8 kHz telephone speech (METHOD.md §6).
         compute_features: compute and store fbank features.
         num_jobs: processes for feature extraction.
+        bad_audio: ``strict`` or ``skip`` (:mod:`dmao.data.bad_audio`); an unreadable ``.sph``
+            is one report entry standing for the segments of its conversation (skip mode leaves
+            the conversation out). Switchboard's dev split is made after that, so bad
+            Switchboard-1 conversations are reported under ``train``.
+        max_bad_audio_fraction: skip mode's error budget, a fraction of the part's segments.
 
     Raises:
         FileNotFoundError: a corpus folder is missing (the message names it).
-        ValueError: conversations without transcripts, unreadable SPHERE, unknown parts.
+        ValueError: conversations without transcripts, unknown parts, unreadable SPHERE
+            (strict; all listed) or more of it than the budget (skip).
     """
     known = SWITCHBOARD_PARTS + EVAL2000_PARTS
     for part in parts:
@@ -177,12 +186,17 @@ def prepare_switchboard(
     if dev_utterances < 1:
         raise ValueError(f"dev_utterances must be >= 1, got {dev_utterances}")
 
-    def read(missing: list[str]) -> dict[str, CutSet]:
-        by_part: dict[str, CutSet] = {}
+    def read(missing: list[str], bad: BadAudioLog) -> dict[str, CutSet]:
+        # Check and pre-scan everything first, so strict mode lists the bad files of all parts.
+        readers = []
         if set(missing) & set(SWITCHBOARD_PARTS):
-            by_part.update(_read_switchboard(corpus_dir, transcripts_dir, dev_utterances))
+            readers.append(_read_switchboard(corpus_dir, transcripts_dir, dev_utterances, bad))
         if set(missing) & set(EVAL2000_PARTS):
-            by_part.update(_read_eval2000(eval2000_dir))
+            readers.append(_read_eval2000(eval2000_dir, bad))
+        bad.check(missing, stage="pre-scan of the audio headers")
+        by_part: dict[str, CutSet] = {}
+        for reader in readers:
+            by_part.update(reader())
         return by_part
 
     return load_or_prepare(
@@ -192,6 +206,37 @@ def prepare_switchboard(
         sampling_rate=sampling_rate,
         compute_features=compute_features,
         num_jobs=num_jobs,
+        bad_audio=bad_audio,
+        max_bad_audio_fraction=max_bad_audio_fraction,
+    )
+
+
+def _scan_conversations(
+    audio: list[Path], part_of: dict[Path, str], segments_of: dict[Path, int], bad: BadAudioLog
+) -> list[Path]:
+    """Pre-scan the ``.sph`` headers and record the bad files in ``bad`` (each standing for its
+    segments, which count against the budget of its part); returns the good files."""
+    found = scan_audio(audio)
+    for path in audio:
+        part = part_of[path]
+        bad.listed[part] = bad.listed.get(part, 0) + segments_of[path]
+    for path in audio:
+        if path in found:
+            entry = BadAudio(
+                part_of[path], path.stem, str(path), *found[path], utterances=segments_of[path]
+            )
+            bad.add(entry)
+    return [path for path in audio if path not in found]
+
+
+def _count_lines(paths: list[Path], skip: str) -> int:
+    """Transcript lines (segments) of ``paths``, not counting those holding ``skip``."""
+    return sum(
+        1
+        for path in paths
+        if path.is_file()
+        for line in path.read_text(errors="replace").splitlines()
+        if line.strip() and skip not in line
     )
 
 
@@ -221,7 +266,10 @@ def _read_switchboard(
     corpus_dir: Path | str | None,
     transcripts_dir: Path | str | None,
     dev_utterances: int,
-) -> dict[str, CutSet]:
+    bad: BadAudioLog,
+) -> Callable[[], dict[str, CutSet]]:
+    """Check the layout and pre-scan the audio now; return the step that reads the good
+    conversations (``train`` and ``dev``)."""
     if corpus_dir is None:
         raise FileNotFoundError("the Switchboard parts train/dev need the LDC97S62 corpus_dir")
     corpus_dir = Path(corpus_dir)
@@ -246,28 +294,54 @@ def _read_switchboard(
             f"{len(no_text)} conversation side(s) under {corpus_dir} have no transcript in "
             f"{transcripts} (first: {', '.join(no_text[:3])}); expected {SWITCHBOARD_LAYOUT}"
         )
-    check_sphere_files(audio)
-    manifests = lhotse_prepare_switchboard(
-        audio_dir=corpus_dir, transcripts_dir=transcripts, absolute_paths=True
+    text_of = {p.name.split("-")[0]: p for p in transcripts.rglob("*trans.text")}
+    good = _scan_conversations(
+        audio,
+        dict.fromkeys(audio, "train"),
+        {
+            p: _count_lines(
+                [text_of[f"{p.stem.replace('sw0', 'sw')}{side}"] for side in "AB"], "[silence]"
+            )
+            for p in audio
+        },
+        bad,
     )
-    # lhotse names both sides' speaker "<call>A"; a side is one speaker.
-    segments = [
-        fastcopy(sup, speaker=f"{sup.recording_id}-{'AB'[sup.channel]}")
-        for sup in manifests["supervisions"]
-    ]
-    supervisions, dropped = normalised_supervisions(segments, normalize_switchboard)
-    log.info(
-        "Switchboard: %d segments, %d empty after normalisation dropped", len(supervisions), dropped
-    )
-    dev_ids = _dev_conversations(supervisions, dev_utterances)
-    recordings: RecordingSet = manifests["recordings"]
-    _check_rate(recordings, corpus_dir)
-    return {
-        "train": segment_cuts(
-            recordings, [s for s in supervisions if s.recording_id not in dev_ids]
-        ),
-        "dev": segment_cuts(recordings, [s for s in supervisions if s.recording_id in dev_ids]),
-    }
+
+    def read() -> dict[str, CutSet]:
+        if len(good) == len(audio):
+            manifests = lhotse_prepare_switchboard(
+                audio_dir=corpus_dir, transcripts_dir=transcripts, absolute_paths=True
+            )
+        else:  # the recipe reads every .sph below audio_dir: give it only the good ones
+            links = [(p, p.relative_to(corpus_dir)) for p in good]
+            with staged_tree(bad.out_dir, links) as staging:
+                manifests = lhotse_prepare_switchboard(
+                    audio_dir=staging, transcripts_dir=transcripts, absolute_paths=True
+                )
+                recordings = unstage_recordings(manifests["recordings"], staging, corpus_dir)
+                manifests = {**manifests, "recordings": recordings}
+        # lhotse names both sides' speaker "<call>A"; a side is one speaker.
+        segments = [
+            fastcopy(sup, speaker=f"{sup.recording_id}-{'AB'[sup.channel]}")
+            for sup in manifests["supervisions"]
+        ]
+        supervisions, dropped = normalised_supervisions(segments, normalize_switchboard)
+        log.info(
+            "Switchboard: %d segments, %d empty after normalisation dropped",
+            len(supervisions),
+            dropped,
+        )
+        dev_ids = _dev_conversations(supervisions, dev_utterances)
+        recordings: RecordingSet = manifests["recordings"]
+        _check_rate(recordings, corpus_dir)
+        return {
+            "train": segment_cuts(
+                recordings, [s for s in supervisions if s.recording_id not in dev_ids]
+            ),
+            "dev": segment_cuts(recordings, [s for s in supervisions if s.recording_id in dev_ids]),
+        }
+
+    return read
 
 
 def _dev_conversations(supervisions: list[SupervisionSegment], dev_utterances: int) -> set[str]:
@@ -307,7 +381,11 @@ def find_eval2000_dirs(eval2000_dir: Path | str | None) -> tuple[Path, Path]:
     return audio, text
 
 
-def _read_eval2000(eval2000_dir: Path | str | None) -> dict[str, CutSet]:
+def _read_eval2000(
+    eval2000_dir: Path | str | None, bad: BadAudioLog
+) -> Callable[[], dict[str, CutSet]]:
+    """Check the layout and pre-scan the audio now; return the step that reads the good
+    conversations (both eval2000 parts)."""
     audio_dir, text_dir = find_eval2000_dirs(eval2000_dir)
     audio = {p.stem: p for p in audio_dir.rglob("*.sph")}
     texts = {p.stem: p for p in text_dir.rglob("*.txt")}
@@ -322,27 +400,53 @@ def _read_eval2000(eval2000_dir: Path | str | None) -> dict[str, CutSet]:
                 f"{len(names)} eval2000 conversation(s) have no {what} in {where} "
                 f"(first: {', '.join(names[:5])})"
             )
-    check_sphere_files(sorted(audio.values()))
-    with tempfile.TemporaryDirectory() as scratch:  # lhotse's recipe insists on writing files
-        manifests = lhotse_prepare_eval2000(
-            corpus_dir=Path(eval2000_dir), output_dir=scratch, absolute_paths=True
+    files = sorted(audio.values())
+    good = _scan_conversations(
+        files,
+        {p: "eval2000-swbd" if p.stem.startswith("sw") else "eval2000-callhome" for p in files},
+        {p: _count_lines([texts[p.stem]], "#") for p in files},
+        bad,
+    )
+
+    def read() -> dict[str, CutSet]:
+        with tempfile.TemporaryDirectory() as scratch:  # lhotse's recipe insists on writing files
+            if len(good) == len(files):
+                manifests = lhotse_prepare_eval2000(
+                    corpus_dir=Path(eval2000_dir), output_dir=scratch, absolute_paths=True
+                )
+            else:  # the recipe reads every .sph of the audio folder: give it only the good ones
+                root = Path(eval2000_dir)
+                links = [(p, p.relative_to(root)) for p in good]
+                with staged_tree(bad.out_dir, links) as staging:
+                    (staging / audio_dir.relative_to(root)).mkdir(parents=True, exist_ok=True)
+                    manifests = lhotse_prepare_eval2000(
+                        corpus_dir=staging,
+                        output_dir=scratch,
+                        transcript_path=text_dir,
+                        absolute_paths=True,
+                    )
+                    recordings = unstage_recordings(manifests["recordings"], staging, root)
+                    manifests = {**manifests, "recordings": recordings}
+        recordings: RecordingSet = manifests["recordings"]
+        _check_rate(recordings, audio_dir)
+        supervisions, dropped = normalised_supervisions(
+            manifests["supervisions"], normalize_switchboard
         )
-    recordings: RecordingSet = manifests["recordings"]
-    _check_rate(recordings, audio_dir)
-    supervisions, dropped = normalised_supervisions(
-        manifests["supervisions"], normalize_switchboard
-    )
-    log.info(
-        "eval2000: %d segments, %d empty after normalisation dropped", len(supervisions), dropped
-    )
-    return {
-        "eval2000-swbd": segment_cuts(
-            recordings, [s for s in supervisions if s.recording_id.startswith("sw")]
-        ),
-        "eval2000-callhome": segment_cuts(
-            recordings, [s for s in supervisions if s.recording_id.startswith("en")]
-        ),
-    }
+        log.info(
+            "eval2000: %d segments, %d empty after normalisation dropped",
+            len(supervisions),
+            dropped,
+        )
+        return {
+            "eval2000-swbd": segment_cuts(
+                recordings, [s for s in supervisions if s.recording_id.startswith("sw")]
+            ),
+            "eval2000-callhome": segment_cuts(
+                recordings, [s for s in supervisions if s.recording_id.startswith("en")]
+            ),
+        }
+
+    return read
 
 
 def _check_rate(recordings: RecordingSet, where: Path) -> None:

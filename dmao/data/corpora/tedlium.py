@@ -21,7 +21,8 @@ from pathlib import Path
 from lhotse import CutSet
 from lhotse.recipes.tedlium2 import prepare_tedlium2 as lhotse_prepare_tedlium2
 
-from dmao.data.corpora.common import check_sphere_files, normalised_supervisions, segment_cuts
+from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio, staged_tree, unstage_recordings
+from dmao.data.corpora.common import normalised_supervisions, segment_cuts
 from dmao.data.manifests import load_or_prepare
 
 __all__ = ["TEDLIUM_LAYOUT", "TEDLIUM_PARTS", "normalize_tedlium", "prepare_tedlium2"]
@@ -90,6 +91,8 @@ def prepare_tedlium2(
     sampling_rate: int = 16000,
     compute_features: bool = True,
     num_jobs: int = 2,
+    bad_audio: str = "strict",
+    max_bad_audio_fraction: float = 0.01,
 ) -> dict[str, CutSet]:
     """TED-LIUM 2 parts → cuts (one per STM segment) with cached fbank features.
 
@@ -105,23 +108,32 @@ def prepare_tedlium2(
         sampling_rate: features are computed at this rate (the release is 16 kHz).
         compute_features: compute and store fbank features.
         num_jobs: threads for reading the STM files, processes for features.
+        bad_audio: ``strict`` or ``skip`` (:mod:`dmao.data.bad_audio`); a talk whose ``.sph``
+            is unreadable is one entry of the report that stands for all its segments (skip
+            mode leaves the whole talk out).
+        max_bad_audio_fraction: skip mode's error budget, a fraction of the part's segments.
 
     Raises:
         FileNotFoundError: the corpus, a part, or its ``sph``/``stm`` folder is missing.
-        ValueError: talks without transcript or audio, malformed STM lines, unreadable SPHERE.
+        ValueError: talks without transcript or audio, malformed STM lines, unreadable SPHERE
+            (strict; all listed) or more of it than the budget (skip).
     """
     for part in parts:
         if part not in TEDLIUM_PARTS:
             raise ValueError(f"unknown TED-LIUM part {part!r}; expected one of {TEDLIUM_PARTS}")
 
-    def read(missing: list[str]) -> dict[str, CutSet]:
+    def read(missing: list[str], bad: BadAudioLog) -> dict[str, CutSet]:
         # Only here: cached parts load without the corpus.
         root = resolve_tedlium_dir(corpus_dir)
-        for part in missing:
-            _check_part(root, part)
-        manifests = lhotse_prepare_tedlium2(
-            root, dataset_parts=missing, num_jobs=num_jobs, normalize_text="none"
-        )
+        talks = {part: _check_part(root, part) for part in missing}
+        found = scan_audio([sph for by_talk in talks.values() for sph, _ in by_talk.values()])
+        for part, by_talk in talks.items():
+            bad.listed[part] = sum(n for _, n in by_talk.values())
+            for talk, (sph, segments) in sorted(by_talk.items()):
+                if sph in found:
+                    bad.add(BadAudio(part, talk, str(sph), *found[sph], utterances=segments))
+        bad.check(missing, stage="pre-scan of the audio headers")
+        manifests = _read_tedlium(root, missing, bad, talks, num_jobs)
         by_part = {}
         for part in missing:
             supervisions, dropped = normalised_supervisions(
@@ -143,7 +155,49 @@ def prepare_tedlium2(
         sampling_rate=sampling_rate,
         compute_features=compute_features,
         num_jobs=num_jobs,
+        bad_audio=bad_audio,
+        max_bad_audio_fraction=max_bad_audio_fraction,
     )
+
+
+def _read_tedlium(
+    root: Path,
+    parts: list[str],
+    bad: BadAudioLog,
+    talks: dict[str, dict[str, tuple[Path, int]]],
+    num_jobs: int,
+) -> dict[str, dict]:
+    """lhotse's recipe; a part with excluded talks (skip mode) is read from a staging tree of
+    symlinks without them (the recipe reads every ``.sph`` header of the folder and would crash
+    on a bad one), and its recordings are pointed back at the real files."""
+    dirty = [part for part in parts if bad.excluded(part)]
+    clean = [part for part in parts if part not in dirty]
+    manifests: dict = {}
+    if clean:
+        manifests.update(
+            lhotse_prepare_tedlium2(
+                root, dataset_parts=clean, num_jobs=num_jobs, normalize_text="none"
+            )
+        )
+    if not dirty:
+        return manifests
+    links = [
+        (root / part / sub / f"{talk}.{sub}", Path(part, sub, f"{talk}.{sub}"))
+        for part in dirty
+        for talk in sorted(talks[part].keys() - bad.excluded(part))
+        for sub in ("sph", "stm")
+    ]
+    with staged_tree(bad.out_dir, links) as staging:
+        for part in dirty:  # an empty sph/stm folder still has to exist for the recipe
+            for sub in ("sph", "stm"):
+                (staging / part / sub).mkdir(parents=True, exist_ok=True)
+        staged = lhotse_prepare_tedlium2(
+            staging, dataset_parts=dirty, num_jobs=num_jobs, normalize_text="none"
+        )
+        for part in dirty:
+            recordings = unstage_recordings(staged[part]["recordings"], staging, root)
+            manifests[part] = {**staged[part], "recordings": recordings}
+    return manifests
 
 
 def resolve_tedlium_dir(corpus_dir: Path | str) -> Path:
@@ -158,9 +212,13 @@ def resolve_tedlium_dir(corpus_dir: Path | str) -> Path:
     return corpus_dir
 
 
-def _check_part(corpus_dir: Path, part: str) -> None:
+def _check_part(corpus_dir: Path, part: str) -> dict[str, tuple[Path, int]]:
     """Name what is missing or malformed; lhotse's recipe asserts on a count mismatch and
-    silently drops segments whose talk has no audio."""
+    silently drops segments whose talk has no audio.
+
+    Returns:
+        ``{talk: (.sph path, number of scored segments)}``.
+    """
     part_dir = corpus_dir / part
     for sub in ("sph", "stm"):
         if not (part_dir / sub).is_dir():
@@ -182,6 +240,7 @@ def _check_part(corpus_dir: Path, part: str) -> None:
                 f"TED-LIUM part {part!r}: {len(names)} talk(s) have no {what} in {where} "
                 f"(first: {', '.join(names[:5])})"
             )
+    segments = dict.fromkeys(stms, 0)
     for talk, stm in sorted(stms.items()):
         for line_no, line in enumerate(stm.read_text(encoding="utf-8").splitlines(), 1):
             fields = line.split()
@@ -203,4 +262,5 @@ def _check_part(corpus_dir: Path, part: str) -> None:
                 ) from None
             if end <= start:
                 raise ValueError(f"{stm}:{line_no}: segment ends ({end}) before it starts")
-    check_sphere_files(sorted(audio.values()))
+            segments[talk] += " ".join(fields[6:]) != _IGNORE
+    return {talk: (audio[talk], segments[talk]) for talk in sorted(stms)}
