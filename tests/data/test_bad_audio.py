@@ -204,3 +204,19 @@ def test_dmao_train_stops_before_training(broken, tmp_path):
     for utt, reason in PRESCAN_BAD.items():
         assert f"test {utt}: {reason}" in result.stderr
     assert not list(run.rglob("*.pt"))  # no step was trained, no checkpoint written
+
+
+def test_strict_message_lists_twenty_then_points_at_the_report(tmp_path):
+    from dmao.data.bad_audio import BadAudio, BadAudioLog
+
+    bad = BadAudioLog(tmp_path, "strict")
+    bad.listed["train"] = 1000
+    for i in range(25):
+        bad.add(BadAudio("train", f"u{i:02d}", f"/x/u{i:02d}.flac", "empty_file", "0 bytes"))
+    with pytest.raises(ValueError) as err:
+        bad.check(["train"], stage="feature extraction")
+    message = str(err.value)
+    assert "train: 25 of 1000 utterances" in message
+    assert "train u19: empty_file" in message and "u20" not in message
+    assert f"... and 5 more, see {tmp_path / 'bad_audio.json'}" in message
+    assert len(_report(tmp_path)) == 25
