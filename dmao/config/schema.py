@@ -160,6 +160,10 @@ class TrainConfig:
     """Write a checkpoint every this many steps, and at the end."""
     keep_last_checkpoints: int = 3
     """Keep the newest k step checkpoints (``best`` and ``last`` are kept in addition)."""
+    max_consecutive_bad_steps: int = 20
+    """Stop after this many optimizer steps in a row had a non-finite loss or gradient (each is
+    skipped without an update); the last bad batches and the model are dumped to
+    ``RUN/bad_steps/`` for inspection. Isolated bad steps never stop a run."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``. Under torchrun each process uses
     ``cuda:LOCAL_RANK`` (``auto``/``cuda``); see docs/distributed.md."""

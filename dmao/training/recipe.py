@@ -77,7 +77,6 @@ __all__ = ["PRECISIONS", "TrainingRecipe", "resolve_device", "seed_everything"]
 log = logging.getLogger(__name__)
 
 # Consecutive non-finite steps tolerated before the run stops (ESPnet2 skips such updates too).
-MAX_CONSECUTIVE_BAD_STEPS = 20
 
 
 def seed_everything(seed: int) -> None:
@@ -523,11 +522,29 @@ class TrainingRecipe:
                 self.progress.step,
                 ", ".join(cut_ids[:10]),
             )
-        if self.progress.consecutive_bad_steps >= MAX_CONSECUTIVE_BAD_STEPS:
+        limit = self.config.train.max_consecutive_bad_steps
+        if self.progress.consecutive_bad_steps >= limit:
+            dump = self._dump_bad_step(micro)
             raise FloatingPointError(
-                f"{MAX_CONSECUTIVE_BAD_STEPS} consecutive non-finite steps at step "
-                f"{self.progress.step}; see {self.run_dir / 'metrics.jsonl'} (kind bad_step)"
+                f"{limit} consecutive non-finite steps at step {self.progress.step} "
+                f"(train.max_consecutive_bad_steps); the last batch and the model are in {dump}; "
+                f"every skipped step is in {self.run_dir / 'metrics.jsonl'} (kind bad_step)"
             )
+
+    def _dump_bad_step(self, micro: list[dict[str, Any]]) -> Path:
+        """Write this rank's last batch(es) and the model as it is to ``RUN/bad_steps/`` (plain
+        tensors, loadable with ``torch.load(weights_only=True)``), for a post-mortem."""
+        path = self.run_dir / "bad_steps" / f"step-{self.progress.step:08d}-rank{self.dist.rank}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = ("features", "feature_lens", "targets", "target_lens", "cut_ids", "texts")
+        state = {
+            "step": self.progress.step,
+            "batches": [{k: b[k] for k in keys if k in b} for b in micro],
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "architecture": self.model.architecture.to_dict(),
+        }
+        torch.save(state, path)
+        return path
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
