@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "compare",
         help="train and score baseline vs DMAO over several seeds",
         description="Runs OUT/<system>/seed<k>; re-running skips finished runs and resumes "
-        "interrupted ones. Overrides apply to every system.",
+        "interrupted ones. Overrides apply to every system; put them before the options or "
+        "after `--` (after --seeds they would be read as seeds).",
     )
     p.add_argument("--config", type=Path, default=None, help="baseline recipe")
     p.add_argument(
