@@ -18,9 +18,8 @@ from dmao.models.architecture import CONFORMER_KINDS, EncoderArchitecture, Layer
 from dmao.models.attention import MultiHeadSelfAttention
 from dmao.models.convolution import ConvolutionModule
 from dmao.models.ctc import EncoderCTCModel
+from dmao.models.encoder import BlockStackEncoder
 from dmao.models.feed_forward import FeedForward
-from dmao.models.frontend import VGGFrontend, lengths_to_mask
-from dmao.models.normalization import GlobalFeatureNorm
 
 __all__ = ["ConformerBlock", "ConformerCTC", "ConformerEncoder"]
 
@@ -76,7 +75,7 @@ class ConformerBlock(nn.Module):
         return self.final_norm(x)
 
 
-class ConformerEncoder(nn.Module):
+class ConformerEncoder(BlockStackEncoder):
     """VGG frontend followed by one :class:`ConformerBlock` per entry of ``architecture``.
 
     Args:
@@ -99,26 +98,15 @@ class ConformerEncoder(nn.Module):
         dropout: float = 0.1,
         frontend_channels: tuple[int, int, int, int] = (32, 64, 64, 32),
     ) -> None:
-        super().__init__()
-        self.feature_norm = GlobalFeatureNorm(num_features)
-        self.frontend = VGGFrontend(num_features, d_model, frontend_channels)
-        self.blocks = nn.ModuleList(
-            ConformerBlock(d_model, widths, head_dim, conv_kernel_size, dropout)
-            for widths in architecture.layers
+        super().__init__(
+            (
+                ConformerBlock(d_model, widths, head_dim, conv_kernel_size, dropout)
+                for widths in architecture.layers
+            ),
+            num_features,
+            d_model,
+            frontend_channels,
         )
-
-    @property
-    def architecture(self) -> EncoderArchitecture:
-        """The current per-layer widths, read from the modules."""
-        return EncoderArchitecture([block.widths for block in self.blocks])
-
-    def forward(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
-        """``features (B, T, F)``, ``feature_lens (B,)`` → ``(B, T', d)``, ``out_lens (B,)``."""
-        x, out_lens = self.frontend(self.feature_norm(features), feature_lens)  # (B, T', d)
-        mask = lengths_to_mask(out_lens, x.shape[1])  # (B, T')
-        for block in self.blocks:
-            x = block(x, mask)
-        return x, out_lens
 
 
 class ConformerCTC(EncoderCTCModel):
