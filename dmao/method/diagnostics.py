@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from dmao.method.units import _get
+
 __all__ = ["twin_units", "unit_input_vectors"]
 
 
@@ -25,9 +27,8 @@ def unit_input_vectors(module: nn.Module) -> Tensor:
     for s in module.unit_slices():
         if s.role != "input":
             continue
-        sub_name, _, attr = s.path.rpartition(".")
-        tensor = getattr(module.get_submodule(sub_name), attr).detach()
-        t = tensor.movedim(s.dim, 0).reshape(s.groups, width, s.unit_size, -1)
+        t = _get(module, s.path).detach().movedim(s.dim, 0)
+        t = t.reshape(s.groups, width, s.unit_size, -1)
         parts.append(t.permute(1, 0, 2, 3).reshape(width, -1))  # (width, groups*unit_size*rest)
     if not parts:
         raise ValueError(f"{type(module).__name__} declares no input slice (role='input')")
