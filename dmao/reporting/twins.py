@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from dmao.method.diagnostics import twin_units
+from dmao.reporting.architecture import _layer_of
 
 __all__ = ["twin_table"]
 
@@ -20,7 +21,7 @@ def twin_table(run_dir: str | Path, checkpoint: str = "last", min_cosine: float 
     model, _, _, path = load_trained_model(Path(run_dir), checkpoint, torch.device("cpu"))
     rows: dict[str, dict[int, str]] = {}
     for name, module in model.adaptable_modules().items():
-        layer = int(name.split(".")[-2])
+        layer = _layer_of(name)
         twins = twin_units(module, min_cosine) if module.width else 0
         rows.setdefault(module.kind, {})[layer] = f"{twins}/{module.width}"
     num_layers = 1 + max(layer for cells in rows.values() for layer in cells)
