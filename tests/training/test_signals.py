@@ -11,6 +11,7 @@ import sys
 import time
 
 import torch
+from conftest import tiny_train_overrides
 
 from dmao.training.checkpoint import latest_checkpoint, load_checkpoint
 from dmao.training.metrics import read_metrics
@@ -19,13 +20,10 @@ from dmao.training.metrics import read_metrics
 def _args(corpus, manifests, run, max_steps, checkpoint_every):
     return [
         sys.executable, "-m", "dmao.cli.main", "train", "--out", str(run),
-        "data.corpus=librispeech", f"data.corpus_dir={corpus.root}",
-        f"data.manifest_dir={manifests}", "data.max_batch_seconds=12", "data.num_buckets=2",
-        "tokenizer.kind=char", "model.d_model=32", "model.num_layers=2", "model.head_dim=16",
-        "model.conv_kernel_size=7", "model.frontend_channels=[4, 4, 4, 4]",
+        *tiny_train_overrides(corpus.root, manifests),
         "model.dropout=0.0", f"train.max_steps={max_steps}", "train.valid_every_steps=1000",
         f"train.checkpoint_every_steps={checkpoint_every}", "train.log_every_steps=1",
-        "train.progress_bar=false", "train.device=cpu", "train.num_threads=1",
+        "train.num_threads=1",
     ]  # fmt: skip
 
 
