@@ -36,11 +36,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="an ablation system: the DMAO recipe plus these overrides, trained as OUT/NAME "
         "(repeatable), e.g. late:dmao.last_event_fraction=0.4",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train this many runs at the same time (separate processes; on one GPU several "
+        "small runs share it, with several GPUs run i uses cuda:(i mod N); on the CPU each "
+        "gets cores/jobs threads)",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise SystemExit(f"dmao compare: --jobs must be >= 1, got {args.jobs}")
     from dmao.experiments import parse_variant, run_comparison
 
     result = run_comparison(
@@ -51,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         control=args.control,
         overrides=args.overrides,
         variants=[parse_variant(v) for v in args.variant],
+        jobs=args.jobs,
     )
     print(result.table)
     print()

@@ -20,6 +20,7 @@ difference is larger than the seed-to-seed spread.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -95,13 +96,18 @@ class ComparisonResult:
     files: list[Path] = field(default_factory=list)
 
 
+def _is_complete(config: ExperimentConfig, run_dir: Path) -> bool:
+    summary_path = run_dir / "train_summary.json"
+    if not summary_path.is_file():
+        return False
+    return json.loads(summary_path.read_text()).get("steps") == config.train.max_steps
+
+
 def _train_if_needed(config: ExperimentConfig, run_dir: Path) -> dict:
     summary_path = run_dir / "train_summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("steps") == config.train.max_steps:
-            log.info("%s is complete, skipping training", run_dir)
-            return summary
+    if _is_complete(config, run_dir):
+        log.info("%s is complete, skipping training", run_dir)
+        return json.loads(summary_path.read_text())
     resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step-*"))
     recipe = TrainingRecipe(config, run_dir, resume=resume)
     try:
@@ -110,6 +116,76 @@ def _train_if_needed(config: ExperimentConfig, run_dir: Path) -> dict:
     finally:
         recipe.cleanup()
     return json.loads(summary_path.read_text())
+
+
+def _train_in_subprocess(config: ExperimentConfig, run_dir: str, label: str) -> str:
+    """One training run in a worker process of ``--jobs`` (spawned, so CUDA initialises cleanly)."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {label} %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    _train_if_needed(config, Path(run_dir))
+    return run_dir
+
+
+def job_device(device: str, index: int) -> str:
+    """The ``train.device`` of concurrent run ``index`` whose recipe asks for ``device``.
+
+    Several small runs share one GPU well (each alone leaves it mostly idle while Python launches
+    kernels); with N GPUs visible, ``auto``/``cuda`` run i gets ``cuda:(i mod N)``. ``cpu`` and an
+    explicit ``cuda:K`` are kept.
+    """
+    import torch
+
+    wants_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if not wants_cuda or torch.cuda.device_count() < 2:
+        return device
+    return f"cuda:{index % torch.cuda.device_count()}"
+
+
+def _train_all(plan: list[tuple[str, ExperimentConfig, Path]], jobs: int) -> None:
+    """Train every unfinished run of ``plan`` (label, config, run folder), ``jobs`` at a time.
+
+    With ``jobs > 1`` each run is a spawned process; on the CPU each gets ``cores // jobs``
+    threads unless ``train.num_threads`` is set. A failed run does not stop the others; the
+    failures are raised together at the end (re-running resumes them).
+    """
+    todo = [(label, cfg, run) for label, cfg, run in plan if not _is_complete(cfg, run)]
+    if jobs <= 1 or len(todo) <= 1:
+        for _, cfg, run in todo:
+            _train_if_needed(cfg, run)
+        return
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    workers = min(jobs, len(todo))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    log.info("training %d runs, %d at a time", len(todo), workers)
+    failures: list[str] = []
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = {}
+        for index, (label, cfg, run) in enumerate(todo):
+            cfg = copy.deepcopy(cfg)
+            cfg.train.device = job_device(cfg.train.device, index)
+            if cfg.train.num_threads <= 0:
+                cfg.train.num_threads = threads
+            futures[pool.submit(_train_in_subprocess, cfg, str(run), label)] = label
+        for future in as_completed(futures):
+            label = futures[future]
+            try:
+                future.result()
+                log.info("%s finished", label)
+            except Exception as exc:  # reported together below; the other runs go on
+                log.error("%s failed: %s", label, exc)
+                failures.append(f"{label}: {exc}")
+    if failures:
+        raise RuntimeError(
+            f"{len(failures)} of {len(todo)} runs failed (re-run to resume them): "
+            + "; ".join(failures)
+        )
 
 
 def run_comparison(
@@ -121,8 +197,13 @@ def run_comparison(
     control: bool = False,
     overrides: list[str] | None = None,
     variants: list[Variant] | None = None,
+    jobs: int = 1,
 ) -> ComparisonResult:
-    """Train and decode every (system, seed); write ``OUT/results.{md,csv}`` and figures."""
+    """Train and decode every (system, seed); write ``OUT/results.{md,csv}`` and figures.
+
+    ``jobs`` trainings run at the same time (spawned processes; see ``_train_all``): the
+    controls start when the DMAO runs are done; decoding and scoring follow, one run at a time.
+    """
     overrides = list(overrides or [])
     variants = list(variants or [])
     if len({v.name for v in variants}) != len(variants):
@@ -136,14 +217,18 @@ def run_comparison(
     }
     for v in variants:
         systems[v.name] = (systems["dmao"][0], [*systems["dmao"][1], *v.overrides])
-    runs: list[RunResult] = []
+    plan: list[tuple[str, int, ExperimentConfig]] = []
     for seed in seeds:
         for system, (config_path, extra) in systems.items():
             config = load_config(config_path, [*overrides, *extra, f"train.seed={seed}"])
             if system != "baseline" and not config.dmao.enabled:
                 raise ValueError(f"{system}: the DMAO config {config_path} has dmao.enabled: false")
-            runs.extend(_run_and_score(system, seed, config, out_dir))
-        if control:
+            plan.append((system, seed, config))
+    _train_all([(f"{s}/seed{k}", c, out_dir / s / f"seed{k}") for s, k, c in plan], jobs)
+    if control:
+        # The control needs the DMAO run's final architecture, so it trains after it.
+        controls = []
+        for seed in seeds:
             found = out_dir / "dmao" / f"seed{seed}"
             config = load_config(
                 baseline_config,
@@ -154,7 +239,14 @@ def run_comparison(
                     f"train.seed={seed}",
                 ],
             )
-            runs.extend(_run_and_score("control", seed, config, out_dir))
+            controls.append(("control", seed, config))
+        _train_all([(f"control/seed{k}", c, out_dir / "control" / f"seed{k}")
+                    for _, k, c in controls], jobs)  # fmt: skip
+        plan += controls
+    order = {name: i for i, name in enumerate([*systems, "control"])}
+    runs: list[RunResult] = []
+    for system, seed, config in sorted(plan, key=lambda p: (p[1], order[p[0]])):
+        runs.extend(_run_and_score(system, seed, config, out_dir))
     table = summarise(runs)
     files = _write_outputs(runs, table, out_dir)
     return ComparisonResult(runs=runs, table=table, files=files)

@@ -84,3 +84,57 @@ def test_parse_variant_and_its_errors():
     for bad in ("late", "late:", "late:dmao.metric", "a b:x.y=1", "baseline:dmao.ema_beta=0.2"):
         with pytest.raises(ValueError, match="variant"):
             parse_variant(bad)
+
+
+def _final_weights(run_dir):
+    import torch
+
+    ckpt = max((run_dir / "checkpoints").glob("step-*.pt"))
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+
+
+def test_parallel_jobs_train_the_same_runs_as_one_at_a_time(tiny_corpus, tmp_path):
+    """``--jobs 2`` (spawned processes) gives bit-identical runs to the sequential path."""
+    import torch
+
+    overrides = [
+        *tiny_train_overrides(tiny_corpus.root, tmp_path / "manifests"),
+        "train.max_steps=6",
+        "train.valid_every_steps=6",
+        "train.checkpoint_every_steps=6",
+        "train.num_threads=1",
+        "dmao.score_every_steps=2",
+        "dmao.last_event_fraction=0.5",
+        "dmao.total_fraction=0.25",
+    ]
+    one = run_comparison(None, None, tmp_path / "one", seeds=[0], control=True, overrides=overrides)
+    two = run_comparison(
+        None, None, tmp_path / "two", seeds=[0], control=True, overrides=overrides, jobs=2
+    )
+    assert [(r.system, r.split, r.wer, r.cer) for r in two.runs] == [
+        (r.system, r.split, r.wer, r.cer) for r in one.runs
+    ]
+    for system in ("baseline", "dmao", "control"):
+        a = _final_weights(tmp_path / "one" / system / "seed0")
+        b = _final_weights(tmp_path / "two" / system / "seed0")
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), system
+
+
+def test_a_failed_parallel_run_is_named_and_the_others_finish(tiny_corpus, tmp_path):
+    overrides = [
+        *tiny_train_overrides(tiny_corpus.root, tmp_path / "manifests"),
+        "train.max_steps=4",
+        "train.valid_every_steps=4",
+        "train.checkpoint_every_steps=4",
+        "train.num_threads=1",
+        "dmao.score_every_steps=1",
+        "dmao.last_event_fraction=0.5",
+    ]
+    # CUDA is not available here, so the variant fails when its training starts.
+    broken = Variant("broken", ("train.device=cuda",))
+    out = tmp_path / "cmp"
+    with pytest.raises(RuntimeError, match=r"1 of 3 runs failed.*broken/seed0"):
+        run_comparison(None, None, out, seeds=[0], overrides=overrides, variants=[broken], jobs=3)
+    for system in ("baseline", "dmao"):
+        assert (out / system / "seed0" / "train_summary.json").is_file()
