@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Everything one short GPU session measures, in one command (BENCHMARKS.md "GPU", RESULTS.md
+# "GPU benchmark"), each stage under its own time limit so a slow or failing stage still leaves
+# the others' results:
+#   1. the built-in corpus (3 h, the small recipes' corpus) with one synthesis job per core;
+#   2. benchmarks/gpu_check.py on it: the d = 384 12-layer Conformer, baseline and DMAO, bf16,
+#      steps/s, audio s/s, peak memory;
+#   3. `dmao compare` of the GPU benchmark recipe (conformer_bench_gpu.yaml): baseline and DMAO
+#      x 3 seeds, the six runs side by side on the one GPU (--jobs 6);
+#   4. results.tgz: every log, metric, table and figure, without checkpoints and features.
+#
+#   benchmarks/gpu_session.sh OUT [--budget-s 560] [--check-steps 100] [--jobs 6]
+#                                 [--hours 3] [--corpus data/synthetic]
+#                                 [--check-args "..."] [--compare-args "..."]
+#
+# Resumable like `dmao compare` itself: re-running skips finished runs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:?usage: benchmarks/gpu_session.sh OUT [options]}
+shift
+BUDGET=560 CHECK_STEPS=100 JOBS=6 HOURS=3 CORPUS=data/synthetic CHECK_ARGS="" COMPARE_ARGS=""
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --budget-s) BUDGET=$2 ;;
+        --check-steps) CHECK_STEPS=$2 ;;
+        --jobs) JOBS=$2 ;;
+        --hours) HOURS=$2 ;;
+        --corpus) CORPUS=$2 ;;
+        --check-args) CHECK_ARGS=$2 ;;
+        --compare-args) COMPARE_ARGS=$2 ;;
+        *) echo "gpu_session.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift 2
+done
+PY=${PYTHON:-python3}
+[[ -x .venv/bin/python && -z ${PYTHON:-} ]] && PY=.venv/bin/python
+export PYTHONUNBUFFERED=1
+mkdir -p "$OUT"
+T0=$(date +%s)
+left() { echo $((BUDGET - ($(date +%s) - T0))); }
+stage() { echo "=== $(date +%T) [+$(($(date +%s) - T0)) s] $*"; }
+
+stage "machine"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+"$PY" -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
+
+stage "corpus: $HOURS h"
+"$PY" -m dmao prepare synthetic --out "$CORPUS/corpus" --hours "$HOURS" --seed 0 \
+    --num-jobs "$(nproc)" --manifests "$CORPUS/manifests" >"$OUT/corpus.log" 2>&1
+echo "corpus rc=$? ($(tail -1 "$OUT/corpus.log"))"
+CORPUS_OVERRIDES="data.corpus_dir=$CORPUS/corpus data.manifest_dir=$CORPUS/manifests data.synthetic_hours=$HOURS"
+
+stage "gpu_check: $CHECK_STEPS steps each"
+# shellcheck disable=SC2086
+timeout --signal=TERM $(($(left) < 170 ? $(left) : 170)) "$PY" benchmarks/gpu_check.py \
+    --out "$OUT/gpu_check" --steps "$CHECK_STEPS" --hours "$HOURS" $CHECK_ARGS $CORPUS_OVERRIDES \
+    >"$OUT/gpu_check.log" 2>&1
+echo "gpu_check rc=$?"
+grep -A2 "^| device" "$OUT/gpu_check.log"
+
+stage "compare: --jobs $JOBS, $(($(left) - 25)) s left for it"
+# shellcheck disable=SC2086
+timeout --signal=TERM $(($(left) - 25)) "$PY" -m dmao compare \
+    --config dmao/configs/synthetic/conformer_bench_gpu.yaml --out "$OUT/compare" \
+    --jobs "$JOBS" $CORPUS_OVERRIDES train.progress_bar=false $COMPARE_ARGS -- \
+    >"$OUT/compare.log" 2>&1
+echo "compare rc=$?"
+grep -A40 "^| system" "$OUT/compare.log" | head -40
+# Where each run got to (also when the time limit stopped the comparison early).
+for m in "$OUT"/compare/*/seed*/metrics.jsonl; do
+    [[ -f $m ]] && echo "$m: $(grep -c '"valid"' "$m") validations, last: $(grep '"valid"' "$m" | tail -1 | cut -c1-160)"
+done
+
+stage "pack"
+tar czf "$OUT/results.tgz" --exclude='*.pt' --exclude='checkpoints' -C "$OUT" \
+    $(cd "$OUT" && ls -d gpu_check/gpu_check.json gpu_check/*/metrics.jsonl compare ./*.log 2>/dev/null)
+ls -la "$OUT/results.tgz"
+stage "done"
