@@ -28,7 +28,7 @@ Decisions:
 - Dropout is ``base_dropout × width / default_width``, capped at 0.9 so a module that grew a lot
   still passes a signal; it is (re)applied when the allocator is built too, so a model rebuilt from
   a checkpoint with a DMAO architecture gets the same dropouts as the run that made it.
-- With ``growth_init="random"`` new copies start with zero moments whatever
+- With ``growth_init="random"`` or ``"fresh"`` new copies start with zero moments whatever
   ``duplicate_moments`` says: the original's moments describe different weights.
 """
 
@@ -297,7 +297,9 @@ class DmaoAllocator:
                     torch.tensor(comps, dtype=torch.int64), module.units_per_component
                 )
                 remaps.extend(module.reselect(units, self.growth).values())
-            moments = "zeros" if self.growth.mode == "random" else self.config.duplicate_moments
+            # Fresh weights: the original's moments describe different weights.
+            fresh_weights = self.growth.mode in ("random", "fresh")
+            moments = "zeros" if fresh_weights else self.config.duplicate_moments
             remap_optimizer(optimizer, remaps, moments)
             if self.config.dropout_scaling:
                 self._scale_dropout()

@@ -8,7 +8,7 @@ from typing import Any
 __all__ = ["BUDGET_UNITS", "DUPLICATE_MOMENTS", "GROWTH_INITS", "METRICS", "DmaoConfig"]
 
 METRICS: tuple[str, ...] = ("taylor", "gradient", "magnitude")
-GROWTH_INITS: tuple[str, ...] = ("copy", "copy_noise", "random", "function_preserving")
+GROWTH_INITS: tuple[str, ...] = ("copy", "copy_noise", "random", "function_preserving", "fresh")
 DUPLICATE_MOMENTS: tuple[str, ...] = ("copy", "zeros")
 BUDGET_UNITS: tuple[str, ...] = ("params", "macs")
 
@@ -41,8 +41,10 @@ class DmaoConfig:
     p / num_events."""
     growth_init: str = "copy"
     """How duplicated units start: ``copy`` (exact copy), ``copy_noise`` (copy plus Gaussian
-    noise), ``random`` (fresh initialisation) or ``function_preserving`` (Net2Net: both copies'
-    outgoing weights halved, the network computes the same function right after the event)."""
+    noise), ``random`` (fresh initialisation), ``function_preserving`` (Net2Net: both copies'
+    outgoing weights halved, the network computes the same function right after the event) or
+    ``fresh`` (a new unit: fresh input-side weights, zero outgoing weights — the function is kept
+    and the copy is no twin of its original; new copies start with zero Adam moments)."""
     growth_noise_variance: float = 1e-4
     """Variance of the noise added to new copies with ``growth_init=copy_noise`` (the ablations
     used 1e-4 and 0.1)."""

@@ -6,7 +6,8 @@ unless something stochastic and per-unit (dropout on the hidden units of an FFN,
 per head) pulls them apart. Nothing does in a Conformer convolution module: its duplicated
 channels stay exact twins forever, and the "grown" capacity computes nothing new (measured on the
 small recipe: every duplicated conv channel was still a twin after 1,190 more steps, RESULTS.md).
-:func:`twin_units` makes that visible; ``growth_init=copy_noise`` or ``random`` avoids it.
+:func:`twin_units` makes that visible; ``growth_init=copy_noise``, ``random`` or ``fresh`` avoids
+it (``function_preserving`` does not: both copies keep the same input weights).
 """
 
 from __future__ import annotations

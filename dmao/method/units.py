@@ -53,17 +53,21 @@ class GrowthInit:
 
     ``mode``: ``copy`` (exact), ``copy_noise`` (the new copy's trainable entries get N(0,
     ``noise_variance``) noise from the global torch RNG), ``random`` (the new copy is freshly
-    initialised like a new layer) or ``function_preserving`` (Net2Net: every copy of a unit that
-    appears k times gets its outgoing weights divided by k, so the module's output is unchanged).
+    initialised like a new layer), ``function_preserving`` (Net2Net: every copy of a unit that
+    appears k times gets its outgoing weights divided by k, so the module's output is unchanged)
+    or ``fresh`` (the new copy is a new unit: freshly initialised like ``random`` except its
+    outgoing weights, which start at zero, so the module's output is unchanged and, unlike the
+    other function-preserving choices, the copy is no twin of its original: with identical
+    weights, inputs and Adam moments two copies get identical updates and never separate).
     """
 
     mode: str = "copy"
     noise_variance: float = 1e-4
 
     def __post_init__(self) -> None:
-        if self.mode not in ("copy", "copy_noise", "random", "function_preserving"):
+        if self.mode not in ("copy", "copy_noise", "random", "function_preserving", "fresh"):
             raise ValueError(
-                f"GrowthInit.mode must be copy, copy_noise, random or function_preserving, "
+                f"GrowthInit.mode must be copy, copy_noise, random, function_preserving or fresh, "
                 f"got {self.mode!r}"
             )
 
@@ -290,6 +294,8 @@ def reselect_units(
         view = (slice(None),) * s.dim + (fresh,)
         if growth.mode == "random" and fresh.any():
             new[view] = _fresh_values(s, new[view])
+        if growth.mode == "fresh" and fresh.any():
+            new[view] = 0.0 if s.role == "output" else _fresh_values(s, new[view])
         if growth.mode == "copy_noise" and fresh.any() and isinstance(old, nn.Parameter):
             std = math.sqrt(growth.noise_variance)
             new[view] += torch.randn_like(new[view]) * std

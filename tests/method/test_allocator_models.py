@@ -147,9 +147,10 @@ def test_macs_budget_holds_within_one_component(name):
     assert _same_objects(optimizer, model)
 
 
+@pytest.mark.parametrize("mode", ["function_preserving", "fresh"])
 @pytest.mark.parametrize("name", FAMILIES)
-def test_function_preserving_growth_keeps_model_outputs(name):
-    model, optimizer, allocator = _setup(name, growth_init="function_preserving")
+def test_function_preserving_growth_keeps_model_outputs(name, mode):
+    model, optimizer, allocator = _setup(name, growth_init=mode)
     _train(model, optimizer, allocator, range(0, 1))  # trained BatchNorm statistics
     model.eval()
     features, feature_lens, _, _ = _batch(3)
@@ -159,7 +160,7 @@ def test_function_preserving_growth_keeps_model_outputs(name):
     for m in model.adaptable_modules().values():
         comps = [*range(m.num_components()), m.num_components() - 1]
         units = components_to_units(torch.tensor(comps), m.units_per_component)
-        m.reselect(units, GrowthInit("function_preserving"))
+        m.reselect(units, GrowthInit(mode))
     assert all(
         layer[k] > default[k]
         for layer, default in zip(

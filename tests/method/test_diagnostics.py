@@ -27,15 +27,16 @@ def test_fresh_modules_have_no_twins_and_vectors_follow_the_units():
         assert vectors.shape[0] == module.width
 
 
-def test_copies_are_twins_and_noise_separates_them():
-    for module in _modules():
-        units = torch.cat([torch.arange(module.width), torch.tensor([0, 1])])
-        module.reselect(units, GrowthInit("copy"))
-        assert twin_units(module) == 4, type(module).__name__  # units 0 and 1, twice each
-    for module in _modules():
-        units = torch.cat([torch.arange(module.width), torch.tensor([0, 1])])
-        module.reselect(units, GrowthInit("copy_noise", noise_variance=1e-2))
-        assert twin_units(module) == 0, type(module).__name__
+def test_copies_are_twins_and_noise_or_fresh_units_are_not():
+    for mode, twins in (("copy", 4), ("function_preserving", 4), ("copy_noise", 0), ("fresh", 0)):
+        for module in _modules():
+            units = torch.cat([torch.arange(module.width), torch.tensor([0, 1])])
+            growth = GrowthInit(mode, noise_variance=1e-2)
+            module.reselect(units, growth)
+            # copy and Net2Net halving: units 0 and 1, twice each (the same input weights, so the
+            # same gradient direction and, under Adam, the same update); noise and fresh units
+            # have weights of their own.
+            assert twin_units(module) == twins, (mode, type(module).__name__)
 
 
 def test_component_reselection_of_a_conv_module_keeps_glu_halves_together():

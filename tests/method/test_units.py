@@ -101,14 +101,42 @@ def _run(module: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     return module(x) if isinstance(module, FeedForward) else module(x, mask)
 
 
+@pytest.mark.parametrize("mode", ["function_preserving", "fresh"])
 @pytest.mark.parametrize("index", [0, 1, 2])
-def test_function_preserving_growth_keeps_outputs(index: int):
+def test_function_preserving_growth_keeps_outputs(index: int, mode: str):
     module = _modules()[index].eval()
     x, mask = torch.randn(2, 6, D), torch.ones(2, 6, dtype=torch.bool)
     before = _run(module, x, mask)
-    module.reselect(torch.tensor([0, 1, 1, 2, 3, 3, 3]), GrowthInit("function_preserving"))
+    module.reselect(torch.tensor([0, 1, 1, 2, 3, 3, 3]), GrowthInit(mode))
     assert module.width == 7
     torch.testing.assert_close(_run(module, x, mask), before, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_fresh_growth_starts_a_new_unit_with_zero_outgoing_weights(index: int):
+    copied, fresh = _modules()[index], _modules()[index]
+    torch.manual_seed(3)
+    copied.reselect(torch.tensor([0, 1, 2, 3, 1]), GrowthInit("copy"))
+    fresh.reselect(torch.tensor([0, 1, 2, 3, 1]), GrowthInit("fresh"))
+    for s in fresh.unit_slices():
+        new = fresh.state_dict()[s.path]
+        per_group = new.shape[s.dim] // s.groups
+        last = [new.narrow(s.dim, (g + 1) * per_group - s.unit_size, s.unit_size)
+                for g in range(s.groups)]  # fmt: skip
+        rest = [new.narrow(s.dim, g * per_group, per_group - s.unit_size) for g in range(s.groups)]
+        ref = copied.state_dict()[s.path]
+        assert all(
+            torch.equal(r, ref.narrow(s.dim, g * per_group, per_group - s.unit_size))
+            for g, r in enumerate(rest)
+        ), f"{s.path}: the original units must be untouched"
+        if s.role == "output":
+            assert all(not t.any() for t in last), f"{s.path}: outgoing weights must start at 0"
+        elif s.role == "input":
+            copy_of_1 = [ref.narrow(s.dim, (g + 1) * per_group - s.unit_size, s.unit_size)
+                         for g in range(s.groups)]  # fmt: skip
+            assert not all(torch.equal(a, b) for a, b in zip(last, copy_of_1, strict=True)), (
+                f"{s.path}: the new unit must not be a copy of unit 1"
+            )
 
 
 @pytest.mark.parametrize("index", [0, 1, 2])
