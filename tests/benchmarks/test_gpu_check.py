@@ -27,6 +27,8 @@ def test_dry_run_trains_baseline_and_dmao_and_reports(tmp_path, capsys):
     base, dmao = report["runs"]["baseline"], report["runs"]["dmao"]
     assert base["steps"] == dmao["steps"] == 4
     assert base["dmao_events"] == 0 and dmao["dmao_events"] == 1
+    assert base["event_transient_s"] == 0  # no event, nothing left out
+    assert dmao["event_transient_s"] == dmao["event_transient_s"]  # a number (not NaN)
     for run in (base, dmao):
         assert run["steady_steps_per_s"] > 0 and run["steady_audio_s_per_s"] > 0
         assert run["peak_gpu_memory_gib"] is None  # CPU
@@ -34,7 +36,7 @@ def test_dry_run_trains_baseline_and_dmao_and_reports(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| steps/s | audio s/s | peak GiB |" in out
     row = next(line for line in out.splitlines() if line.startswith("| ") and "bf16" in line)
-    assert len(row.strip("|").split("|")) == 10
+    assert len(row.strip("|").split("|")) == 11
 
 
 def test_refuses_without_cuda_unless_dry_run(tmp_path):
