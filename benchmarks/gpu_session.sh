@@ -11,7 +11,12 @@
 #
 #   benchmarks/gpu_session.sh OUT [--budget-s 560] [--check-steps 100] [--jobs 6]
 #                                 [--hours 3] [--corpus data/synthetic]
+#                                 [--compare-config dmao/configs/synthetic/conformer_bench_gpu.yaml]
 #                                 [--check-args "..."] [--compare-args "..."]
+#
+# Measured on an H200 (BENCHMARKS.md): 21 s corpus, 60 s check, 285 s comparison; 373 s in all.
+# The 15-minute device budget of a session leaves room for a second call on the warm machine
+# (e.g. `dmao compare ... --control` on the same folder, which skips the finished runs).
 #
 # Resumable like `dmao compare` itself: re-running skips finished runs.
 set -uo pipefail
@@ -19,6 +24,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:?usage: benchmarks/gpu_session.sh OUT [options]}
 shift
 BUDGET=560 CHECK_STEPS=100 JOBS=6 HOURS=3 CORPUS=data/synthetic CHECK_ARGS="" COMPARE_ARGS=""
+COMPARE_CONFIG=dmao/configs/synthetic/conformer_bench_gpu.yaml
 while [[ $# -gt 0 ]]; do
     case $1 in
         --budget-s) BUDGET=$2 ;;
@@ -28,6 +34,7 @@ while [[ $# -gt 0 ]]; do
         --corpus) CORPUS=$2 ;;
         --check-args) CHECK_ARGS=$2 ;;
         --compare-args) COMPARE_ARGS=$2 ;;
+        --compare-config) COMPARE_CONFIG=$2 ;;
         *) echo "gpu_session.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift 2
@@ -61,7 +68,7 @@ grep -A2 "^| device" "$OUT/gpu_check.log"
 stage "compare: --jobs $JOBS, $(($(left) - 25)) s left for it"
 # shellcheck disable=SC2086
 timeout --signal=TERM $(($(left) - 25)) "$PY" -m dmao compare \
-    --config dmao/configs/synthetic/conformer_bench_gpu.yaml --out "$OUT/compare" \
+    --config "$COMPARE_CONFIG" --out "$OUT/compare" \
     --jobs "$JOBS" $CORPUS_OVERRIDES train.progress_bar=false $COMPARE_ARGS -- \
     >"$OUT/compare.log" 2>&1
 echo "compare rc=$?"

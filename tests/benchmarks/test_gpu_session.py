@@ -1,0 +1,55 @@
+"""benchmarks/gpu_session.sh end to end at toy size on the CPU: corpus, the check's dry run, a
+two-job comparison over three seeds, and the packed results, as a GPU session would run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+# The small recipe's code path at toy size (the check's --dry-run sizes, 4 steps).
+_TINY = (
+    "train.max_steps=4 train.valid_every_steps=2 train.checkpoint_every_steps=2 "
+    "model.d_model=32 model.num_layers=2 model.head_dim=16 model.frontend_channels=[4,4,4,4] "
+    "data.max_batch_seconds=8 data.num_buckets=2 data.num_workers=0 dmao.score_every_steps=1 "
+    "train.max_valid_utterances=8 train.device=cpu"
+)
+
+
+def test_session_script_runs_every_stage_and_packs_the_results(tmp_path):
+    out = tmp_path / "session"
+    env = {**os.environ, "PYTHON": sys.executable}
+    options = {
+        "--budget-s": "500",
+        "--hours": "0.03",
+        "--corpus": str(tmp_path / "corpus"),
+        "--check-args": "--dry-run",
+        "--check-steps": "4",
+        "--jobs": "2",
+        "--compare-args": _TINY,
+    }
+    script = _ROOT / "benchmarks" / "gpu_session.sh"
+    proc = subprocess.run(
+        ["bash", str(script), str(out), *(x for kv in options.items() for x in kv)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = proc.stdout
+    for stage in ("machine", "corpus: 0.03 h", "gpu_check: 4 steps", "compare: --jobs 2", "pack"):
+        assert f"] {stage}" in log, f"stage {stage!r} missing:\n{log}"
+    assert "corpus rc=0" in log and "gpu_check rc=0" in log and "compare rc=0" in log, log
+    with tarfile.open(out / "results.tgz") as tar:
+        names = set(tar.getnames())
+        results = tar.extractfile("compare/results.md").read().decode()
+    assert "gpu_check/gpu_check.json" in names
+    runs = {f"compare/{s}/seed{k}" for s in ("baseline", "dmao") for k in (0, 1, 2)}
+    assert {f"{r}/metrics.jsonl" for r in runs} <= names
+    assert not any(n.endswith(".pt") for n in names)  # checkpoints stay behind
+    assert "| baseline | dev | 3 |" in results and "| dmao | test | 3 |" in results
