@@ -129,7 +129,7 @@ def _train_in_subprocess(config: ExperimentConfig, run_dir: str, label: str) -> 
     return run_dir
 
 
-def job_device(device: str, index: int) -> str:
+def _job_device(device: str, index: int) -> str:
     """The ``train.device`` of concurrent run ``index`` whose recipe asks for ``device``.
 
     Several small runs share one GPU well (each alone leaves it mostly idle while Python launches
@@ -169,7 +169,7 @@ def _train_all(plan: list[tuple[str, ExperimentConfig, Path]], jobs: int) -> Non
         futures = {}
         for index, (label, cfg, run) in enumerate(todo):
             cfg = copy.deepcopy(cfg)
-            cfg.train.device = job_device(cfg.train.device, index)
+            cfg.train.device = _job_device(cfg.train.device, index)
             if cfg.train.num_threads <= 0:
                 cfg.train.num_threads = threads
             futures[pool.submit(_train_in_subprocess, cfg, str(run), label)] = label
