@@ -1,6 +1,7 @@
-"""The encoder skeleton the Conformer and the E-Branchformer share: global feature normalisation,
-the VGG frontend (4x time subsampling), then a stack of blocks that each take ``(x, mask)`` and
-report their per-layer ``widths``. The families differ only in the block they stack."""
+"""The encoder skeleton every model family shares: global feature normalisation, the VGG frontend
+(4x time subsampling), then a stack of blocks that each take ``(x, mask)`` and report their
+per-layer ``widths``. The Conformer and the E-Branchformer differ only in the block they stack;
+the Transformer also adds positions before the stack and a final norm after it (the two hooks)."""
 
 from __future__ import annotations
 
@@ -43,10 +44,19 @@ class BlockStackEncoder(nn.Module):
         """The current per-layer widths, read from the modules."""
         return EncoderArchitecture([block.widths for block in self.blocks])
 
+    def before_blocks(self, x: Tensor) -> Tensor:
+        """Hook on the frontend output ``(B, T', d)`` before the first block (identity here)."""
+        return x
+
+    def after_blocks(self, x: Tensor) -> Tensor:
+        """Hook on the last block's output ``(B, T', d)`` (identity here)."""
+        return x
+
     def forward(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
         """``features (B, T, F)``, ``feature_lens (B,)`` → ``(B, T', d)``, ``out_lens (B,)``."""
         x, out_lens = self.frontend(self.feature_norm(features), feature_lens)  # (B, T', d)
+        x = self.before_blocks(x)
         mask = lengths_to_mask(out_lens, x.shape[1])  # (B, T')
         for block in self.blocks:
             x = block(x, mask)
-        return x, out_lens
+        return self.after_blocks(x), out_lens

@@ -31,9 +31,8 @@ from dmao.models.architecture import (
 from dmao.models.attention import MultiHeadSelfAttention
 from dmao.models.ctc import EncoderCTCModel
 from dmao.models.dropout import dropout
+from dmao.models.encoder import BlockStackEncoder
 from dmao.models.feed_forward import FeedForward
-from dmao.models.frontend import VGGFrontend, lengths_to_mask
-from dmao.models.normalization import GlobalFeatureNorm
 
 __all__ = ["TransformerBlock", "TransformerCTC", "TransformerEncoder", "sinusoidal_positions"]
 
@@ -94,7 +93,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-class TransformerEncoder(nn.Module):
+class TransformerEncoder(BlockStackEncoder):
     """VGG frontend + sinusoidal positions, one :class:`TransformerBlock` per entry of
     ``architecture``, final LayerNorm.
 
@@ -116,30 +115,27 @@ class TransformerEncoder(nn.Module):
         dropout: float = 0.1,
         frontend_channels: tuple[int, int, int, int] = (32, 64, 64, 32),
     ) -> None:
-        super().__init__()
+        super().__init__(
+            (
+                TransformerBlock(d_model, widths, head_dim, dropout)
+                for widths in architecture.layers
+            ),
+            num_features,
+            d_model,
+            frontend_channels,
+        )
         self.d_model = d_model
         self.dropout = dropout
-        self.feature_norm = GlobalFeatureNorm(num_features)
-        self.frontend = VGGFrontend(num_features, d_model, frontend_channels)
-        self.blocks = nn.ModuleList(
-            TransformerBlock(d_model, widths, head_dim, dropout) for widths in architecture.layers
-        )
         self.final_norm = nn.LayerNorm(d_model)
 
-    @property
-    def architecture(self) -> EncoderArchitecture:
-        """The current per-layer widths, read from the modules."""
-        return EncoderArchitecture([block.widths for block in self.blocks])
-
-    def forward(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
-        """``features (B, T, F)``, ``feature_lens (B,)`` → ``(B, T', d)``, ``out_lens (B,)``."""
-        x, out_lens = self.frontend(self.feature_norm(features), feature_lens)  # (B, T', d)
+    def before_blocks(self, x: Tensor) -> Tensor:
+        """Add sinusoidal positions to ``x (B, T', d)`` and apply the input dropout."""
         x = x + sinusoidal_positions(x.shape[1], self.d_model, x.device).to(x.dtype)
-        x = dropout(x, self.dropout, self.training)
-        mask = lengths_to_mask(out_lens, x.shape[1])  # (B, T')
-        for block in self.blocks:
-            x = block(x, mask)
-        return self.final_norm(x), out_lens
+        return dropout(x, self.dropout, self.training)
+
+    def after_blocks(self, x: Tensor) -> Tensor:
+        """The final LayerNorm of a pre-LN stack."""
+        return self.final_norm(x)
 
 
 class TransformerCTC(EncoderCTCModel):
