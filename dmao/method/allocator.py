@@ -297,9 +297,7 @@ class DmaoAllocator:
                     torch.tensor(comps, dtype=torch.int64), module.units_per_component
                 )
                 remaps.extend(module.reselect(units, self.growth).values())
-            # Fresh weights: the original's moments describe different weights.
-            fresh_weights = self.growth.mode in ("random", "fresh")
-            moments = "zeros" if fresh_weights else self.config.duplicate_moments
+            moments = "zeros" if self.growth.fresh_weights else self.config.duplicate_moments
             remap_optimizer(optimizer, remaps, moments)
             if self.config.dropout_scaling:
                 self._scale_dropout()

@@ -35,6 +35,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
+from dmao.method.config import GROWTH_INITS
+
 __all__ = [
     "AdaptableModule",
     "GrowthInit",
@@ -65,11 +67,16 @@ class GrowthInit:
     noise_variance: float = 1e-4
 
     def __post_init__(self) -> None:
-        if self.mode not in ("copy", "copy_noise", "random", "function_preserving", "fresh"):
+        if self.mode not in GROWTH_INITS:
             raise ValueError(
-                f"GrowthInit.mode must be copy, copy_noise, random, function_preserving or fresh, "
-                f"got {self.mode!r}"
+                f"GrowthInit.mode must be one of {list(GROWTH_INITS)}, got {self.mode!r}"
             )
+
+    @property
+    def fresh_weights(self) -> bool:
+        """Whether new copies get weights of their own (``random``, ``fresh``), so the original's
+        Adam moments do not describe them."""
+        return self.mode in ("random", "fresh")
 
 
 @dataclass
