@@ -4,7 +4,7 @@
 # the others' results:
 #   1. the built-in corpus (3 h, the small recipes' corpus) with one synthesis job per core;
 #   2. benchmarks/gpu_check.py on it: the d = 384 12-layer Conformer, baseline and DMAO, bf16,
-#      steps/s, audio s/s, peak memory;
+#      steps/s, audio s/s, peak memory (--check-steps 0 skips it, to give the comparison the time);
 #   3. `dmao compare` of the GPU benchmark recipe (conformer_bench_gpu.yaml): baseline and DMAO
 #      x 3 seeds, the six runs side by side on the one GPU (--jobs 6);
 #   4. results.tgz: every log, metric, table and figure, without checkpoints and features.
@@ -57,13 +57,17 @@ stage "corpus: $HOURS h"
 echo "corpus rc=$? ($(tail -1 "$OUT/corpus.log"))"
 CORPUS_OVERRIDES="data.corpus_dir=$CORPUS/corpus data.manifest_dir=$CORPUS/manifests data.synthetic_hours=$HOURS"
 
-stage "gpu_check: $CHECK_STEPS steps each"
-# shellcheck disable=SC2086
-timeout --signal=TERM $(($(left) < 170 ? $(left) : 170)) "$PY" benchmarks/gpu_check.py \
-    --out "$OUT/gpu_check" --steps "$CHECK_STEPS" --hours "$HOURS" $CHECK_ARGS $CORPUS_OVERRIDES \
-    >"$OUT/gpu_check.log" 2>&1
-echo "gpu_check rc=$?"
-grep -A2 "^| device" "$OUT/gpu_check.log"
+if ((CHECK_STEPS > 0)); then
+    stage "gpu_check: $CHECK_STEPS steps each"
+    # shellcheck disable=SC2086
+    timeout --signal=TERM $(($(left) < 170 ? $(left) : 170)) "$PY" benchmarks/gpu_check.py \
+        --out "$OUT/gpu_check" --steps "$CHECK_STEPS" --hours "$HOURS" $CHECK_ARGS $CORPUS_OVERRIDES \
+        >"$OUT/gpu_check.log" 2>&1
+    echo "gpu_check rc=$?"
+    grep -A2 "^| device" "$OUT/gpu_check.log"
+else
+    stage "gpu_check: skipped (--check-steps 0)"
+fi
 
 stage "compare: --jobs $JOBS, $(($(left) - 25)) s left for it"
 # shellcheck disable=SC2086

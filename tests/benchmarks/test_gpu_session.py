@@ -53,3 +53,30 @@ def test_session_script_runs_every_stage_and_packs_the_results(tmp_path):
     assert {f"{r}/metrics.jsonl" for r in runs} <= names
     assert not any(n.endswith(".pt") for n in names)  # checkpoints stay behind
     assert "| baseline | dev | 3 |" in results and "| dmao | test | 3 |" in results
+
+
+def test_check_steps_zero_skips_the_check(tmp_path):
+    """--check-steps 0 leaves the whole budget to the comparison: the check does not run (the
+    comparison here fails at once on a missing recipe, which the script reports and survives)."""
+    out = tmp_path / "session"
+    env = {**os.environ, "PYTHON": sys.executable}
+    options = {
+        "--hours": "0.01",
+        "--corpus": str(tmp_path / "corpus"),
+        "--check-steps": "0",
+        "--compare-config": str(tmp_path / "missing.yaml"),
+    }
+    script = _ROOT / "benchmarks" / "gpu_session.sh"
+    proc = subprocess.run(
+        ["bash", str(script), str(out), *(x for kv in options.items() for x in kv)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    log = proc.stdout
+    assert "] gpu_check: skipped (--check-steps 0)" in log, log
+    assert "gpu_check rc=" not in log and not (out / "gpu_check.log").exists()
+    assert "corpus rc=0" in log and "compare rc=0" not in log, log
+    assert "missing.yaml" in (out / "compare.log").read_text()
+    assert (out / "results.tgz").exists()
