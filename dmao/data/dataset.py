@@ -262,9 +262,17 @@ def build_eval_sampler(cuts: CutSet, *, max_batch_seconds: float) -> DynamicCutS
     Pass cuts sorted by duration (``cuts.sort_by_duration()``) to keep padding small; every cut is
     yielded exactly once, in order, ``max_batch_seconds`` of audio per batch at most.
     """
-    return DynamicCutSampler(
-        cuts, max_duration=max_batch_seconds, shuffle=False, drop_last=False, world_size=1, rank=0
-    )
+    with warnings.catch_warnings():
+        # Eager CutSets on purpose, as in build_sampler (the warning repeated at every validation).
+        warnings.filterwarnings("ignore", message="You are using Dynamic.*Sampler with an")
+        return DynamicCutSampler(
+            cuts,
+            max_duration=max_batch_seconds,
+            shuffle=False,
+            drop_last=False,
+            world_size=1,
+            rank=0,
+        )
 
 
 def sampler_state_for_resume(

@@ -273,8 +273,10 @@ def _run_and_score(system: str, seed: int, config: ExperimentConfig, out: Path) 
     return results
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def _mean_std(values: list[float], *, signed: bool = False) -> str:
+    """Mean ± sample standard deviation in %; a single run has no spread: the mean alone."""
+    mean = f"{100 * statistics.fmean(values):{'+' if signed else ''}.2f}"
+    return f"{mean} ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else mean
 
 
 def summarise(runs: list[RunResult]) -> str:
@@ -305,21 +307,19 @@ def summarise(runs: list[RunResult]) -> str:
             sel = [r for r in runs if r.system == system and r.split == split]
             if not sel:
                 continue
-            wer_m, wer_s = _mean_std([r.wer for r in sel])
-            cer_m, cer_s = _mean_std([r.cer for r in sel])
+            wer_mean = statistics.fmean(r.wer for r in sel)
             rel = paired = better = "–"
             if base_mean and system != "baseline":
-                rel = f"{100 * (base_mean - wer_m) / base_mean:+.1f} %"
+                rel = f"{100 * (base_mean - wer_mean) / base_mean:+.1f} %"
                 # Same seed = same initialisation and data order: the paired difference removes
                 # the seed-to-seed spread that both systems share.
                 diffs = [r.wer - base[r.seed] for r in sel if r.seed in base]
                 if diffs:
-                    d_m, d_s = _mean_std(diffs)
-                    paired = f"{100 * d_m:+.2f} ± {100 * d_s:.2f}"
+                    paired = _mean_std(diffs, signed=True)
                     better = f"{sum(d < 0 for d in diffs)}/{len(diffs)}"
             lines.append(
-                f"| {system} | {split} | {len(sel)} | {100 * wer_m:.2f} ± {100 * wer_s:.2f} | "
-                f"{100 * cer_m:.2f} ± {100 * cer_s:.2f} | {rel} | {paired} | {better} |"
+                f"| {system} | {split} | {len(sel)} | {_mean_std([r.wer for r in sel])} | "
+                f"{_mean_std([r.cer for r in sel])} | {rel} | {paired} | {better} |"
             )
     return "\n".join(lines)
 

@@ -76,6 +76,15 @@ def test_summary_pairs_seeds_and_counts_improvements():
     assert row.rstrip().endswith("| 2/3 |")
 
 
+def test_summary_of_one_seed_shows_no_spread():
+    """One run has no standard deviation: the table shows the value alone, not "± 0.00"."""
+    table = summarise([_run("baseline", 0, 0.50), _run("dmao", 0, 0.52)])
+    row = next(line for line in table.splitlines() if line.startswith("| dmao | test | 1"))
+    assert "| 52.00 | 17.33 | -4.0 % | +2.00 | 0/1 |" in row, row
+    summary_rows = table.split("| system | split")[1].splitlines()[2:]
+    assert summary_rows and not any("±" in line for line in summary_rows), table
+
+
 def test_parse_variant_and_its_errors():
     v = parse_variant("late-fp:dmao.last_event_fraction=0.4,dmao.growth_init=function_preserving")
     assert v == Variant(
