@@ -129,6 +129,18 @@ def _train_in_subprocess(config: ExperimentConfig, run_dir: str, label: str) -> 
     return run_dir
 
 
+class _Stop(Exception):
+    """SIGTERM/SIGINT reached ``dmao compare`` while its ``--jobs`` workers were training."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def _raise_stop(signum: int, _frame: object) -> None:
+    raise _Stop(signum)
+
+
 def _job_device(device: str, index: int) -> str:
     """The ``train.device`` of concurrent run ``index`` whose recipe asks for ``device``.
 
@@ -149,7 +161,9 @@ def _train_all(plan: list[tuple[str, ExperimentConfig, Path]], jobs: int) -> Non
 
     With ``jobs > 1`` each run is a spawned process; on the CPU each gets ``cores // jobs``
     threads unless ``train.num_threads`` is set. A failed run does not stop the others; the
-    failures are raised together at the end (re-running resumes them).
+    failures are raised together at the end (re-running resumes them). SIGTERM/SIGINT, to the
+    process group (``timeout``) or to this process alone, stops every running run after its
+    current step with a committed checkpoint, then exits with 128 + signal.
     """
     todo = [(label, cfg, run) for label, cfg, run in plan if not _is_complete(cfg, run)]
     if jobs <= 1 or len(todo) <= 1:
@@ -158,14 +172,22 @@ def _train_all(plan: list[tuple[str, ExperimentConfig, Path]], jobs: int) -> Non
         return
     import multiprocessing
     import os
+    import signal
+    import sys
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     workers = min(jobs, len(todo))
     threads = max(1, (os.cpu_count() or 1) // workers)
     log.info("training %d runs, %d at a time", len(todo), workers)
     failures: list[str] = []
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    # One run per worker process: a worker exits when its run ends, also when `dmao compare`
+    # itself is gone (after SIGTERM to the group a long-lived worker would wait forever).
+    per_child = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), **per_child
+    )
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
         futures = {}
         for index, (label, cfg, run) in enumerate(todo):
             cfg = copy.deepcopy(cfg)
@@ -181,6 +203,24 @@ def _train_all(plan: list[tuple[str, ExperimentConfig, Path]], jobs: int) -> Non
             except Exception as exc:  # reported together below; the other runs go on
                 log.error("%s failed: %s", label, exc)
                 failures.append(f"{label}: {exc}")
+    except _Stop as stop:
+        # `timeout` and schedulers signal the whole process group, `kill PID` only this process:
+        # pass it on (a second signal is harmless), and wait below until every running run has
+        # committed its last step, so that re-running the same command resumes them all.
+        running = [p for p in getattr(pool, "_processes", {}).values() if p.is_alive()]
+        log.warning(
+            "signal %d: %d running run(s) commit their last step; re-run the same command to "
+            "resume",
+            stop.signum,
+            len(running),
+        )
+        for process in running:
+            os.kill(process.pid, stop.signum)
+        raise SystemExit(128 + stop.signum) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        pool.shutdown(wait=True, cancel_futures=True)
     if failures:
         raise RuntimeError(
             f"{len(failures)} of {len(todo)} runs failed (re-run to resume them): "

@@ -1,0 +1,107 @@
+"""Stopping `dmao compare --jobs N`: SIGTERM to the whole process group (what `timeout` and
+benchmarks/gpu_session.sh do) or to the main process alone (`kill PID`) commits every running
+run's last step before the command exits 143, no worker is left behind, and re-running the same
+command resumes the runs to the weights of an uninterrupted comparison."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+from conftest import tiny_train_overrides
+
+from dmao.experiments import run_comparison
+from dmao.training.checkpoint import latest_checkpoint, load_checkpoint
+from dmao.training.metrics import read_metrics
+
+_SYSTEMS = ("baseline", "dmao")
+
+
+def _overrides(corpus, manifests):
+    return [
+        *tiny_train_overrides(corpus.root, manifests),
+        "model.dropout=0.0", "train.max_steps=30", "train.valid_every_steps=1000",
+        "train.checkpoint_every_steps=1000", "train.log_every_steps=1", "train.num_threads=1",
+        "train.progress_bar=false", "dmao.score_every_steps=2", "dmao.last_event_fraction=0.5",
+    ]  # fmt: skip
+
+
+def _compare(out, overrides):
+    return [
+        sys.executable, "-m", "dmao.cli.main", "compare", "--out", str(out), "--jobs", "2",
+        "--seeds", "0", "--", *overrides,
+    ]  # fmt: skip
+
+
+def _steps(out):
+    steps = []
+    for system in _SYSTEMS:
+        run = out / system / "seed0"
+        records = read_metrics(run, "train") if (run / "metrics.jsonl").exists() else []
+        steps.append(records[-1]["step"] if records else 0)
+    return steps
+
+
+def _start(out, overrides):
+    return subprocess.Popen(
+        _compare(out, overrides),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as under `timeout`
+    )
+
+
+def _stop_when_both_reach(out, proc, step, kill, timeout=300):
+    """Wait until both runs logged ``step``, signal, and return the steps they committed."""
+    deadline = time.time() + timeout
+    while min(_steps(out)) < step:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline, f"both runs did not reach step {step}"
+        time.sleep(0.1)
+    kill(proc)
+    # Pipes close only when every process holding them (workers included) has exited.
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 143, err[-3000:]
+    committed = []
+    for system in _SYSTEMS:
+        ckpt = latest_checkpoint(out / system / "seed0" / "checkpoints")
+        assert ckpt is not None, f"{system}: no checkpoint after the signal\n{err[-3000:]}"
+        committed.append(load_checkpoint(ckpt)["step"])
+        assert not (out / system / "seed0" / "train_summary.json").exists()
+    return committed
+
+
+def test_sigterm_checkpoints_every_run_and_rerun_resumes(tiny_corpus, tmp_path):
+    manifests = tmp_path / "manifests"
+    overrides = _overrides(tiny_corpus, manifests)
+    ref = tmp_path / "ref"
+    run_comparison(None, None, ref, seeds=[0], overrides=overrides)
+    out = tmp_path / "cmp"
+
+    # 1. SIGTERM to the process group, as `timeout` sends it.
+    first = _stop_when_both_reach(
+        out, _start(out, overrides), 4, lambda p: os.killpg(p.pid, signal.SIGTERM)
+    )
+    # The step reached when the signal came, not an interval multiple (there is none < 30).
+    assert all(4 <= step < 30 for step in first), first
+    # 2. Re-run, then SIGTERM to the main process only: it passes the signal on to its workers.
+    second = _stop_when_both_reach(
+        out, _start(out, overrides), max(first) + 2, lambda p: p.send_signal(signal.SIGTERM)
+    )
+    assert all(f < s < 30 for f, s in zip(first, second, strict=True)), (first, second)
+
+    # 3. Re-run to the end: both runs resume and end with the uninterrupted runs' weights.
+    again = subprocess.run(_compare(out, overrides), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = again.stdout + again.stderr
+    for system in _SYSTEMS:
+        assert f"{system}/seed0 INFO dmao.training.recipe: resumed from" in log, log[-3000:]
+        a = load_checkpoint(latest_checkpoint(ref / system / "seed0" / "checkpoints"))["model"]
+        b = load_checkpoint(latest_checkpoint(out / system / "seed0" / "checkpoints"))["model"]
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), system
