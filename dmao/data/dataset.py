@@ -179,6 +179,16 @@ class AsrBatchDataset(torch.utils.data.Dataset):
         return self._on_the_fly[sampling_rate](cuts)
 
 
+@contextlib.contextmanager
+def _eager_cutsets_on_purpose() -> Iterator[None]:
+    """Silence lhotse's advice to use lazy CutSets with its dynamic samplers: an eager one is a
+    deliberate choice here (small corpora, and filter_cuts has read every cut already); unsilenced
+    the warning repeats at every validation."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="You are using Dynamic.*Sampler with an")
+        yield
+
+
 def build_sampler(
     cuts: CutSet,
     *,
@@ -230,10 +240,7 @@ def build_sampler(
     """
     if num_buckets < 1:
         raise ValueError(f"data.num_buckets must be >= 1, got {num_buckets}")
-    with warnings.catch_warnings():
-        # lhotse recommends lazy CutSets for memory; an eager one is a deliberate choice here
-        # (small corpora, and filter_cuts has read every cut already).
-        warnings.filterwarnings("ignore", message="You are using Dynamic.*Sampler with an")
+    with _eager_cutsets_on_purpose():
         if num_buckets == 1:
             return DynamicCutSampler(
                 cuts,
@@ -262,9 +269,7 @@ def build_eval_sampler(cuts: CutSet, *, max_batch_seconds: float) -> DynamicCutS
     Pass cuts sorted by duration (``cuts.sort_by_duration()``) to keep padding small; every cut is
     yielded exactly once, in order, ``max_batch_seconds`` of audio per batch at most.
     """
-    with warnings.catch_warnings():
-        # Eager CutSets on purpose, as in build_sampler (the warning repeated at every validation).
-        warnings.filterwarnings("ignore", message="You are using Dynamic.*Sampler with an")
+    with _eager_cutsets_on_purpose():
         return DynamicCutSampler(
             cuts,
             max_duration=max_batch_seconds,
