@@ -20,9 +20,20 @@ _TINY = (
 )
 
 
+def _run_session(out, options, timeout):
+    """benchmarks/gpu_session.sh OUT --option value ..., with this interpreter as its Python."""
+    return subprocess.run(
+        ["bash", str(_ROOT / "benchmarks" / "gpu_session.sh"), str(out)]
+        + [x for kv in options.items() for x in kv],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def test_session_script_runs_every_stage_and_packs_the_results(tmp_path):
     out = tmp_path / "session"
-    env = {**os.environ, "PYTHON": sys.executable}
     options = {
         "--budget-s": "500",
         "--hours": "0.03",
@@ -32,14 +43,7 @@ def test_session_script_runs_every_stage_and_packs_the_results(tmp_path):
         "--jobs": "2",
         "--compare-args": _TINY,
     }
-    script = _ROOT / "benchmarks" / "gpu_session.sh"
-    proc = subprocess.run(
-        ["bash", str(script), str(out), *(x for kv in options.items() for x in kv)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _run_session(out, options, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     log = proc.stdout
     for stage in ("machine", "corpus: 0.03 h", "gpu_check: 4 steps", "compare: --jobs 2", "pack"):
@@ -59,21 +63,13 @@ def test_check_steps_zero_skips_the_check(tmp_path):
     """--check-steps 0 leaves the whole budget to the comparison: the check does not run (the
     comparison here fails at once on a missing recipe, which the script reports and survives)."""
     out = tmp_path / "session"
-    env = {**os.environ, "PYTHON": sys.executable}
     options = {
         "--hours": "0.01",
         "--corpus": str(tmp_path / "corpus"),
         "--check-steps": "0",
         "--compare-config": str(tmp_path / "missing.yaml"),
     }
-    script = _ROOT / "benchmarks" / "gpu_session.sh"
-    proc = subprocess.run(
-        ["bash", str(script), str(out), *(x for kv in options.items() for x in kv)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _run_session(out, options, timeout=300)
     log = proc.stdout
     assert "] gpu_check: skipped (--check-steps 0)" in log, log
     assert "gpu_check rc=" not in log and not (out / "gpu_check.log").exists()
