@@ -38,6 +38,7 @@ from dmao.data.bad_audio import (
     staged_tree,
     unstage_recordings,
 )
+from dmao.data.folder_lock import folder_lock
 from dmao.data.sphere import install_audio_backend
 from dmao.data.text import normalize_transcript
 
@@ -274,7 +275,8 @@ def load_or_prepare(
     fraction of, and leaves excluded utterances out in skip mode). New cuts are
     sorted by id (so the order does not depend on the file system) and resampled to
     ``sampling_rate``; features are computed where missing; each cuts file is written last and
-    atomically, so an interrupted run never leaves a file that looks complete.
+    atomically, so an interrupted run never leaves a file that looks complete. Processes calling
+    it at once on the same ``out_dir`` take turns (``out_dir/.prepare.lock``).
 
     Args:
         out_dir: manifest directory (created if missing).
@@ -306,7 +308,23 @@ def load_or_prepare(
         raise ValueError(f"num_jobs must be >= 1, got {num_jobs}")
     # .sph corpora need dmao's SPHERE reader (lhotse's default wants the sph2pipe program).
     install_audio_backend()
+    # Runs started side by side (dmao compare --jobs) wait for the one that prepares the
+    # folder, then load what it wrote.
+    with folder_lock(out_dir, "manifests"):
+        return _load_or_prepare(
+            out_dir, list(parts), read, bad, sampling_rate, compute_features, num_jobs
+        )
 
+
+def _load_or_prepare(
+    out_dir: Path,
+    parts: list[str],
+    read: Callable[[list[str], BadAudioLog], dict[str, CutSet]],
+    bad: BadAudioLog,
+    sampling_rate: int,
+    compute_features: bool,
+    num_jobs: int,
+) -> dict[str, CutSet]:
     result: dict[str, CutSet] = {}
     missing = []
     for part in parts:
@@ -526,6 +544,6 @@ class _FiniteFbank(Fbank):
 
 def _write_atomically(cuts: CutSet, path: Path) -> None:
     # The temporary name keeps the ".jsonl.gz" suffix, from which lhotse picks the format.
-    tmp = path.with_name(f".{path.name[: -len('.jsonl.gz')]}.tmp.jsonl.gz")
+    tmp = path.with_name(f".{path.name[: -len('.jsonl.gz')]}.tmp-{os.getpid()}.jsonl.gz")
     cuts.to_file(tmp)
     os.replace(tmp, path)

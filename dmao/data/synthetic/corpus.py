@@ -44,6 +44,7 @@ import scipy.fft
 import soundfile as sf
 from tqdm import tqdm
 
+from dmao.data.folder_lock import folder_lock
 from dmao.data.synthetic.espeak import get_synthesizer, resample
 from dmao.data.synthetic.grammar import Sentence, iter_sentences
 
@@ -465,8 +466,9 @@ def prepare_synthetic(
 ) -> Path:
     """Synthesise the corpus into ``out_dir`` in LibriSpeech's layout; returns ``out_dir``.
 
-    Call it from one process only (e.g. rank 0), not concurrently on the same ``out_dir``.
-    Returns at once if ``out_dir/.complete`` records the same parameters. An interrupted run with
+    Processes calling it at once on the same ``out_dir`` take turns (``out_dir/.prepare.lock``):
+    the first makes the corpus, the others then find it complete. Returns at once if
+    ``out_dir/.complete`` records the same parameters. An interrupted run with
     the same parameters resumes (finished FLAC files are kept; each was written atomically); a
     corpus made with other parameters is deleted and re-made.
 
@@ -502,8 +504,25 @@ def prepare_synthetic(
     if complete is not None and complete.get("params") == params:
         logger.info("synthetic corpus in %s is complete, skipping", out_dir)
         return out_dir
+    # Runs started side by side (dmao compare --jobs) wait here for the one that makes the corpus.
+    with folder_lock(out_dir, "synthetic corpus"):
+        complete = _read_json(out_dir / COMPLETE_MARKER)
+        if complete is None or complete.get("params") != params:
+            _synthesise(out_dir, params, snr, num_jobs)
+    return out_dir
+
+
+def _synthesise(
+    out_dir: Path, params: dict, snr: tuple[float, float] | None, num_jobs: int
+) -> None:
+    """Make (or finish) the corpus of ``params`` in ``out_dir``; writes ``.complete`` last."""
     plan = plan_synthetic(
-        hours, seed, dev_fraction, test_fraction, min_eval_utterances, utterances_per_speaker
+        params["hours"],
+        params["seed"],
+        params["dev_fraction"],
+        params["test_fraction"],
+        params["min_eval_utterances"],
+        params["utterances_per_speaker"],
     )
     _claim_directory(out_dir, params)
     for speaker in plan.speakers:
@@ -527,7 +546,7 @@ def prepare_synthetic(
                 rate_wpm=s.rate_wpm,
                 pitch=s.pitch,
                 pitch_range=s.pitch_range,
-                seed=(CORPUS_VERSION, seed, int(s.speaker_id), utt.index),
+                seed=(CORPUS_VERSION, params["seed"], int(s.speaker_id), utt.index),
                 noise_snr_db=snr,
             )
         )
@@ -581,4 +600,3 @@ def prepare_synthetic(
     marker = {"params": params, "stats": stats, "total_seconds": round(total_seconds, 2)}
     _write_text_atomic(out_dir / COMPLETE_MARKER, json.dumps(marker, indent=2))
     (out_dir / _IN_PROGRESS_MARKER).unlink(missing_ok=True)
-    return out_dir
