@@ -27,11 +27,15 @@ import logging
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dmao.config import ExperimentConfig, load_config
 from dmao.decoding.decode_run import decode_split
 from dmao.training.metrics import read_metrics
 from dmao.training.recipe import TrainingRecipe
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = [
     "ComparisonResult",
@@ -141,6 +145,10 @@ def _raise_stop(signum: int, _frame: object) -> None:
     raise _Stop(signum)
 
 
+def _ignore(_signum: int, _frame: object) -> None:
+    """A Python-level no-op handler: unlike SIG_IGN it is not inherited by spawned workers."""
+
+
 def _job_device(device: str, index: int) -> str:
     """The ``train.device`` of concurrent run ``index`` whose recipe asks for ``device``.
 
@@ -205,17 +213,17 @@ def _train_all(plan: list[tuple[str, ExperimentConfig, Path]], jobs: int) -> Non
                 failures.append(f"{label}: {exc}")
     except _Stop as stop:
         # `timeout` and schedulers signal the whole process group, `kill PID` only this process:
-        # pass it on (a second signal is harmless), and wait below until every running run has
-        # committed its last step, so that re-running the same command resumes them all.
-        running = [p for p in getattr(pool, "_processes", {}).values() if p.is_alive()]
+        # pass it on (a second signal is harmless), and wait until every run has committed its
+        # last step, so that re-running the same command resumes them all.
+        for future in futures:
+            future.cancel()  # runs still waiting in the pool's queue never start
         log.warning(
-            "signal %d: %d running run(s) commit their last step; re-run the same command to "
-            "resume",
+            "signal %d: the running runs commit their last step; re-run the same command to resume",
             stop.signum,
-            len(running),
         )
-        for process in running:
-            os.kill(process.pid, stop.signum)
+        for sig in previous:  # a second signal while they commit changes nothing (not SIG_IGN:
+            signal.signal(sig, _ignore)  # workers started now would inherit it)
+        _shut_down_signalling(pool, stop.signum)
         raise SystemExit(128 + stop.signum) from None
     finally:
         for sig, handler in previous.items():
@@ -226,6 +234,33 @@ def _train_all(plan: list[tuple[str, ExperimentConfig, Path]], jobs: int) -> Non
             f"{len(failures)} of {len(todo)} runs failed (re-run to resume them): "
             + "; ".join(failures)
         )
+
+
+def _shut_down_signalling(pool: ProcessPoolExecutor, signum: int, poll_s: float = 0.2) -> None:
+    """Shut ``pool`` down, sending ``signum`` to each of its worker processes, and return when
+    all have exited.
+
+    Signalling the workers alive at one moment is not enough: a run already handed to the pool
+    (its next queue slot, which cannot be cancelled) starts in a new worker when a finished run's
+    worker exits, possibly just after the signal, and would then train to its end while ``dmao
+    compare`` waits for it. So every worker that appears until the shutdown is over gets the
+    signal too. A worker signalled before its run installed the recipe's handler just exits: it
+    had nothing to commit. The pool's private ``_processes`` is the only list of its workers.
+    """
+    import contextlib
+    import os
+    import threading
+
+    shutdown = threading.Thread(target=pool.shutdown, kwargs={"cancel_futures": True})
+    shutdown.start()
+    signalled: set[int] = set()
+    while shutdown.is_alive():
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            if process.pid not in signalled and process.is_alive():
+                signalled.add(process.pid)
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                    os.kill(process.pid, signum)
+        shutdown.join(poll_s)
 
 
 def run_comparison(

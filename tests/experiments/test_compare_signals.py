@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from conftest import tiny_train_overrides
@@ -105,3 +106,47 @@ def test_sigterm_checkpoints_every_run_and_rerun_resumes(tiny_corpus, tmp_path):
         b = load_checkpoint(latest_checkpoint(out / system / "seed0" / "checkpoints"))["model"]
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), system
+
+
+def _train_until_term(marker_dir: str, index: int) -> None:
+    """Stands in for a run in a ``--jobs`` worker: trains (sleeps) until SIGTERM, as the recipe
+    does, or gives up after 30 s and says so."""
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
+    (Path(marker_dir) / f"started-{index}").touch()
+    deadline = time.time() + 30
+    while not stop and time.time() < deadline:
+        time.sleep(0.05)
+    (Path(marker_dir) / f"{'signal' if stop else 'timeout'}-{index}").touch()
+
+
+def test_a_run_that_starts_while_compare_stops_is_stopped_too(tmp_path):
+    # The race seen on a real comparison: the signal came just as one run ended, and the next
+    # run, already handed to the pool, started in a fresh worker after the signal had been passed
+    # on; it trained to its end while `dmao compare` waited. Here the pool has one worker and
+    # one run per worker, so run 1 can only start after run 0 has stopped and its worker exited.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from dmao.experiments.compare import _shut_down_signalling
+
+    pool = ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1
+    )
+    futures = [pool.submit(_train_until_term, str(tmp_path), i) for i in range(2)]
+    deadline = time.time() + 120
+    while not (tmp_path / "started-0").exists():
+        assert time.time() < deadline, "run 0 did not start"
+        time.sleep(0.05)
+    for future in futures:
+        future.cancel()  # as compare does: run 1 is already in the pool's queue, so it stays
+    assert not futures[1].cancelled()
+    _shut_down_signalling(pool, signal.SIGTERM)
+
+    markers = sorted(p.name for p in tmp_path.iterdir())
+    assert "signal-0" in markers, markers
+    # Run 1 either got the signal while running or before it began (then its worker exited
+    # without running it); it never ran on unstopped.
+    assert not [m for m in markers if m.startswith("timeout")], markers
+    assert ("started-1" in markers) == ("signal-1" in markers), markers
+    assert not [p for p in (pool._processes or {}).values() if p.is_alive()]
