@@ -214,15 +214,16 @@ def _train_all(plan: list[tuple[str, ExperimentConfig, Path]], jobs: int) -> Non
     except _Stop as stop:
         # `timeout` and schedulers signal the whole process group, `kill PID` only this process:
         # pass it on (a second signal is harmless), and wait until every run has committed its
-        # last step, so that re-running the same command resumes them all.
-        for future in futures:
-            future.cancel()  # runs still waiting in the pool's queue never start
+        # last step, so that re-running the same command resumes them all. Runs still waiting in
+        # the pool's queue are cancelled by the shutdown and never start.
         log.warning(
             "signal %d: the running runs commit their last step; re-run the same command to resume",
             stop.signum,
         )
-        for sig in previous:  # a second signal while they commit changes nothing (not SIG_IGN:
-            signal.signal(sig, _ignore)  # workers started now would inherit it)
+        # A second signal while they commit changes nothing (not SIG_IGN: workers started now
+        # would inherit it).
+        for sig in previous:
+            signal.signal(sig, _ignore)
         _shut_down_signalling(pool, stop.signum)
         raise SystemExit(128 + stop.signum) from None
     finally:

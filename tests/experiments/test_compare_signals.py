@@ -139,7 +139,7 @@ def test_a_run_that_starts_while_compare_stops_is_stopped_too(tmp_path):
         assert time.time() < deadline, "run 0 did not start"
         time.sleep(0.05)
     for future in futures:
-        future.cancel()  # as compare does: run 1 is already in the pool's queue, so it stays
+        future.cancel()  # as the shutdown does: run 1 is already in the pool's queue, so it stays
     assert not futures[1].cancelled()
     _shut_down_signalling(pool, signal.SIGTERM)
 
