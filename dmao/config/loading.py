@@ -98,9 +98,29 @@ def _build(cls: type, data: dict[str, Any], prefix: str, source: str) -> Any:
     return cls(**kwargs)
 
 
+def _migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """Keys that moved: ``dmao.dropout_scaling`` is ``model.dropout_scaling`` now (width-scaled
+    dropout is a property of the architecture, issue 15); configs and checkpoints written before
+    still load, and a value set in both places must agree."""
+    dmao = data.get("dmao")
+    if isinstance(dmao, dict) and "dropout_scaling" in dmao:
+        data = dict(data)
+        dmao = dict(dmao)
+        value = dmao.pop("dropout_scaling")
+        model = dict(data.get("model") or {})
+        if "dropout_scaling" in model and model["dropout_scaling"] != value:
+            raise ConfigError(
+                f"dmao.dropout_scaling={value!r} and model.dropout_scaling="
+                f"{model['dropout_scaling']!r} disagree; it is model.dropout_scaling now"
+            )
+        model["dropout_scaling"] = value
+        data["dmao"], data["model"] = dmao, model
+    return data
+
+
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
     """Build a config from a nested dict; missing keys take their defaults."""
-    return _build(ExperimentConfig, data or {}, "", source)
+    return _build(ExperimentConfig, _migrate(data or {}), "", source)
 
 
 def config_to_dict(config: ExperimentConfig) -> dict[str, Any]:

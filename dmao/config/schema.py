@@ -112,6 +112,12 @@ class ModelConfig:
     the cgMLP gate and the branch merge; the Transformer has none."""
     dropout: float = 0.1
     """Dropout probability of every module at its default width."""
+    dropout_scaling: bool = True
+    """Every adaptable module trains with ``min(dropout · width / default width, 0.9)``
+    (METHOD.md §4.7): after each DMAO event, and whenever a model is built from non-uniform widths
+    (a control, a resumed or decoded run), so a control differs from its DMAO run only in when
+    the architecture was reached. Uniform widths get ``dropout`` everywhere either way. (Was
+    ``dmao.dropout_scaling``, which old configs may still use.)"""
     frontend_channels: list[int] = field(default_factory=lambda: [32, 64, 64, 32])
     """Channels of the four VGG frontend convolutions."""
     architecture: str | None = None
@@ -148,6 +154,10 @@ class TrainConfig:
 
     max_steps: int = 10_000
     """Total optimizer steps. The LR schedule (and DMAO's event schedule) are fractions of it."""
+    stop_at_step: int = 0
+    """End the run after this many optimizer steps (0: at ``max_steps``) while the LR and DMAO
+    schedules still span ``max_steps``: the search half of ``dmao compare --search-retrain``
+    stops right after its last event."""
     seed: int = 42
     """Seed of model initialisation, data order and augmentation."""
     log_every_steps: int = 25

@@ -10,85 +10,91 @@ How a training loop uses it (``step`` = optimizer updates completed so far)::
     event = allocator.maybe_reallocate(step, optimizer)   # after the update, before zero_grad
     optimizer.zero_grad()
 
-An event (METHOD.md §4) ranks all components of all modules in ONE list, drops from the bottom
-until the removed cost exceeds P = p_k × (adaptable parameters), duplicates from the top (each at
-most once, never a component dropped in the same event) until the added cost exceeds both P and
-the removed cost, rebuilds every changed module, remaps the optimizer and rescales dropout. It is
-all or nothing: on any error the previous sub-modules, dropouts and optimizer state are put back.
+An event (METHOD.md §4) plans which components to drop and duplicate (:mod:`dmao.method.plan`:
+one global ranking, the budget kept to within half a component), rebuilds every changed module,
+remaps the optimizer and rescales dropout. It is all or nothing: on any error the previous
+sub-modules, dropouts and optimizer state are put back.
 
 Decisions:
-- Costs are exact parameter counts: a component is ``component_cost()`` parameters, and the drop
-  that empties a module also frees the module's shared parameters (norm, output bias), so the
-  invariant "after − before ∈ (0, one component]" holds for the real parameter count.
-- With ``budget_unit="macs"`` a component costs ``component_macs(context_frames)`` multiply-
-  accumulates per output frame (reported per second of audio with ``frames_per_second``), and
-  the same invariant holds for the encoder's MACs; the parameter count may then drift.
-- Duplicates are placed right after their original; ties in the ranking are broken by module order
-  and component index, so a plan is deterministic.
-- Dropout is ``base_dropout × width / default_width``, capped at 0.9 so a module that grew a lot
-  still passes a signal; it is (re)applied when the allocator is built too, so a model rebuilt from
-  a checkpoint with a DMAO architecture gets the same dropouts as the run that made it.
-- With ``growth_init="random"`` or ``"fresh"`` new copies start with zero moments whatever
-  ``duplicate_moments`` says: the original's moments describe different weights.
+- Costs (:mod:`dmao.method.budget`) are exact parameter counts or MACs, shared parameters freed
+  with the last component included, so |after − before| ≤ half the costliest component holds
+  for the real count; a violation raises :class:`BudgetError` (an ``assert`` would vanish under
+  ``python -O``).
+- Components grown at an event are not dropped before they have been measured
+  ``grace_measurements`` times (see :mod:`dmao.method.plan`); the per-component count of
+  measurements since growth is part of the checkpointed state.
+- ``metric="random"``: the ranking at an event is a random permutation from the global torch RNG
+  (the recipe seeds it per (seed, step), the same on every rank): the standard control of the
+  pruning literature — do the scores matter at all?
+- Dropout is width-scaled (:mod:`dmao.method.dropout`) for every module whose
+  ``dropout_scaling`` is on; the models apply the same rule when they are built, so a control
+  trained from the found architecture has the same dropouts as the DMAO run.
+- With ``growth_init`` ``random``, ``fresh`` or ``gradmax`` new copies start with zero moments
+  when ``duplicate_moments=copy``: the original's moments describe different weights; an explicit
+  ``second`` (the original's second moment, first moment zero) is honoured.
+- ``rewarmup_steps``: after an event the learning rate of the new units (or all) ramps up
+  (:mod:`dmao.method.rewarmup`; :meth:`after_backward` and :meth:`maybe_reallocate` bracket
+  every update, so the loop must call both on every step).
+- ``growth_init="gradmax"``: a :class:`~dmao.method.gradmax.GradMaxCollector` is started
+  ``growth_gradmax_steps`` updates before each event (in :meth:`maybe_reallocate`, or at
+  construction if the window begins at step 0) and stopped at the event, before any module is
+  rebuilt; each module then grows with its own E[∂L/∂z·hᵀ]. A module without statistics grows
+  ``fresh``. The statistics are not checkpointed (a resumed run collects from the resume on).
+- ``growth_init="reference"`` rebuilds modules as the authors' code does
+  (:mod:`dmao.method.reference`): by default every non-empty module at every event
+  (``reference_rebuild``), with ``perturb_only`` every component kept once (widths unchanged, the
+  plan is computed but not applied: the event records no drop or duplicate); the rebuilt
+  parameters are left out of the optimizer (``reference_optimizer=frozen``, kept in
+  ``self.frozen``) or enter it with empty state (``fresh``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
+from dmao.method.budget import BudgetMeter, adaptable_macs_per_second, adaptable_params
 from dmao.method.config import DmaoConfig
+from dmao.method.dropout import apply_width_scaled_dropout
+from dmao.method.gradmax import GradMaxCollector, gradmax_taps
 from dmao.method.optimizer_state import remap_optimizer
+from dmao.method.plan import (
+    BudgetError,
+    EventPlan,
+    ReallocationEvent,
+    SharedSubmodule,
+    plan_event,
+)
+from dmao.method.reference import (
+    FrozenParameters,
+    ReferenceSettings,
+    apply_reference_optimizer,
+    reference_reselect,
+)
+from dmao.method.rewarmup import UpdateRamp
 from dmao.method.schedule import event_schedule
 from dmao.method.scores import ScoreTracker
-from dmao.method.units import AdaptableModule, GrowthInit, components_to_units
+from dmao.method.units import AdaptableModule, GrowthInit, ParamRemap, components_to_units
 
-__all__ = ["DmaoAllocator", "ReallocationEvent"]
+__all__ = [
+    "BudgetError",
+    "DmaoAllocator",
+    "ReallocationEvent",
+    "SharedSubmodule",
+    "adaptable_macs_per_second",
+]
 
 log = logging.getLogger(__name__)
 
-# Upper bound of a width-scaled dropout probability (see the module docstring).
-MAX_SCALED_DROPOUT = 0.9
-
-
-@dataclass
-class ReallocationEvent:
-    """What one event did; :meth:`to_dict` is JSON-able (for metrics logs and checkpoints)."""
-
-    index: int
-    step: int
-    fraction: float
-    budget_unit: str
-    """``params`` or ``macs`` (multiply-accumulates per second of audio)."""
-    budget: int
-    """P of METHOD.md §4 in ``budget_unit``; ``cost`` of the dropped/duplicated entries too."""
-    params_before: int
-    params_after: int
-    macs_per_second_before: int
-    macs_per_second_after: int
-    dropped: list[dict[str, Any]] = field(default_factory=list)
-    """``{"module", "kind", "component", "score", "cost"}`` per dropped component."""
-    duplicated: list[dict[str, Any]] = field(default_factory=list)
-    """Same fields, per duplicated component."""
-    widths_before: dict[str, int] = field(default_factory=dict)
-    widths_after: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _adaptable_params(modules: Mapping[str, AdaptableModule]) -> int:
-    return sum(p.numel() for m in modules.values() for p in m.parameters())
-
-
-def _adaptable_macs(modules: Mapping[str, AdaptableModule], context_frames: int) -> int:
-    """Multiply-accumulates per output frame of all adaptable modules."""
-    return sum(m.num_components() * m.component_macs(context_frames) for m in modules.values())
+# Measurements since growth of a component that was never grown (the model's own components).
+_MATURE = 1 << 30
 
 
 class DmaoAllocator:
@@ -101,6 +107,8 @@ class DmaoAllocator:
         total_steps: optimizer steps of the whole run (the schedule is a fraction of it).
         frames_per_second: output frames per second of audio of the encoder (25 for 10 ms
             features subsampled 4×); converts MACs per frame to MACs per second of audio.
+        shared: sub-modules used only while one of a group of modules is non-empty (e.g.
+            ``EBranchformerCTC.adaptable_groups()``).
     """
 
     def __init__(
@@ -109,6 +117,7 @@ class DmaoAllocator:
         config: DmaoConfig,
         total_steps: int,
         frames_per_second: float = 25.0,
+        shared: Sequence[SharedSubmodule] = (),
     ) -> None:
         self.modules = dict(modules)
         self.config = config
@@ -124,17 +133,48 @@ class DmaoAllocator:
                 )
             m.set_granularity(config.granularity)
             m.num_components()  # validates the width against the granularity
+        self.shared = list(shared)
+        for group in self.shared:
+            unknown = [n for n in group.modules if n not in self.modules]
+            if unknown:
+                raise ValueError(f"DMAO shared sub-module {group.name}: unknown modules {unknown}")
+        self.meter = BudgetMeter(
+            self.modules, self.shared, config.budget_unit, self.context_frames, frames_per_second
+        )
         self.schedule = event_schedule(
-            total_steps, config.last_event_fraction, config.num_events, config.total_fraction
+            total_steps,
+            config.last_event_fraction,
+            config.num_events,
+            config.total_fraction,
+            config.event_spacing,
         )
         self.tracker = ScoreTracker(
             self.modules, config.metric, config.ema_beta, config.score_every_steps
         )
         self.event_index = 0
         self.history: list[dict[str, Any]] = []
-        self.growth = GrowthInit(config.growth_init, config.growth_noise_variance)
-        if config.dropout_scaling:
-            self._scale_dropout()
+        self.growth = GrowthInit(
+            config.growth_init,
+            config.growth_noise_variance,
+            split_alpha=config.growth_split_alpha,
+            gradmax_scale=config.growth_gradmax_scale,
+        )
+        # growth_init=reference: the authors' rebuild (METHOD.md §8); parameters it froze.
+        self.reference = (
+            ReferenceSettings.from_config(config) if config.growth_init == "reference" else None
+        )
+        self.frozen = FrozenParameters()
+        # Learning-rate re-warm-up of the new units (or all) after each event.
+        self.ramp = UpdateRamp(config.rewarmup_steps, config.rewarmup_scope)
+        # growth_init=gradmax: hooks that collect E[∂L/∂z·hᵀ], only in a window before an event.
+        self.gradmax = GradMaxCollector() if config.growth_init == "gradmax" else None
+        self._maybe_start_gradmax(0)
+        # Per module, per component: measurements taken since the component was grown.
+        self.measured_since_growth = {
+            n: torch.full((m.num_components(),), _MATURE, dtype=torch.int64)
+            for n, m in self.modules.items()
+        }
+        apply_width_scaled_dropout(self.modules)
 
     # -- training loop hooks ------------------------------------------------------------------
 
@@ -144,206 +184,260 @@ class DmaoAllocator:
         Call after ``backward()`` and before clipping/``optimizer.step()``; ``step`` is the number
         of updates completed before this one. Returns whether a measurement was taken.
         """
+        self.ramp.before_step(self.parameter)
         if self.event_index >= len(self.schedule):
             return False  # no event left: scores are never used again
         if (
             step + 1 == self.schedule[self.event_index][0]
             and self.tracker.last_measured_step != step
         ):
-            return self.tracker.measure(step)
-        return self.tracker.maybe_measure(step)
+            measured = self.tracker.measure(step)
+        else:
+            measured = self.tracker.maybe_measure(step)
+        if measured:
+            for ages in self.measured_since_growth.values():
+                ages.add_(1).clamp_(max=_MATURE)
+        return measured
+
+    def is_due(self, step: int) -> bool:
+        """Whether :meth:`maybe_reallocate` would run an event after ``step`` updates."""
+        return self.event_index < len(self.schedule) and step >= self.schedule[self.event_index][0]
 
     def maybe_reallocate(
         self, step: int, optimizer: torch.optim.Optimizer
     ) -> ReallocationEvent | None:
-        """Run the next event if ``step`` (updates completed) has reached its scheduled step."""
-        if self.event_index >= len(self.schedule) or step < self.schedule[self.event_index][0]:
+        """Run the next event if ``step`` (updates completed) has reached its scheduled step.
+
+        Call after every update (it also finishes the update's learning-rate re-warm-up and opens
+        the GradMax window)."""
+        self.ramp.after_step(self.parameter)
+        if not self.is_due(step):
+            self._maybe_start_gradmax(step)
             return None
         _, fraction = self.schedule[self.event_index]
         event = self.reallocate(step, fraction, optimizer)
         self.event_index += 1
         self.history.append(event.to_dict())
+        self._maybe_start_gradmax(step)  # the next event's window may begin at once
         return event
+
+    def _maybe_start_gradmax(self, step: int) -> None:
+        """Start collecting GradMax statistics ``growth_gradmax_steps`` updates before the next
+        event (``step`` = updates completed; the next forward is the first one collected)."""
+        if self.gradmax is None or self.gradmax.active or self.event_index >= len(self.schedule):
+            return
+        if step >= self.schedule[self.event_index][0] - self.config.growth_gradmax_steps:
+            self.gradmax.start(self.modules)
+
+    def _growth_for(self, name: str) -> GrowthInit:
+        """How module ``name`` grows: with ``gradmax``, with its own statistics (``fresh`` if it
+        has none: not tapped, or no training step seen in the window)."""
+        if self.gradmax is None:
+            return self.growth
+        matrix = self.gradmax.matrix(name)
+        if matrix is None:
+            if gradmax_taps(self.modules[name]) is not None:
+                log.warning("DMAO gradmax: no statistics for %s; it grows fresh", name)
+            return replace(self.growth, mode="fresh")
+        return replace(self.growth, gradient_outer=matrix)
 
     # -- the event ----------------------------------------------------------------------------
 
-    def plan(self, fraction: float) -> tuple[dict[str, list[int]], dict[str, Any]]:
-        """The new component list of every changed module, and the event record fields."""
-        names = list(self.modules)
-        scores = self.tracker.scores
-        if fraction > 0 and not scores:
+    def _ranking_scores(self) -> dict[str, Tensor]:
+        if self.config.metric == "random":
+            return {n: torch.rand(m.num_components()) for n, m in self.modules.items()}
+        return dict(self.tracker.scores)
+
+    def protected(self) -> dict[str, list[bool]]:
+        """Per module and component: may not be dropped now (grown, not measured enough)."""
+        grace = self.config.grace_measurements
+        return {n: (ages < grace).tolist() for n, ages in self.measured_since_growth.items()}
+
+    def plan(self, fraction: float) -> EventPlan:
+        """What an event with ``fraction`` would drop and duplicate now (nothing is changed)."""
+        if fraction > 0 and not self.tracker.scores:
             raise RuntimeError(
                 "DMAO event without any score measurement: call after_backward(step) after "
                 "every backward pass"
             )
-        unit = self.config.budget_unit
-        total = self._total_cost()
-        budget = int(fraction * total)
-        record: dict[str, Any] = {
-            "budget_unit": unit,
-            "budget": self._report(budget),
-            "dropped": [],
-            "duplicated": [],
-        }
-        if budget <= 0:
-            return {}, record
-        entries = []  # (score, module order, component, name)
-        for order, name in enumerate(names):
-            for c, s in enumerate(scores[name].tolist()):
-                entries.append((s, order, c, name))
-        entries.sort()
-        costs = {n: self._component_cost(self.modules[n]) for n in names}
-        remaining = {n: self.modules[n].num_components() for n in names}
-        # Emptying a module also frees its shared parameters (norms, output bias); they do no
-        # multiply-accumulates, so a MACs budget has nothing shared.
-        shared = {
-            n: sum(p.numel() for p in self.modules[n].parameters()) - remaining[n] * costs[n]
-            if unit == "params"
-            else 0
-            for n in names
-        }
-        dropped: set[tuple[str, int]] = set()
-        removed = 0
-        for s, _, c, name in entries:
-            if removed > budget:
-                break
-            remaining[name] -= 1
-            cost = costs[name] + (shared[name] if remaining[name] == 0 else 0)
-            removed += cost
-            dropped.add((name, c))
-            record["dropped"].append(self._entry(name, c, s, cost))
-        duplicated: set[tuple[str, int]] = set()
-        added = 0
-        for s, _, c, name in reversed(entries):
-            if added > budget and added > removed:
-                break
-            if (name, c) in dropped:
-                continue
-            added += costs[name]
-            duplicated.add((name, c))
-            record["duplicated"].append(self._entry(name, c, s, costs[name]))
-        if not (added > budget and added > removed):
-            raise RuntimeError(
-                f"DMAO plan: cannot grow {removed} {unit} back (only {added} growable); "
-                f"fraction {fraction} is too large for this model"
-            )
-        new_components: dict[str, list[int]] = {}
-        for name in names:
-            touched = [c for n, c in dropped | duplicated if n == name]
-            if not touched:
-                continue
-            comps: list[int] = []
-            for c in range(self.modules[name].num_components()):
-                if (name, c) not in dropped:
-                    comps.append(c)
-                    if (name, c) in duplicated:
-                        comps.append(c)
-            new_components[name] = comps
-        return new_components, record
+        names = list(self.modules)
+        costs = {n: self.meter.component(self.modules[n]) for n in names}
+        counts = {n: self.modules[n].num_components() for n in names}
+        shared = {n: self.meter.module_shared(n) for n in names}
+        return plan_event(
+            self._ranking_scores(),
+            counts,
+            costs,
+            shared,
+            int(fraction * self.total_cost()),
+            self.protected(),
+            self.meter.groups(),
+        )
 
-    def _entry(self, name: str, component: int, score: float, cost: int) -> dict[str, Any]:
-        kind = self.modules[name].kind
-        return {
-            "module": name,
-            "kind": kind,
-            "component": component,
-            "score": score,
-            "cost": self._report(cost),
-        }
+    def _entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+        kind = self.modules[entry["module"]].kind
+        return {**entry, "kind": kind, "cost": self.meter.report(entry["cost"])}
 
-    def _component_cost(self, module: AdaptableModule) -> int:
-        """One component's cost in the budget unit (MACs per output frame for ``macs``)."""
-        if self.config.budget_unit == "macs":
-            return module.component_macs(self.context_frames)
-        return module.component_cost()
-
-    def _total_cost(self) -> int:
-        if self.config.budget_unit == "macs":
-            return _adaptable_macs(self.modules, self.context_frames)
-        return _adaptable_params(self.modules)
-
-    def _report(self, cost: int) -> int:
-        """A cost as logged: parameters, or MACs per second of audio."""
-        if self.config.budget_unit == "macs":
-            return round(cost * self.frames_per_second)
-        return cost
+    def total_cost(self) -> int:
+        """Adaptable cost in the budget unit, shared sub-modules included."""
+        return self.meter.total()
 
     def macs_per_second(self) -> int:
         """Multiply-accumulates per second of audio of all adaptable modules."""
-        return round(_adaptable_macs(self.modules, self.context_frames) * self.frames_per_second)
+        return self.meter.macs_per_second()
 
     def reallocate(
         self, step: int, fraction: float, optimizer: torch.optim.Optimizer
     ) -> ReallocationEvent:
         """Plan, validate and apply one event; all or nothing (see the module docstring)."""
-        new_components, record = self.plan(fraction)
+        started = time.perf_counter()
+        if self.gradmax is not None:
+            self.gradmax.stop()  # before any reselect: the hooks live on the replaced sub-modules
+        plan = self.plan(fraction)
+        rebuilds = self._rebuilds(plan)
+        if self.config.perturb_only:  # the same rebuilds, no reallocation (widths unchanged)
+            plan = replace(plan, new_components={}, dropped=[], duplicated=[], freed_groups=[])
         widths_before = {n: m.width for n, m in self.modules.items()}
-        params_before = _adaptable_params(self.modules)
+        params_before = adaptable_params(self.modules)
         macs_before = self.macs_per_second()
-        before = self._total_cost()
-        max_cost = max(self._component_cost(m) for m in self.modules.values())
+        before = self.total_cost()
+        max_cost = max(self.meter.component(m) for m in self.modules.values())
 
         # Everything the apply phase replaces, to put back on failure. Reselect and the optimizer
         # remap never edit tensors in place, so references are enough.
         saved_children = {n: dict(m._modules) for n, m in self.modules.items()}
+        saved_shared = [(g, getattr(g.owner, g.attribute)) for g in self.shared]
         saved_dropout = {n: m.dropout for n, m in self.modules.items()}
         saved_groups = [list(g["params"]) for g in optimizer.param_groups]
         saved_state = dict(optimizer.state)
+        saved_frozen = list(self.frozen.params)
         try:
-            remaps = []
-            for name, comps in new_components.items():
+            remaps: list[ParamRemap] = []
+            for name, comps in rebuilds.items():
                 module = self.modules[name]
+                if self.reference is not None:
+                    comps_t = torch.tensor(comps, dtype=torch.int64)
+                    remaps.extend(reference_reselect(module, comps_t, self.reference).values())
+                    continue
                 units = components_to_units(
                     torch.tensor(comps, dtype=torch.int64), module.units_per_component
                 )
-                remaps.extend(module.reselect(units, self.growth).values())
-            moments = "zeros" if self.growth.fresh_weights else self.config.duplicate_moments
-            remap_optimizer(optimizer, remaps, moments)
-            if self.config.dropout_scaling:
-                self._scale_dropout()
-            after = self._total_cost()
-            delta = after - before
-            # The budget invariant (METHOD.md §4.4), on the real count in the budget unit.
-            ok = delta == 0 if not new_components else 0 < delta <= max_cost
-            assert ok, (
-                f"DMAO event at step {step}: adaptable {self.config.budget_unit} went from "
-                f"{before} to {after} (delta {delta}), expected within one component "
-                f"({max_cost}) of the budget"
-            )
+                remaps.extend(module.reselect(units, self._growth_for(name)).values())
+            for g, sub in saved_shared:
+                if sub is not None and g.name in plan.freed_groups:
+                    remaps.extend(ParamRemap(old=p, new=None) for p in sub.parameters())
+                    setattr(g.owner, g.attribute, None)
+            moments = self.config.duplicate_moments
+            if self.growth.fresh_weights and moments == "copy":
+                moments = "zeros"  # the original's moments describe other weights
+            if self.reference is not None:
+                mode = self.config.reference_optimizer
+                apply_reference_optimizer(optimizer, remaps, mode, self.frozen)
+            else:
+                remap_optimizer(optimizer, remaps, moments)
+            dropout_after = apply_width_scaled_dropout(self.modules)
+            self._check_budget(step, before, max_cost, bool(plan.new_components))
         except BaseException:
             for name, module in self.modules.items():
                 for child, sub in saved_children[name].items():
                     setattr(module, child, sub)
                 module.dropout = saved_dropout[name]
+            for g, sub in saved_shared:
+                setattr(g.owner, g.attribute, sub)
             for group, params in zip(optimizer.param_groups, saved_groups, strict=True):
                 group["params"] = params
             optimizer.state.clear()
             optimizer.state.update(saved_state)
+            self.frozen.params = saved_frozen
             log.error("DMAO event at step %d failed; model and optimizer restored", step)
             raise
+        self._age_components(plan.new_components)
+        self.ramp.start(self._ramp_targets(remaps))
         event = ReallocationEvent(
             index=self.event_index,
             step=step,
             fraction=fraction,
+            budget_unit=self.config.budget_unit,
+            budget=self.meter.report(int(fraction * before)),
             params_before=params_before,
-            params_after=_adaptable_params(self.modules),
+            params_after=adaptable_params(self.modules),
             macs_per_second_before=macs_before,
             macs_per_second_after=self.macs_per_second(),
+            dropped=[self._entry(e) for e in plan.dropped],
+            duplicated=[self._entry(e) for e in plan.duplicated],
             widths_before=widths_before,
             widths_after={n: m.width for n, m in self.modules.items()},
-            **record,
+            protected=sum(sum(p) for p in self.protected().values()),
+            freed=list(plan.freed_groups),
+            dropout_after=dropout_after,
+            seconds=round(time.perf_counter() - started, 4),
         )
         # The components changed, so the old scores describe nothing any more (METHOD.md §3).
         self.tracker.reset()
+        if self.gradmax is not None:
+            self.gradmax.clear()
         log.info("DMAO event: %s", json.dumps(event.to_dict()))
         return event
 
-    def _scale_dropout(self) -> None:
-        for name, m in self.modules.items():
-            if m.default_width is None or m.base_dropout is None:
-                raise ValueError(f"DMAO module {name} has no default_width/base_dropout set")
-            scaled = m.base_dropout * m.width / m.default_width
-            m.dropout = min(scaled, MAX_SCALED_DROPOUT)
+    def parameter(self, name: str) -> nn.Parameter:
+        """The live parameter named ``"<module>|<path>"`` (``"encoder.blocks.0.ff1|fc.bias"``)."""
+        module, _, path = name.partition("|")
+        return self.modules[module].get_parameter(path)
+
+    def _names(self) -> dict[int, str]:
+        return {id(p): f"{n}|{path}" for n, m in self.modules.items()
+                for path, p in m.named_parameters()}  # fmt: skip
+
+    def _ramp_targets(
+        self, remaps: list[ParamRemap]
+    ) -> dict[str, tuple[int | None, Tensor | None]]:
+        """What the re-warm-up ramps after an event: the new units' positions, or everything."""
+        names = self._names()
+        if self.config.rewarmup_scope == "all":
+            return {name: (None, None) for name in names.values()}
+        return {names[id(r.new)]: (r.dim, r.fresh) for r in remaps
+                if r.new is not None and r.fresh is not None and id(r.new) in names}  # fmt: skip
+
+    def _rebuilds(self, plan: EventPlan) -> dict[str, list[int]]:
+        """The new component list of every module the event rebuilds: the plan's changes, or with
+        ``growth_init=reference`` the modules ``reference_rebuild`` names (every non-empty one by
+        default, as the authors' code), each with every component once under ``perturb_only``."""
+        if self.reference is None:
+            return dict(plan.new_components)
+        names = (
+            [n for n, m in self.modules.items() if m.num_components() > 0]
+            if self.config.reference_rebuild == "all"
+            else list(plan.new_components)
+        )
+        keep = {n: list(range(self.modules[n].num_components())) for n in names}
+        if self.config.perturb_only:
+            return keep
+        return {n: plan.new_components.get(n, keep[n]) for n in names}
+
+    def _check_budget(self, step: int, before: int, max_cost: int, changed: bool) -> None:
+        """The budget invariant (METHOD.md §4.4) on the real count in the budget unit."""
+        after = self.total_cost()
+        delta = after - before
+        ok = abs(delta) <= max_cost // 2 + 1 if changed else delta == 0
+        if not ok:
+            raise BudgetError(
+                f"DMAO event at step {step}: adaptable {self.config.budget_unit} went from "
+                f"{before} to {after} (delta {delta}), expected within half a component "
+                f"({max_cost // 2}) of the budget"
+            )
+
+    def _age_components(self, new_components: Mapping[str, list[int]]) -> None:
+        """Carry every surviving component's measurement count; new copies start at 0."""
+        for name, comps in new_components.items():
+            old = self.measured_since_growth[name]
+            index = torch.tensor(comps, dtype=torch.int64)
+            ages = old[index].clone() if comps else torch.zeros(0, dtype=torch.int64)
+            seen: set[int] = set()
+            for j, c in enumerate(comps):
+                if c in seen:
+                    ages[j] = 0
+                seen.add(c)
+            self.measured_since_growth[name] = ages
 
     # -- checkpointing ------------------------------------------------------------------------
 
@@ -354,9 +448,17 @@ class DmaoAllocator:
             "history": [dict(e) for e in self.history],
             "tracker": self.tracker.state_dict(),
             "schedule": [list(e) for e in self.schedule],
+            "measured_since_growth": {n: a.clone() for n, a in self.measured_since_growth.items()},
+            "rewarmup": self.ramp.state_dict(),
+            "frozen": [self._names()[id(p)] for p in self.frozen.params],
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def load_state_dict(
+        self, state: Mapping[str, Any], optimizer: torch.optim.Optimizer | None = None
+    ) -> None:
+        """Restore :meth:`state_dict`. With parameters frozen by a reference event, pass the
+        optimizer (built from all model parameters) BEFORE loading its state: they leave it again,
+        so its parameter list matches the saved optimizer state."""
         schedule = [tuple(e) for e in state["schedule"]]
         if schedule != [tuple(e) for e in self.schedule]:
             raise ValueError(
@@ -366,3 +468,25 @@ class DmaoAllocator:
         self.event_index = int(state["event_index"])
         self.history = [dict(e) for e in state["history"]]
         self.tracker.load_state_dict(state["tracker"])
+        self.ramp.load_state_dict(state.get("rewarmup", {}), self._names().values())
+        if state.get("frozen"):
+            if optimizer is None:
+                raise ValueError("DMAO state has frozen parameters: pass the optimizer too")
+            self.frozen.refreeze([self.parameter(n) for n in state["frozen"]], optimizer)
+        if self.gradmax is not None:  # a window opened at construction may be for a past event
+            self.gradmax.stop()
+            self.gradmax.clear()
+        # Checkpoints written before grown components were protected have no counts: all mature.
+        ages = state.get("measured_since_growth", {})
+        for name, m in self.modules.items():
+            saved = ages.get(name)
+            if saved is not None and saved.shape != (m.num_components(),):
+                raise ValueError(
+                    f"DMAO state: {name} has {tuple(saved.shape)} growth counts, the module has "
+                    f"{m.num_components()} components"
+                )
+            self.measured_since_growth[name] = (
+                saved.clone().long()
+                if saved is not None
+                else torch.full((m.num_components(),), _MATURE, dtype=torch.int64)
+            )

@@ -6,17 +6,25 @@ gradient accumulation (the step counter is the optimizer-step counter).
 
 from __future__ import annotations
 
+import math
+
 __all__ = ["event_schedule"]
 
 
 def event_schedule(
-    total_steps: int, last_event_fraction: float, num_events: int, total_fraction: float
+    total_steps: int,
+    last_event_fraction: float,
+    num_events: int,
+    total_fraction: float,
+    spacing: str = "even",
 ) -> list[tuple[int, float]]:
     """The events as ``(step, fraction)`` pairs, in step order.
 
     Event ``i`` (1-based) happens after ``round(last_event_fraction * i / num_events *
-    total_steps)`` optimizer steps and moves ``total_fraction / num_events`` of the adaptable
-    parameters.
+    total_steps)`` optimizer steps. With ``spacing="even"`` it moves ``total_fraction /
+    num_events`` of the adaptable parameters; with ``"cosine"`` (RigL's drop-fraction schedule,
+    arXiv 1911.11134) a share ∝ ``(1 + cos(π (i−1) / num_events)) / 2`` of ``total_fraction``, so
+    early events move most and the last ones little.
 
     Raises:
         ValueError: if ``total_steps`` is too small to give every event its own step >= 1.
@@ -34,4 +42,11 @@ def event_schedule(
             f"steps fall on steps {steps}; every event needs its own step >= 1 "
             f"(train longer or use fewer events)"
         )
-    return [(step, total_fraction / num_events) for step in steps]
+    if spacing == "even":
+        weights = [1.0] * num_events
+    elif spacing == "cosine":
+        weights = [(1 + math.cos(math.pi * i / num_events)) / 2 for i in range(num_events)]
+    else:
+        raise ValueError(f"DMAO schedule: spacing must be 'even' or 'cosine', got {spacing!r}")
+    total = sum(weights)
+    return [(step, total_fraction * w / total) for step, w in zip(steps, weights, strict=True)]

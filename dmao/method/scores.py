@@ -60,9 +60,15 @@ class ScoreTracker:
     @torch.no_grad()
     def measure(self, step: int) -> bool:
         """Read every module's component scores now; returns False if discarded (non-finite)."""
-        current = {
-            name: m.component_scores(self.metric).float().cpu() for name, m in self.modules.items()
-        }
+        if self.metric == "random":
+            # Nothing to read: the ranking is drawn at the event (DmaoAllocator); measuring
+            # keeps the bookkeeping (due steps, counts) the same as for the real metrics.
+            current = {name: torch.zeros(m.num_components()) for name, m in self.modules.items()}
+        else:
+            current = {
+                name: m.component_scores(self.metric).float().cpu()
+                for name, m in self.modules.items()
+            }
         if not all(torch.isfinite(s).all() for s in current.values()):
             return False
         if not self.scores:

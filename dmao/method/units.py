@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
 from dmao.method.config import GROWTH_INITS
+from dmao.method.gradmax import gradmax_outgoing
 
 __all__ = [
     "AdaptableModule",
@@ -61,22 +62,51 @@ class GrowthInit:
     outgoing weights, which start at zero, so the module's output is unchanged and, unlike the
     other function-preserving choices, the copy is no twin of its original: with identical
     weights, inputs and Adam moments two copies get identical updates and never separate).
+
+    Growth that keeps the function and can pay during training (docs/dmao_api.md §6):
+
+    - ``split`` (Net2Net with asymmetry, as in LEMON, arXiv 2310.07999): a unit that appears k > 1
+      times keeps ``split_alpha`` of its outgoing weights in its first copy and gives each later
+      copy ``(1 − split_alpha) / (k − 1)``; the function is kept and the twins' outgoing weights
+      differ. Every other entry of the unit receives a gradient proportional to the unit's share,
+      so its remap carries that share as :attr:`ParamRemap.moment_scale`.
+    - ``gradmax`` (Evci et al. 2022, arXiv 2201.05125): the new copy's entries named in the
+      module's ``GRADMAX_ZERO`` start at zero, its outgoing weights are the top left singular
+      vectors of ``gradient_outer`` (E[∂L/∂z·hᵀ], :mod:`dmao.method.gradmax`) scaled to
+      ``gradmax_scale`` × the mean norm of the module's other outgoing columns, and everything else
+      is copied from the original. Modules without ``GRADMAX_ZERO`` get ``fresh`` instead
+      (the per-module-type decisions are in :mod:`dmao.method.gradmax`).
     """
 
     mode: str = "copy"
     noise_variance: float = 1e-4
+    split_alpha: float = 0.6
+    """``split``: the first copy's share of the outgoing weights, in (0, 1) and not 0.5."""
+    gradmax_scale: float = 1.0
+    """``gradmax``: norm of a new outgoing column relative to the mean norm of the module's
+    other outgoing columns (GradMax's ``mean_norm`` scaling)."""
+    gradient_outer: Tensor | None = field(default=None, compare=False, repr=False)
+    """``gradmax``: ``(d_out, d_in)`` float32 E[∂L/∂z·hᵀ] of the module being rebuilt (from
+    :meth:`dmao.method.gradmax.GradMaxCollector.matrix`); one ``GrowthInit`` per module."""
 
     def __post_init__(self) -> None:
         if self.mode not in GROWTH_INITS:
             raise ValueError(
                 f"GrowthInit.mode must be one of {list(GROWTH_INITS)}, got {self.mode!r}"
             )
+        if not (0.0 < self.split_alpha < 1.0) or self.split_alpha == 0.5:
+            # α = 0.5 is function_preserving: twins with equal outgoing weights.
+            raise ValueError(
+                f"GrowthInit.split_alpha must be in (0, 1) and not 0.5, got {self.split_alpha}"
+            )
+        if self.gradmax_scale <= 0:
+            raise ValueError(f"GrowthInit.gradmax_scale must be > 0, got {self.gradmax_scale}")
 
     @property
     def fresh_weights(self) -> bool:
-        """Whether new copies get weights of their own (``random``, ``fresh``), so the original's
-        Adam moments do not describe them."""
-        return self.mode in ("random", "fresh")
+        """Whether new copies get weights of their own (``random``, ``fresh``, ``gradmax``), so
+        the original's Adam moments do not describe them."""
+        return self.mode in ("random", "fresh", "gradmax")
 
 
 @dataclass
@@ -95,6 +125,12 @@ class ParamRemap:
     """``(new_size,)`` int64: the old position along ``dim`` of every new position."""
     fresh: Tensor | None = None
     """``(new_size,)`` bool: True where the position belongs to a second (or later) copy."""
+    moment_scale: Tensor | None = None
+    """``(new_size,)`` float or None (all 1): the factor by which the rebuild multiplies the
+    gradient at each new position (``growth_init=split``: the unit's share of its outgoing
+    weights). :func:`~dmao.method.optimizer_state.remap_optimizer` multiplies first moments by it
+    and second moments by its square, so the state is what it would be had the unit always been
+    split."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +143,8 @@ class UnitSlice:
     value/gate halves, ``unit_size=head_dim`` contiguous heads.
 
     ``role``: ``input`` (the unit's input projection: scored, METHOD.md §3), ``output`` (its
-    outgoing weights: divided by the copy count in function-preserving growth) or ``inner``.
+    outgoing weights: divided by the copy count in function-preserving growth, split in ``split``,
+    set from the gradient in ``gradmax``) or ``inner``.
     ``init_bound`` / ``init_const``: the fresh value of a new copy with ``GrowthInit("random")``:
     uniform in ±bound (PyTorch's default for Linear/Conv) or a constant (norm scales and shifts,
     running statistics).
@@ -241,6 +278,18 @@ def _sync_shape_attributes(sub: nn.Module) -> None:
         )
 
 
+def _split_shares(copies: Tensor, fresh_unit: Tensor, alpha: float) -> Tensor:
+    """``(W',)`` float32 share of its unit's outgoing weights of every new unit (``split``).
+
+    A unit listed k > 1 times: α for its first copy, (1 − α)/(k − 1) for each later one (the
+    shares sum to 1, so the module computes the same); 1 for a unit listed once.
+    """
+    share = torch.ones(copies.shape, dtype=torch.float32)
+    share[(copies > 1) & ~fresh_unit] = alpha
+    share[fresh_unit] = (1.0 - alpha) / (copies[fresh_unit] - 1).float()
+    return share
+
+
 @torch.no_grad()
 def reselect_units(
     module: nn.Module,
@@ -281,6 +330,16 @@ def reselect_units(
     for j, u in enumerate(units.tolist()):
         fresh_unit[j] = bool(seen[u])
         seen[u] = True
+    mode = growth.mode
+    gradmax_zero: tuple[str, ...] = tuple(getattr(module, "GRADMAX_ZERO", ()))
+    if mode == "gradmax" and not gradmax_zero:
+        mode = "fresh"  # no sound GradMax for this module type (dmao.method.gradmax)
+    if mode == "gradmax" and growth.gradient_outer is None and fresh_unit.any():
+        raise ValueError(
+            f"growth_init=gradmax for {type(module).__name__} needs GrowthInit.gradient_outer "
+            f"(E[dL/dz h^T] from dmao.method.gradmax.GradMaxCollector)"
+        )
+    share = _split_shares(copies, fresh_unit, growth.split_alpha) if mode == "split" else None
 
     clones: dict[str, nn.Module] = {}
     remaps: dict[str, ParamRemap] = {}
@@ -299,21 +358,45 @@ def reselect_units(
         fresh = _expand(fresh_unit, s).to(old.device)
         new = old.detach().index_select(s.dim, index).clone()
         view = (slice(None),) * s.dim + (fresh,)
-        if growth.mode == "random" and fresh.any():
+        shape = [1] * new.dim()
+        shape[s.dim] = -1  # broadcasts a per-position value along s.dim
+        moment_scale = None
+        if mode == "random" and fresh.any():
             new[view] = _fresh_values(s, new[view])
-        if growth.mode == "fresh" and fresh.any():
+        if mode == "fresh" and fresh.any():
             new[view] = 0.0 if s.role == "output" else _fresh_values(s, new[view])
-        if growth.mode == "copy_noise" and fresh.any() and isinstance(old, nn.Parameter):
+        if mode == "copy_noise" and fresh.any() and isinstance(old, nn.Parameter):
             std = math.sqrt(growth.noise_variance)
             new[view] += torch.randn_like(new[view]) * std
-        if growth.mode == "function_preserving" and s.role == "output":
-            shape = [1] * new.dim()
-            shape[s.dim] = -1
+        if mode == "function_preserving" and s.role == "output":
             new /= _expand(copies, s).to(new).reshape(shape)
+        if mode == "split" and share is not None and (share != 1).any():
+            scale = _expand(share, s).to(new)  # (positions,)
+            if s.role == "output":
+                new *= scale.reshape(shape)
+            else:
+                # Every other entry of a unit is upstream of its outgoing weights, so its
+                # gradient is linear in them: scaled by the unit's share. The outgoing weights'
+                # own gradient (∂L/∂z · activationᵀ) does not change, nor do their moments.
+                moment_scale = scale
+        if mode == "gradmax" and fresh.any():
+            if s.path in gradmax_zero:
+                new[view] = 0.0
+            elif s.role == "output":
+                new[view] = gradmax_outgoing(
+                    new, s.dim, fresh, growth.gradient_outer, growth.gradmax_scale
+                )
         if isinstance(old, nn.Parameter):
             param = nn.Parameter(new, requires_grad=old.requires_grad)
             clone._parameters[attr] = param
-            remaps[s.path] = ParamRemap(old=old, new=param, dim=s.dim, index=index, fresh=fresh)
+            remaps[s.path] = ParamRemap(
+                old=old,
+                new=param,
+                dim=s.dim,
+                index=index,
+                fresh=fresh,
+                moment_scale=moment_scale,
+            )
         else:
             clone._buffers[attr] = new
     for sub_name, clone in clones.items():
@@ -330,9 +413,14 @@ class SlicedUnits:
     The module defines ``width``, ``params_per_unit``, ``unit_slices() -> list[UnitSlice]`` and
     ``UNIT_SUBMODULES`` (the names of all its children). ``kind``, ``default_width`` and
     ``base_dropout`` are class-level placeholders until the owning model sets them.
+    ``GRADMAX_ZERO``: the slice paths that start at zero in a new unit under
+    ``growth_init=gradmax`` (so that the unit's output is exactly zero); empty means GradMax is
+    not sound for this module type and ``fresh`` growth is used instead
+    (:mod:`dmao.method.gradmax`).
     """
 
     UNIT_SUBMODULES: tuple[str, ...] = ()
+    GRADMAX_ZERO: tuple[str, ...] = ()
     # Heads are one component each whatever the granularity (METHOD.md §2).
     ONE_UNIT_PER_COMPONENT: bool = False
     kind: str = ""

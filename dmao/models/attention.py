@@ -72,6 +72,9 @@ class MultiHeadSelfAttention(SlicedUnits, nn.Module):
     # DMAO unit interface (dmao.method.units.AdaptableModule): what each head owns. A head is
     # always one component (METHOD.md §2), whatever the granularity.
     UNIT_SUBMODULES = ("norm", "q", "k", "v", "out")
+    # growth_init=gradmax: a new head with zero V rows outputs A·0 = 0 (function kept); its Q and
+    # K are copied, since q = k = 0 is a saddle where neither gets a gradient (dmao.method.gradmax).
+    GRADMAX_ZERO = ("v.weight", "v.bias")
     ONE_UNIT_PER_COMPONENT = True
 
     def sequence_macs_per_unit(self, context_frames: int) -> int:

@@ -126,6 +126,9 @@ class ConformerCTC(EncoderCTCModel):
         architecture: per-layer widths overriding the uniform ones derived from ``num_layers``,
             ``num_heads``, ``ff_multiplier`` and ``d_model`` (e.g. a DMAO result from a
             checkpoint); must have ``num_layers`` layers.
+        dropout_scaling: give every block module ``min(dropout · width / default width, 0.9)``
+            (METHOD.md §4.7), so a model built from a non-uniform architecture trains with the
+            dropouts its DMAO run ended with; no effect on uniform widths.
     """
 
     MODULE_KINDS = CONFORMER_KINDS
@@ -143,6 +146,7 @@ class ConformerCTC(EncoderCTCModel):
         dropout: float = 0.1,
         frontend_channels: tuple[int, int, int, int] = (32, 64, 64, 32),
         architecture: EncoderArchitecture | None = None,
+        dropout_scaling: bool = True,
     ) -> None:
         super().__init__()
         self.check_arguments(vocab_size, dropout)
@@ -168,3 +172,4 @@ class ConformerCTC(EncoderCTCModel):
             frontend_channels=tuple(frontend_channels),
         )
         self.output = nn.Linear(d_model, vocab_size)
+        self.scale_dropout_to_widths(dropout_scaling)

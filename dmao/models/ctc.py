@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
+from dmao.method.dropout import apply_width_scaled_dropout
 from dmao.models.architecture import EncoderArchitecture
 
 __all__ = ["EncoderCTCModel"]
@@ -31,6 +32,7 @@ class EncoderCTCModel(nn.Module):
     d_model: int
     dropout: float
     default_architecture: EncoderArchitecture
+    dropout_scaling: bool = True
     encoder: nn.Module
     output: nn.Linear
 
@@ -62,6 +64,18 @@ class EncoderCTCModel(nn.Module):
             )
         return architecture
 
+    def scale_dropout_to_widths(self, enabled: bool) -> None:
+        """Make per-module dropout a property of the architecture (METHOD.md §4.7): with
+        ``enabled``, every adaptable module gets ``min(base · width / default, 0.9)``, the rule
+        DMAO applies after an event, so a control built from a DMAO architecture matches the DMAO
+        run module by module. Called at the end of the constructor."""
+        self.dropout_scaling = enabled
+        apply_width_scaled_dropout(self.adaptable_modules())
+
+    def module_dropout(self) -> dict[str, float]:
+        """The dropout every adaptable module trains with now, by module path."""
+        return {name: float(m.dropout) for name, m in self.adaptable_modules().items()}
+
     @property
     def architecture(self) -> EncoderArchitecture:
         """The current per-layer widths, read from the modules."""
@@ -84,8 +98,14 @@ class EncoderCTCModel(nn.Module):
                 module.kind = kind
                 module.default_width = default[kind]
                 module.base_dropout = self.dropout
+                module.dropout_scaling = self.dropout_scaling
                 modules[f"encoder.blocks.{i}.{kind}"] = module
         return modules
+
+    def adaptable_groups(self) -> list:
+        """Sub-modules used only while one of a group of adaptable modules is non-empty
+        (:class:`dmao.method.plan.SharedSubmodule`); none here, the E-Branchformer has some."""
+        return []
 
     def forward(self, features: Tensor, feature_lens: Tensor) -> tuple[Tensor, Tensor]:
         """

@@ -13,7 +13,8 @@ Block layout (Kim et al. 2023, "E-Branchformer"; ESPnet ``EBranchformerEncoderLa
 The adaptable modules of block ``i`` are ``model.encoder.blocks[i].<kind>`` for ``kind`` in
 :data:`~dmao.models.architecture.EBRANCHFORMER_KINDS` (``ff1, mhsa, cgmlp, ff2``); a module of width
 0 is skipped. A skipped branch enters the merge as zeros (a concatenation with nothing in it); when
-both branches are skipped the merge is skipped too, as there is nothing to merge.
+both branches are skipped the merge is removed too, as there is nothing to merge (DMAO counts its
+parameters as freed: :meth:`EBranchformerCTC.adaptable_groups`).
 
 Sizes (METHOD.md §6): FFN hidden 4·d, cgMLP hidden 6·d (3·d gated channels), d/64 heads, kernel 31
 for the cgMLP gate and the merge convolution: 12 blocks at d = 256 / 384 / 512 give
@@ -25,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from dmao.method.plan import SharedSubmodule
 from dmao.models.architecture import (
     EBRANCHFORMER_KINDS,
     EncoderArchitecture,
@@ -105,7 +107,11 @@ class EBranchformerBlock(nn.Module):
         self.ff1 = FeedForward(d_model, widths.ff1, dropout)
         self.mhsa = MultiHeadSelfAttention(d_model, widths.mhsa, head_dim, dropout)
         self.cgmlp = ConvolutionalGatingMLP(d_model, widths.cgmlp, conv_kernel_size, dropout)
-        self.merge = BranchMerge(d_model, conv_kernel_size, dropout)
+        # With both branches empty there is nothing to merge: no merge parameters either (DMAO
+        # frees them when it empties the last branch, dmao.method.plan.SharedSubmodule).
+        self.merge = (
+            BranchMerge(d_model, conv_kernel_size, dropout) if widths.mhsa or widths.cgmlp else None
+        )
         self.ff2 = FeedForward(d_model, widths.ff2, dropout)
         self.final_norm = nn.LayerNorm(d_model)
 
@@ -121,7 +127,7 @@ class EBranchformerBlock(nn.Module):
         """``x (B, T, d)``, ``mask (B, T)`` bool (True = valid) → ``(B, T, d)``."""
         if self.ff1.width > 0:
             x = x + _FF_RESIDUAL_SCALE * self.ff1(x)
-        if self.mhsa.width > 0 or self.cgmlp.width > 0:
+        if self.merge is not None and (self.mhsa.width > 0 or self.cgmlp.width > 0):
             # A width-0 module returns zeros without computing anything.
             x = x + self.merge(self.mhsa(x, mask), self.cgmlp(x, mask), mask)
         if self.ff2.width > 0:
@@ -181,6 +187,9 @@ class EBranchformerCTC(EncoderCTCModel):
         frontend_channels: channels of the four frontend convolutions (32/64/64/32).
         architecture: per-layer widths overriding the uniform ones (e.g. a DMAO result from a
             checkpoint); must have ``num_layers`` layers of E-Branchformer kinds.
+        dropout_scaling: give every block module ``min(dropout · width / default width, 0.9)``
+            (METHOD.md §4.7), so a model built from a non-uniform architecture trains with the
+            dropouts its DMAO run ended with; no effect on uniform widths.
     """
 
     MODULE_KINDS = EBRANCHFORMER_KINDS
@@ -199,6 +208,7 @@ class EBranchformerCTC(EncoderCTCModel):
         dropout: float = 0.1,
         frontend_channels: tuple[int, int, int, int] = (32, 64, 64, 32),
         architecture: EncoderArchitecture | None = None,
+        dropout_scaling: bool = True,
     ) -> None:
         super().__init__()
         self.check_arguments(vocab_size, dropout)
@@ -235,3 +245,13 @@ class EBranchformerCTC(EncoderCTCModel):
             frontend_channels=tuple(frontend_channels),
         )
         self.output = nn.Linear(d_model, vocab_size)
+        self.scale_dropout_to_widths(dropout_scaling)
+
+    def adaptable_groups(self) -> list[SharedSubmodule]:
+        """Each block's branch merge, used only while its ``mhsa`` or ``cgmlp`` is non-empty."""
+        return [
+            SharedSubmodule(
+                (f"encoder.blocks.{i}.mhsa", f"encoder.blocks.{i}.cgmlp"), block, "merge"
+            )
+            for i, block in enumerate(self.encoder.blocks)
+        ]

@@ -58,6 +58,9 @@ class FeedForward(SlicedUnits, nn.Module):
 
     # DMAO unit interface (dmao.method.units.AdaptableModule): what each hidden unit owns.
     UNIT_SUBMODULES = ("norm", "linear1", "linear2")
+    # growth_init=gradmax: a new unit with a zero W1 row and b1 outputs SiLU(0) = 0 (function
+    # kept) and its W1 row gets the gradient SiLU'(0)·W2ᵀ∂L/∂z·hᵀ (dmao.method.gradmax).
+    GRADMAX_ZERO = ("linear1.weight", "linear1.bias")
 
     def unit_slices(self) -> list[UnitSlice]:
         """Hidden unit i: row i of linear1 (scored), b1[i], column i of linear2 (outgoing)."""

@@ -153,6 +153,9 @@ class TransformerCTC(EncoderCTCModel):
         frontend_channels: channels of the four frontend convolutions (32/64/64/32).
         architecture: per-layer widths overriding the uniform ones (e.g. a DMAO result from a
             checkpoint); must have ``num_layers`` layers of Transformer kinds.
+        dropout_scaling: give every block module ``min(dropout · width / default width, 0.9)``
+            (METHOD.md §4.7), so a model built from a non-uniform architecture trains with the
+            dropouts its DMAO run ended with; no effect on uniform widths.
     """
 
     MODULE_KINDS = TRANSFORMER_KINDS
@@ -169,6 +172,7 @@ class TransformerCTC(EncoderCTCModel):
         dropout: float = 0.1,
         frontend_channels: tuple[int, int, int, int] = (32, 64, 64, 32),
         architecture: EncoderArchitecture | None = None,
+        dropout_scaling: bool = True,
     ) -> None:
         super().__init__()
         self.check_arguments(vocab_size, dropout)
@@ -195,3 +199,4 @@ class TransformerCTC(EncoderCTCModel):
             frontend_channels=tuple(frontend_channels),
         )
         self.output = nn.Linear(d_model, vocab_size)
+        self.scale_dropout_to_widths(dropout_scaling)

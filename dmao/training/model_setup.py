@@ -52,6 +52,7 @@ def build_model_from_config(
         dropout=config.dropout,
         frontend_channels=tuple(config.frontend_channels),
         architecture=architecture,
+        dropout_scaling=config.dropout_scaling,
     )
     # Every model family takes only the settings it has: a Transformer has no convolution kernel,
     # only the E-Branchformer has a cgMLP (ModelConfig documents which field applies to which).

@@ -44,6 +44,7 @@ from dmao.data.statistics import feature_statistics
 from dmao.decoding import greedy_decode
 from dmao.evaluation import score_corpus
 from dmao.method import DmaoAllocator
+from dmao.method.budget import adaptable_macs_per_second
 from dmao.models.architecture import EncoderArchitecture
 from dmao.models.frontend import subsampled_length
 from dmao.training.checkpoint import (
@@ -63,11 +64,13 @@ from dmao.training.data_setup import (
     prepare_data,
     shard_cuts,
 )
-from dmao.training.distributed import DistributedContext, parameter_digest, resolve_device
+from dmao.training.distributed import DistributedContext, resolve_device
+from dmao.training.dmao_hooks import DmaoHooks, write_architecture
 from dmao.training.metrics import MetricLogger
 from dmao.training.model_setup import build_model_from_config
 from dmao.training.optimizer import build_optimizer
 from dmao.training.precision import PRECISIONS, autocast, clip_to_norm, total_norm
+from dmao.training.provenance import code_version
 from dmao.training.run_lock import RunLock
 from dmao.training.schedule import build_one_cycle_scheduler
 from dmao.training.signals import StopOnSignal
@@ -227,8 +230,13 @@ class TrainingRecipe:
                 cfg.dmao,
                 cfg.train.max_steps,
                 frames_per_second=frames_per_second,
+                shared=self.model.adaptable_groups(),
             )
         self.metrics = MetricLogger(self.run_dir) if dist.is_main else _NoMetrics()
+        self.dmao = None
+        if self.allocator is not None:
+            self.dmao = DmaoHooks(self.allocator, self.model, dist, self.metrics, self.run_dir,
+                                  cfg.train.seed, self._echo)  # fmt: skip
         if resume_state is not None:
             self.load_state(resume_state, resume_from)
         # DDP after loading: it broadcasts rank 0's weights and buffers at construction.
@@ -342,11 +350,12 @@ class TrainingRecipe:
         )
 
     def train(self) -> dict[str, float]:
-        """Run until ``train.max_steps`` optimizer steps; returns the last validation metrics."""
+        """Run until ``train.max_steps`` (or ``stop_at_step``) steps; returns the last
+        validation metrics."""
         cfg = self.config.train
-        progress = self.progress
+        progress, end = self.progress, min(cfg.stop_at_step or cfg.max_steps, cfg.max_steps)
         bar = tqdm(
-            total=cfg.max_steps,
+            total=end,
             initial=progress.step,
             desc="train",
             disable=not cfg.progress_bar or not self.dist.is_main,
@@ -360,7 +369,7 @@ class TrainingRecipe:
         session_start, seconds_before = time.perf_counter(), progress.train_seconds
         clip = self.config.optim.grad_clip_norm
         with StopOnSignal() as stop:
-            while progress.step < cfg.max_steps:
+            while progress.step < end:
                 micro = [next(batches) for _ in range(cfg.accum_grad_steps)]
                 out = self._forward_backward(micro, stop.signum is not None)
                 if out.bad:
@@ -369,9 +378,9 @@ class TrainingRecipe:
                         self._stop(stop.signum, saved=False)
                     continue
                 progress.consecutive_bad_steps = 0
-                if self.allocator is not None:
+                if self.dmao is not None:
                     # Scores from this step's (all-reduced, unclipped) gradients (METHOD.md §3).
-                    self._measure_scores(progress.step)
+                    self.dmao.after_backward(progress.step)
                 clip_to_norm(self.model, clip if clip > 0 else math.inf, out.grad_norm)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
@@ -379,14 +388,16 @@ class TrainingRecipe:
                 progress.step += 1
                 progress.audio_seconds += out.audio_seconds
                 bar.update(1)
-                if self.allocator is not None:
-                    self._maybe_reallocate(progress.step)
+                if self.dmao is not None and self.dmao.after_step(
+                    progress.step, self.optimizer, self.device
+                ):
+                    self.train_model = self.dist.wrap(self.model)  # a new reducer
 
                 window["loss"] += out.loss_sum
                 window["tokens"] += out.tokens
                 window["utts"] += out.utterances
                 window["audio_s"] += out.audio_seconds
-                if progress.step % cfg.log_every_steps == 0 or progress.step == cfg.max_steps:
+                if progress.step % cfg.log_every_steps == 0 or progress.step == end:
                     elapsed = max(time.time() - window["t0"], 1e-9)
                     record = {
                         "loss": window["loss"] / max(window["tokens"], 1),
@@ -402,7 +413,7 @@ class TrainingRecipe:
                     bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
                     window = _new_window()
 
-                is_last = progress.step == cfg.max_steps
+                is_last = progress.step == end
                 if progress.step % cfg.valid_every_steps == 0 or is_last:
                     last_valid = self.validate()
                     self._echo(
@@ -418,8 +429,7 @@ class TrainingRecipe:
                     self._stop(stop.signum, saved=saved)
         bar.close()
         if self.dist.is_main:
-            with open(self.run_dir / "architecture.json", "w") as f:
-                json.dump(self.model.architecture.to_dict(), f, indent=1)
+            write_architecture(self.model, self.run_dir)
             summary = {
                 "steps": progress.step,
                 "train_seconds": round(progress.train_seconds, 1),
@@ -428,6 +438,12 @@ class TrainingRecipe:
                 "parameters": sum(p.numel() for p in self.model.parameters()),
                 "best_dev_wer": progress.best_dev_wer,
                 "dmao_events": len(self.allocator.history) if self.allocator is not None else 0,
+                # Width-scaled dropout is part of the architecture (METHOD.md §4.7).
+                "module_dropout": self.model.module_dropout(),
+                "code_version": code_version(),
+                "adaptable_macs_per_second": adaptable_macs_per_second(
+                    self.model.adaptable_modules()
+                ),
             }
             with open(self.run_dir / "train_summary.json", "w") as f:
                 json.dump(summary, f, indent=1)
@@ -449,59 +465,6 @@ class TrainingRecipe:
     def _echo(self, message: str) -> None:
         if self.dist.is_main:
             self._bar.write(message)
-
-    def _measure_scores(self, step: int) -> None:
-        """Let the allocator measure when due; log the mean smoothed score per module (the
-        trajectories that ``dmao report`` draws)."""
-        if self.allocator.after_backward(step):
-            scores = self.allocator.tracker.scores
-            self.metrics.log(
-                "dmao_scores", step, **{name: float(s.mean()) for name, s in scores.items()}
-            )
-
-    def _maybe_reallocate(self, step: int) -> None:
-        """Run a due DMAO event. Under DDP every rank decides alone from the same averaged
-        gradients; that the decisions (and afterwards the replicas) are identical is checked,
-        not assumed, and the DDP wrapper is rebuilt around the new parameters."""
-        allocator, dist = self.allocator, self.dist
-        due = allocator.event_index < len(allocator.schedule) and (
-            step >= allocator.schedule[allocator.event_index][0]
-        )
-        if not due:
-            return
-        if dist.distributed:
-            widths = {n: m.width for n, m in allocator.modules.items()}
-            scores = {n: s.tolist() for n, s in allocator.tracker.scores.items()}
-            dist.check_same(f"DMAO scores and widths before the event at step {step}",
-                            (scores, widths))  # fmt: skip
-        # Random growth modes draw from a generator seeded by (seed, step), the same on every
-        # rank and untouched by the per-rank dropout/augmentation streams.
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.config.train.seed * 100_003 + step)
-            event = allocator.maybe_reallocate(step, self.optimizer)
-        if event is None:
-            return
-        if dist.distributed:
-            decision = (event.dropped, event.duplicated, event.widths_after)
-            dist.check_same(f"the DMAO decision at step {step}", decision)
-            dist.check_same(f"model replicas after the DMAO event at step {step}",
-                            parameter_digest(self.model))  # fmt: skip
-            self.train_model = dist.wrap(self.model)  # new parameters: a new reducer
-        self._log_event(event.to_dict())
-
-    def _log_event(self, event: dict[str, Any]) -> None:
-        """Write a reallocation event to the metrics and a one-line summary to the console."""
-        self.metrics.log(
-            "dmao_event", self.progress.step, **{k: v for k, v in event.items() if k != "step"}
-        )
-        self._echo(
-            f"step {self.progress.step}: DMAO event: "
-            + ", ".join(f"{k}={v}" for k, v in event.items() if isinstance(v, (int, float)))
-        )
-        if self.dist.is_main:
-            with open(self.run_dir / "architecture.json", "w") as f:
-                json.dump(self.model.architecture.to_dict(), f, indent=1)
 
     def _skip_bad_step(self, micro: list[dict[str, Any]], out: _StepOutcome) -> None:
         """Drop the update of a non-finite step (on every rank), log it with the utterances of
@@ -658,6 +621,8 @@ class TrainingRecipe:
         if state["architecture"] != self.model.architecture.to_dict():
             raise CheckpointError(f"{path}: per-layer architecture differs from the model built")
         self.model.load_state_dict(state["model"])
+        if self.allocator is not None:  # first: parameters a reference event froze leave the
+            self.allocator.load_state_dict(state["dmao"], self.optimizer)  # optimizer again
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
@@ -666,8 +631,6 @@ class TrainingRecipe:
         self._epoch_batches = self.sampler.diagnostics.current_epoch_stats.kept_batches
         rng = state["rng_per_rank"][self.dist.rank] if "rng_per_rank" in state else state["rng"]
         restore_rng_state(rng)
-        if self.allocator is not None:
-            self.allocator.load_state_dict(state["dmao"])
         self.progress = _Progress(
             step=state["step"],
             epoch=state["epoch"],

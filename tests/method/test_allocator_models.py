@@ -111,7 +111,7 @@ def test_event_invariants(name, growth, metric):
     assert _train(model, optimizer, allocator, range(0, 3)) == [2]
     event = allocator.history[0]
     after = _adaptable_params(model)
-    assert 0 < after - before <= max_cost, "parameter budget not within one component"
+    assert abs(after - before) <= max_cost // 2 + 1, "parameter budget not within half a component"
     assert event["params_before"] == before and event["params_after"] == after
     assert event["dropped"] and event["duplicated"]
     assert model.architecture != model.default_architecture
@@ -143,7 +143,7 @@ def test_macs_budget_holds_within_one_component(name):
     )
     assert _train(model, optimizer, allocator, range(0, 3)) == [2]
     delta = allocator.macs_per_second() - macs_before
-    assert 0 < delta <= round(max_macs * allocator.frames_per_second)
+    assert abs(delta) <= round((max_macs // 2 + 1) * allocator.frames_per_second)
     assert _same_objects(optimizer, model)
 
 
@@ -210,9 +210,8 @@ def test_a_module_can_lose_all_its_components(name):
     allocator.reallocate(1, budget / before, optimizer)
     assert victim.width == 0 and list(victim.parameters()) == []
     assert model.architecture.layers[1][victim.kind] == 0 and victim.dropout == 0.0
-    assert (
-        0 < _adaptable_params(model) - before <= max(m.component_cost() for m in modules.values())
-    )
+    max_cost = max(m.component_cost() for m in modules.values())
+    assert abs(_adaptable_params(model) - before) <= max_cost // 2 + 1
     assert _same_objects(optimizer, model)
     _train(model, optimizer, allocator, range(1, 2))  # trains on with the module skipped
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -101,10 +101,14 @@ def _run(module: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     return module(x) if isinstance(module, FeedForward) else module(x, mask)
 
 
+@pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("mode", ["function_preserving", "fresh"])
 @pytest.mark.parametrize("index", [0, 1, 2])
-def test_function_preserving_growth_keeps_outputs(index: int, mode: str):
-    module = _modules()[index].eval()
+def test_function_preserving_growth_keeps_outputs(index: int, mode: str, train: bool):
+    """Also in train mode with dropout 0: BatchNorm then normalises with the batch's statistics,
+    which a duplicated or fresh channel must not change for the other channels."""
+    module = _modules()[index].train(train)
+    module.dropout = 0.0
     x, mask = torch.randn(2, 6, D), torch.ones(2, 6, dtype=torch.bool)
     before = _run(module, x, mask)
     module.reselect(torch.tensor([0, 1, 1, 2, 3, 3, 3]), GrowthInit(mode))

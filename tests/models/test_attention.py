@@ -1,28 +1,14 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
+from dmao.method import GrowthInit
 from dmao.models.attention import MultiHeadSelfAttention
 from dmao.models.frontend import lengths_to_mask
-
-
-def _select_heads(mhsa: MultiHeadSelfAttention, heads: list[int]) -> MultiHeadSelfAttention:
-    """A copy of ``mhsa`` with heads ``heads`` (repeats = duplicates), function-preserving."""
-    Dh = mhsa.head_dim
-    new = MultiHeadSelfAttention(mhsa.d_model, len(heads), Dh, mhsa.dropout)
-    rows = torch.cat([torch.arange(h * Dh, (h + 1) * Dh) for h in heads])
-    copies = torch.bincount(torch.tensor(heads), minlength=mhsa.num_heads).float()
-    scale = copies[torch.tensor(heads)].repeat_interleave(Dh)
-    with torch.no_grad():
-        new.norm.load_state_dict(mhsa.norm.state_dict())
-        for name in ("q", "k", "v"):
-            getattr(new, name).weight.copy_(getattr(mhsa, name).weight[rows])
-            getattr(new, name).bias.copy_(getattr(mhsa, name).bias[rows])
-        new.out.weight.copy_(mhsa.out.weight[:, rows] / scale)
-        new.out.bias.copy_(mhsa.out.bias)
-    return new
 
 
 def _random_batch(d_model: int, lengths: list[int], pad: int = 4):
@@ -92,12 +78,18 @@ def test_utterance_without_valid_frames_stays_finite():
 @pytest.mark.parametrize("num_heads", [2, 4])
 @torch.no_grad()
 def test_head_layout_supports_drop_and_duplicate(num_heads: int):
+    """Through the production ``reselect`` (METHOD.md §2: a head is its Q/K/V rows and its
+    out-projection columns): duplicating a head with halved outgoing weights keeps the output,
+    and dropping head 0 removes exactly its contribution."""
     torch.manual_seed(0)
     mhsa = MultiHeadSelfAttention(d_model=24, num_heads=num_heads, head_dim=8).eval()
     x, mask = _random_batch(24, [6, 9])
-    grown = _select_heads(mhsa, [*range(num_heads), 1]).eval()
-    torch.testing.assert_close(grown(x, mask), mhsa(x, mask))
-    # Dropping head 0 removes exactly its contribution (= zeroing its out-projection columns).
-    shrunk = _select_heads(mhsa, list(range(1, num_heads))).eval()
-    mhsa.out.weight[:, :8] = 0.0
+    expected = mhsa(x, mask)
+    grown = copy.deepcopy(mhsa)
+    grown.reselect(torch.tensor([*range(num_heads), 1]), GrowthInit("function_preserving"))
+    assert grown.num_heads == num_heads + 1
+    torch.testing.assert_close(grown(x, mask), expected)
+    shrunk = copy.deepcopy(mhsa)
+    shrunk.reselect(torch.arange(1, num_heads), GrowthInit("copy"))
+    mhsa.out.weight[:, :8] = 0.0  # head 0's out-projection columns
     torch.testing.assert_close(shrunk(x, mask), mhsa(x, mask))
