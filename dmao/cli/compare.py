@@ -29,6 +29,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--control", action="store_true", help="also retrain each DMAO architecture from scratch"
     )
     p.add_argument(
+        "--search-retrain",
+        action="store_true",
+        help="also search-then-retrain at equal budget: the DMAO recipe until its last event, "
+        "then the found architecture from scratch for the remaining steps (system 'search')",
+    )
+    p.add_argument(
+        "--control-from",
+        default="dmao",
+        metavar="SYSTEM",
+        help="the DMAO system (dmao or a variant) whose final architectures the controls train",
+    )
+    p.add_argument(
+        "--search-from",
+        default="dmao",
+        metavar="SYSTEM",
+        help="the DMAO system (dmao or a variant) whose recipe the search phase trains",
+    )
+    p.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -62,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         variants=[parse_variant(v) for v in args.variant],
         jobs=args.jobs,
+        search_retrain=args.search_retrain,
+        control_from=args.control_from,
+        search_from=args.search_from,
     )
     print(result.table)
     print()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 from conftest import tiny_train_overrides
@@ -24,10 +25,11 @@ def test_compare_trains_scores_and_skips_finished_runs(tiny_corpus, tmp_path):
     out = tmp_path / "cmp"
     late = Variant("late", ("dmao.last_event_fraction=0.75",))
     result = run_comparison(
-        None, None, out, seeds=[0], control=True, overrides=overrides, variants=[late]
-    )
+        None, None, out, seeds=[0], control=True, overrides=overrides, variants=[late],
+        search_retrain=True,
+    )  # fmt: skip
     systems = {(r.system, r.split) for r in result.runs}
-    expected = ("baseline", "dmao", "late", "control")
+    expected = ("baseline", "dmao", "late", "control", "search")
     assert systems == {(s, p) for s in expected for p in ("dev", "test")}
     # The variant really ran its own schedule: its event is at step 6 (0.75 x 8), DMAO's at 4.
     events = {
@@ -36,20 +38,52 @@ def test_compare_trains_scores_and_skips_finished_runs(tiny_corpus, tmp_path):
     }
     assert events == {"dmao": [4], "late": [6]}
     params = {r.system: r.parameters for r in result.runs}
-    # Same budget: DMAO ends within one component (at most a few hundred parameters here).
-    assert abs(params["dmao"] - params["baseline"]) < 0.02 * params["baseline"]
+    # Same budget: DMAO ends within half a component (at most a few hundred parameters here).
+    assert abs(params["dmao"] - params["baseline"]) < 0.01 * params["baseline"]
     assert params["control"] == params["dmao"]  # the found architecture, retrained
+    # The control differs from its DMAO run only in timing: module by module the same widths,
+    # the same (width-scaled) dropout and the same parameter count.
+    summaries = {
+        name: json.loads((out / name / "seed0" / "train_summary.json").read_text())
+        for name in ("baseline", "dmao", "control")
+    }
+    arch = {
+        name: json.loads((out / name / "seed0" / "architecture.json").read_text())
+        for name in ("dmao", "control")
+    }
+    assert arch["control"] == arch["dmao"] and arch["dmao"] != json.loads(
+        (out / "baseline" / "seed0" / "architecture.json").read_text()
+    )
+    dropout = {name: s["module_dropout"] for name, s in summaries.items()}
+    assert dropout["control"] == dropout["dmao"]
+    assert set(dropout["dmao"].values()) != {0.1}  # some module changed width, so its dropout
+    assert set(dropout["baseline"].values()) == {0.1}
+    for name in ("dmao", "control"):
+        assert summaries[name]["parameters"] == summaries["dmao"]["parameters"]
+    assert "Δparams" in result.table and "ΔMACs/s" in result.table
+    # Search-then-retrain: the search phase stops right after its event (step 4 of 8), the
+    # found architecture trains from scratch for the other 4: 8 optimizer steps in all.
+    phase = json.loads((out / "search-phase" / "seed0" / "train_summary.json").read_text())
+    retrain = json.loads((out / "search" / "seed0" / "train_summary.json").read_text())
+    assert phase["steps"] == 4 and phase["dmao_events"] == 1
+    assert retrain["steps"] == 4 and retrain["dmao_events"] == 0
+    assert phase["steps"] + retrain["steps"] == summaries["baseline"]["steps"] == 8
+    assert json.loads((out / "search" / "seed0" / "architecture.json").read_text()) == json.loads(
+        (out / "search-phase" / "seed0" / "architecture.json").read_text()
+    )
+    assert len({r.code_version for r in result.runs}) == 1 and result.runs[0].code_version
     assert "rel. WER" in result.table and "control" in result.table
     names = {p.name for p in result.files}
     assert {"results.md", "results.csv", "valid_wer.png", "architecture_heatmap.png"} <= names
     with open(out / "results.csv") as f:
-        assert len(list(csv.DictReader(f))) == 8
+        assert len(list(csv.DictReader(f))) == 10
 
     # Re-running reuses every finished run: no checkpoint is rewritten.
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("step-*.pt")}
     again = run_comparison(
-        None, None, out, seeds=[0], control=True, overrides=overrides, variants=[late]
-    )
+        None, None, out, seeds=[0], control=True, overrides=overrides, variants=[late],
+        search_retrain=True,
+    )  # fmt: skip
     assert {p: p.stat().st_mtime_ns for p in out.rglob("step-*.pt")} == stamps
     assert [(r.system, r.wer) for r in again.runs] == [(r.system, r.wer) for r in result.runs]
 
@@ -72,15 +106,26 @@ def test_summary_pairs_seeds_and_counts_improvements():
     # Means 60.00 vs 58.67: relative +2.2 %; paired differences -2, -3, +1 → -1.33 ± 2.08.
     assert "58.67 ± 11.59" in row
     assert "+2.2 %" in row
-    assert "-1.33 ± 2.08" in row
+    assert "-1.33 ± 2.08 | 1.20 |" in row  # SE = 2.08 / √3
+    assert "-0.44 ± 0.69 |" in row  # CER = WER / 3 here
     assert row.rstrip().endswith("| 2/3 |")
+
+
+def test_summary_shows_the_budget_and_warns_about_mixed_code_versions():
+    base = RunResult("baseline", 0, "test", 0.5, 0.2, 1000, 1.0, "/b", 2000, "src:aaa git:1")
+    dmao = RunResult("dmao", 0, "test", 0.4, 0.1, 1004, 1.0, "/d", 1900, "src:bbb git:2")
+    table = summarise([base, dmao])
+    assert "| dmao | 0 | test | 40.00 | 10.00 | 1,004 | +4 | -5.0 % |" in table
+    assert "2 code versions (src:aaa, src:bbb)" in table
+    same = RunResult("dmao", 0, "test", 0.4, 0.1, 1004, 1.0, "/d", 1900, "src:aaa git:1+dirty")
+    assert "code versions" not in summarise([base, same])
 
 
 def test_summary_of_one_seed_shows_no_spread():
     """One run has no standard deviation: the table shows the value alone, not "± 0.00"."""
     table = summarise([_run("baseline", 0, 0.50), _run("dmao", 0, 0.52)])
     row = next(line for line in table.splitlines() if line.startswith("| dmao | test | 1"))
-    assert "| 52.00 | 17.33 | -4.0 % | +2.00 | 0/1 |" in row, row
+    assert "| 52.00 | 17.33 | -4.0 % | +2.00 | – | +0.67 | 0/1 |" in row, row
     summary_rows = table.split("| system | split")[1].splitlines()[2:]
     assert summary_rows and not any("±" in line for line in summary_rows), table
 

@@ -138,7 +138,7 @@ def test_a_run_that_starts_while_compare_stops_is_stopped_too(tmp_path):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from dmao.experiments.compare import _shut_down_signalling
+    from dmao.experiments.jobs import _shut_down_signalling
 
     pool = ProcessPoolExecutor(
         1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1
