@@ -76,3 +76,23 @@ def test_check_steps_zero_skips_the_check(tmp_path):
     assert "corpus rc=0" in log and "compare rc=0" not in log, log
     assert "missing.yaml" in (out / "compare.log").read_text()
     assert (out / "results.tgz").exists()
+
+
+def test_gpu_verdict_runs_every_system_of_stage_two(tmp_path):
+    """benchmarks/gpu_verdict.sh at toy size, one seed: baseline, DMAO, reference, perturbation-
+    only, the control and search-then-retrain, all in the packed comparison."""
+    out = tmp_path / "verdict"
+    proc = subprocess.run(
+        ["bash", str(_ROOT / "benchmarks" / "gpu_verdict.sh"), str(out), "--seeds", "0",
+         "--overrides", _TINY.replace("train.max_steps=4", "train.max_steps=6")
+         + " model.name=conformer_ctc model.conv_kernel_size=3 train.precision=fp32",
+         "--hours", "0.03", "--corpus", str(tmp_path / "corpus"), "--jobs", "2"],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "compare rc=0" in proc.stdout, proc.stdout + (out / "compare.log").read_text()
+    with tarfile.open(out / "results.tgz") as tar:
+        results = tar.extractfile("compare/results.md").read().decode()
+    for system in ("baseline", "dmao", "reference", "perturb", "control", "search"):
+        assert f"| {system} | test | 1 |" in results, results
