@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 __all__ = ["register"]
@@ -23,12 +24,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dmao.export import export_run, load_exported
 
+    start = time.perf_counter()
     out = export_run(
-        args.run, args.out, checkpoint=args.checkpoint, onnx=not args.no_onnx, overwrite=args.force
+        args.run,
+        args.out,
+        checkpoint=args.checkpoint,
+        onnx=not args.no_onnx,
+        overwrite=args.force,
+        verbose=args.verbose,  # the ONNX exporter's own log lines only with `dmao -v export`
     )
+    seconds = time.perf_counter() - start
     manifest = load_exported(out).manifest
     source = manifest["source"]
-    print(f"exported {args.run} ({source['checkpoint']}, step {source['step']}) to {out}")
+    print(
+        f"exported {args.run} ({source['checkpoint']}, step {source['step']}) to {out} "
+        f"in {seconds:.1f} s"
+    )
     for name, entry in manifest["files"].items():
         print(f"  {name:<28} {entry['bytes']:>12,} bytes")
     if manifest["onnx"] is not None:

@@ -1,41 +1,161 @@
-"""``dmao transcribe --model DIR FILE...`` — prints ``FILE<TAB>text`` per file."""
+"""``dmao transcribe --model DIR INPUT...`` — one line per file on stdout, errors on stderr.
+
+INPUT is a file, a folder (its audio files) or ``@LIST`` (a file listing ``PATH`` or
+``ID<TAB>PATH`` a line; see :mod:`dmao.export.inputs`). Output, one record per transcribed file:
+``ID<TAB>text`` (default), a TSV table with a header (``--tsv``: id, text, duration_s, rtf) or
+JSON Lines (``--json``: id, path, text, duration_s, rtf; failed files as id, path, error). A file
+that fails is one line on stderr, the others are still transcribed, a summary ends the output
+on stderr, and the exit code is 1 if any file failed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from dmao.export import RawFormat
 
 __all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+# A bar for a handful of files would only flicker; from this many on, show one (on a terminal).
+_PROGRESS_MIN_FILES = 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("transcribe", help="transcribe audio files with an exported model")
-    p.add_argument("files", type=Path, nargs="+", metavar="FILE", help="audio files, any format")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="audio file (any format), folder (its audio files) or @LIST (one path a line)",
+    )
     p.add_argument("--model", type=Path, required=True, help="folder written by `dmao export`")
     p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     p.add_argument("--method", choices=("greedy", "beam"), default=None, help="default: the run's")
     p.add_argument("--beam-size", type=int, default=None, help="default: the run's")
     p.add_argument("--device", default="cpu", help="torch backend device (cpu, cuda, ...)")
+    raw = p.add_argument_group("headerless PCM (.raw, .pcm files)")
+    raw.add_argument(
+        "--raw-format",
+        default=None,
+        metavar="FORMAT",
+        help="sample format, as ffmpeg names it: s16le, s16be, s24le, s32le, f32le, f64le, u8, "
+        "s8, mulaw, alaw, ...",
+    )
+    raw.add_argument("--raw-sample-rate", type=int, default=None, metavar="HZ")
+    raw.add_argument("--raw-channels", type=int, default=None, metavar="N", help="default: 1")
+    output = p.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json", action="store_true", help="JSON Lines: id, path, text, duration_s, rtf"
+    )
+    output.add_argument(
+        "--tsv", action="store_true", help="TSV with a header: id, text, duration_s, rtf"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Transcribe every file; unreadable ones are reported on stderr and make the exit code 1."""
-    from dmao.export import Transcriber, load_exported
+    """Transcribe every input; failed files are reported on stderr and make the exit code 1."""
+    from dmao.export import Failure, Transcriber, expand_inputs, load_exported
 
+    raw = _raw_format(args)
+    inputs = expand_inputs(args.inputs)
     exported = load_exported(args.model, device=args.device)
     transcriber = Transcriber(
         exported,
         backend=args.backend,
         method=args.method or exported.decode_method,
         beam_size=args.beam_size or exported.beam_size,
+        raw=raw,
     )
-    failed = 0
-    for result in transcriber.transcribe_files(args.files):
-        if isinstance(result, BaseException):
-            failed += 1
-            print(f"dmao transcribe: error: {result}", file=sys.stderr)
-        else:
-            print(f"{result.path}\t{result.text}", flush=True)
+    if args.tsv:
+        _out("id\ttext\tduration_s\trtf")
+    failed = done = 0
+    audio_seconds = processing_seconds = 0.0
+    bar = tqdm(
+        total=len(inputs),
+        desc="transcribe",
+        unit="file",
+        file=sys.stderr,
+        disable=True if len(inputs) < _PROGRESS_MIN_FILES else None,  # None: only on a TTY
+        leave=False,
+        dynamic_ncols=True,
+    )
+    with bar:
+        for result in transcriber.transcribe_files(inputs):
+            bar.update(1)
+            if isinstance(result, Failure):
+                failed += 1
+                log.debug("%s failed", result.path, exc_info=result.error)
+                tqdm.write(f"dmao transcribe: error: {result.message}", file=sys.stderr)
+                if args.json:
+                    record = {"id": result.id, "path": str(result.path), "error": result.message}
+                    _out(json.dumps(record, ensure_ascii=False))
+                continue
+            done += 1
+            audio_seconds += result.audio_seconds
+            processing_seconds += result.processing_seconds
+            if args.json:
+                record = {
+                    "id": result.id,
+                    "path": str(result.path),
+                    "text": result.text,
+                    "duration_s": round(result.audio_seconds, 3),
+                    "rtf": round(result.real_time_factor, 4),
+                }
+                _out(json.dumps(record, ensure_ascii=False))
+            elif args.tsv:
+                row = (result.id, result.text, f"{result.audio_seconds:.3f}")
+                _out("\t".join(row) + f"\t{result.real_time_factor:.4f}")
+            else:
+                _out(f"{result.id}\t{result.text}")
+    print(_summary(done, failed, audio_seconds, processing_seconds), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _raw_format(args: argparse.Namespace) -> RawFormat | None:
+    """The ``--raw-*`` options as a RawFormat; format and rate go together."""
+    from dmao.export import RawFormat
+
+    given = {
+        "--raw-format": args.raw_format,
+        "--raw-sample-rate": args.raw_sample_rate,
+        "--raw-channels": args.raw_channels,
+    }
+    if all(value is None for value in given.values()):
+        return None
+    missing = [name for name in ("--raw-format", "--raw-sample-rate") if given[name] is None]
+    if missing:
+        raise ValueError(
+            f"headerless PCM needs {' and '.join(missing)} as well "
+            "(e.g. --raw-format s16le --raw-sample-rate 16000)"
+        )
+    return RawFormat(args.raw_format, args.raw_sample_rate, args.raw_channels or 1)
+
+
+def _out(line: str) -> None:
+    """One line on stdout, below a progress bar on stderr if there is one."""
+    tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()
+
+
+def _summary(done: int, failed: int, audio_seconds: float, processing_seconds: float) -> str:
+    total = done + failed
+    line = f"dmao transcribe: {done} of {total} file(s) transcribed"
+    if failed:
+        line += f", {failed} failed (errors above)"
+    if audio_seconds > 0:
+        line += (
+            f"; {audio_seconds:.1f} s of audio in {processing_seconds:.2f} s, real-time factor "
+            f"{processing_seconds / audio_seconds:.3f}"
+        )
+    return line

@@ -2,16 +2,21 @@
 architecture, tokenizer, feature settings, ONNX graph) and transcription of audio files."""
 
 from dmao.export.artefact import ExportedModel, FeatureSettings, export_run, load_exported
-from dmao.export.audio import load_audio
+from dmao.export.audio import RawFormat, load_audio
+from dmao.export.inputs import AudioInput, expand_inputs
 from dmao.export.onnx_export import OnnxAcousticModel, export_onnx
-from dmao.export.transcribe import Transcriber, Transcription
+from dmao.export.transcribe import Failure, Transcriber, Transcription
 
 __all__ = [
+    "AudioInput",
     "ExportedModel",
+    "Failure",
     "FeatureSettings",
     "OnnxAcousticModel",
+    "RawFormat",
     "Transcriber",
     "Transcription",
+    "expand_inputs",
     "export_onnx",
     "export_run",
     "load_audio",

@@ -10,8 +10,13 @@ Layout of an export folder::
     features.json       sampling rate and the lhotse fbank settings the model was trained on
     tokenizer/          a copy of the run's tokenizer files (``dmao.data.tokenizer``)
     model.onnx          the acoustic model for ONNX Runtime (optional; see ``onnx_export``)
-    manifest.json       format version, package versions, source run and checkpoint, default
+    manifest.json       format version, package versions, source run (its folder name and the
+                        SHA-256 of its config and checkpoint: no absolute paths), default
                         decoding settings, and the size and SHA-256 of every file above
+
+Files and folders get the modes a plain ``open``/``mkdir`` gives under the caller's umask (0644 and
+0755 with the usual 022), whatever the libraries that write them would choose (safetensors writes
+0600, ``tempfile.mkdtemp`` makes 0700 folders): an export is meant to be shared.
 
 The model is rebuilt through the model registry (:func:`build_model_from_config`), so every
 registered encoder family exports and loads the same way.
@@ -28,7 +33,7 @@ import logging
 import os
 import platform
 import shutil
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,6 +181,7 @@ def export_run(
     checkpoint: str = "best",
     onnx: bool = True,
     overwrite: bool = False,
+    verbose: bool = False,
 ) -> Path:
     """Write the model of ``run_dir`` at ``checkpoint`` as an export folder ``out_dir``.
 
@@ -189,6 +195,7 @@ def export_run(
         onnx: also export ``model.onnx`` (checked against PyTorch with ONNX Runtime).
         overwrite: replace an existing export at ``out_dir`` (only a folder that holds a
             ``manifest.json`` is ever replaced).
+        verbose: let the ONNX exporter log its passes (~70 INFO lines for the tiny model).
 
     Returns:
         ``out_dir``.
@@ -211,7 +218,9 @@ def export_run(
     vocab_size = tokenizer.vocab_size
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    # Not tempfile.mkdtemp: its folders are 0700, and this one becomes the export.
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "pt"})
@@ -228,7 +237,9 @@ def export_run(
         if onnx:
             from dmao.export.onnx_export import export_onnx
 
-            onnx_info = export_onnx(model, tmp / ONNX_FILE, num_features=features.num_features)
+            onnx_info = export_onnx(
+                model, tmp / ONNX_FILE, num_features=features.num_features, verbose=verbose
+            )
         manifest = {
             "format": EXPORT_FORMAT,
             "format_version": EXPORT_FORMAT_VERSION,
@@ -244,9 +255,13 @@ def export_run(
             ),
             "versions": {"dmao": __version__, "python": platform.python_version()}
             | _package_versions(),
+            # Names and content hashes identify the source; paths would only describe the
+            # machine the export was made on.
             "source": {
-                "run": str(run_dir.resolve()),
+                "run": run_dir.resolve().name,
+                "config_sha256": sha256_file(run_dir / "config.yaml"),
                 "checkpoint": ckpt_path.name,
+                "checkpoint_sha256": sha256_file(ckpt_path),
                 "step": step,
             },
             "decode": {"method": config.decode.method, "beam_size": config.decode.beam_size},
@@ -254,6 +269,7 @@ def export_run(
             "files": _file_table(tmp),
         }
         _write_json(tmp / MANIFEST_FILE, manifest)
+        _default_modes(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)  # _check_target allowed it: an export, with overwrite
         os.replace(tmp, out_dir)
@@ -374,6 +390,29 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
         )
     if not overwrite:
         raise FileExistsError(f"export {out_dir} exists; pass --force to replace it")
+
+
+def _default_modes(directory: Path) -> None:
+    """Give ``directory`` and everything below it the modes a plain create gives under the
+    current umask (files 0666 & ~umask, folders 0777 & ~umask)."""
+    umask = _umask()
+    directory.chmod(0o777 & ~umask)
+    for path in directory.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (``os.umask`` can only
+    set it, and setting it briefly would race with other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def _normalisation_buffers(model: nn.Module) -> tuple[str, ...]:

@@ -44,12 +44,20 @@ OUTPUT_NAMES = ("log_probs", "out_lens")
 _CHECK_TOLERANCE = 1e-3
 # The model's minimum input length (its frontend subsamples time by 4).
 _MIN_FRAMES = 4
+# The loggers of torch.onnx.export (dynamo=True) and the onnxscript/onnx_ir passes it runs.
+_EXPORTER_LOGGERS = ("torch", "onnxscript", "onnx_ir", "onnx")
+_STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"
 # ONNX protobuf files cannot exceed 2 GiB; larger models keep their weights in a side file.
 _MAX_INLINE_BYTES = 1_800_000_000
 
 
 def export_onnx(
-    model: nn.Module, path: str | Path, *, num_features: int, check: bool = True
+    model: nn.Module,
+    path: str | Path,
+    *,
+    num_features: int,
+    check: bool = True,
+    verbose: bool = False,
 ) -> dict[str, Any]:
     """Export a CTC acoustic model (``model(features, feature_lens) -> (log_probs, out_lens)``).
 
@@ -60,6 +68,9 @@ def export_onnx(
         path: the ``.onnx`` file to write.
         num_features: feature bins F of the input.
         check: run the export with ONNX Runtime on two fresh shapes and compare with PyTorch.
+        verbose: let the exporter print and log its progress (torch, onnxscript and onnx_ir log
+            an INFO line per optimisation pass: ~70 for the tiny test model, ~190 for the
+            benchmark model); otherwise only their errors are shown.
 
     Returns:
         A description for the export manifest: opset, exporter, input/output specs and, when
@@ -78,22 +89,27 @@ def export_onnx(
     batch = torch.export.Dim("batch", min=1)
     time = torch.export.Dim("time", min=_MIN_FRAMES)
     inline = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet("torch"):
-        # The exporter prints progress lines and warns about its own internals (e.g. that
-        # torchvision's operators are not registered); keep the output to what was asked for.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
+    with contextlib.ExitStack() as quiet:
+        if not verbose:
+            # The exporter prints progress lines, logs every optimisation pass at INFO and warns
+            # about its own internals (e.g. that torchvision's operators are not registered).
+            quiet.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore")
+            quiet.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            quiet.enter_context(_quiet(*_EXPORTER_LOGGERS))
+        program = torch.onnx.export(
             model,
             (features, feature_lens),
-            str(path),
+            None,  # saved below, after the source paths are taken out
             input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES),
             dynamic_shapes=({0: batch, 1: time}, {0: batch}),
             opset_version=ONNX_OPSET,
             dynamo=True,
-            external_data=inline > _MAX_INLINE_BYTES,
-            verbose=False,
+            verbose=False,  # with `verbose`, the loggers above are left at their levels
         )
+        _drop_stack_traces(program.model)
+        program.save(str(path), external_data=inline > _MAX_INLINE_BYTES)
     info: dict[str, Any] = {
         "file": path.name,
         "opset": ONNX_OPSET,
@@ -156,15 +172,29 @@ class OnnxAcousticModel:
 
 
 @contextlib.contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    """Only errors from ``logger_name`` (and its children) inside the block."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+def _quiet(*logger_names: str) -> Iterator[None]:
+    """Only errors from the named loggers (and their children) inside the block."""
+    loggers = [logging.getLogger(name) for name in logger_names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _drop_stack_traces(model: Any) -> None:
+    """Remove the Python stack trace the exporter records on every node (``pkg.torch.onnx.
+    stack_trace``: absolute paths of the source files on the exporting machine, ~200 per model).
+    The module path of each node (``namespace``, ``pkg.torch.onnx.name_scopes``) stays."""
+    import onnx_ir
+
+    graphs = [model.graph, *model.functions.values()]
+    for graph in graphs:
+        for node in onnx_ir.traversal.RecursiveGraphIterator(graph):
+            node.metadata_props.pop(_STACK_TRACE_KEY, None)
 
 
 @torch.no_grad()

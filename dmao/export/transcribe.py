@@ -4,10 +4,14 @@ Each file is read as mono at the model's rate (:func:`~dmao.export.audio.load_au
 the fbank features the model was trained on (the settings stored in the export), run through the
 acoustic model — PyTorch or ONNX Runtime — and decoded with CTC greedy or prefix beam search.
 Files are processed one at a time, so no utterance's result depends on what it is batched with.
+In a batch (:meth:`Transcriber.transcribe_files`) a file that fails in any way — unreadable,
+too short, or an error inside the model or the decoder — becomes one :class:`Failure` with a
+one-line message, and the other files are still transcribed.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +22,11 @@ from torch import Tensor
 
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
 from dmao.export.artefact import ONNX_FILE, ExportedModel, sha256_file
-from dmao.export.audio import load_audio
+from dmao.export.audio import RawFormat, load_audio
+from dmao.export.inputs import AudioInput
 from dmao.export.onnx_export import OnnxAcousticModel
 
-__all__ = ["BACKENDS", "Transcriber", "Transcription"]
+__all__ = ["BACKENDS", "Failure", "Transcriber", "Transcription"]
 
 BACKENDS = ("torch", "onnx")
 # The acoustic model needs at least this many feature frames (its frontend subsamples by 4).
@@ -30,11 +35,39 @@ _MIN_FRAMES = 4
 
 @dataclass
 class Transcription:
-    """The result for one file."""
+    """The result for one file.
+
+    ``processing_seconds`` is the wall time from reading the file to the decoded text
+    (reading, resampling, features, acoustic model, search); ``id`` defaults to the path.
+    """
 
     path: Path
     text: str
     audio_seconds: float
+    processing_seconds: float = 0.0
+    id: str = ""
+
+    def __post_init__(self) -> None:
+        self.id = self.id or str(self.path)
+
+    @property
+    def real_time_factor(self) -> float:
+        """Processing time per second of audio (< 1: faster than real time)."""
+        return self.processing_seconds / self.audio_seconds if self.audio_seconds else 0.0
+
+
+@dataclass
+class Failure:
+    """A file that could not be transcribed.
+
+    ``message`` is one line that starts with the file: ``FILE: what is wrong; what was
+    expected``; ``error`` is the exception behind it (for a traceback with ``dmao -v``).
+    """
+
+    id: str
+    path: Path
+    message: str
+    error: Exception
 
 
 class Transcriber:
@@ -46,6 +79,8 @@ class Transcriber:
         method: ``greedy`` or ``beam`` (CTC prefix beam search without a language model).
         beam_size: beams for ``method="beam"``.
         num_threads: ONNX Runtime intra-op threads (the torch backend uses torch's setting).
+        raw: how headerless ``.raw``/``.pcm`` files store their samples (None: such files fail
+            with a message asking for it).
     """
 
     def __init__(
@@ -56,6 +91,7 @@ class Transcriber:
         method: str = "greedy",
         beam_size: int = 8,
         num_threads: int | None = None,
+        raw: RawFormat | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -67,6 +103,7 @@ class Transcriber:
         self.backend = backend
         self.method = method
         self.beam_size = beam_size
+        self.raw = raw
         self.sampling_rate = exported.features.sampling_rate
         self._extractor = exported.features.extractor()
         self._onnx: OnnxAcousticModel | None = None
@@ -114,23 +151,47 @@ class Transcriber:
             FileNotFoundError: the file does not exist.
             ValueError: it is not readable audio or is too short for the model.
         """
-        samples = load_audio(path, self.sampling_rate)
+        start = time.perf_counter()
+        samples = load_audio(path, self.sampling_rate, raw=self.raw)
         try:
             text = self.transcribe_samples(samples)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
-        return Transcription(Path(path), text, len(samples) / self.sampling_rate)
+        return Transcription(
+            path=Path(path),
+            text=text,
+            audio_seconds=len(samples) / self.sampling_rate,
+            processing_seconds=time.perf_counter() - start,
+        )
 
     def transcribe_files(
-        self, paths: Iterable[str | Path]
-    ) -> Iterator[Transcription | BaseException]:
-        """One result per path, in order: a :class:`Transcription`, or the error (missing or
-        unreadable file) as an exception object, so one bad file does not stop the others."""
-        for path in paths:
+        self, inputs: Iterable[str | Path | AudioInput]
+    ) -> Iterator[Transcription | Failure]:
+        """One result per input, in order: a :class:`Transcription`, or a :class:`Failure` for a
+        file that could not be transcribed, whatever the reason, so that one bad file never
+        stops the others. (``KeyboardInterrupt`` and other non-``Exception`` errors stop it.)"""
+        for item in inputs:
+            audio = AudioInput.of(item)
+            if audio.error is not None:
+                yield Failure(audio.id, audio.path, audio.error, ValueError(audio.error))
+                continue
             try:
-                yield self.transcribe_file(path)
-            except (FileNotFoundError, ValueError) as err:
-                yield err
+                result = self.transcribe_file(audio.path)
+            except Exception as err:  # the per-file boundary: any failure is this file's
+                yield Failure(audio.id, audio.path, _failure_message(audio.path, err), err)
+            else:
+                result.id = audio.id
+                yield result
+
+
+def _failure_message(path: Path, err: Exception) -> str:
+    """One line that starts with ``path``: our own errors already read ``FILE: reason``;
+    anything else (an error inside ONNX Runtime, the model or the search) gets the file and the
+    exception's type in front."""
+    reason = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    if isinstance(err, (FileNotFoundError, ValueError)) and reason.startswith(f"{path}: "):
+        return reason
+    return f"{path}: {type(err).__name__}: {reason or 'no message'}"
 
 
 def _checked_onnx(exported: ExportedModel) -> Path:

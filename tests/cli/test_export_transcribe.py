@@ -1,10 +1,17 @@
-"""``dmao export`` and ``dmao transcribe`` on a trained tiny run, as the console script."""
+"""``dmao export`` and ``dmao transcribe`` on a trained tiny run, as the console script: bad files
+in a batch, lists and folders as input, output formats, quiet exports."""
 
 from __future__ import annotations
 
+import io
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
 
 from dmao.cli.main import main
 
@@ -46,12 +53,129 @@ def test_transcribe_reports_bad_files_and_exits_1(tiny_export, tiny_corpus, tmp_
     proc = _dmao("transcribe", "--model", str(tiny_export), str(missing), str(notes), str(good))
     assert proc.returncode == 1
     assert proc.stdout.startswith(f"{good}\t") and len(proc.stdout.splitlines()) == 1
-    # (lhotse may log which audio backend it tried; the errors are the "dmao transcribe" lines)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("dmao transcribe:")]
-    assert len(errors) == 2
+    errors, summary = proc.stderr.splitlines()[:-1], proc.stderr.splitlines()[-1]
+    assert len(errors) == 2  # nothing else on stderr: no log lines from lhotse or audioread
     assert errors[0] == f"dmao transcribe: error: {missing}: no such audio file"
     assert errors[1].startswith(f"dmao transcribe: error: {notes}: not readable audio")
-    assert "Traceback" not in proc.stderr
+    assert summary.startswith("dmao transcribe: 1 of 3 file(s) transcribed, 2 failed")
+
+
+def _write_mixed_list(good: Path, folder: Path) -> tuple[Path, list[tuple[str, str | None]]]:
+    """A list file of good and bad files: ``(list, [(id, expected error after "PATH: ")])``."""
+    folder.mkdir()
+    samples, rate = sf.read(good, dtype="int16")
+    samples.astype("<i2").tofile(folder / "good.raw")
+    (folder / "empty.wav").write_bytes(b"")
+    (folder / "truncated.flac").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (folder / "notes.wav").write_text("a text file renamed .wav\n")
+    (folder / "sub").mkdir()
+    sf.write(folder / "short.wav", np.zeros(320, np.float32), rate)
+    entries = [
+        ("good", str(good), None),
+        ("missing", "gone.wav", "no such audio file"),
+        ("empty", "empty.wav", "empty file (0 bytes)"),
+        ("truncated", "truncated.flac", "not readable audio (flac decoder lost sync)"),
+        ("text", "notes.wav", "not readable audio (Format not recognised)"),
+        ("raw", "good.raw", None),
+        ("folder", "sub", "a folder; expected an audio file"),
+        ("short", "short.wav", "audio too short"),
+    ]
+    listing = folder / "list.txt"
+    listing.write_text("".join(f"{i}\t{p}\n" for i, p, _ in entries), encoding="utf-8")
+    return listing, [(i, e) for i, _, e in entries]
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_a_mixed_list_on_both_backends(tiny_export, tiny_corpus, tmp_path, backend):
+    """The console script on a real mixed list: one stderr line per bad file and a summary,
+    nothing else; every good file (and the raw copy) transcribed; JSON Lines out; exit 1."""
+    good = sorted((tiny_corpus.root / "test").rglob("*.flac"))[0]
+    listing, expected = _write_mixed_list(good, tmp_path / "mixed")
+    proc = _dmao(
+        "transcribe",
+        "--model",
+        str(tiny_export),
+        "--backend",
+        backend,
+        "--raw-format",
+        "s16le",
+        "--raw-sample-rate",
+        "16000",
+        "--json",
+        f"@{listing}",
+    )
+    assert proc.returncode == 1, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["id"] for r in records] == [i for i, _ in expected]
+    *errors, summary = proc.stderr.splitlines()
+    failed = [(i, e) for i, e in expected if e is not None]
+    assert len(errors) == len(failed), proc.stderr
+    for (utterance_id, error), line, record in zip(
+        failed, errors, [r for r in records if "error" in r], strict=True
+    ):
+        assert record["id"] == utterance_id
+        assert line == f"dmao transcribe: error: {record['error']}"
+        assert record["error"].startswith(f"{record['path']}: {error}"), record
+    done = [r for r in records if "error" not in r]
+    assert [r["id"] for r in done] == ["good", "raw"]
+    assert done[0]["text"] == done[1]["text"] != ""
+    assert done[0]["duration_s"] == pytest.approx(sf.info(good).duration, abs=1e-3)
+    assert all(0 < r["rtf"] < 10 for r in done)
+    assert summary.startswith("dmao transcribe: 2 of 8 file(s) transcribed, 6 failed")
+    assert "real-time factor" in summary and "Traceback" not in proc.stderr
+
+
+class _Terminal(io.StringIO):
+    """A captured stderr that says it is a terminal, so tqdm shows its bar."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_folder_and_a_list_as_tsv_with_a_progress_bar(
+    tiny_export, tiny_corpus, tmp_path, capsys, monkeypatch
+):
+    folder = tiny_corpus.root / "test"
+    files = sorted(folder.rglob("*.flac"))
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{f}\n" for f in files), encoding="utf-8")
+    stderr = _Terminal()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    assert (
+        main(["transcribe", "--model", str(tiny_export), "--tsv", str(folder), f"@{listing}"]) == 0
+    )
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert rows[0] == ["id", "text", "duration_s", "rtf"]
+    ids = [str(folder / f.relative_to(folder)) for f in files] + [str(f) for f in files]
+    assert [row[0] for row in rows[1:]] == ids
+    assert [row[1:3] for row in rows[1:7]] == [row[1:3] for row in rows[7:]]
+    assert all(float(row[2]) > 0.4 and float(row[3]) > 0 for row in rows[1:])
+    assert f"{2 * len(files)}/{2 * len(files)}" in stderr.getvalue()  # the bar reached the end
+    assert f"{2 * len(files)} of {2 * len(files)} file(s) transcribed" in stderr.getvalue()
+
+
+def test_raw_options_are_checked_before_anything_runs(tiny_export, capsys):
+    args = ["transcribe", "--model", str(tiny_export), "a.raw"]
+    assert main([*args, "--raw-sample-rate", "8000"]) == 2
+    assert capsys.readouterr().err == (
+        "dmao transcribe: error: headerless PCM needs --raw-format as well "
+        "(e.g. --raw-format s16le --raw-sample-rate 16000)\n"
+    )
+    assert main([*args, "--raw-format", "pcm16", "--raw-sample-rate", "8000"]) == 2
+    assert "raw sample format must be one of s8, u8, s16le" in capsys.readouterr().err
+
+
+def test_export_is_quiet_and_clean(tiny_dmao_run, tmp_path):
+    """`dmao export` prints its summary and nothing from the ONNX exporter's ~70 log lines."""
+    out = tmp_path / "model"
+    proc = _dmao("export", str(tiny_dmao_run), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if "INFO" in line] == [
+        line for line in proc.stderr.splitlines() if "INFO dmao.export.artefact: exported" in line
+    ]
+    assert len(proc.stderr.splitlines()) <= 1, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith(f"exported {tiny_dmao_run} (best.pt, step 60) to {out} in ")
 
 
 def test_transcribe_without_an_export_is_one_clear_line(tmp_path: Path):

@@ -3,8 +3,12 @@ ONNX parity, refusal to overwrite, detection of changed files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+import stat
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,9 +39,12 @@ def test_export_folder_is_complete_and_self_describing(tiny_dmao_run, tiny_expor
     }
     for name in ("dmao", "torch", "safetensors", "onnx", "onnxruntime", "lhotse"):
         assert manifest["versions"][name], name
+    checkpoint = tiny_dmao_run / "checkpoints" / "best.pt"
     assert manifest["source"] == {
-        "run": str(tiny_dmao_run.resolve()),
+        "run": tiny_dmao_run.name,  # the name and content hashes, no path (issue 18)
+        "config_sha256": hashlib.sha256((tiny_dmao_run / "config.yaml").read_bytes()).hexdigest(),
         "checkpoint": "best.pt",
+        "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
         "step": 60,
     }
     assert manifest["onnx"]["max_abs_diff"] < 1e-4
@@ -62,6 +69,58 @@ def test_export_folder_is_complete_and_self_describing(tiny_dmao_run, tiny_expor
     assert (tiny_export / "tokenizer" / "tokenizer.json").read_bytes() == (
         tiny_dmao_run / "tokenizer" / "tokenizer.json"
     ).read_bytes()
+
+
+def _strings(value):
+    """Every string inside a JSON value, keys included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_export_holds_no_absolute_paths(tiny_dmao_run, tiny_export):
+    """Nothing in an export says where it was made: no absolute path in any JSON file, and the
+    ONNX graph without the exporter's per-node stack traces (which name the source files)."""
+    json_files = sorted(tiny_export.rglob("*.json"))
+    assert {p.name for p in json_files} >= {"manifest.json", "model.json", "features.json"}
+    machine_paths = (str(tiny_dmao_run.parent), str(tiny_export.parent), os.getcwd(), "/tmp/")
+    for path in json_files:
+        for text in _strings(json.loads(path.read_text())):
+            assert not text.startswith(("/", "~")) and ":\\" not in text, (path, text)
+            assert not any(machine in text for machine in machine_paths), (path, text)
+    graph = (tiny_export / "model.onnx").read_bytes()
+    assert b"pkg.torch.onnx.stack_trace" not in graph
+    assert not any(m.encode() in graph for m in (*machine_paths, str(Path(__file__).parents[2])))
+
+
+def test_export_files_have_the_modes_of_a_plain_create(tiny_dmao_run, tmp_path):
+    """0644 files and 0755 folders under umask 022, and whatever another umask gives: not the
+    0600/0700 that safetensors and tempfile.mkdtemp pick for themselves."""
+    for umask, file_mode, folder_mode in ((0o022, 0o644, 0o755), (0o027, 0o640, 0o750)):
+        previous = os.umask(umask)
+        try:
+            out = export_run(tiny_dmao_run, tmp_path / f"export-{umask:o}", onnx=False)
+        finally:
+            os.umask(previous)
+        modes = {
+            p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode)
+            for p in [out, *out.rglob("*")]
+        }
+        assert modes == {
+            ".": folder_mode,
+            "model.safetensors": file_mode,
+            "model.json": file_mode,
+            "features.json": file_mode,
+            "manifest.json": file_mode,
+            "tokenizer": folder_mode,
+            "tokenizer/tokenizer.json": file_mode,
+        }
 
 
 def test_loaded_export_equals_the_run_model_without_the_run(tiny_dmao_run, tmp_path):

@@ -4,6 +4,7 @@ ONNX Runtime like in PyTorch for any batch size and length down to the 4-frame m
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
@@ -101,3 +102,20 @@ def test_every_model_family_rebuilds_from_its_spec_and_exports(family, tmp_path)
         assert torch.equal(rebuilt(features, lens)[0], model(features, lens)[0])
     info = export_onnx(model, tmp_path / "model.onnx", num_features=80)
     assert info["max_abs_diff"] < 1e-4
+
+
+def test_exporter_logs_only_when_asked(tmp_path, caplog):
+    """torch.onnx.export logs each onnxscript/onnx_ir pass at INFO (~70 lines for this model):
+    silent by default, all there with ``verbose`` (``dmao -v export``)."""
+    model = build_model("transformer_ctc", vocab_size=11, d_model=16, num_layers=1, head_dim=8)
+    caplog.set_level(logging.INFO)
+
+    def exporter_records() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name.startswith(("onnx", "torch"))]
+
+    export_onnx(model, tmp_path / "quiet.onnx", num_features=80, check=False)
+    assert exporter_records() == []
+    export_onnx(model, tmp_path / "verbose.onnx", num_features=80, check=False, verbose=True)
+    assert len(exporter_records()) > 10
+    for name in ("quiet.onnx", "verbose.onnx"):
+        assert b"pkg.torch.onnx.stack_trace" not in (tmp_path / name).read_bytes()

@@ -1,6 +1,7 @@
 """Transcribing audio files with an export: the same features, log-probs and text as ``dmao
 decode``; the ONNX backend gives PyTorch's results; a 48 kHz stereo copy of an utterance gives the
-original's features up to the resampler; bad files are reported without stopping the rest.
+original's features up to the resampler; any failure of one file (unreadable, too short, an
+error in the model) is one line for that file, and the rest of the batch is transcribed.
 
 Why some comparisons carry a tolerance: ``dmao decode`` reads the fbank cached at data
 preparation, which lhotse stores lilcom-compressed (values rounded to 1/32, so off by at most
@@ -24,7 +25,7 @@ from scipy.signal import resample_poly
 from dmao.data.manifests import load_cuts
 from dmao.decoding.decode_run import decode_split
 from dmao.evaluation.wer import score_corpus
-from dmao.export import Transcriber, load_audio, load_exported
+from dmao.export import Failure, RawFormat, Transcriber, Transcription, load_audio, load_exported
 
 RATE = 16000
 # lhotse's LilcomChunkyWriter rounds the cached log-mel values to multiples of 2**-5.
@@ -115,25 +116,82 @@ def test_48khz_stereo_copy_transcribes_like_the_original(tiny_export, test_cuts,
     assert score_corpus(originals, copies).cer <= _MAX_CER, (originals, copies)
 
 
-def test_bad_files_are_reported_and_the_rest_transcribed(tiny_export, test_cuts, tmp_path):
-    transcriber = Transcriber(load_exported(tiny_export))
-    good = test_cuts[0][1]
-    notes = tmp_path / "notes.flac"
-    notes.write_text("not audio")
-    short = tmp_path / "short.wav"
-    sf.write(short, np.zeros(320, np.float32), RATE)  # 0.02 s: 2 frames, the model needs 4
-    results = list(transcriber.transcribe_files([good, tmp_path / "gone.wav", notes, short, good]))
-    assert [type(r).__name__ for r in results] == [
-        "Transcription",
-        "FileNotFoundError",
-        "ValueError",
-        "ValueError",
-        "Transcription",
+def _mixed_inputs(good: Path, folder: Path) -> list[tuple[Path, str | None]]:
+    """Real good and bad files next to each other: ``(path, expected message after "PATH: ")``,
+    None for a file that must be transcribed."""
+    folder.mkdir()
+    samples, rate = sf.read(good, dtype="int16")
+    raw = folder / "good.raw"
+    samples.astype("<i2").tofile(raw)  # the same samples as headerless 16-bit PCM
+    (folder / "empty.wav").write_bytes(b"")
+    data = good.read_bytes()
+    (folder / "truncated.flac").write_bytes(data[: len(data) // 2])
+    (folder / "notes.wav").write_text("not audio, a text file renamed .wav\n")
+    (folder / "a_folder").mkdir()
+    sf.write(folder / "short.wav", np.zeros(320, np.float32), rate)  # 0.02 s: 2 frames < 4
+    return [
+        (good, None),
+        (folder / "gone.wav", "no such audio file"),
+        (folder / "empty.wav", "empty file (0 bytes); expected audio"),
+        (folder / "truncated.flac", "not readable audio (flac decoder lost sync); expected"),
+        (folder / "notes.wav", "not readable audio (Format not recognised); expected"),
+        (raw, None),
+        (folder / "a_folder", "a folder; expected an audio file"),
+        (folder / "short.wav", "audio too short: 2 feature frames, the model needs at least 4"),
+        (good, None),
     ]
-    assert results[0].text == results[4].text
-    assert "gone.wav: no such audio file" in str(results[1])
-    assert "notes.flac: not readable audio" in str(results[2])
-    assert "short.wav: audio too short" in str(results[3])
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_a_batch_survives_bad_files(tiny_export, test_cuts, tmp_path, backend):
+    exported = load_exported(tiny_export)
+    raw = RawFormat("s16le", RATE)
+    transcriber = Transcriber(exported, backend=backend, num_threads=1, raw=raw)
+    cases = _mixed_inputs(test_cuts[-1][1], tmp_path / "mixed")
+    results = list(transcriber.transcribe_files([path for path, _ in cases]))
+    assert len(results) == len(cases)
+    for (path, expected), result in zip(cases, results, strict=True):
+        assert result.path == path and result.id == str(path)
+        if expected is None:
+            assert isinstance(result, Transcription), getattr(result, "message", None)
+            assert result.processing_seconds > 0 and result.real_time_factor > 0
+        else:
+            assert isinstance(result, Failure), path
+            assert result.message.startswith(f"{path}: {expected}"), result.message
+            assert "\n" not in result.message and "Details" not in result.message
+    texts = {result.text for result in results if isinstance(result, Transcription)}
+    assert len(texts) == 1 and texts != {""}  # the raw copy reads as the original
+
+    # Without its format a headerless file fails alone, with a message naming the options.
+    plain = Transcriber(exported, backend=backend, num_threads=1)
+    good, raw_path = cases[0][0], cases[5][0]
+    failure, again = plain.transcribe_files([raw_path, good])
+    assert isinstance(failure, Failure) and isinstance(again, Transcription)
+    assert failure.message.startswith(f"{raw_path}: headerless PCM")
+    assert "--raw-format s16le --raw-sample-rate 16000" in failure.message
+
+
+def test_an_error_inside_the_model_fails_that_file_only(tiny_export, test_cuts, monkeypatch):
+    """Not only unreadable audio: whatever goes wrong for one file (here the acoustic model
+    raising for the second file) is that file's failure, one line, and the batch goes on."""
+    transcriber = Transcriber(load_exported(tiny_export))
+    real_log_probs = transcriber.log_probs
+    calls = []
+
+    def flaky(features):
+        calls.append(len(calls))
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory.\nTried to allocate 2.00 GiB")
+        return real_log_probs(features)
+
+    monkeypatch.setattr(transcriber, "log_probs", flaky)
+    paths = [path for _, path in test_cuts[:3]]
+    first, second, third = transcriber.transcribe_files(paths)
+    assert isinstance(first, Transcription) and isinstance(third, Transcription)
+    assert isinstance(second, Failure) and isinstance(second.error, RuntimeError)
+    assert second.message == (
+        f"{paths[1]}: RuntimeError: CUDA out of memory.; Tried to allocate 2.00 GiB"
+    )
 
 
 def test_bad_settings_are_refused(tiny_export, tmp_path):
