@@ -1,4 +1,5 @@
-"""``dmao decode RUN --split test [--method greedy|beam|lm] [--lm FILE --lexicon FILE]``."""
+"""``dmao decode RUN --split test [--method greedy|beam|lm] [--lm FILE --lexicon FILE]
+[--avg N] [--prior-scale S] [--align kaldialign|sclite]``."""
 
 from __future__ import annotations
 
@@ -25,7 +26,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out-dir", type=Path, default=None, help="write here (default RUN/decode/SPLIT-METHOD)"
     )
-    p.add_argument("--checkpoint", default=None, help="best (default), last, or a file")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="best (default), last, or a file; with --avg the newest checkpoint averaged "
+        "(default last)",
+    )
+    p.add_argument(
+        "--avg",
+        type=int,
+        default=None,
+        metavar="N",
+        help="average the newest N step checkpoints that share the final architecture",
+    )
+    p.add_argument(
+        "--prior-scale",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="subtract S * log CTC prior (from training posteriors, kept in RUN/ctc_prior.pt)",
+    )
+    p.add_argument(
+        "--prior-utterances",
+        type=int,
+        default=None,
+        metavar="N",
+        help="training utterances the CTC prior is estimated from (default 1000)",
+    )
+    p.add_argument(
+        "--align",
+        choices=("kaldialign", "sclite"),
+        default="kaldialign",
+        help="count errors by minimum edit distance (default) or as NIST sclite does",
+    )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
 
@@ -35,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dmao.config import config_from_dict
     from dmao.decoding.decode_run import decode_split
+    from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES
     from dmao.evaluation.wer import format_results_table
 
     cfg_path = args.run / "config.yaml"
@@ -57,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
     splits = args.split or config.data.test_parts
     if args.out_dir is not None and len(splits) > 1:
         raise ValueError("--out-dir takes one split at a time")
+    if args.avg is not None and args.avg < 1:
+        raise ValueError(f"--avg must be at least 1, got {args.avg}")
+    if args.prior_utterances is not None and not args.prior_scale:
+        raise ValueError("--prior-utterances applies with --prior-scale only")
     rows = []
     for split in splits:
         result = decode_split(
@@ -68,9 +106,15 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             decode_overrides=overrides,
             out_dir=args.out_dir,
+            align=args.align,
+            avg=args.avg,
+            prior_scale=args.prior_scale,
+            prior_utterances=args.prior_utterances or DEFAULT_PRIOR_UTTERANCES,
         )
         print(f"{split} ({result.method}, {result.checkpoint}): {result.score.summary()}")
         print(f"  hypotheses: {result.hypotheses_path}  RTF {result.real_time_factor:.4f}")
+        if args.align == "sclite":
+            print("  errors counted with sclite's alignment (substitution 4, insertion/deletion 3)")
         out = result.hypotheses_path.parent
         sclite_files = [p.name for p in (out / "ref.trn", out / "hyp.trn", out / "hyp.ctm")]
         print(

@@ -1,4 +1,4 @@
-"""``dmao export RUN --out DIR [--checkpoint best|last|PATH]``."""
+"""``dmao export RUN --out DIR [--checkpoint best|last|PATH] [--avg N]``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="run folder written by `dmao train`")
     p.add_argument("--out", type=Path, required=True, help="export folder to create")
-    p.add_argument("--checkpoint", default="best", help="best (default), last, or a file")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="best (default), last, or a file; with --avg the newest checkpoint averaged "
+        "(default last)",
+    )
+    p.add_argument(
+        "--avg",
+        type=int,
+        default=None,
+        metavar="N",
+        help="average the newest N step checkpoints that share the final architecture "
+        "(icefall's --avg; docs/decoding.md)",
+    )
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
     p.add_argument("--force", action="store_true", help="replace an existing export at --out")
     p.set_defaults(func=run)
@@ -24,11 +37,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dmao.export import export_run, load_exported
 
+    if args.avg is not None and args.avg < 1:
+        raise ValueError(f"--avg must be at least 1, got {args.avg}")
     start = time.perf_counter()
+    checkpoint = args.checkpoint or "best"
+    if args.avg is not None:  # as `dmao decode --avg`: ends at --checkpoint, by default the last
+        from dmao.training.averaging import averaged_checkpoint
+
+        checkpoint = str(averaged_checkpoint(args.run, args.avg, args.checkpoint or "last"))
     out = export_run(
         args.run,
         args.out,
-        checkpoint=args.checkpoint,
+        checkpoint=checkpoint,
         onnx=not args.no_onnx,
         overwrite=args.force,
         verbose=args.verbose,  # the ONNX exporter's own log lines only with `dmao -v export`

@@ -2,7 +2,10 @@
 
 The model's log-probabilities are computed once per split (:func:`compute_posteriors`) and then
 decoded (:func:`decode_posteriors`) greedily, by prefix beam search or by LM beam search
-(:mod:`dmao.decoding.lm_decoder`); benchmarks reuse the two steps to sweep LM settings.
+(:mod:`dmao.decoding.lm_decoder`); benchmarks reuse the two steps to sweep LM settings. Options:
+the model can be the average of the last checkpoints (``avg``, :mod:`dmao.training.averaging`),
+a CTC prior can be divided out of the posteriors (``prior_scale``, :mod:`dmao.decoding.prior`),
+and the errors can be counted as NIST sclite counts them (``align="sclite"``).
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from dmao.decoding.lm_decoder import (
     token_symbols,
     word_boundary_symbol,
 )
+from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES, apply_prior, ctc_prior_for_run
 from dmao.decoding.timing import WordTiming, word_timings
-from dmao.evaluation.sclite import trn_id, write_ctm, write_trn
-from dmao.evaluation.wer import ScoreResult, write_hypotheses
+from dmao.evaluation.sclite import find_sclite, score_with_sclite, trn_id, write_ctm, write_trn
+from dmao.evaluation.wer import ALIGNERS, ErrorCounts, ScoreResult, write_hypotheses
 from dmao.models.architecture import EncoderArchitecture
+from dmao.training.averaging import averaged_checkpoint
 from dmao.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from dmao.training.model_setup import build_model_from_config
 from dmao.training.recipe import resolve_device
@@ -192,9 +197,19 @@ def decode_posteriors(
     dec: DecodeConfig,
     tokenizer: Tokenizer,
     lm_decoder: CTCLMDecoder | None = None,
+    *,
+    log_prior: torch.Tensor | None = None,
+    prior_scale: float = 0.0,
 ) -> Decoded:
     """Decode precomputed log-probabilities with the method of ``dec`` (``lm_decoder`` reuses an
-    already built LM decoder for ``method=lm``)."""
+    already built LM decoder for ``method=lm``).
+
+    Args:
+        log_prior, prior_scale: a ``(V,)`` CTC log-prior; each utterance is decoded from
+            ``log_probs - prior_scale · log_prior`` (:func:`dmao.decoding.prior.apply_prior`).
+    """
+    if prior_scale and log_prior is None:
+        raise ValueError("prior_scale needs a log_prior (dmao.decoding.prior.ctc_prior_for_run)")
     symbols = token_symbols(tokenizer)
     boundary = word_boundary_symbol(tokenizer)
     hyps: list[str] = []
@@ -203,6 +218,8 @@ def decode_posteriors(
         lm_decoder = build_lm_decoder(dec, tokenizer)
     start = time.perf_counter()
     for log_probs in posteriors.log_probs:
+        if prior_scale:
+            log_probs = apply_prior(log_probs, log_prior, prior_scale)  # (T', V)
         if dec.method == "greedy":
             path = log_probs.argmax(dim=-1).tolist()  # (T',)
             lengths = torch.tensor([log_probs.shape[0]])
@@ -233,6 +250,10 @@ def decode_split(
     progress_bar: bool = True,
     decode_overrides: Mapping[str, Any] | None = None,
     out_dir: str | Path | None = None,
+    align: str = "kaldialign",
+    avg: int | None = None,
+    prior_scale: float = 0.0,
+    prior_utterances: int = DEFAULT_PRIOR_UTTERANCES,
 ) -> DecodeResult:
     """Decode corpus part ``split`` with the run's model and score it.
 
@@ -245,7 +266,20 @@ def decode_split(
         decode_overrides: further ``DecodeConfig`` fields, e.g. ``{"lm_path": ..., "lm_weight":
             0.8}``.
         out_dir: where to write instead of the run folder.
+        align: how errors are counted: ``kaldialign`` (minimum edit distance) or ``sclite``
+            (NIST sclite's weighted alignment; where the ``sclite`` binary is installed its
+            corpus counts on the written trn files are recorded next to ours).
+        avg: decode the average of the newest ``avg`` step checkpoints with the final
+            architecture, ending at ``checkpoint`` (default ``last``); see
+            :func:`dmao.training.averaging.averaged_checkpoint`.
+        prior_scale: divide the CTC prior out of the posteriors with this scale (0 = off); the
+            prior is estimated from ``prior_utterances`` training utterances once per checkpoint
+            and kept in ``RUN/ctc_prior.pt``.
     """
+    if align not in ALIGNERS:
+        raise ValueError(f"--align must be one of {ALIGNERS}, got {align!r}")
+    if prior_scale < 0:
+        raise ValueError(f"--prior-scale must be >= 0, got {prior_scale}")
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a dmao run folder (no config.yaml)")
@@ -260,6 +294,9 @@ def decode_split(
     if dec.method not in ("greedy", "beam", "lm"):
         raise ValueError(f"decoding method must be 'greedy', 'beam' or 'lm', got {dec.method!r}")
     dev = resolve_device(device)
+    if avg is not None:  # --avg 1 is the end checkpoint itself
+        end = checkpoint if checkpoint is not None else "last"
+        dec = replace(dec, checkpoint=str(averaged_checkpoint(run_dir, avg, end)))
     model, config, tokenizer, ckpt_path = load_trained_model(run_dir, dec.checkpoint, dev)
     config.decode = dec
     # Build the LM decoder before the forward pass so that a bad LM/lexicon fails fast.
@@ -273,7 +310,26 @@ def decode_split(
         checkpoint=ckpt_path.name,
         progress_bar=progress_bar,
     )
-    decoded = decode_posteriors(posteriors, dec, tokenizer, lm_decoder)
+    prior = None
+    if prior_scale:
+        prior = ctc_prior_for_run(
+            run_dir,
+            model,
+            config,
+            tokenizer,
+            ckpt_path,
+            device=dev,
+            num_utterances=prior_utterances,
+            progress_bar=progress_bar,
+        )
+    decoded = decode_posteriors(
+        posteriors,
+        dec,
+        tokenizer,
+        lm_decoder,
+        log_prior=prior.log_prior if prior is not None else None,
+        prior_scale=prior_scale,
+    )
     elapsed = posteriors.forward_seconds + decoded.decode_seconds
     refs, hyps, ids = posteriors.refs, decoded.hyps, posteriors.ids
 
@@ -281,7 +337,7 @@ def decode_split(
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "decode" / f"{split}-{dec.method}"
     out_dir.mkdir(parents=True, exist_ok=True)
     hyp_path = out_dir / "hypotheses.txt"
-    score = write_hypotheses(hyp_path, ids, refs, hyps)
+    score = write_hypotheses(hyp_path, ids, refs, hyps, aligner=align)
     # sclite ids: speaker first (LibriSpeech-style ids already are), so -i rm reports per speaker.
     speakers = posteriors.speakers or [None] * len(ids)
     trn_ids = [trn_id(i, spk) for i, spk in zip(ids, speakers, strict=True)]
@@ -311,7 +367,23 @@ def decode_split(
         "decode_seconds": elapsed,
         "real_time_factor": result.real_time_factor,
         "summary": score.summary(),
+        "aligner": align,
+        "word_counts": _counts(score.word),
+        "char_counts": _counts(score.char),
     }
+    if align == "sclite" and find_sclite() is not None:
+        record["sclite_binary"] = _sclite_check(out_dir, score)
+    if avg is not None and avg > 1:
+        record["averaged_from"] = load_checkpoint(ckpt_path)["averaged_from"]
+    if prior is not None:
+        record["prior"] = {
+            "scale": prior_scale,
+            "file": "ctc_prior.pt",
+            "checkpoint": prior.checkpoint,
+            "num_utterances": prior.num_utterances,
+            "num_frames": prior.num_frames,
+            "parts": prior.parts,
+        }
     if dec.method == "lm":
         record["lm"] = {
             key: getattr(dec, key)
@@ -329,3 +401,28 @@ def decode_split(
     with open(out_dir / "result.json", "w") as f:
         json.dump(record, f, indent=1)
     return result
+
+
+def _counts(counts: ErrorCounts) -> dict[str, int]:
+    return {
+        "substitutions": counts.substitutions,
+        "deletions": counts.deletions,
+        "insertions": counts.insertions,
+        "ref_len": counts.ref_len,
+    }
+
+
+def _sclite_check(out_dir: Path, score: ScoreResult) -> dict[str, Any]:
+    """The real ``sclite``'s word counts on the written trn files, and whether they equal ours
+    (a mismatch is logged: it would be a bug in :mod:`dmao.evaluation.sclite_align`)."""
+    theirs = score_with_sclite(out_dir / "ref.trn", out_dir / "hyp.trn")
+    counts = {
+        "substitutions": theirs.substitutions,
+        "deletions": theirs.deletions,
+        "insertions": theirs.insertions,
+        "ref_len": theirs.num_words,
+    }
+    equal = counts == _counts(score.word)
+    if not equal:
+        log.warning("sclite counts %s, dmao's sclite alignment %s", counts, _counts(score.word))
+    return {"command": " ".join(find_sclite()), "word_counts": counts, "equal": equal}

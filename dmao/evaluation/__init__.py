@@ -1,6 +1,7 @@
 """Scoring: corpus-level WER/CER with per-utterance details and result tables."""
 
 from dmao.evaluation.wer import (
+    ALIGNERS,
     ErrorCounts,
     ScoreResult,
     UtteranceScore,
@@ -12,6 +13,7 @@ from dmao.evaluation.wer import (
 )
 
 __all__ = [
+    "ALIGNERS",
     "ErrorCounts",
     "ScoreResult",
     "UtteranceScore",

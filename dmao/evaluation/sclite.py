@@ -9,9 +9,13 @@
   (two decimals, the 10 ms resolution of the features), channel ``A``, sorted by utterance id
   and start time.
 
-The scorer here (:func:`dmao.evaluation.wer.score_corpus`) and ``sclite`` count the same
-minimum-edit-distance errors, so ``sclite`` on the ``trn`` files of a decode reproduces the WER
-in ``result.json`` (tested where ``sclite`` is installed).
+``sclite`` does not count minimum-edit-distance errors: it aligns with weighted costs
+(substitution 4, insertion and deletion 3; :mod:`dmao.evaluation.sclite_align`), so on
+high-error utterances its counts can differ from those of the default scorer
+(:func:`dmao.evaluation.wer.score_corpus` with ``aligner="kaldialign"``, unit costs) — more
+errors, or the same number split differently. ``aligner="sclite"`` (``dmao decode --align
+sclite``) reproduces sclite's alignment and counts exactly; the tests check that utterance by
+utterance against the ``sclite`` binary where it is installed.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "find_sclite",
     "read_ctm",
     "read_trn",
+    "sclite_utterance_counts",
     "score_with_sclite",
     "trn_id",
     "write_ctm",
@@ -159,14 +164,10 @@ class ScliteScore:
 _SUM_LINE = re.compile(r"^\s*\|\s*Sum\s*\|(?P<counts>[\d\s|]+)\|\s*$")
 
 
-def score_with_sclite(ref_trn: str | Path, hyp_trn: str | Path) -> ScliteScore:
-    """Run ``sclite -r REF trn -h HYP trn -i rm -o rsum stdout`` and read its corpus totals.
-
-    Raises:
-        FileNotFoundError: ``sclite`` is not installed (:data:`SCLITE_MISSING`) or a file is
-            missing.
-        RuntimeError: ``sclite`` failed or printed no ``Sum`` line.
-    """
+def _run_sclite(
+    ref_trn: str | Path, hyp_trn: str | Path, report: str, characters: bool
+) -> subprocess.CompletedProcess:
+    """``sclite -r REF trn -h HYP trn -i rm [-c] -o REPORT stdout``."""
     command = find_sclite()
     if command is None:
         raise FileNotFoundError(SCLITE_MISSING)
@@ -174,9 +175,27 @@ def score_with_sclite(ref_trn: str | Path, hyp_trn: str | Path) -> ScliteScore:
         if not Path(path).is_file():
             raise FileNotFoundError(f"trn file {path} does not exist")
     args = [*command, "-r", str(ref_trn), "trn", "-h", str(hyp_trn), "trn", "-i", "rm"]
-    proc = subprocess.run(
-        [*args, "-o", "rsum", "stdout"], capture_output=True, text=True, check=False
+    if characters:
+        args.append("-c")  # align characters; sclite drops the spaces, as dmao's CER does
+    return subprocess.run(
+        [*args, "-o", report, "stdout"], capture_output=True, text=True, check=False
     )
+
+
+def score_with_sclite(
+    ref_trn: str | Path, hyp_trn: str | Path, *, characters: bool = False
+) -> ScliteScore:
+    """Run ``sclite -r REF trn -h HYP trn -i rm -o rsum stdout`` and read its corpus totals.
+
+    Args:
+        characters: score characters (``sclite -c``) instead of words.
+
+    Raises:
+        FileNotFoundError: ``sclite`` is not installed (:data:`SCLITE_MISSING`) or a file is
+            missing.
+        RuntimeError: ``sclite`` failed or printed no ``Sum`` line.
+    """
+    proc = _run_sclite(ref_trn, hyp_trn, "rsum", characters)
     for line in proc.stdout.splitlines():
         match = _SUM_LINE.match(line)
         if match:
@@ -187,3 +206,30 @@ def score_with_sclite(ref_trn: str | Path, hyp_trn: str | Path) -> ScliteScore:
         f"sclite exited {proc.returncode} without a 'Sum' line; stderr: {proc.stderr[-2000:]}"
         f" stdout: {proc.stdout[-2000:]}"
     )
+
+
+_PRA_SCORES = re.compile(
+    r"^id: \((?P<id>[^()\s]+)\)\s*\nScores: \(#C #S #D #I\) (?P<c>[\d ]+)$", re.M
+)
+
+
+def sclite_utterance_counts(
+    ref_trn: str | Path, hyp_trn: str | Path, *, characters: bool = False
+) -> dict[str, tuple[int, int, int, int]]:
+    """Per-utterance counts of ``sclite`` (its ``pra`` report): ``{trn id: (correct,
+    substitutions, deletions, insertions)}``.
+
+    Raises:
+        FileNotFoundError, RuntimeError: as :func:`score_with_sclite`.
+    """
+    proc = _run_sclite(ref_trn, hyp_trn, "pra", characters)
+    counts = {}
+    for match in _PRA_SCORES.finditer(proc.stdout):
+        c, s, d, i = (int(v) for v in match["c"].split())
+        counts[match["id"]] = (c, s, d, i)
+    if proc.returncode != 0 or not counts:
+        raise RuntimeError(
+            f"sclite exited {proc.returncode} without per-utterance scores; stderr: "
+            f"{proc.stderr[-2000:]} stdout: {proc.stdout[-2000:]}"
+        )
+    return counts

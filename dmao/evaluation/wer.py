@@ -1,4 +1,5 @@
-"""Word and character error rates of a test set, with kaldialign doing the alignments.
+"""Word and character error rates of a test set, aligned by kaldialign (minimum edit distance,
+the default) or as NIST sclite aligns (weighted costs).
 
 Conventions (the same as Kaldi's ``compute-wer`` and jiwer for WER):
 
@@ -8,10 +9,16 @@ Conventions (the same as Kaldi's ``compute-wer`` and jiwer for WER):
   so a hypothesis is not penalised for the casing or punctuation of the reference. Words are
   then the whitespace-separated tokens.
 * Rates are corpus level: ``Σ errors / Σ reference length`` over all utterances, where errors
-  are the substitutions, deletions and insertions of a minimum edit distance alignment with unit
-  costs. An utterance with an empty reference therefore adds its insertions to the numerator and
-  nothing to the denominator. A corpus whose references are all empty has rate 0 if the
-  hypotheses are empty too, and ``inf`` otherwise.
+  are the substitutions, deletions and insertions of an alignment. An utterance with an empty
+  reference therefore adds its insertions to the numerator and nothing to the denominator. A
+  corpus whose references are all empty has rate 0 if the hypotheses are empty too, and ``inf``
+  otherwise.
+* Two aligners (``aligner=``): ``"kaldialign"`` (the default; Kaldi's ``compute-wer``, jiwer)
+  minimises the plain edit distance (unit costs); ``"sclite"`` reproduces NIST sclite, which
+  minimises weighted costs (substitution 4, insertion and deletion 3) with its own tie-breaking
+  (:mod:`dmao.evaluation.sclite_align`). The two agree on most utterances but not on high-error
+  ones, where sclite may report more errors (a substitution costs more than half of an
+  insertion plus a deletion) or split them differently.
 * CER counts the characters of the normalised words, **without spaces**: a hypothesis that only
   misplaces a word boundary ("AB C" for "A BC") has two word errors but no character errors.
   jiwer's ``cer`` keeps inner spaces as characters; ours equals jiwer's ``cer`` with
@@ -29,7 +36,10 @@ from pathlib import Path
 
 import kaldialign
 
+from dmao.evaluation.sclite_align import sclite_alignment, sclite_edit_counts
+
 __all__ = [
+    "ALIGNERS",
     "ErrorCounts",
     "ScoreResult",
     "UtteranceScore",
@@ -42,6 +52,14 @@ __all__ = [
 
 # Alignment filler for kaldialign: words come from str.split(), so a single space is never one.
 _EPS = " "
+
+ALIGNERS = ("kaldialign", "sclite")
+"""``kaldialign``: minimum edit distance, unit costs; ``sclite``: NIST sclite's weighted costs."""
+
+
+def _check_aligner(aligner: str) -> None:
+    if aligner not in ALIGNERS:
+        raise ValueError(f"aligner must be one of {ALIGNERS}, got {aligner!r}")
 
 
 @dataclass(frozen=True)
@@ -78,30 +96,40 @@ class ErrorCounts:
         )
 
 
-def align_words(ref: list[str], hyp: list[str]) -> list[tuple[str | None, str | None]]:
-    """Minimum edit distance alignment of two word lists (kaldialign, unit costs).
+def align_words(
+    ref: list[str], hyp: list[str], aligner: str = "kaldialign"
+) -> list[tuple[str | None, str | None]]:
+    """Alignment of two word lists: minimum edit distance (``kaldialign``, unit costs) or
+    sclite's weighted alignment (``sclite``).
 
     Returns:
         Pairs ``(ref_word, hyp_word)`` in order: ``(w, None)`` is a deletion, ``(None, w)`` an
         insertion, and a pair of different words a substitution.
     """
+    _check_aligner(aligner)
+    if aligner == "sclite":
+        return sclite_alignment(ref, hyp)
     alignment = kaldialign.align(ref, hyp, _EPS)
     return [(None if r == _EPS else r, None if h == _EPS else h) for r, h in alignment]
 
 
-def count_errors(ref: Sequence[str], hyp: Sequence[str]) -> ErrorCounts:
+def count_errors(
+    ref: Sequence[str], hyp: Sequence[str], aligner: str = "kaldialign"
+) -> ErrorCounts:
     """Substitutions, deletions and insertions turning ``ref`` into ``hyp``.
 
     Args:
         ref, hyp: symbol sequences: word lists, or strings for characters.
+        aligner: ``kaldialign`` (unit costs) or ``sclite`` (sclite's weighted alignment).
     """
-    counts = kaldialign.edit_distance(ref, hyp)
+    _check_aligner(aligner)
+    if aligner == "sclite":
+        subs, dels, ins = sclite_edit_counts(ref, hyp)
+    else:
+        counts = kaldialign.edit_distance(ref, hyp)
+        subs, dels, ins = counts["sub"], counts["del"], counts["ins"]
     return ErrorCounts(
-        substitutions=counts["sub"],
-        deletions=counts["del"],
-        insertions=counts["ins"],
-        ref_len=len(ref),
-        hyp_len=len(hyp),
+        substitutions=subs, deletions=dels, insertions=ins, ref_len=len(ref), hyp_len=len(hyp)
     )
 
 
@@ -135,6 +163,8 @@ class ScoreResult:
     num_sentence_errors: int
     """Utterances whose word sequence differs from the reference."""
     utterances: list[UtteranceScore] = field(default_factory=list, repr=False)
+    aligner: str = "kaldialign"
+    """Which alignment the counts come from (:data:`ALIGNERS`)."""
 
     @property
     def wer(self) -> float:
@@ -179,6 +209,7 @@ def score_corpus(
     refs: Sequence[str],
     hyps: Sequence[str],
     normalize: Callable[[str], str] | None = None,
+    aligner: str = "kaldialign",
 ) -> ScoreResult:
     """Score hypotheses against references (see the module docstring for the conventions).
 
@@ -188,6 +219,8 @@ def score_corpus(
         normalize: text normalisation applied to both sides. ``None`` means
             :func:`dmao.data.text.normalize_transcript`; pass ``lambda text: text`` to score the
             texts as they are (still split on whitespace).
+        aligner: ``kaldialign`` (minimum edit distance) or ``sclite`` (sclite's weighted
+            alignment; characters as ``sclite -c``, spaces ignored).
 
     Returns:
         A :class:`ScoreResult` with corpus WER/CER, S/D/I counts, sentence error rate and
@@ -197,6 +230,7 @@ def score_corpus(
         raise ValueError(
             f"got {len(refs)} references but {len(hyps)} hypotheses; they must pair up one to one"
         )
+    _check_aligner(aligner)
     if normalize is None:
         normalize = _default_normalizer()
     word_total, char_total = ErrorCounts(), ErrorCounts()
@@ -204,8 +238,8 @@ def score_corpus(
     utterances = []
     for ref_text, hyp_text in zip(refs, hyps, strict=True):
         ref_words, hyp_words = normalize(ref_text).split(), normalize(hyp_text).split()
-        word = count_errors(ref_words, hyp_words)
-        char = count_errors("".join(ref_words), "".join(hyp_words))
+        word = count_errors(ref_words, hyp_words, aligner)
+        char = count_errors("".join(ref_words), "".join(hyp_words), aligner)
         word_total, char_total = word_total + word, char_total + char
         num_sentence_errors += ref_words != hyp_words
         utterances.append(UtteranceScore(" ".join(ref_words), " ".join(hyp_words), word, char))
@@ -215,6 +249,7 @@ def score_corpus(
         num_utterances=len(utterances),
         num_sentence_errors=num_sentence_errors,
         utterances=utterances,
+        aligner=aligner,
     )
 
 
@@ -224,17 +259,18 @@ def write_hypotheses(
     refs: Sequence[str],
     hyps: Sequence[str],
     normalize: Callable[[str], str] | None = None,
+    aligner: str = "kaldialign",
 ) -> ScoreResult:
     """Write a per-utterance TSV (``id``, ``errors``, ``ref_words``, ``ref``, ``hyp``) and return
     the scores.
 
-    ``ref`` and ``hyp`` are written normalised, i.e. as they were scored (``normalize`` as in
-    :func:`score_corpus`); ``errors`` is the word error count. Rows keep the input order, and the
-    file ends with a ``# `` line holding :meth:`ScoreResult.summary`.
+    ``ref`` and ``hyp`` are written normalised, i.e. as they were scored (``normalize`` and
+    ``aligner`` as in :func:`score_corpus`); ``errors`` is the word error count. Rows keep the
+    input order, and the file ends with a ``# `` line holding :meth:`ScoreResult.summary`.
     """
     if len(ids) != len(refs):
         raise ValueError(f"got {len(ids)} utterance ids but {len(refs)} references")
-    result = score_corpus(refs, hyps, normalize=normalize)
+    result = score_corpus(refs, hyps, normalize=normalize, aligner=aligner)
     lines = ["id\terrors\tref_words\tref\thyp"]
     for utt_id, utt in zip(ids, result.utterances, strict=True):
         lines.append(f"{utt_id}\t{utt.word.errors}\t{utt.word.ref_len}\t{utt.ref}\t{utt.hyp}")

@@ -185,3 +185,15 @@ def test_transcribe_without_an_export_is_one_clear_line(tmp_path: Path):
         f"dmao transcribe: error: {tmp_path} is not a dmao export (no manifest.json); "
         "create one with `dmao export RUN --out DIR`"
     )
+
+
+def test_export_averages_checkpoints_or_refuses_in_one_line(tiny_dmao_run, tmp_path, capsys):
+    out = tmp_path / "avg"
+    args = ["export", str(tiny_dmao_run), "--out", str(out), "--no-onnx", "--avg", "1"]
+    assert main(args) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["source"]["checkpoint"].startswith("step-")  # --avg 1: the last checkpoint
+    capsys.readouterr()
+    assert main([*args[:-1], "99", "--force"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--avg 99" in err and len(err.splitlines()) == 1, err

@@ -79,10 +79,12 @@ def test_ctm_is_sorted_by_utterance_and_time(tmp_path):
 
 
 @pytest.mark.skipif(find_sclite() is None, reason=SCLITE_MISSING)
-def test_sclite_counts_the_errors_our_scorer_counts(tmp_path):
+def test_sclite_counts_the_errors_of_our_sclite_alignment(tmp_path):
+    # Per-utterance parity on high-error pairs: tests/evaluation/test_sclite_align.py.
     write_trn(tmp_path / "ref.trn", REFS)
     write_trn(tmp_path / "hyp.trn", HYPS)
-    ours = score_corpus([REFS[i] for i in sorted(REFS)], [HYPS[i] for i in sorted(REFS)])
+    refs, hyps = [REFS[i] for i in sorted(REFS)], [HYPS[i] for i in sorted(REFS)]
+    ours = score_corpus(refs, hyps, aligner="sclite")
     theirs = score_with_sclite(tmp_path / "ref.trn", tmp_path / "hyp.trn")
     assert (theirs.num_sentences, theirs.num_words) == (4, ours.word.ref_len)
     assert (theirs.substitutions, theirs.deletions, theirs.insertions) == (
