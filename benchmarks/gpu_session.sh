@@ -12,7 +12,8 @@
 #   benchmarks/gpu_session.sh OUT [--budget-s 560] [--check-steps 100] [--jobs 6]
 #                                 [--hours 3] [--corpus data/synthetic]
 #                                 [--compare-config dmao/configs/synthetic/conformer_bench_gpu.yaml]
-#                                 [--check-args "..."] [--compare-args "..."]
+#                                 [--check-args "..."] [--compare-args "k=v ..."]
+#                                 [--compare-options "--control --variant ..."]
 #
 # Measured on an H200 (BENCHMARKS.md): 21 s corpus, 60 s check, 285 s comparison; 373 s in all.
 # The 15-minute device budget of a session leaves room for a second call on the warm machine
@@ -24,6 +25,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:?usage: benchmarks/gpu_session.sh OUT [options]}
 shift
 BUDGET=560 CHECK_STEPS=100 JOBS=6 HOURS=3 CORPUS=data/synthetic CHECK_ARGS="" COMPARE_ARGS=""
+COMPARE_OPTIONS=""
 COMPARE_CONFIG=dmao/configs/synthetic/conformer_bench_gpu.yaml
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -34,6 +36,7 @@ while [[ $# -gt 0 ]]; do
         --corpus) CORPUS=$2 ;;
         --check-args) CHECK_ARGS=$2 ;;
         --compare-args) COMPARE_ARGS=$2 ;;
+        --compare-options) COMPARE_OPTIONS=$2 ;;
         --compare-config) COMPARE_CONFIG=$2 ;;
         *) echo "gpu_session.sh: unknown option $1" >&2; exit 2 ;;
     esac
@@ -71,9 +74,11 @@ fi
 
 stage "compare: --jobs $JOBS, $(($(left) - 25)) s left for it"
 # shellcheck disable=SC2086
+# Options first, then `--` and every key=value (`dmao compare` reads overrides before its options
+# or after --, not in between).
 timeout --signal=TERM $(($(left) - 25)) "$PY" -m dmao compare \
-    --config "$COMPARE_CONFIG" --out "$OUT/compare" \
-    --jobs "$JOBS" $CORPUS_OVERRIDES train.progress_bar=false $COMPARE_ARGS -- \
+    --config "$COMPARE_CONFIG" --out "$OUT/compare" --jobs "$JOBS" $COMPARE_OPTIONS \
+    -- $CORPUS_OVERRIDES train.progress_bar=false $COMPARE_ARGS \
     >"$OUT/compare.log" 2>&1
 echo "compare rc=$?"
 grep -A40 "^| system" "$OUT/compare.log" | head -40

@@ -23,10 +23,9 @@ while [[ $# -gt 0 ]]; do
         *) REST+=("$1" "$2"); shift 2 ;;
     esac
 done
-# Overrides first: `dmao compare` reads key=value only before its options (or after --).
 exec bash benchmarks/gpu_session.sh "$OUT" --hours 10 --corpus data/synthetic10h --check-steps 0 \
-    --jobs 6 --compare-config dmao/configs/synthetic/verdict_gpu.yaml \
-    --compare-args "$OVERRIDES --dmao-config dmao/configs/synthetic/verdict_gpu_dmao.yaml \
+    --jobs 6 --compare-config dmao/configs/synthetic/verdict_gpu.yaml --compare-args "$OVERRIDES" \
+    --compare-options "--dmao-config dmao/configs/synthetic/verdict_gpu_dmao.yaml \
         --variant reference:dmao.growth_init=reference \
         --variant perturb:dmao.growth_init=reference,dmao.perturb_only=true \
         --control --search-retrain $SYSTEMS --seeds $SEEDS" "${REST[@]}"
