@@ -8,6 +8,7 @@ import sys
 
 from dmao import __version__
 from dmao.cli import (
+    bench,
     compare,
     decode,
     demo,
@@ -24,7 +25,20 @@ from dmao.training.checkpoint import CheckpointError
 
 __all__ = ["main"]
 
-_COMMANDS = (prepare, validate, train, decode, info, report, compare, demo, export, transcribe, lm)
+_COMMANDS = (
+    prepare,
+    validate,
+    train,
+    decode,
+    info,
+    report,
+    compare,
+    demo,
+    export,
+    transcribe,
+    lm,
+    bench,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,79 @@
+"""benchmarks/gpu_perf.sh end to end at toy size on the CPU (--device cpu): the MFU sweep, DMAO vs
+baseline and the table, as a GPU session would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+# The script's stages at toy size: 2-layer models of d = 16 and 32, 2-6 steps, 0.02 h corpus.
+_TOY = {
+    "--device": "cpu",
+    "--hours": "0.02",
+    "--sizes": "16 32",
+    "--layers": "2",
+    "--head-dim": "8",
+    "--kernel": "3",
+    "--frontend": "[2,2,2,2]",
+    "--batch-seconds": "8",
+    "--workers": "0",
+    "--warmup-steps": "1",
+    "--sweep-steps": "2",
+    "--dmao-size": "16",
+    "--dmao-steps": "6",
+    "--overrides": "data.num_buckets=2",
+    "--bench-args": "--matmul-size 64 --matmul-repeats 1",
+}
+
+
+def _run(out: Path, options: dict[str, str], timeout: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(_ROOT / "benchmarks" / "gpu_perf.sh"), str(out)]
+        + [x for kv in options.items() for x in kv],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_perf_script_sweeps_compares_and_prints_the_table(tmp_path):
+    out = tmp_path / "perf"
+    options = {**_TOY, "--corpus": str(tmp_path / "corpus"), "--compile-size": "0"}
+    proc = _run(out, options, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = proc.stdout
+    for stage in ("machine", "corpus: 0.02 h", "sweep: d = 16 x 2", "sweep: d = 32 x 2",
+                  "DMAO vs baseline: d = 16", "torch.compile: skipped", "table"):  # fmt: skip
+        assert f"] {stage}" in log, f"stage {stage!r} missing:\n{log}"
+    runs = ("sweep-d16", "sweep-d32", "baseline-d16", "dmao-d16")
+    for name in runs:
+        assert f"{name} rc=0" in log, log + (out / f"{name}.log").read_text()
+        report = json.loads((out / f"{name}.json").read_text())
+        assert 0 < report["mfu"] < 1 and report["precision"] == "bf16"
+    dmao = json.loads((out / "dmao-d16.json").read_text())
+    assert dmao["dmao_events"] == 1 and dmao["steps"] == 6
+    table = (out / "table.md").read_text()
+    assert table.startswith("card: cpu;") and "| run | d × layers |" in table
+    assert all(f"| {name} |" in table for name in runs)
+    assert "DMAO ÷ baseline steps/s at d16: **" in table
+
+
+@pytest.mark.slow
+def test_perf_script_compiles(tmp_path):
+    """The torch.compile stage (slow: compiling even the toy model takes minutes on this CPU)."""
+    out = tmp_path / "perf"
+    options = {**_TOY, "--corpus": str(tmp_path / "corpus"), "--sizes": "16",
+               "--dmao-steps": "2", "--compile-size": "16", "--compile-steps": "2"}  # fmt: skip
+    proc = _run(out, options, timeout=1800)
+    assert proc.returncode == 0 and "compiled-d16 rc=0" in proc.stdout, proc.stdout
+    report = json.loads((out / "compiled-d16.json").read_text())
+    assert report["compile"] is True and report["ops_per_step"] is None
+    assert "torch.compile ÷ eager steps/s at d16: **" in (out / "table.md").read_text()
