@@ -398,8 +398,8 @@ def run(
     log(format_widths(result["widths_after"]))
     log(
         f"adaptable parameters {result['adaptable_params_before']:,} -> "
-        f"{result['adaptable_params_after']:,} (within one component: "
-        f"{result['max_component_cost']:,}); valid loss {result['valid_loss_before']:.3f} -> "
+        f"{result['adaptable_params_after']:,} (within half of the costliest component: "
+        f"{result['max_component_cost'] // 2:,}); valid loss {result['valid_loss_before']:.3f} -> "
         f"{result['valid_loss_after']:.3f} (best possible {best_loss:.3f} nats/token)"
     )
     return result

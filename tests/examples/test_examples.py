@@ -50,7 +50,9 @@ def test_dmao_on_the_tiny_lm_keeps_the_budget_and_learns(tiny_lm):
     r = tiny_lm.run(steps=60, d_model=32, num_layers=2, head_dim=8, batch_size=16, log=logs.append)
     assert len(r["events"]) == 2
     for event in r["events"]:
-        assert 0 < event["params_after"] - event["params_before"] <= r["max_component_cost"]
+        # The exact budget: within half of the costliest component, either side.
+        delta = event["params_after"] - event["params_before"]
+        assert abs(delta) <= r["max_component_cost"] // 2 + 1
         assert event["dropped"] and event["duplicated"]
     assert r["widths_after"] != r["widths_before"]
     model, optimizer = r["model"], r["optimizer"]
