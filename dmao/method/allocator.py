@@ -141,6 +141,8 @@ class DmaoAllocator:
         self.meter = BudgetMeter(
             self.modules, self.shared, config.budget_unit, self.context_frames, frames_per_second
         )
+        # The run's budget: every event lands within half a component of it (checkpointed).
+        self.run_budget = self.meter.total()
         self.schedule = event_schedule(
             total_steps,
             config.last_event_fraction,
@@ -272,6 +274,7 @@ class DmaoAllocator:
             int(fraction * self.total_cost()),
             self.protected(),
             self.meter.groups(),
+            target_delta=self.run_budget - self.total_cost(),
         )
 
     def _entry(self, entry: dict[str, Any]) -> dict[str, Any]:
@@ -415,15 +418,16 @@ class DmaoAllocator:
         return {n: plan.new_components.get(n, keep[n]) for n in names}
 
     def _check_budget(self, step: int, before: int, max_cost: int, changed: bool) -> None:
-        """The budget invariant (METHOD.md §4.4) on the real count in the budget unit."""
+        """The budget invariant (METHOD.md §4.4) on the real count in the budget unit: within
+        half a component of the run's budget (an event that changes nothing: exactly as before)."""
         after = self.total_cost()
-        delta = after - before
-        ok = abs(delta) <= max_cost // 2 + 1 if changed else delta == 0
-        if not ok:
+        reference = self.run_budget if changed else before
+        delta = after - reference
+        if abs(delta) > (max_cost // 2 + 1 if changed else 0):
             raise BudgetError(
                 f"DMAO event at step {step}: adaptable {self.config.budget_unit} went from "
-                f"{before} to {after} (delta {delta}), expected within half a component "
-                f"({max_cost // 2}) of the budget"
+                f"{before} to {after}, {delta:+} from the run's budget {reference}; expected "
+                f"within half a component ({max_cost // 2})"
             )
 
     def _age_components(self, new_components: Mapping[str, list[int]]) -> None:
@@ -450,6 +454,7 @@ class DmaoAllocator:
             "schedule": [list(e) for e in self.schedule],
             "measured_since_growth": {n: a.clone() for n, a in self.measured_since_growth.items()},
             "rewarmup": self.ramp.state_dict(),
+            "run_budget": self.run_budget,
             "frozen": [self._names()[id(p)] for p in self.frozen.params],
         }
 
@@ -469,6 +474,8 @@ class DmaoAllocator:
         self.history = [dict(e) for e in state["history"]]
         self.tracker.load_state_dict(state["tracker"])
         self.ramp.load_state_dict(state.get("rewarmup", {}), self._names().values())
+        # Checkpoints written before the run's budget was kept: the cost it has now.
+        self.run_budget = int(state.get("run_budget", self.total_cost()))
         if state.get("frozen"):
             if optimizer is None:
                 raise ValueError("DMAO state has frozen parameters: pass the optimizer too")

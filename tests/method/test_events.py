@@ -76,10 +76,10 @@ def test_protected_components_are_not_dropped_and_the_plan_says_when_it_cannot()
 
 
 def test_a_group_frees_its_shared_parameters_with_its_last_module():
-    scores = {"g": torch.tensor([0.0]), "l": torch.tensor([0.1]), "f": torch.tensor([9.0, 8.0])}
+    scores = {"g": torch.tensor([0.0]), "l": torch.tensor([0.1]), "f": torch.arange(9.0, 3.0, -1)}
     group = ModuleGroup(("g", "l"), shared_cost=7, name="merge")
     plan = plan_event(
-        scores, {"g": 1, "l": 1, "f": 2}, {"g": 5, "l": 5, "f": 4}, {"g": 1, "l": 1, "f": 0},
+        scores, {"g": 1, "l": 1, "f": 6}, {"g": 5, "l": 5, "f": 4}, {"g": 1, "l": 1, "f": 0},
         budget=6, groups=[group],
     )  # fmt: skip
     assert plan.freed_groups == ["merge"]
@@ -252,3 +252,32 @@ def test_a_broken_budget_raises_budget_error_and_rolls_back(monkeypatch):
         allocator.reallocate(1, 0.1, optimizer)
     assert model.architecture == arch and _same_objects(optimizer, model)
     assert isinstance(arch, EncoderArchitecture)
+
+
+def test_plan_aims_at_the_runs_budget_not_the_events_start():
+    scores = {"A": torch.tensor([0.0, 9.0, 8.0]), "B": torch.tensor([7.0, 6.0, 5.0, 4.0])}
+    counts, costs, shared = {"A": 3, "B": 4}, {"A": 10, "B": 3}, {"A": 0, "B": 0}
+    # The model is 6 below its run's budget: grow 6 more than the 10 removed.
+    plan = plan_event(scores, counts, costs, shared, budget=9, target_delta=6)
+    # A1 (10), then the closest of A2 (+10 → 20) and B0 (+3 → 13) to the target 16: B0.
+    assert plan.removed == 10 and plan.added == 13
+    assert abs(plan.delta - 6) <= 5  # within half a component of where the run should be
+    assert plan_event(scores, counts, costs, shared, budget=9).delta == 0
+
+
+@pytest.mark.parametrize("spacing", ["even", "cosine"])
+def test_several_events_do_not_drift_from_the_budget(spacing):
+    model, optimizer, allocator = _allocator(
+        "conformer_ctc", total_steps=16, growth_init="fresh", num_events=4,
+        last_event_fraction=1.0, total_fraction=0.4, event_spacing=spacing, grace_measurements=0,
+    )  # fmt: skip
+    budget = allocator.total_cost()
+    half = max(m.component_cost() for m in model.adaptable_modules().values()) // 2 + 1
+    for step in range(16):
+        optimizer.zero_grad()
+        _backward(model, step)
+        allocator.after_backward(step)
+        optimizer.step()
+        if allocator.maybe_reallocate(step + 1, optimizer) is not None:
+            assert abs(allocator.total_cost() - budget) <= half
+    assert len(allocator.history) == 4 and allocator.run_budget == budget
