@@ -29,7 +29,7 @@ shift
 BUDGET=570 DEVICE=cuda PRECISION=bf16 SIZES="256 384 512" LAYERS=12 HEAD_DIM=64 KERNEL=31
 FRONTEND="[32,64,64,32]" BATCH=300 WARMUP=5 SWEEP_STEPS=100 DMAO_SIZE=384 DMAO_STEPS=300
 COMPILE_SIZE=512 COMPILE_STEPS=100 HOURS=3 CORPUS=data/synthetic OVERRIDES="" BENCH_ARGS=""
-WORKERS=4
+WORKERS=4 STAGE_CAP=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --budget-s) BUDGET=$2 ;;
@@ -52,6 +52,7 @@ while [[ $# -gt 0 ]]; do
         --corpus) CORPUS=$2 ;;
         --overrides) OVERRIDES=$2 ;;
         --bench-args) BENCH_ARGS=$2 ;;
+        --stage-cap-s) STAGE_CAP=$2 ;;  # one time cap for every stage (tests on a busy CPU)
         *) echo "gpu_perf.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift 2
@@ -62,7 +63,7 @@ export PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 T0=$(date +%s)
 left() { echo $((BUDGET - ($(date +%s) - T0))); }
-cap() { local l; l=$(left); echo $((l < $1 ? l : $1)); }
+cap() { local l c=${STAGE_CAP:-$1}; l=$(left); echo $((l < c ? l : c)); }
 stage() { echo "=== $(date +%T) [+$(($(date +%s) - T0)) s] $*"; }
 
 # One `dmao bench --json` run: NAME D SECONDS_CAP STEPS "OPTIONS" [key=value ...] (argparse

@@ -86,9 +86,10 @@ def test_gpu_verdict_runs_every_system_of_stage_two(tmp_path):
         ["bash", str(_ROOT / "benchmarks" / "gpu_verdict.sh"), str(out), "--seeds", "0",
          "--overrides", _TINY.replace("train.max_steps=4", "train.max_steps=6")
          + " model.name=conformer_ctc model.conv_kernel_size=3 train.precision=fp32",
-         "--hours", "0.03", "--corpus", str(tmp_path / "corpus"), "--jobs", "2"],
+         "--hours", "0.03", "--corpus", str(tmp_path / "corpus"), "--jobs", "2",
+         "--budget-s", "1500"],  # 8 toy runs: generous on a CPU shared with other jobs
         env={**os.environ, "PYTHON": sys.executable},
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "compare rc=0" in proc.stdout, proc.stdout + (out / "compare.log").read_text()
