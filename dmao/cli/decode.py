@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dmao.cli.checkpoint_args import add_checkpoint_arguments
+
 __all__ = ["register"]
 
 
@@ -26,19 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out-dir", type=Path, default=None, help="write here (default RUN/decode/SPLIT-METHOD)"
     )
-    p.add_argument(
-        "--checkpoint",
-        default=None,
-        help="best (default), last, or a file; with --avg the newest checkpoint averaged "
-        "(default last)",
-    )
-    p.add_argument(
-        "--avg",
-        type=int,
-        default=None,
-        metavar="N",
-        help="average the newest N step checkpoints that share the final architecture",
-    )
+    add_checkpoint_arguments(p)
     p.add_argument(
         "--prior-scale",
         type=float,

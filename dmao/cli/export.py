@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from dmao.cli.checkpoint_args import add_checkpoint_arguments
+
 __all__ = ["register"]
 
 
@@ -15,20 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", type=Path, help="run folder written by `dmao train`")
     p.add_argument("--out", type=Path, required=True, help="export folder to create")
-    p.add_argument(
-        "--checkpoint",
-        default=None,
-        help="best (default), last, or a file; with --avg the newest checkpoint averaged "
-        "(default last)",
-    )
-    p.add_argument(
-        "--avg",
-        type=int,
-        default=None,
-        metavar="N",
-        help="average the newest N step checkpoints that share the final architecture "
-        "(icefall's --avg; docs/decoding.md)",
-    )
+    add_checkpoint_arguments(p)
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
     p.add_argument("--force", action="store_true", help="replace an existing export at --out")
     p.set_defaults(func=run)

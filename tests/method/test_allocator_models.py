@@ -67,7 +67,7 @@ def _train(model, optimizer, allocator, steps: range) -> list[int]:
     return events
 
 
-def _setup(name: str, seed: int = 0, **overrides):
+def _setup(name: str, seed: int = 0, total_steps: int = 4, **overrides):
     model = _model(name, seed)
     config = DmaoConfig(
         enabled=True, score_every_steps=1, last_event_fraction=0.5, total_fraction=0.15
@@ -76,7 +76,9 @@ def _setup(name: str, seed: int = 0, **overrides):
         setattr(config, key, value)
     config.__post_init__()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
-    allocator = DmaoAllocator(model.adaptable_modules(), config, total_steps=4)
+    allocator = DmaoAllocator(
+        model.adaptable_modules(), config, total_steps, shared=model.adaptable_groups()
+    )
     return model, optimizer, allocator
 
 

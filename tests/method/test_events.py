@@ -6,28 +6,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_allocator_models import _backward, _model, _same_objects, _train
+from test_allocator_models import _backward, _model, _same_objects, _setup, _train
 
 from dmao.config import config_from_dict
-from dmao.method import DmaoAllocator, DmaoConfig, event_schedule
+from dmao.method import event_schedule
 from dmao.method.allocator import BudgetError
 from dmao.method.plan import ModuleGroup, plan_event
 from dmao.models.architecture import EncoderArchitecture
 
 
 def _allocator(name: str, seed: int = 0, total_steps: int = 4, **overrides):
-    model = _model(name, seed)
-    config = DmaoConfig(
-        enabled=True, score_every_steps=1, last_event_fraction=0.5, total_fraction=0.15
-    )
-    for key, value in overrides.items():
-        setattr(config, key, value)
-    config.__post_init__()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
-    allocator = DmaoAllocator(
-        model.adaptable_modules(), config, total_steps, shared=model.adaptable_groups()
-    )
-    return model, optimizer, allocator
+    """A tiny model of family ``name``, its AdamW and an allocator with the E-Branchformer's
+    shared merges declared (test_allocator_models._setup)."""
+    return _setup(name, seed, total_steps, **overrides)
 
 
 # --- the plan as numbers -------------------------------------------------------------------------
