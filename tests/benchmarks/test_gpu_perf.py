@@ -29,7 +29,9 @@ _TOY = {
     "--dmao-size": "16",
     "--dmao-steps": "6",
     "--overrides": "data.num_buckets=2",
-    "--bench-args": "--matmul-size 64 --matmul-repeats 1",
+    # A 512³ matmul (0.27 GFLOP) measures the peak; a tiny one would measure call overhead and
+    # make a toy step look faster than the peak (MFU > 1 was seen with 64³ on a loaded CPU).
+    "--bench-args": "--matmul-size 512 --matmul-repeats 1",
     # The GPU caps (120-300 s a stage) are too tight for a CPU shared with other jobs.
     "--budget-s": "3000",
     "--stage-cap-s": "900",
