@@ -9,7 +9,10 @@ that is available, and otherwise are speech-like harmonic waveforms of a length 
 from __future__ import annotations
 
 import importlib
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,15 +227,42 @@ def tiny_train_overrides(corpus_root: Path, manifest_dir: Path) -> list[str]:
     ]
 
 
+def train_tiny_run(run_dir: Path, overrides: list[str]) -> Path:
+    """Train a run with the built-in recipe and ``overrides`` (e.g. tiny_train_overrides plus a
+    few train.* settings) into ``run_dir``, through the production recipe; returns ``run_dir``."""
+    from dmao.config import load_config
+    from dmao.training.recipe import TrainingRecipe
+
+    recipe = TrainingRecipe(load_config(None, overrides), run_dir)
+    recipe.setup()
+    try:
+        recipe.train()
+    finally:
+        recipe.cleanup()
+    return run_dir
+
+
+def run_benchmark_script(
+    script: str, out: Path, args: list[str], timeout: float
+) -> subprocess.CompletedProcess:
+    """``bash benchmarks/SCRIPT OUT ARGS...`` with this interpreter as the scripts' Python."""
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        ["bash", str(root / "benchmarks" / script), str(out), *args],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny_dmao_run(tiny_corpus: TinyCorpus, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder trained 60 steps (~10 s) on the tiny corpus with one DMAO event at step 30,
     so its final architecture is non-uniform; its one checkpoint (step 60) is also ``best.pt``.
     After 60 steps the model emits (poor) non-empty transcripts of the test utterances. The test
     part's cuts (cached fbank) are prepared too, in ``RUN/../manifests``."""
-    from dmao.config import load_config
     from dmao.data.manifests import prepare_manifests
-    from dmao.training.recipe import TrainingRecipe
 
     root = tmp_path_factory.mktemp("tiny_dmao_run")
     overrides = [
@@ -248,12 +278,7 @@ def tiny_dmao_run(tiny_corpus: TinyCorpus, tmp_path_factory: pytest.TempPathFact
         "dmao.total_fraction=0.25",
         "dmao.granularity=4",
     ]
-    recipe = TrainingRecipe(load_config(None, overrides), root / "run")
-    recipe.setup()
-    try:
-        recipe.train()
-    finally:
-        recipe.cleanup()
+    train_tiny_run(root / "run", overrides)
     prepare_manifests(tiny_corpus.root, root / "manifests", ["test"], num_jobs=1)
     return root / "run"
 

@@ -4,14 +4,11 @@ baseline and the table, as a GPU session would run them."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-_ROOT = Path(__file__).resolve().parents[2]
+from conftest import run_benchmark_script
 
 # The script's stages at toy size: 2-layer models of d = 16 and 32, 2-6 steps, 0.02 h corpus.
 _TOY = {
@@ -39,13 +36,8 @@ _TOY = {
 
 
 def _run(out: Path, options: dict[str, str], timeout: int) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["bash", str(_ROOT / "benchmarks" / "gpu_perf.sh"), str(out)]
-        + [x for kv in options.items() for x in kv],
-        env={**os.environ, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    return run_benchmark_script(
+        "gpu_perf.sh", out, [x for kv in options.items() for x in kv], timeout
     )
 
 

@@ -3,13 +3,9 @@ two-job comparison over three seeds, and the packed results, as a GPU session wo
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tarfile
-from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[2]
+from conftest import run_benchmark_script
 
 # The small recipe's code path at toy size (the check's --dry-run sizes, 4 steps).
 _TINY = (
@@ -22,13 +18,8 @@ _TINY = (
 
 def _run_session(out, options, timeout):
     """benchmarks/gpu_session.sh OUT --option value ..., with this interpreter as its Python."""
-    return subprocess.run(
-        ["bash", str(_ROOT / "benchmarks" / "gpu_session.sh"), str(out)]
-        + [x for kv in options.items() for x in kv],
-        env={**os.environ, "PYTHON": sys.executable},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    return run_benchmark_script(
+        "gpu_session.sh", out, [x for kv in options.items() for x in kv], timeout
     )
 
 
@@ -82,14 +73,14 @@ def test_gpu_verdict_runs_every_system_of_stage_two(tmp_path):
     """benchmarks/gpu_verdict.sh at toy size, one seed: baseline, DMAO, reference, perturbation-
     only, the control and search-then-retrain, all in the packed comparison."""
     out = tmp_path / "verdict"
-    proc = subprocess.run(
-        ["bash", str(_ROOT / "benchmarks" / "gpu_verdict.sh"), str(out), "--seeds", "0",
+    proc = run_benchmark_script(
+        "gpu_verdict.sh", out,
+        ["--seeds", "0",
          "--overrides", _TINY.replace("train.max_steps=4", "train.max_steps=6")
          + " model.name=conformer_ctc model.conv_kernel_size=3 train.precision=fp32",
          "--hours", "0.03", "--corpus", str(tmp_path / "corpus"), "--jobs", "2",
          "--budget-s", "1500"],  # 8 toy runs: generous on a CPU shared with other jobs
-        env={**os.environ, "PYTHON": sys.executable},
-        capture_output=True, text=True, timeout=1800,
+        timeout=1800,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "compare rc=0" in proc.stdout, proc.stdout + (out / "compare.log").read_text()

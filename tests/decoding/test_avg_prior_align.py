@@ -7,16 +7,14 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_train_overrides
+from conftest import tiny_train_overrides, train_tiny_run
 
 from dmao.cli.main import main
-from dmao.config import load_config
 from dmao.decoding.decode_run import decode_split, load_trained_model
 from dmao.decoding.prior import PRIOR_FILE, apply_prior, ctc_prior_for_run, estimate_log_prior
 from dmao.evaluation.sclite import find_sclite
 from dmao.evaluation.wer import score_corpus
 from dmao.training.checkpoint import load_checkpoint
-from dmao.training.recipe import TrainingRecipe
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +28,7 @@ def run(tiny_corpus, tmp_path_factory):
         "train.checkpoint_every_steps=2",
         "train.keep_last_checkpoints=10",
     ]
-    recipe = TrainingRecipe(load_config(None, overrides), run_dir)
-    recipe.setup()
-    try:
-        recipe.train()
-    finally:
-        recipe.cleanup()
-    return run_dir
+    return train_tiny_run(run_dir, overrides)
 
 
 def test_apply_prior_subtracts_the_scaled_log_prior() -> None:

@@ -7,10 +7,9 @@ import json
 import re
 
 import pytest
-from conftest import tiny_train_overrides
+from conftest import tiny_train_overrides, train_tiny_run
 
 from dmao.cli.main import main
-from dmao.config import load_config
 from dmao.decoding.decode_run import decode_split
 from dmao.evaluation.sclite import (
     SCLITE_MISSING,
@@ -21,7 +20,6 @@ from dmao.evaluation.sclite import (
 )
 from dmao.evaluation.wer import score_corpus
 from dmao.lm.ngram import read_arpa
-from dmao.training.recipe import TrainingRecipe
 
 TRN_LINE = re.compile(r"^(\S+( \S+)*)? ?\((\S+)\)$")
 
@@ -36,13 +34,7 @@ def run(tiny_corpus, tmp_path_factory):
         "train.valid_every_steps=100",
         "train.checkpoint_every_steps=4",
     ]
-    recipe = TrainingRecipe(load_config(None, overrides), run_dir)
-    recipe.setup()
-    try:
-        recipe.train()
-    finally:
-        recipe.cleanup()
-    return run_dir
+    return train_tiny_run(run_dir, overrides)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,14 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from test_allocator_models import (
+    _adaptable_params,
+    _backward,
+    _batch,
+    _model,
+    _same_objects,
+    _train,
+)
 from torch import nn
 
 from dmao.method import DmaoAllocator, DmaoConfig, GrowthInit, components_to_units
@@ -23,7 +31,6 @@ from dmao.models.attention import MultiHeadSelfAttention
 from dmao.models.cgmlp import ConvolutionalGatingMLP
 from dmao.models.convolution import ConvolutionModule
 from dmao.models.feed_forward import FeedForward
-from dmao.models.registry import build_model, model_arguments
 
 D = 8
 ALPHA = 0.6
@@ -338,50 +345,6 @@ def test_gradmax_without_statistics_is_refused():
 
 # -- through the allocator, on tiny models ---------------------------------------------------
 
-VOCAB, FEATURES = 8, 16
-
-
-def _model(name: str, seed: int = 0, **overrides) -> nn.Module:
-    """d=32, 2 blocks: FFN 4 × 32 units, conv 4 × 8 channels, 4 heads of 8."""
-    args = dict(
-        vocab_size=VOCAB,
-        num_features=FEATURES,
-        d_model=32,
-        num_layers=2,
-        head_dim=8,
-        conv_kernel_size=3,
-        frontend_channels=(4, 4, 4, 4),
-        **overrides,
-    )
-    accepted = model_arguments(name)
-    torch.manual_seed(seed)
-    return build_model(name, **{k: v for k, v in args.items() if k in accepted})
-
-
-def _batch(seed: int):
-    g = torch.Generator().manual_seed(seed)
-    features = torch.randn(2, 40, FEATURES, generator=g)
-    targets = torch.randint(1, VOCAB, (2, 4), generator=g)
-    return features, torch.tensor([40, 32]), targets, torch.tensor([4, 3])
-
-
-def _backward(model: nn.Module, seed: int) -> None:
-    features, feature_lens, targets, target_lens = _batch(seed)
-    log_probs, out_lens = model(features, feature_lens)
-    F.ctc_loss(log_probs.transpose(0, 1), targets, out_lens, target_lens).backward()
-
-
-def _train(model, optimizer, allocator, steps: range) -> list[int]:
-    events = []
-    for step in steps:
-        optimizer.zero_grad()
-        _backward(model, step)
-        allocator.after_backward(step)
-        optimizer.step()
-        if allocator.maybe_reallocate(step + 1, optimizer) is not None:
-            events.append(step + 1)
-    return events
-
 
 def _setup(name: str = "conformer_ctc", dropout: float = 0.1, **overrides):
     model = _model(name, dropout=dropout)
@@ -392,17 +355,6 @@ def _setup(name: str = "conformer_ctc", dropout: float = 0.1, **overrides):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-3)
     allocator = DmaoAllocator(model.adaptable_modules(), config, total_steps=4)
     return model, optimizer, allocator
-
-
-def _adaptable_params(model) -> int:
-    return sum(p.numel() for m in model.adaptable_modules().values() for p in m.parameters())
-
-
-def _same_objects(optimizer, model) -> bool:
-    in_optimizer = [p for g in optimizer.param_groups for p in g["params"]]
-    return len(in_optimizer) == len(list(model.parameters())) and {id(p) for p in in_optimizer} == {
-        id(p) for p in model.parameters()
-    }
 
 
 EVENT_CASES = [
