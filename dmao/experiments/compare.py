@@ -143,11 +143,9 @@ def run_comparison(
     searches = []
     if search_retrain:
         for seed in seeds:
-            dmao_cfg = config_of(search_from, seed)
-            steps = _last_event_step(dmao_cfg)
-            searches.append(
-                (seed, steps, config_of(search_from, seed, f"train.stop_at_step={steps}"))
-            )
+            phase = config_of(search_from, seed)
+            phase.train.stop_at_step = steps = _last_event_step(phase)
+            searches.append((seed, steps, phase))
         first += [(f"search-phase/seed{k}", c, out_dir / "search-phase" / f"seed{k}")
                   for k, _, c in searches]  # fmt: skip
     train_all(first, jobs)
