@@ -61,6 +61,12 @@ class DataConfig:
     """Upper bound on the total audio of one batch, in seconds (lhotse ``max_duration``)."""
     num_buckets: int = 10
     """Number of duration buckets of the dynamic bucketing sampler."""
+    pad_to_bucket: bool = False
+    """Static batch shapes (docs/performance.md): every training batch of duration bucket ``k``
+    holds ``⌊max_batch_seconds / edge_k⌋`` utterances padded to the bucket's upper edge ``edge_k``,
+    so an epoch has ``num_buckets`` shapes and ``train.compile=static`` compiles each once. Costs
+    padding (real ÷ padded frames 0.80 with 10 buckets, 0.92 with 30 on the built-in corpus) and
+    changes the batch order; off by default."""
     num_workers: int = 0
     """Data-loader worker processes (0 = load in the training process)."""
     spec_augment: bool = True
@@ -185,6 +191,15 @@ class TrainConfig:
     ``world_size × accum_grad_steps × data.max_batch_seconds`` of audio at most."""
     num_threads: int = 0
     """torch intra-op threads on CPU (0 = leave torch's default)."""
+    compile: str = "none"
+    """``torch.compile`` of the training forward (docs/performance.md): ``none``; ``dynamic``
+    (one graph for every batch shape); ``static`` (one graph per shape: use with
+    ``data.pad_to_bucket``, refused without it); ``cudagraphs`` (``static`` plus CUDA graphs,
+    ``mode="reduce-overhead"``; CUDA only). A DMAO event changes the model's shapes: the forward
+    is compiled again once per new shape."""
+    compile_backend: str = "inductor"
+    """The ``torch.compile`` backend (``inductor``; ``aot_eager`` compiles fast and runs eagerly,
+    for debugging)."""
     progress_bar: bool = True
     """Show a tqdm progress bar."""
 

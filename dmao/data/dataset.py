@@ -29,9 +29,11 @@ from lhotse.dataset import (
 )
 from lhotse.dataset.collation import collate_features
 from lhotse.dataset.dataloading import make_worker_init_fn
+from lhotse.utils import LOG_EPSILON
 from torch.utils.data import DataLoader
 
 from dmao.data.manifests import cut_transcript, fbank_extractor
+from dmao.data.static_shapes import BucketShapes
 from dmao.data.tokenizer import Tokenizer
 
 __all__ = [
@@ -82,6 +84,7 @@ class AsrBatchDataset(torch.utils.data.Dataset):
         spec_augment: SpecAugment | None = None,
         with_targets: bool = True,
         augment_seed: int = 0,
+        pad_shapes: BucketShapes | None = None,
     ) -> None:
         """
         Args:
@@ -95,8 +98,12 @@ class AsrBatchDataset(torch.utils.data.Dataset):
             with_targets: produce ``targets``/``target_lens``. Decoding passes False, so a test
                 set is scored in full even where a reference holds characters the tokenizer
                 never saw (those are then honest recognition errors, not a crash).
+            pad_shapes: pad each batch's features to its duration bucket's edge
+                (``data.pad_to_bucket``, :mod:`dmao.data.static_shapes`); None: to its longest
+                utterance.
         """
         self.tokenizer = tokenizer
+        self.pad_shapes = pad_shapes
         self.spec_augment = spec_augment
         self.with_targets = with_targets
         self.augment_seed = augment_seed
@@ -130,6 +137,17 @@ class AsrBatchDataset(torch.utils.data.Dataset):
                 for i, num_frames in enumerate(feature_lens.tolist()):
                     one = features[i : i + 1, :num_frames]
                     features[i, :num_frames] = self.spec_augment(one)[0]
+
+        if self.pad_shapes is not None:
+            frames = self.pad_shapes.padded_frames(
+                max(cut.duration for cut in cuts), features.shape[1]
+            )
+            if frames > features.shape[1]:
+                pad = features.new_full(
+                    (features.shape[0], frames - features.shape[1], features.shape[2]),
+                    LOG_EPSILON,
+                )
+                features = torch.cat([features, pad], dim=1)  # (B, T_bucket, 80)
 
         texts = [cut_transcript(cut) for cut in cuts]
         batch = {
@@ -374,6 +392,7 @@ def build_dataloader(
         spec_augment=default_spec_augment() if train else None,
         with_targets=with_targets,
         augment_seed=sampler.seed if isinstance(sampler.seed, int) else 0,
+        pad_shapes=getattr(sampler, "shapes", None),  # a StaticShapeSampler's buckets
     )
     worker_init_fn = None
     if num_workers > 0:

@@ -17,11 +17,12 @@ from typing import Any
 from lhotse import CutSet
 from torch.utils.data import DataLoader
 
-from dmao.config import ExperimentConfig
+from dmao.config import ExperimentConfig, config_to_dict
 from dmao.data.dataset import build_dataloader, build_sampler
 from dmao.data.filtering import filter_cuts
-from dmao.data.manifests import cut_transcript
+from dmao.data.manifests import FRAME_SHIFT_S, cut_transcript
 from dmao.data.pipeline import load_parts
+from dmao.data.static_shapes import StaticShapeSampler, bucket_shapes
 from dmao.data.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from dmao.models.frontend import subsampled_length
 from dmao.training.checkpoint import CheckpointError
@@ -43,6 +44,7 @@ RESUME_MUST_MATCH = (
     "data.train_parts",
     "data.max_batch_seconds",
     "data.num_buckets",
+    "data.pad_to_bucket",
     "train.seed",
     "train.max_steps",
     "train.accum_grad_steps",
@@ -114,17 +116,38 @@ def build_train_loader(
     dist: DistributedContext,
 ) -> tuple[Any, DataLoader]:
     """This rank's shard of the training batches: the sampler (``state_dict`` for resume) and
-    the DataLoader over it (pinned memory on CUDA)."""
-    sampler = build_sampler(
-        cuts,
-        max_batch_seconds=config.data.max_batch_seconds,
-        shuffle=True,
-        seed=config.train.seed,
-        num_buckets=config.data.num_buckets,
-        drop_last=True,
-        world_size=dist.world_size,
-        rank=dist.rank,
-    )
+    the DataLoader over it (pinned memory on CUDA). With ``data.pad_to_bucket`` the sampler is a
+    :class:`~dmao.data.static_shapes.StaticShapeSampler` (``sampler.shapes``: the batch shapes)."""
+    if config.data.pad_to_bucket:
+        shapes = bucket_shapes(
+            cuts,
+            num_buckets=config.data.num_buckets,
+            max_batch_seconds=config.data.max_batch_seconds,
+            frame_shift=FRAME_SHIFT_S,
+        )
+        log.info(
+            "static batch shapes (data.pad_to_bucket): %s",
+            ", ".join(f"{b}x{t}" for b, t in shapes.shapes()),
+        )
+        sampler = StaticShapeSampler(
+            cuts,
+            shapes,
+            shuffle=True,
+            seed=config.train.seed,
+            world_size=dist.world_size,
+            rank=dist.rank,
+        )
+    else:
+        sampler = build_sampler(
+            cuts,
+            max_batch_seconds=config.data.max_batch_seconds,
+            shuffle=True,
+            seed=config.train.seed,
+            num_buckets=config.data.num_buckets,
+            drop_last=True,
+            world_size=dist.world_size,
+            rank=dist.rank,
+        )
     loader = build_dataloader(
         cuts,
         tokenizer,
@@ -164,8 +187,11 @@ def check_resume_compatible(
     different world size would replay a different stream.
     """
     diffs = []
+    defaults = config_to_dict(ExperimentConfig())
     for key in RESUME_MUST_MATCH:
         a, b = _lookup(saved, key), _lookup(current, key)
+        if a == {}:  # a setting newer than the checkpoint: it ran with the default
+            a = _lookup(defaults, key)
         if a != b:
             diffs.append(f"{key}: checkpoint {a!r} vs config {b!r}")
     if saved_world_size != world_size:

@@ -58,6 +58,7 @@ from dmao.training.checkpoint import (
     save_checkpoint,
     step_checkpoint_path,
 )
+from dmao.training.compilation import check_compile_config, compile_forward
 from dmao.training.data_setup import (
     build_train_loader,
     check_resume_compatible,
@@ -180,6 +181,9 @@ class TrainingRecipe:
             )
         if cfg.train.num_threads > 0:
             torch.set_num_threads(cfg.train.num_threads)
+        check_compile_config(
+            cfg.train.compile, pad_to_bucket=cfg.data.pad_to_bucket, device=self.device
+        )
 
         self.tokenizer, self.train_cuts, self.dev_cuts = prepare_data(cfg, self.run_dir, dist)
 
@@ -240,7 +244,7 @@ class TrainingRecipe:
         if resume_state is not None:
             self.load_state(resume_state, resume_from)
         # DDP after loading: it broadcasts rank 0's weights and buffers at construction.
-        self.train_model = dist.wrap(self.model)
+        self.train_model = self._training_module()
         # Written only now: a refused resume must not overwrite the run's config.
         if dist.is_main:
             save_config(cfg, self.run_dir / "config.yaml")
@@ -252,6 +256,17 @@ class TrainingRecipe:
             cfg.train.precision,
             cfg.train.accum_grad_steps,
         )
+
+    def _training_module(self) -> torch.nn.Module:
+        """What the training step calls: the model, DDP-wrapped when distributed, compiled as
+        ``train.compile`` asks (graphs: the sampler's static shapes × (DMAO events + 1))."""
+        cfg = self.config
+        shapes = getattr(self.sampler, "shapes", None)
+        events = cfg.dmao.num_events if cfg.dmao.enabled else 0
+        max_graphs = (len(shapes.edges) if shapes is not None else 1) * (events + 1)
+        module = self.dist.wrap(self.model)
+        mode, backend = cfg.train.compile, cfg.train.compile_backend
+        return compile_forward(module, mode, backend=backend, max_graphs=max_graphs)
 
     # ------------------------------------------------------------------ loop
     def _autocast(self) -> Any:
@@ -391,7 +406,7 @@ class TrainingRecipe:
                 if self.dmao is not None and self.dmao.after_step(
                     progress.step, self.optimizer, self.device
                 ):
-                    self.train_model = self.dist.wrap(self.model)  # a new reducer
+                    self.train_model = self._training_module()  # a new reducer
 
                 window["loss"] += out.loss_sum
                 window["tokens"] += out.tokens
