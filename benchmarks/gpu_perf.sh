@@ -8,14 +8,17 @@
 #   4. DMAO vs baseline: d = --dmao-size, --dmao-steps (>= 300) timed steps each; DMAO with one
 #      event in the middle of the window (p = 0.15, scores every 10 steps), so its steps/s include
 #      the scoring steps, the event and the post-event transient;
-#   5. eager vs torch.compile: `dmao bench --compile` at d = --compile-size (0 skips it);
+#   5. eager vs torch.compile at d = --compile-size (0 skips it), on static batch shapes
+#      (data.pad_to_bucket, --compile-buckets buckets) for all three: eager, `--compile static`
+#      and, on CUDA, `--compile cudagraphs`; the warm-up trains on every bucket's shape first;
 #   6. the Markdown table for BENCHMARKS.md (benchmarks/perf_table.py; also OUT/table.md).
 #
 #   benchmarks/gpu_perf.sh OUT [--budget-s 570] [--device cuda] [--precision bf16]
 #       [--sizes "256 384 512"] [--layers 12] [--head-dim 64] [--kernel 31]
 #       [--frontend "[32,64,64,32]"] [--batch-seconds 300] [--workers 4] [--warmup-steps 5]
 #       [--sweep-steps 100] [--dmao-size 384] [--dmao-steps 300]
-#       [--compile-size 512] [--compile-steps 100] [--hours 3] [--corpus data/synthetic]
+#       [--compile-size 512] [--compile-steps 100] [--compile-buckets 6] [--hours 3]
+#       [--corpus data/synthetic]
 #       [--overrides "key=value ..."] [--bench-args "--matmul-size 256 ..."]
 #
 # Estimated on an H200 from BENCHMARKS.md's GPU check (d = 384: 10 steps/s at 300 s per step):
@@ -28,7 +31,7 @@ OUT=${1:?usage: benchmarks/gpu_perf.sh OUT [options]}
 shift
 BUDGET=570 DEVICE=cuda PRECISION=bf16 SIZES="256 384 512" LAYERS=12 HEAD_DIM=64 KERNEL=31
 FRONTEND="[32,64,64,32]" BATCH=300 WARMUP=5 SWEEP_STEPS=100 DMAO_SIZE=384 DMAO_STEPS=300
-COMPILE_SIZE=512 COMPILE_STEPS=100 HOURS=3 CORPUS=data/synthetic OVERRIDES="" BENCH_ARGS=""
+COMPILE_SIZE=512 COMPILE_STEPS=100 COMPILE_BUCKETS=6 HOURS=3 CORPUS=data/synthetic OVERRIDES="" BENCH_ARGS=""
 WORKERS=4 STAGE_CAP=""
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -48,6 +51,7 @@ while [[ $# -gt 0 ]]; do
         --dmao-steps) DMAO_STEPS=$2 ;;
         --compile-size) COMPILE_SIZE=$2 ;;
         --compile-steps) COMPILE_STEPS=$2 ;;
+        --compile-buckets) COMPILE_BUCKETS=$2 ;;
         --hours) HOURS=$2 ;;
         --corpus) CORPUS=$2 ;;
         --overrides) OVERRIDES=$2 ;;
@@ -117,8 +121,17 @@ bench "dmao-d$DMAO_SIZE" "$DMAO_SIZE" 150 "$DMAO_STEPS" "" "$SCHEDULE" dmao.enab
     dmao.granularity=4 dmao.score_every_steps=10
 
 if ((COMPILE_SIZE > 0)); then
-    stage "torch.compile: d = $COMPILE_SIZE, $COMPILE_STEPS steps"
-    bench "compiled-d$COMPILE_SIZE" "$COMPILE_SIZE" 300 "$COMPILE_STEPS" --compile
+    STATIC="data.pad_to_bucket=true data.num_buckets=$COMPILE_BUCKETS"
+    stage "torch.compile: d = $COMPILE_SIZE, $COMPILE_STEPS steps, static shapes"
+    # shellcheck disable=SC2086
+    bench "static-d$COMPILE_SIZE" "$COMPILE_SIZE" 120 "$COMPILE_STEPS" "" $STATIC
+    # shellcheck disable=SC2086
+    bench "compiled-d$COMPILE_SIZE" "$COMPILE_SIZE" 240 "$COMPILE_STEPS" "--compile static" $STATIC
+    if [[ $DEVICE == cuda* ]]; then
+        # shellcheck disable=SC2086
+        bench "cudagraphs-d$COMPILE_SIZE" "$COMPILE_SIZE" 240 "$COMPILE_STEPS" \
+            "--compile cudagraphs" $STATIC
+    fi
 else
     stage "torch.compile: skipped (--compile-size 0)"
 fi

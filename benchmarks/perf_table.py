@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-_ORDER = ("sweep", "baseline", "dmao", "compiled")
+_ORDER = ("sweep", "baseline", "dmao", "static", "compiled", "cudagraphs")
 HEADER = (
     "| run | d × layers | parameters | precision | batch s | steps | steps/s | audio s/s "
     "| GFLOP/step | TFLOP/s | peak TFLOP/s | MFU | padding | ATen ops/step | peak GiB |\n"
@@ -84,12 +84,15 @@ def table(out: Path) -> str:
                 f"({r['dmao_events']} event(s), {r['dmao_score_steps']} scoring steps in the "
                 "window)"
             )
-        if name.startswith("compiled-") and f"sweep-{name[9:]}" in runs:
-            eager = runs[f"sweep-{name[9:]}"]
+        kind, _, size = name.partition("-")
+        if kind in ("compiled", "cudagraphs") and f"static-{size}" in runs:
+            eager = runs[f"static-{size}"]
             notes.append(
-                f"- torch.compile ÷ eager steps/s at {name[9:]}: "
-                f"**{r['steps_per_s'] / eager['steps_per_s']:.3f}** "
-                f"({r['steps']} and {eager['steps']} steps after the warm-up)"
+                f"- torch.compile ({r['compile']}) ÷ eager steps/s at {size}, the same static "
+                f"shapes: **{r['steps_per_s'] / eager['steps_per_s']:.3f}** ({r['steps']} and "
+                f"{eager['steps']} steps after {r['warmup_steps']} and {eager['warmup_steps']} "
+                f"warm-up steps; {r['compiled_graphs']} graphs compiled, "
+                f"{r['distinct_shapes']} shapes timed)"
             )
     if notes:
         lines += ["", *notes]

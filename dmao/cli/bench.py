@@ -52,7 +52,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="peak to divide by instead of the measured (CPU) or table (GPU) one",
     )
     p.add_argument(
-        "--compile", action="store_true", help="forward through torch.compile(model, dynamic=True)"
+        "--compile",
+        nargs="?",
+        const="dynamic",
+        default=None,
+        choices=["none", "dynamic", "static", "cudagraphs"],
+        help="train.compile for the benchmark (bare --compile: dynamic; static and cudagraphs "
+        "need data.pad_to_bucket=true); default: the recipe's",
     )
     p.add_argument(
         "--loader",
@@ -78,13 +84,14 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     if args.device is not None:
         overrides.append(f"train.device={args.device}")
+    if args.compile is not None:
+        overrides.append(f"train.compile={args.compile}")
     options = BenchOptions(
         steps=args.steps,
         warmup_steps=args.warmup_steps,
         matmul_size=args.matmul_size,
         matmul_repeats=args.matmul_repeats,
         peak_tflops=args.peak_tflops,
-        compile=args.compile,
         loader_workers=tuple(args.loader_workers) if args.loader else (),
         loader_batches=args.loader_batches,
     )
@@ -121,7 +128,9 @@ def format_table(report: dict[str, Any]) -> str:
     rows = [
         ("device", f"{report['device_name']} ({report['device']}), {report['threads']} thread(s)"),
         ("precision", f"{report['precision']} (peak column {report['peak_precision']})"),
-        ("model", f"{report['parameters']:,} parameters, compile={report['compile']}"),
+        ("model", f"{report['parameters']:,} parameters, compile={report['compile']} "
+         f"({report['compiled_graphs']} graph(s) compiled, "
+         f"{report['compiled_graphs_timed']} while timed)"),
         ("steps", f"{report['steps']} timed after {report['warmup_steps']} warm-up"),
         ("steps/s", f"{report['steps_per_s']:.3f}"),
         ("audio s/s", f"{report['audio_s_per_s']:.1f}"),
@@ -130,7 +139,8 @@ def format_table(report: dict[str, Any]) -> str:
         ("peak", f"{_si(report['peak_flops'], 'FLOP/s')} ({report['peak_source']})"),
         ("MFU", "–" if mfu is None else f"{mfu:.3f}"
          + ("" if cpu_mfu is None else f" (CPU clock {cpu_mfu:.3f})")),
-        ("padding efficiency", f"{report['padding_efficiency']:.3f} real / padded frames"),
+        ("padding efficiency", f"{report['padding_efficiency']:.3f} real / padded frames, "
+         f"{report['distinct_shapes']} batch shape(s), pad_to_bucket={report['pad_to_bucket']}"),
         ("ATen ops per step", "– (not countable with --compile)" if report["ops_per_step"]
          is None else f"{report['ops_per_step']:,}"),
         ("peak memory", f"{report['peak_memory_bytes'] / 2**20:,.0f} MiB "

@@ -37,6 +37,7 @@ from dmao.perf.driver import Batch, StepDriver
 from dmao.perf.flops import FlopCount, count_flops
 from dmao.perf.loader import LoaderResult, loader_throughput
 from dmao.perf.peaks import gpu_peak_flops, make_matmul, peak_precision, time_matmul
+from dmao.training.compilation import compiled_graphs
 from dmao.training.metrics import read_metrics
 from dmao.training.recipe import TrainingRecipe
 
@@ -57,9 +58,6 @@ class BenchOptions:
     """CPU peak: products per step; their median time is that step's peak."""
     peak_tflops: float | None = None
     """Use this peak instead of the matmul (CPU) or the table (CUDA)."""
-    compile: bool = False
-    """Run the forward through ``torch.compile(model, dynamic=True)`` (the FLOP count is the
-    eager model's)."""
     loader_workers: tuple[int, ...] = ()
     """Also measure the training data loader with each of these worker counts (item 6)."""
     loader_batches: int = 30
@@ -93,7 +91,7 @@ class BenchResult:
     peak_flops: float | None
     padding_efficiency: float
     ops_per_step: int | None
-    """None with ``compile`` (see :class:`~dmao.perf.counters.OpCounter`)."""
+    """None with ``train.compile`` (see :class:`~dmao.perf.counters.OpCounter`)."""
     peak_memory_bytes: int
     extra: dict[str, Any] = field(default_factory=dict)
     loader: list[LoaderResult] = field(default_factory=list)
@@ -156,10 +154,6 @@ def _count(driver: StepDriver, batch: Batch) -> FlopCount:
         return count_flops(lambda: driver.forward_backward_copy(model, batch), B, T)
 
 
-def _compile(module: torch.nn.Module) -> torch.nn.Module:
-    return torch.compile(module, dynamic=True)
-
-
 def run_benchmark(
     config: ExperimentConfig,
     options: BenchOptions,
@@ -197,24 +191,39 @@ class _Window:
     counts: list[dict[str, int]] = field(default_factory=list)
     real_frames: int = 0
     padded_frames: int = 0
+    shapes: set[tuple[int, int]] = field(default_factory=set)
+    """Distinct ``(B, T)`` of the timed batches."""
     audio_seconds: float = 0.0
     wall: float = 0.0
     """Seconds of the whole window without FLOP counting and matmuls (CUDA: synchronised)."""
     cpu: float = 0.0
 
 
-def _warm_up(driver: StepDriver, options: BenchOptions) -> OpCounter:
-    """The untimed steps; the last one's ATen ops are counted (not with ``compile``: under an
-    active dispatch mode torch.compile runs the step eagerly)."""
+STATIC_WARMUP_LIMIT = 500
+
+
+def _warm_up(driver: StepDriver, options: BenchOptions) -> tuple[OpCounter, int]:
+    """The untimed steps; the last one's ATen ops are counted (not with ``train.compile``: under
+    an active dispatch mode torch.compile runs the step eagerly).
+
+    With static shapes (``data.pad_to_bucket``) and a compiled forward, the warm-up goes on until
+    every bucket's shape has been trained on (at most ``STATIC_WARMUP_LIMIT`` more steps), so that
+    the timed window holds no compilation. Returns the op counter and the warm-up steps taken.
+    """
     ops = OpCounter()
-    for i in range(options.warmup_steps):
+    shapes = getattr(driver.recipe.sampler, "shapes", None)
+    unseen = set(shapes.shapes()) if shapes is not None and driver.compiled else set()
+    i = 0
+    while i < options.warmup_steps or (unseen and i < options.warmup_steps + STATIC_WARMUP_LIMIT):
         micro = driver.next_micro()
-        if i < options.warmup_steps - 1 or options.compile:
+        unseen -= {_shape(b) for b in micro}
+        if i < options.warmup_steps - 1 or driver.compiled:
             driver.step(micro)
         else:
             with ops:
                 driver.step(micro)
-    return ops
+        i += 1
+    return ops, i
 
 
 def _timed_steps(
@@ -251,6 +260,7 @@ def _timed_steps(
         w.step_flops.append(sum(count.scaled_to(*_shape(b)) for b in micro))
         for b in micro:
             B, T = _shape(b)
+            w.shapes.add((B, T))
             w.padded_frames += B * T
             w.real_frames += int(b["feature_lens"].sum())
         w.audio_seconds += result.audio_seconds
@@ -274,11 +284,13 @@ def _measure(
     recipe: TrainingRecipe, options: BenchOptions, baseline_rss: int, log: Callable[[str], None]
 ) -> BenchResult:
     device, cfg = recipe.device, recipe.config
-    driver = StepDriver(recipe, wrap=_compile if options.compile else None)
+    driver = StepDriver(recipe)
+    graphs_before = compiled_graphs()
     start = time.perf_counter()
-    ops = _warm_up(driver, options)
+    ops, warmup_steps = _warm_up(driver, options)
+    graphs_warm = compiled_graphs()
     _sync(device)
-    log(f"warm-up: {options.warmup_steps} steps in {time.perf_counter() - start:.1f} s")
+    log(f"warm-up: {warmup_steps} steps in {time.perf_counter() - start:.1f} s")
 
     precision = peak_precision(cfg.train.precision, device)
     matmul, matmul_flops = None, 0
@@ -312,8 +324,12 @@ def _measure(
         "gpu_matmul_flops_measured": gpu_matmul,
         "threads": torch.get_num_threads(),
         "steps": options.steps,
-        "warmup_steps": options.warmup_steps,
-        "compile": options.compile,
+        "warmup_steps": warmup_steps,
+        "compile": cfg.train.compile,
+        "compiled_graphs": compiled_graphs() - graphs_before,
+        "compiled_graphs_timed": compiled_graphs() - graphs_warm,
+        "distinct_shapes": len(w.shapes),
+        "pad_to_bucket": cfg.data.pad_to_bucket,
         "wall_seconds": w.wall,
         "cpu_seconds": w.cpu,
         "audio_seconds": w.audio_seconds,
@@ -339,7 +355,7 @@ def _measure(
         flops_per_step=statistics.fmean(w.step_flops),
         peak_flops=peak,
         padding_efficiency=w.real_frames / max(w.padded_frames, 1),
-        ops_per_step=None if options.compile else ops.total,
+        ops_per_step=None if driver.compiled else ops.total,
         peak_memory_bytes=peak_memory,
         extra=extra,
         loader=loader,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -54,23 +54,19 @@ class StepDriver:
     """One optimizer step at a time of ``recipe`` (after ``recipe.setup()``), as ``train()`` runs
     it.
 
+    The forward runs through ``recipe.train_model``, compiled as the recipe's ``train.compile``
+    asks, and after a DMAO event through the module the recipe builds then, as in training.
+
     Args:
         recipe: a set-up recipe (single process).
-        wrap: applied to the model the forward runs through (``recipe.train_model``), at the
-            start and again after each DMAO event; e.g. ``torch.compile``. Default: unchanged.
     """
 
-    def __init__(
-        self,
-        recipe: TrainingRecipe,
-        wrap: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
-    ) -> None:
+    def __init__(self, recipe: TrainingRecipe) -> None:
         if recipe.dist.distributed:
             raise ValueError("dmao bench runs in one process; start it without torchrun")
         self.recipe = recipe
-        self.wrap = wrap or (lambda module: module)
+        self.compiled = recipe.config.train.compile != "none"
         recipe._bar = _StderrBar()  # what recipe._echo writes to (set by train() otherwise)
-        recipe.train_model = self.wrap(recipe.train_model)
         recipe.model.train()
         self._batches: Iterator[Batch] = recipe._batches()
         self.events = 0
@@ -101,7 +97,7 @@ class StepDriver:
         r.progress.audio_seconds += out.audio_seconds
         event = False
         if r.dmao is not None and r.dmao.after_step(r.progress.step, r.optimizer, r.device):
-            r.train_model = self.wrap(r.dist.wrap(r.model))
+            r.train_model = r._training_module()
             self.events += 1
             event = True
         return StepResult(out.audio_seconds, bad=False, event=event)

@@ -68,9 +68,19 @@ def test_perf_script_compiles(tmp_path):
     """The torch.compile stage (slow: compiling even the toy model takes minutes on this CPU)."""
     out = tmp_path / "perf"
     options = {**_TOY, "--corpus": str(tmp_path / "corpus"), "--sizes": "16",
-               "--dmao-steps": "2", "--compile-size": "16", "--compile-steps": "2"}  # fmt: skip
+               "--dmao-steps": "2", "--compile-size": "16", "--compile-steps": "2",
+               "--compile-buckets": "2"}  # fmt: skip
     proc = _run(out, options, timeout=1800)
     assert proc.returncode == 0 and "compiled-d16 rc=0" in proc.stdout, proc.stdout
+    assert "static-d16 rc=0" in proc.stdout and "cudagraphs-d16" not in proc.stdout  # CPU
     report = json.loads((out / "compiled-d16.json").read_text())
-    assert report["compile"] is True and report["ops_per_step"] is None
-    assert "torch.compile ÷ eager steps/s at d16: **" in (out / "table.md").read_text()
+    assert report["compile"] == "static" and report["ops_per_step"] is None
+    # Static shapes: the warm-up trained on both buckets' shapes, so nothing compiles when timed.
+    assert report["pad_to_bucket"] is True and report["distinct_shapes"] <= 2
+    assert report["compiled_graphs"] >= 1 and report["compiled_graphs_timed"] == 0
+    eager = json.loads((out / "static-d16.json").read_text())
+    assert eager["compile"] == "none" and eager["compiled_graphs"] == 0
+    assert (
+        "torch.compile (static) ÷ eager steps/s at d16, the same static shapes: **"
+        in (out / "table.md").read_text()
+    )
