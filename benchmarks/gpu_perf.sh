@@ -7,7 +7,8 @@
 #      blocks: head_dim 64, kernel 31, frontend 32/64/64/32), bf16, --batch-seconds per step;
 #   4. DMAO vs baseline: d = --dmao-size, --dmao-steps (>= 300) timed steps each; DMAO with one
 #      event in the middle of the window (p = 0.15, scores every 10 steps), so its steps/s include
-#      the scoring steps, the event and the post-event transient;
+#      the scoring steps, the event and the post-event transient (the 30 steps after it beyond
+#      the typical step), and torch.profiler's top operators over the 10 steps after the event;
 #   5. eager vs torch.compile at d = --compile-size (0 skips it), on static batch shapes
 #      (data.pad_to_bucket, --compile-buckets buckets) for all three: eager, `--compile static`
 #      and, on CUDA, `--compile cudagraphs`; the warm-up trains on every bucket's shape first;
@@ -116,7 +117,8 @@ done
 SCHEDULE="train.max_steps=$((WARMUP + DMAO_STEPS))"
 stage "DMAO vs baseline: d = $DMAO_SIZE, $DMAO_STEPS steps each"
 bench "baseline-d$DMAO_SIZE" "$DMAO_SIZE" 150 "$DMAO_STEPS" "" "$SCHEDULE"
-bench "dmao-d$DMAO_SIZE" "$DMAO_SIZE" 150 "$DMAO_STEPS" "" "$SCHEDULE" dmao.enabled=true \
+bench "dmao-d$DMAO_SIZE" "$DMAO_SIZE" 150 "$DMAO_STEPS" "--profile-after-event 10" \
+    "$SCHEDULE" dmao.enabled=true \
     dmao.num_events=1 dmao.last_event_fraction=0.5 dmao.total_fraction=0.15 \
     dmao.granularity=4 dmao.score_every_steps=10
 

@@ -84,6 +84,18 @@ def table(out: Path) -> str:
                 f"({r['dmao_events']} event(s), {r['dmao_score_steps']} scoring steps in the "
                 "window)"
             )
+            if r.get("post_event_transient_s") is not None:
+                ratio = r["steps_per_s_without_transient"] / base["steps_per_s"]
+                notes.append(
+                    f"- post-event transient at {name[5:]}: {r['post_event_transient_s']:.2f} s "
+                    f"over the {r.get('transient_steps', 30)} steps after the event; DMAO ÷ "
+                    f"baseline steps/s without those steps: **{ratio:.3f}**"
+                )
+            top = r.get("post_event_profile") or []
+            if top:
+                key = "self_device_s" if r["device"].startswith("cuda") else "self_cpu_s"
+                ops = ", ".join(f"{o['name']} {o[key]:.3f} s ({o['calls']})" for o in top[:6])
+                notes.append(f"- after the event, top operators by self time: {ops}")
         kind, _, size = name.partition("-")
         if kind in ("compiled", "cudagraphs") and f"static-{size}" in runs:
             eager = runs[f"static-{size}"]

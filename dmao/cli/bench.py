@@ -73,6 +73,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="worker counts for --loader (default 0 1 2)",
     )
     p.add_argument("--loader-batches", type=int, default=30, help="timed batches per --loader run")
+    p.add_argument(
+        "--transient-steps",
+        type=int,
+        default=30,
+        help="steps after a DMAO event counted into its post-event transient (default 30)",
+    )
+    p.add_argument(
+        "--profile-after-event",
+        type=int,
+        default=0,
+        metavar="N",
+        help="torch.profiler over the N steps after the first DMAO event; the top operators by "
+        "self time are reported (post_event_profile)",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(func=run)
 
@@ -94,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
         peak_tflops=args.peak_tflops,
         loader_workers=tuple(args.loader_workers) if args.loader else (),
         loader_batches=args.loader_batches,
+        transient_steps=args.transient_steps,
+        profile_after_event=args.profile_after_event,
     )
     options.check()  # before the (slow) setup
     if args.config is not None and not args.config.is_file():
@@ -146,6 +162,13 @@ def format_table(report: dict[str, Any]) -> str:
         ("peak memory", f"{report['peak_memory_bytes'] / 2**20:,.0f} MiB "
          f"({report['memory_method']})"),
     ]  # fmt: skip
+    if report.get("dmao_event_steps"):
+        transient = report["post_event_transient_s"]
+        rows.append((
+            "DMAO events",
+            f"after timed step(s) {report['dmao_event_steps']}; post-event transient "
+            f"{transient:.2f} s, {report['steps_per_s_without_transient']:.3f} steps/s without it",
+        ))  # fmt: skip
     if report["dmao_enabled"]:
         rows.append(
             (

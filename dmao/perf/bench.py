@@ -62,6 +62,11 @@ class BenchOptions:
     """Also measure the training data loader with each of these worker counts (item 6)."""
     loader_batches: int = 30
     """Timed batches per loader measurement."""
+    transient_steps: int = 30
+    """Steps after a DMAO event counted into its transient (``post_event_transient_s``)."""
+    profile_after_event: int = 0
+    """Profile (``torch.profiler``, CPU and CUDA) this many steps after the first DMAO event of
+    the timed window; the top operators by self time are reported (``post_event_profile``)."""
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first bad setting."""
@@ -193,6 +198,10 @@ class _Window:
     padded_frames: int = 0
     shapes: set[tuple[int, int]] = field(default_factory=set)
     """Distinct ``(B, T)`` of the timed batches."""
+    event_steps: list[int] = field(default_factory=list)
+    """Indices (into ``step_wall``) of the steps that ended with a DMAO event."""
+    profile: list[dict[str, Any]] = field(default_factory=list)
+    """``profile_after_event``: the top operators of the profiled steps."""
     audio_seconds: float = 0.0
     wall: float = 0.0
     """Seconds of the whole window without FLOP counting and matmuls (CUDA: synchronised)."""
@@ -240,7 +249,9 @@ def _timed_steps(
     skipped_wall = skipped_cpu = 0.0
     _sync(device)
     window = _Clocks()
+    profiler = _EventProfiler(device, options.profile_after_event)
     for _ in range(options.steps):
+        profiler.before_step()
         clocks = _Clocks()
         micro = driver.next_micro()
         fetch = clocks.lap()
@@ -266,6 +277,8 @@ def _timed_steps(
         w.audio_seconds += result.audio_seconds
         if result.event:
             count = None
+            w.event_steps.append(len(w.step_wall) - 1)
+            profiler.arm()
         if matmul is not None and device.type == "cpu":
             wall, cpu = time_matmul(matmul, options.matmul_repeats)
             w.mm_wall.append(wall)
@@ -277,7 +290,74 @@ def _timed_steps(
     _sync(device)
     total = window.lap()
     w.wall, w.cpu = total[0] - skipped_wall, total[1] - skipped_cpu
+    w.profile = profiler.finish()
     return w
+
+
+class _EventProfiler:
+    """``torch.profiler`` over the ``steps`` steps after the first DMAO event (armed by it)."""
+
+    def __init__(self, device: torch.device, steps: int) -> None:
+        self.device, self.steps = device, steps
+        self.left = 0
+        self.armed = False
+        self.prof: Any = None
+
+    def arm(self) -> None:
+        if self.steps > 0 and self.prof is None and not self.armed:
+            self.armed, self.left = True, self.steps
+
+    def before_step(self) -> None:
+        if self.armed and self.prof is None:
+            from torch.profiler import ProfilerActivity, profile
+
+            activities = [ProfilerActivity.CPU]
+            if self.device.type == "cuda":
+                activities.append(ProfilerActivity.CUDA)
+            self.prof = profile(activities=activities)
+            self.prof.__enter__()
+        elif self.prof is not None and self.left > 0:
+            self.left -= 1
+            if self.left == 0:
+                self._stop()
+
+    def _stop(self) -> None:
+        _sync(self.device)
+        self.prof.__exit__(None, None, None)
+        self.armed = False
+
+    def finish(self, top: int = 20) -> list[dict[str, Any]]:
+        """The top operators by self time (device time on CUDA) of the profiled steps."""
+        if self.prof is None:
+            return []
+        if self.armed:
+            self._stop()
+        cuda = self.device.type == "cuda"
+        rows = []
+        for e in self.prof.key_averages():
+            rows.append({
+                "name": e.key,
+                "calls": e.count,
+                "self_cpu_s": e.self_cpu_time_total / 1e6,
+                "self_device_s": (getattr(e, "self_device_time_total", 0) or 0) / 1e6,
+            })  # fmt: skip
+        rows.sort(key=lambda r: r["self_device_s" if cuda else "self_cpu_s"], reverse=True)
+        return rows[:top]
+
+
+def _transient(w: _Window, steps: int) -> tuple[float | None, float | None]:
+    """Seconds the ``steps`` steps after each DMAO event took beyond the median step before the
+    first event, summed over events; and the steps/s of the window without those steps."""
+    if not w.event_steps:
+        return None, None
+    before = w.step_wall[: w.event_steps[0] + 1]
+    typical = statistics.median(before) if before else statistics.median(w.step_wall)
+    after: set[int] = set()
+    for e in w.event_steps:
+        after.update(range(e + 1, min(e + 1 + steps, len(w.step_wall))))
+    extra = sum(w.step_wall[i] - typical for i in after)
+    rest = [t for i, t in enumerate(w.step_wall) if i not in after]
+    return extra, len(rest) / max(sum(rest), 1e-12)
 
 
 def _measure(
@@ -308,6 +388,7 @@ def _measure(
     if device.type == "cuda" and matmul is not None:
         gpu_matmul = matmul_flops / time_matmul(matmul, 10)[0]
     peak, peak_source, mfu, mfu_cpu = _peak_and_mfu(options, device, precision, w, matmul_flops)
+    transient = _transient(w, options.transient_steps)
     scores = [r for r in read_metrics(recipe.run_dir, "dmao_scores") if r["step"] >= first_step]
     loader = []
     train_rate = w.audio_seconds / max(w.wall, 1e-12)
@@ -345,6 +426,12 @@ def _measure(
         "dmao_enabled": recipe.allocator is not None,
         "dmao_events": driver.events,
         "dmao_score_steps": len(scores),
+        "dmao_event_steps": w.event_steps,
+        "post_event_transient_s": transient[0],
+        "transient_steps": options.transient_steps,
+        "steps_per_s_without_transient": transient[1],
+        "post_event_profile": w.profile,
+        "step_wall_s": [round(t, 5) for t in w.step_wall],
         "bad_steps": driver.bad_steps,
         "torch": torch.__version__,
     }

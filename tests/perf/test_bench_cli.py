@@ -66,9 +66,23 @@ def test_dmao_scores_and_an_event_in_the_window_recount_the_flops(overrides, cap
         "dmao.enabled=true", "dmao.score_every_steps=2", "train.max_steps=8",
         "dmao.last_event_fraction=0.5", "dmao.total_fraction=0.25", "dmao.granularity=4",
     ]  # fmt: skip
-    report = _bench(capsys, "--steps", "6", "--warmup-steps", "2", *FAST, *overrides, *dmao)
+    profile = ["--profile-after-event", "2", "--transient-steps", "2"]
+    report = _bench(
+        capsys, "--steps", "6", "--warmup-steps", "2", *FAST, *profile, *overrides, *dmao
+    )
     assert report["dmao_enabled"] is True and report["dmao_events"] == 1  # at step 4
     assert report["dmao_score_steps"] >= 2
+    # The event ended the 2nd timed step (step 4); the transient is the next 2 steps' excess
+    # over the median step before it, and the profile covers those steps' operators.
+    assert report["dmao_event_steps"] == [1]
+    walls = report["step_wall_s"]
+    assert len(walls) == 6
+    typical = sorted(walls[:2])[0] + (sorted(walls[:2])[1] - sorted(walls[:2])[0]) / 2
+    assert report["post_event_transient_s"] == pytest.approx(
+        walls[2] + walls[3] - 2 * typical, abs=1e-4
+    )
+    names = {r["name"] for r in report["post_event_profile"]}
+    assert "aten::addmm" in names or "aten::mm" in names, names
     before, after = report["flop_counts"]  # counted again on the new architecture
     per_frame = [c["other"] / (c["batch_size"] * c["frames"]) for c in (before, after)]
     assert per_frame[0] != per_frame[1]
