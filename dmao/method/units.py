@@ -220,17 +220,20 @@ def _get(module: nn.Module, path: str) -> Tensor:
 
 
 def unit_scores(module: nn.Module, slices: list[UnitSlice], width: int, metric: str) -> Tensor:
-    """Per-unit importance ``(width,)`` float32 from the ``role="input"`` slices.
+    """Per-unit importance ``(width,)`` float32, on the weights' device, from the ``role="input"``
+    slices.
 
     ``taylor``: mean |w·∂L/∂w|; ``gradient``: mean |∂L/∂w|; ``magnitude``: mean |w|, each over all
     entries a unit owns in the input slices (so a head is scored on its own Q, K and V rows).
     """
-    total = torch.zeros(width, dtype=torch.float32)
+    total: Tensor | None = None
     count = 0
     for s in slices:
         if s.role != "input":
             continue
         param = _get(module, s.path)
+        if total is None:  # on the weights' device: no host transfer per slice
+            total = torch.zeros(width, dtype=torch.float32, device=param.device)
         w = param.detach()
         if metric == "magnitude":
             value = w.abs()
@@ -249,9 +252,9 @@ def unit_scores(module: nn.Module, slices: list[UnitSlice], width: int, metric: 
             )
         value = value.float().movedim(s.dim, 0)  # (groups*width*unit_size, ...)
         value = value.reshape(s.groups, width, s.unit_size, -1)
-        total += value.sum(dim=(0, 2, 3)).cpu()
+        total += value.sum(dim=(0, 2, 3))
         count += value.shape[0] * value.shape[2] * value.shape[3]
-    if count == 0:
+    if total is None or count == 0:
         raise ValueError(f"{type(module).__name__} has no UnitSlice with role='input' to score")
     return total / count
 

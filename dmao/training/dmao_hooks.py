@@ -49,15 +49,20 @@ class DmaoHooks:
     ) -> None:
         self.allocator, self.model, self.dist = allocator, model, dist
         self.metrics, self.run_dir, self.seed, self.echo = metrics, run_dir, seed, echo
+        # The mean smoothed score per module, per measurement (the trajectories `dmao report`
+        # draws), logged when the measurement is finished on the host: not on the scoring step.
+        allocator.tracker.on_resolve = self._log_scores
+
+    def _log_scores(self, step: int, scores: dict[str, torch.Tensor]) -> None:
+        self.metrics.log(
+            "dmao_scores", step, **{name: float(s.mean()) for name, s in scores.items()}
+        )
 
     def after_backward(self, step: int) -> None:
-        """Let the allocator measure when due (before clipping and the update); log the mean
-        smoothed score per module (the trajectories ``dmao report`` draws)."""
-        if self.allocator.after_backward(step):
-            scores = self.allocator.tracker.scores
-            self.metrics.log(
-                "dmao_scores", step, **{name: float(s.mean()) for name, s in scores.items()}
-            )
+        """Finish the previous measurement (its copy to the host arrived long ago), then let the
+        allocator measure when due (before clipping and the update)."""
+        self.allocator.tracker.resolve()
+        self.allocator.after_backward(step)
 
     def after_step(self, step: int, optimizer: torch.optim.Optimizer, device: torch.device) -> bool:
         """Per-step work after the update, and a due event. Returns True if the model's
