@@ -67,6 +67,16 @@ class DataConfig:
     so an epoch has ``num_buckets`` shapes and ``train.compile=static`` compiles each once. Costs
     padding (real ÷ padded frames 0.910 with 10 buckets, 0.970 with 30 on the built-in corpus) and
     changes the batch order; off by default."""
+    auto_batch: bool = False
+    """Compute each step's ``max_batch_seconds`` in as few micro-batches as fit the device
+    (gradient accumulation; ``dmao/training/auto_batch.py``, docs/performance.md): the recipe's
+    batch stays what it is, only how it is split is measured (a short probe at setup, kept in
+    ``RUN/auto_batch.json`` for resuming)."""
+    auto_batch_memory_fraction: float = 0.85
+    """``auto_batch``: share of the device's memory (CUDA: the card's; CPU: available RAM) a step
+    may use."""
+    auto_batch_memory_gib: float = 0.0
+    """``auto_batch``: a memory budget in GiB instead of the fraction (0: use the fraction)."""
     num_workers: int = 0
     """Data-loader worker processes (0 = load in the training process)."""
     spec_augment: bool = True

@@ -417,6 +417,8 @@ def _measure(
         "parameters": sum(p.numel() for p in recipe.model.parameters()),
         "vocab_size": recipe.tokenizer.vocab_size,
         "batch_seconds": cfg.data.max_batch_seconds,
+        "micro_batch_seconds": recipe.micro_seconds,
+        "micro_batches_per_step": recipe.accum_steps,
         "flop_counts": w.counts,
         "flops_extrapolation": "per micro-batch from the counted one: frontend x B*T, attention "
         "x B*T'^2, rest x B*T' (T' = T // 4)",

@@ -73,8 +73,9 @@ class StepDriver:
         self.bad_steps = 0
 
     def next_micro(self) -> list[Batch]:
-        """The next step's micro-batches (``train.accum_grad_steps`` of them)."""
-        n = self.recipe.config.train.accum_grad_steps
+        """The next step's micro-batches (``recipe.accum_steps``: ``train.accum_grad_steps``, or
+        more with ``data.auto_batch``)."""
+        n = self.recipe.accum_steps
         return [next(self._batches) for _ in range(n)]
 
     def step(self, micro: list[Batch]) -> StepResult:

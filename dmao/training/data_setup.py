@@ -45,6 +45,7 @@ RESUME_MUST_MATCH = (
     "data.max_batch_seconds",
     "data.num_buckets",
     "data.pad_to_bucket",
+    "data.auto_batch",
     "train.seed",
     "train.max_steps",
     "train.accum_grad_steps",
@@ -114,15 +115,19 @@ def build_train_loader(
     cuts: CutSet,
     tokenizer: Tokenizer,
     dist: DistributedContext,
+    *,
+    max_batch_seconds: float | None = None,
 ) -> tuple[Any, DataLoader]:
     """This rank's shard of the training batches: the sampler (``state_dict`` for resume) and
     the DataLoader over it (pinned memory on CUDA). With ``data.pad_to_bucket`` the sampler is a
-    :class:`~dmao.data.static_shapes.StaticShapeSampler` (``sampler.shapes``: the batch shapes)."""
+    :class:`~dmao.data.static_shapes.StaticShapeSampler` (``sampler.shapes``: the batch shapes).
+    ``max_batch_seconds``: the micro-batch (default ``data.max_batch_seconds``)."""
+    seconds = config.data.max_batch_seconds if max_batch_seconds is None else max_batch_seconds
     if config.data.pad_to_bucket:
         shapes = bucket_shapes(
             cuts,
             num_buckets=config.data.num_buckets,
-            max_batch_seconds=config.data.max_batch_seconds,
+            max_batch_seconds=seconds,
             frame_shift=FRAME_SHIFT_S,
         )
         log.info(
@@ -140,7 +145,7 @@ def build_train_loader(
     else:
         sampler = build_sampler(
             cuts,
-            max_batch_seconds=config.data.max_batch_seconds,
+            max_batch_seconds=seconds,
             shuffle=True,
             seed=config.train.seed,
             num_buckets=config.data.num_buckets,

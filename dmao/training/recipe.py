@@ -47,6 +47,7 @@ from dmao.method import DmaoAllocator
 from dmao.method.budget import adaptable_macs_per_second
 from dmao.models.architecture import EncoderArchitecture
 from dmao.models.frontend import subsampled_length
+from dmao.training.auto_batch import resolve_batching
 from dmao.training.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -220,8 +221,13 @@ class TrainingRecipe:
         )
         # Loss scaling for fp16 only (bf16 has fp32's exponent range); disabled it is a no-op.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
+        # The step's batch in micro-batches: as configured, or as many as fit (data.auto_batch).
+        self.micro_seconds, self.accum_steps = resolve_batching(
+            cfg, self.model, max(c.duration for c in self.train_cuts),
+            self.tokenizer.vocab_size, self.device, dist, self.run_dir,
+        )  # fmt: skip
         self.sampler, self.train_loader = build_train_loader(
-            cfg, self.train_cuts, self.tokenizer, dist
+            cfg, self.train_cuts, self.tokenizer, dist, max_batch_seconds=self.micro_seconds
         )
         self.dev_shard = shard_cuts(self.dev_cuts, dist)
         self.allocator = None
@@ -254,7 +260,7 @@ class TrainingRecipe:
             dist.world_size,
             self.device,
             cfg.train.precision,
-            cfg.train.accum_grad_steps,
+            self.accum_steps,
         )
 
     def _training_module(self) -> torch.nn.Module:
@@ -316,7 +322,7 @@ class TrainingRecipe:
                 raise ValueError(
                     f"the training data yields no batch: {len(self.train_cuts)} utterances, "
                     f"{seconds:.1f} s of audio (over {self.dist.world_size} rank(s)) do not fill "
-                    f"one batch of data.max_batch_seconds={cfg.max_batch_seconds:g} s; lower "
+                    f"one batch of {self.micro_seconds:g} s (data.max_batch_seconds); lower "
                     f"data.max_batch_seconds or add training data ({', '.join(cfg.train_parts)})"
                 )
             self.progress.epoch += 1
@@ -385,7 +391,7 @@ class TrainingRecipe:
         clip = self.config.optim.grad_clip_norm
         with StopOnSignal() as stop:
             while progress.step < end:
-                micro = [next(batches) for _ in range(cfg.accum_grad_steps)]
+                micro = [next(batches) for _ in range(self.accum_steps)]
                 out = self._forward_backward(micro, stop.signum is not None)
                 if out.bad:
                     self._skip_bad_step(micro, out)
@@ -536,9 +542,7 @@ class TrainingRecipe:
         loss_sum, tokens = 0.0, 0
         refs, hyps = [], []
         if len(self.dev_shard) > 0:
-            sampler = build_eval_sampler(
-                self.dev_shard, max_batch_seconds=self.config.data.max_batch_seconds
-            )
+            sampler = build_eval_sampler(self.dev_shard, max_batch_seconds=self.micro_seconds)
             loader = build_dataloader(
                 self.dev_shard,
                 self.tokenizer,
