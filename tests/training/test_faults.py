@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import tiny_train_overrides
 
-import dmao.training.recipe as recipe_module
+import dmao.training.recipe_state as recipe_state
 from dmao.cli.main import main
 from dmao.method import DmaoAllocator
 from dmao.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -133,7 +133,7 @@ def test_sigterm_during_validation_save_or_reallocation(moment, tiny_corpus, tmp
     sent: list[bool] = []
     targets = {
         "validation": (TrainingRecipe, "validate"),
-        "save": (recipe_module, "save_checkpoint"),
+        "save": (recipe_state, "save_checkpoint"),
         "reallocation": (DmaoAllocator, "reallocate"),
     }
     owner, name = targets[moment]
