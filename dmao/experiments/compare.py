@@ -40,7 +40,7 @@ from dmao.config import ExperimentConfig, load_config
 from dmao.decoding.decode_run import decode_split
 from dmao.experiments.jobs import train_all, train_if_needed
 from dmao.experiments.summary import RunResult, summarise, write_outputs
-from dmao.method.schedule import event_schedule
+from dmao.method.schedule import config_event_schedule
 
 __all__ = [
     "ComparisonResult",
@@ -172,12 +172,7 @@ def run_comparison(
 
 def _last_event_step(config: ExperimentConfig) -> int:
     """The optimizer step of the last DMAO event of ``config``'s schedule."""
-    d = config.dmao
-    schedule = event_schedule(
-        config.train.max_steps, d.last_event_fraction, d.num_events, d.total_fraction,
-        d.event_spacing,
-    )  # fmt: skip
-    return schedule[-1][0]
+    return config_event_schedule(config.dmao, config.train.max_steps)[-1][0]
 
 
 def _from_scratch(

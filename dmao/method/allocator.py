@@ -79,7 +79,7 @@ from dmao.method.reference import (
     reference_reselect,
 )
 from dmao.method.rewarmup import UpdateRamp
-from dmao.method.schedule import event_schedule
+from dmao.method.schedule import config_event_schedule
 from dmao.method.scores import ScoreTracker
 from dmao.method.units import AdaptableModule, GrowthInit, ParamRemap, components_to_units
 
@@ -143,13 +143,7 @@ class DmaoAllocator:
         )
         # The run's budget: every event lands within half a component of it (checkpointed).
         self.run_budget = self.meter.total()
-        self.schedule = event_schedule(
-            total_steps,
-            config.last_event_fraction,
-            config.num_events,
-            config.total_fraction,
-            config.event_spacing,
-        )
+        self.schedule = config_event_schedule(config, total_steps)
         self.tracker = ScoreTracker(
             self.modules, config.metric, config.ema_beta, config.score_every_steps
         )

@@ -33,6 +33,12 @@ def adaptable_macs_per_second(
     length-dependent part counted at ``context_seconds``): the compute DMAO moves, comparable
     between a baseline and a DMAO run of the same recipe."""
     context_frames = max(1, round(context_seconds * frames_per_second))
+    return _macs_per_second(modules, context_frames, frames_per_second)
+
+
+def _macs_per_second(
+    modules: Mapping[str, AdaptableModule], context_frames: int, frames_per_second: float
+) -> int:
     macs = sum(m.num_components() * m.component_macs(context_frames) for m in modules.values())
     return round(macs * frames_per_second)
 
@@ -111,6 +117,4 @@ class BudgetMeter:
 
     def macs_per_second(self) -> int:
         """Multiply-accumulates per second of audio of all adaptable modules."""
-        macs = sum(m.num_components() * m.component_macs(self.context_frames)
-                   for m in self.modules.values())  # fmt: skip
-        return round(macs * self.frames_per_second)
+        return _macs_per_second(self.modules, self.context_frames, self.frames_per_second)

@@ -7,8 +7,12 @@ gradient accumulation (the step counter is the optimizer-step counter).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-__all__ = ["event_schedule"]
+if TYPE_CHECKING:
+    from dmao.method.config import DmaoConfig
+
+__all__ = ["config_event_schedule", "event_schedule"]
 
 
 def event_schedule(
@@ -50,3 +54,15 @@ def event_schedule(
         raise ValueError(f"DMAO schedule: spacing must be 'even' or 'cosine', got {spacing!r}")
     total = sum(weights)
     return [(step, total_fraction * w / total) for step, w in zip(steps, weights, strict=True)]
+
+
+def config_event_schedule(config: DmaoConfig, total_steps: int) -> list[tuple[int, float]]:
+    """:func:`event_schedule` of a run's ``dmao`` settings over ``total_steps`` optimizer steps
+    (what the allocator runs, and what ``dmao compare --search-retrain`` stops after)."""
+    return event_schedule(
+        total_steps,
+        config.last_event_fraction,
+        config.num_events,
+        config.total_fraction,
+        config.event_spacing,
+    )
