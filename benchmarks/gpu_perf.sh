@@ -4,7 +4,8 @@
 #   1. machine: the card's name (nvidia-smi) and torch;
 #   2. corpus: the built-in synthetic corpus and its fbank features (reused when present);
 #   3. MFU sweep: `dmao bench --json` of the d x 12 Conformer-CTC for d = 256 / 384 / 512 (paper
-#      blocks: head_dim 64, kernel 31, frontend 32/64/64/32), bf16, --batch-seconds per step;
+#      blocks: head_dim 64, kernel 31, frontend 32/64/64/32), bf16, --batch-seconds per step; the
+#      largest also measures the loader alone with 0 / 4 / 8 workers;
 #   4. DMAO vs baseline: d = --dmao-size, --dmao-steps (>= 300) timed steps each; DMAO with one
 #      event in the middle of the window (p = 0.15, scores every 10 steps), so its steps/s include
 #      the scoring steps, the event and the post-event transient (the 30 steps after it beyond
@@ -17,6 +18,7 @@
 #   benchmarks/gpu_perf.sh OUT [--budget-s 570] [--device cuda] [--precision bf16]
 #       [--sizes "256 384 512"] [--layers 12] [--head-dim 64] [--kernel 31]
 #       [--frontend "[32,64,64,32]"] [--batch-seconds 300] [--workers 4] [--warmup-steps 5]
+#       [--loader-workers "0 4 8"]
 #       [--sweep-steps 100] [--dmao-size 384] [--dmao-steps 300]
 #       [--compile-size 512] [--compile-steps 100] [--compile-buckets 6] [--hours 3]
 #       [--corpus data/synthetic]
@@ -33,7 +35,7 @@ shift
 BUDGET=570 DEVICE=cuda PRECISION=bf16 SIZES="256 384 512" LAYERS=12 HEAD_DIM=64 KERNEL=31
 FRONTEND="[32,64,64,32]" BATCH=300 WARMUP=5 SWEEP_STEPS=100 DMAO_SIZE=384 DMAO_STEPS=300
 COMPILE_SIZE=512 COMPILE_STEPS=100 COMPILE_BUCKETS=6 HOURS=3 CORPUS=data/synthetic OVERRIDES="" BENCH_ARGS=""
-WORKERS=4 STAGE_CAP=""
+WORKERS=4 STAGE_CAP="" LOADER_WORKERS="0 4 8"
 while [[ $# -gt 0 ]]; do
     case $1 in
         --budget-s) BUDGET=$2 ;;
@@ -46,6 +48,7 @@ while [[ $# -gt 0 ]]; do
         --frontend) FRONTEND=$2 ;;
         --batch-seconds) BATCH=$2 ;;
         --workers) WORKERS=$2 ;;
+        --loader-workers) LOADER_WORKERS=$2 ;;
         --warmup-steps) WARMUP=$2 ;;
         --sweep-steps) SWEEP_STEPS=$2 ;;
         --dmao-size) DMAO_SIZE=$2 ;;
@@ -108,9 +111,14 @@ stage "corpus: $HOURS h"
     --num-jobs "$(nproc)" --manifests "$CORPUS/manifests" >"$OUT/corpus.log" 2>&1
 echo "corpus rc=$? ($(tail -1 "$OUT/corpus.log"))"
 
+LAST_SIZE=${SIZES##* }
 for d in $SIZES; do
     stage "sweep: d = $d x $LAYERS, $SWEEP_STEPS steps"
-    bench "sweep-d$d" "$d" 120 "$SWEEP_STEPS" ""
+    # The largest model also measures the data path alone (item 6): cached features, 0 / 4 / 8
+    # loader workers, as a ratio to its own training step's audio s/s.
+    options=""
+    [[ $d == "$LAST_SIZE" ]] && options="--loader --loader-workers $LOADER_WORKERS --loader-batches 20"
+    bench "sweep-d$d" "$d" 150 "$SWEEP_STEPS" "$options"
 done
 
 # The same LR schedule for both (train.max_steps); DMAO's event lands mid-window.

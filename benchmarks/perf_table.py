@@ -106,6 +106,13 @@ def table(out: Path) -> str:
                 f"warm-up steps; {r['compiled_graphs']} graphs compiled, "
                 f"{r['distinct_shapes']} shapes timed)"
             )
+    for name, r in runs.items():
+        for loader in r.get("loader", []):
+            notes.append(
+                f"- loader alone at {name}, {loader['workers']} worker(s): "
+                f"{loader['audio_s_per_s']:.0f} audio s/s = **{loader['ratio_to_training']:.1f}×** "
+                f"the training step's ({loader['startup_s']:.1f} s to the first batch)"
+            )
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)

@@ -52,7 +52,10 @@ def _endless(recipe: TrainingRecipe, workers: int) -> Iterator[dict[str, Any]]:
     epoch (a fresh sampler and loader: the recipe's own are left where they are)."""
     cfg = recipe.config
     config = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, num_workers=workers))
-    sampler, loader = build_train_loader(config, recipe.train_cuts, recipe.tokenizer, recipe.dist)
+    sampler, loader = build_train_loader(
+        config, recipe.train_cuts, recipe.tokenizer, recipe.dist,
+        max_batch_seconds=recipe.micro_seconds,  # the micro-batches the step consumes
+    )  # fmt: skip
     epoch = 0
     while True:
         sampler.set_epoch(epoch)

@@ -21,6 +21,7 @@ _TOY = {
     "--frontend": "[2,2,2,2]",
     "--batch-seconds": "8",
     "--workers": "0",
+    "--loader-workers": "0 1",
     "--warmup-steps": "1",
     "--sweep-steps": "2",
     "--dmao-size": "16",
@@ -61,6 +62,13 @@ def test_perf_script_sweeps_compares_and_prints_the_table(tmp_path):
     assert table.startswith("card: cpu;") and "| run | d × layers |" in table
     assert all(f"| {name} |" in table for name in runs)
     assert "DMAO ÷ baseline steps/s at d16: **" in table
+    assert "post-event transient at d16:" in table
+    # The largest size also measured the loader alone (item 6), as a ratio to its own step.
+    loader = json.loads((out / "sweep-d32.json").read_text())["loader"]
+    assert [r["workers"] for r in loader] == [0, 1] and all(
+        r["ratio_to_training"] > 0 for r in loader
+    )
+    assert "loader alone at sweep-d32, 1 worker(s):" in table
 
 
 @pytest.mark.slow
