@@ -200,6 +200,18 @@ def tiny_char_tokenizer(tiny_cuts: dict, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
+def train_cuts(tiny_cuts: dict, tiny_char_tokenizer) -> CutSet:
+    """The tiny corpus's training cuts after ``filter_cuts`` (4x subsampling), as training
+    filters them."""
+    from dmao.data.filtering import filter_cuts
+
+    kept, _ = filter_cuts(
+        tiny_cuts["train"], tiny_char_tokenizer, subsampled_length=lambda n: (n // 2) // 2
+    )
+    return kept
+
+
+@pytest.fixture(scope="session")
 def tiny_corpus_tones(tmp_path_factory: pytest.TempPathFactory) -> TinyCorpus:
     """The same corpus with speech-like waveforms only (the fallback where espeak-ng is missing)."""
     return build_tiny_corpus(

@@ -17,7 +17,7 @@ from typing import Any
 from lhotse import CutSet
 from torch.utils.data import DataLoader
 
-from dmao.config import ExperimentConfig, config_to_dict
+from dmao.config import ExperimentConfig
 from dmao.data.dataset import build_dataloader, build_sampler
 from dmao.data.filtering import filter_cuts
 from dmao.data.manifests import FRAME_SHIFT_S, cut_transcript
@@ -192,11 +192,8 @@ def check_resume_compatible(
     different world size would replay a different stream.
     """
     diffs = []
-    defaults = config_to_dict(ExperimentConfig())
     for key in RESUME_MUST_MATCH:
         a, b = _lookup(saved, key), _lookup(current, key)
-        if a == {}:  # a setting newer than the checkpoint: it ran with the default
-            a = _lookup(defaults, key)
         if a != b:
             diffs.append(f"{key}: checkpoint {a!r} vs config {b!r}")
     if saved_world_size != world_size:

@@ -16,18 +16,7 @@ from dmao.data.dataset import (
     default_spec_augment,
     sampler_state_for_resume,
 )
-from dmao.data.filtering import filter_cuts
 from dmao.data.manifests import cut_transcript, fbank_extractor
-
-
-def subsample_by_4(num_frames: int) -> int:
-    return (num_frames // 2) // 2
-
-
-@pytest.fixture(scope="module")
-def train_cuts(tiny_cuts, tiny_char_tokenizer) -> CutSet:
-    kept, _ = filter_cuts(tiny_cuts["train"], tiny_char_tokenizer, subsampled_length=subsample_by_4)
-    return kept
 
 
 def _sampler(cuts: CutSet, **overrides):
