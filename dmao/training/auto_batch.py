@@ -185,15 +185,14 @@ def choose_split(batch_seconds: float, budget_bytes: int, peak_bytes: Any) -> Ba
                 "data.auto_batch_memory_fraction / data.auto_batch_memory_gib"
             )
         n *= 2
-    low, high = n // 2 + 1, n  # n/2 did not fit (or n == 1)
-    while n > 1 and low < high:
+    low, high = n // 2 + 1, n  # n/2 did not fit (n == 1: nothing to search)
+    while low < high:
         mid = (low + high) // 2
         if fits(mid):
             high = mid
         else:
             low = mid + 1
-    n = high if n > 1 else 1
-    return BatchSplit(batch_seconds / n, n, budget_bytes, probes)
+    return BatchSplit(batch_seconds / high, high, budget_bytes, probes)
 
 
 def load_or_choose(run_dir: Path, choose: Any) -> BatchSplit:
