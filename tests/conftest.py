@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from lhotse import CutSet
 
 TINY_SAMPLING_RATE = 16000
@@ -237,6 +238,20 @@ def tiny_train_overrides(corpus_root: Path, manifest_dir: Path) -> list[str]:
         "train.progress_bar=false",
         "train.device=cpu",
     ]
+
+
+def legacy_qkv_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model state dict in the layout before the fused attention projection: each ``qkv``
+    weight and bias split into separate ``q``, ``k``, ``v`` entries."""
+    out = {}
+    for key, value in state.items():
+        prefix, sep, attr = key.rpartition("qkv.")
+        if sep and attr in ("weight", "bias"):
+            for name, part in zip(("q", "k", "v"), value.chunk(3), strict=True):
+                out[f"{prefix}{name}.{attr}"] = part.clone()
+        else:
+            out[key] = value
+    return out
 
 
 def train_tiny_run(run_dir: Path, overrides: list[str]) -> Path:

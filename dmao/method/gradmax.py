@@ -16,15 +16,15 @@ Decisions, per module type (the module declares ``GRADMAX_ZERO``; :func:`reselec
 - **FFN** (``linear1`` → SiLU → ``linear2``): ``GRADMAX_ZERO = (linear1.weight, linear1.bias)``.
   SiLU(0) = 0, so the new unit's output is exactly 0 in train and eval mode, with any dropout;
   SiLU'(0) = ½ ≠ 0, so the incoming weights get the gradient ½·W_out,newᵀ·M. Exact GradMax.
-- **Attention head**: ``GRADMAX_ZERO = (v.weight, v.bias)``; the head's Q and K rows are copied
-  from the duplicated head. A zero value path makes the head output ``A·0 = 0`` whatever its
-  attention ``A``, so the function is kept. Q and K must NOT be zero: with ``q = k = 0`` the score
-  gradients ``∂L/∂q ∝ k`` and ``∂L/∂k ∝ q`` both vanish, a saddle the head would never leave; the
-  copied pattern is the one the ranking just chose. The value rows' gradient is
-  ``W_out,newᵀ Σ_t g_t (A h)_tᵀ``; we use ``M = Σ_t g_t h_tᵀ`` (same collector as the FFN), which
-  is exact when ``A`` is the identity and a first-order approximation for local attention. The
-  exact statistic would need one ``d × d`` matrix per head and the attention probabilities, which
-  fused attention (SDPA) does not expose. Approximate GradMax.
+- **Attention head**: ``GRADMAX_ZERO`` = the V rows (group 2 of the fused ``qkv``); the head's Q and
+  K rows are copied from the duplicated head. A zero value path makes the head output ``A·0 = 0``
+  whatever its attention ``A``, so the function is kept. Q and K must NOT be zero: with ``q = k =
+  0`` the score gradients ``∂L/∂q ∝ k`` and ``∂L/∂k ∝ q`` both vanish, a saddle the head would never
+  leave; the copied pattern is the one the ranking just chose. The value rows' gradient is
+  ``W_out,newᵀ Σ_t g_t (A h)_tᵀ``; we use ``M = Σ_t g_t h_tᵀ`` (same collector as the FFN), which is
+  exact when ``A`` is the identity and a first-order approximation for local attention. The exact
+  statistic would need one ``d × d`` matrix per head and the attention probabilities, which fused
+  attention (SDPA) does not expose. Approximate GradMax.
 - **Convolution module** (GLU → depthwise → BatchNorm → SiLU) and **cgMLP** (GELU → BatchNorm'd,
   convolved gate): no ``GRADMAX_ZERO``, so ``fresh`` growth (random incoming, zero outgoing) is
   used. Zero incoming rows make the channel constant in time before its BatchNorm; the batch

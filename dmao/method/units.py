@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -214,6 +215,32 @@ def _expand(per_unit: Tensor, s: UnitSlice) -> Tensor:
     return per_unit.repeat_interleave(s.unit_size).repeat(s.groups)
 
 
+def _gradmax_zero_groups(entries: Iterable[str | tuple[str, int]]) -> dict[str, set[int] | None]:
+    """``GRADMAX_ZERO`` as ``{path: groups}``: a bare path zeroes all of its groups (``None``), a
+    ``(path, g)`` entry only group ``g`` (e.g. the V block of a fused QKV projection)."""
+    out: dict[str, set[int] | None] = {}
+    for entry in entries:
+        if isinstance(entry, str):
+            out[entry] = None
+        else:
+            path, group = entry
+            current = out.setdefault(path, set())
+            if current is not None:
+                current.add(int(group))
+    return out
+
+
+def _in_groups(s: UnitSlice, new_width: int, groups: set[int] | None) -> Tensor:
+    """``(s.groups * new_width * s.unit_size,)`` bool: True at the positions of ``groups``."""
+    size = new_width * s.unit_size
+    mask = torch.ones(s.groups * size, dtype=torch.bool)
+    if groups is not None:
+        mask[:] = False
+        for g in groups:
+            mask[g * size : (g + 1) * size] = True
+    return mask
+
+
 def _get(module: nn.Module, path: str) -> Tensor:
     sub_name, _, attr = path.rpartition(".")
     return getattr(module.get_submodule(sub_name), attr)
@@ -334,7 +361,7 @@ def reselect_units(
         fresh_unit[j] = bool(seen[u])
         seen[u] = True
     mode = growth.mode
-    gradmax_zero: tuple[str, ...] = tuple(getattr(module, "GRADMAX_ZERO", ()))
+    gradmax_zero = _gradmax_zero_groups(getattr(module, "GRADMAX_ZERO", ()))
     if mode == "gradmax" and not gradmax_zero:
         mode = "fresh"  # no sound GradMax for this module type (dmao.method.gradmax)
     if mode == "gradmax" and growth.gradient_outer is None and fresh_unit.any():
@@ -384,7 +411,8 @@ def reselect_units(
                 moment_scale = scale
         if mode == "gradmax" and fresh.any():
             if s.path in gradmax_zero:
-                new[view] = 0.0
+                zero = fresh & _in_groups(s, units.numel(), gradmax_zero[s.path]).to(fresh.device)
+                new[(slice(None),) * s.dim + (zero,)] = 0.0
             elif s.role == "output":
                 new[view] = gradmax_outgoing(
                     new, s.dim, fresh, growth.gradient_outer, growth.gradmax_scale
@@ -417,13 +445,14 @@ class SlicedUnits:
     ``UNIT_SUBMODULES`` (the names of all its children). ``kind``, ``default_width`` and
     ``base_dropout`` are class-level placeholders until the owning model sets them.
     ``GRADMAX_ZERO``: the slice paths that start at zero in a new unit under
-    ``growth_init=gradmax`` (so that the unit's output is exactly zero); empty means GradMax is
+    ``growth_init=gradmax`` (so that the unit's output is exactly zero), each a path (all its
+    groups) or ``(path, group)`` (that group only); empty means GradMax is
     not sound for this module type and ``fresh`` growth is used instead
     (:mod:`dmao.method.gradmax`).
     """
 
     UNIT_SUBMODULES: tuple[str, ...] = ()
-    GRADMAX_ZERO: tuple[str, ...] = ()
+    GRADMAX_ZERO: tuple[str | tuple[str, int], ...] = ()
     # Heads are one component each whatever the granularity (METHOD.md §2).
     ONE_UNIT_PER_COMPONENT: bool = False
     kind: str = ""

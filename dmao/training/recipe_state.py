@@ -13,6 +13,7 @@ import torch
 
 from dmao.config import config_from_dict, config_to_dict
 from dmao.data.dataset import sampler_state_for_resume
+from dmao.models.attention import legacy_qkv_modules
 from dmao.training.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -169,6 +170,13 @@ class RunStateMixin:
             saved_world_size=int(state.get("world_size", 1)),
             world_size=self.dist.world_size,
         )
+        if legacy_qkv_modules(state["model"]):
+            raise CheckpointError(
+                f"{path}: written by a dmao version with separate q/k/v attention layers; its "
+                "weights still decode, average and export with this version, but its optimizer "
+                "state does not fit the fused qkv layer: resume it with the dmao version that "
+                "trained it"
+            )
         if state["architecture"] != self.model.architecture.to_dict():
             raise CheckpointError(f"{path}: per-layer architecture differs from the model built")
         self.model.load_state_dict(state["model"])

@@ -253,12 +253,13 @@ def test_zero_moments_for_new_copies():
     scores["encoder.blocks.1.mhsa"] = torch.tensor([0.0, 1.0, 8.0, 9.0])
     allocator.tracker.scores = scores
     mhsa = modules["encoder.blocks.1.mhsa"]
-    old = optimizer.state[mhsa.q.weight]["exp_avg"].clone()
+    old = optimizer.state[mhsa.qkv.weight]["exp_avg"].clone()
     allocator.reallocate(1, 0.005, optimizer)
-    new = optimizer.state[mhsa.q.weight]["exp_avg"]  # heads [1, 2, 3, 3'], 8 rows each
+    new = optimizer.state[mhsa.qkv.weight]["exp_avg"]  # heads [1, 2, 3, 3'], 8 rows each
     assert new.shape == old.shape  # one head dropped, one grown: the exact budget
-    assert torch.equal(new[:24], old[8:32])
-    assert torch.equal(new[24:32], torch.zeros(8, 32))
+    for g in range(3):  # the Q, K and V blocks of the fused projection, 32 rows each
+        assert torch.equal(new[g * 32 : g * 32 + 24], old[g * 32 + 8 : g * 32 + 32])
+        assert torch.equal(new[g * 32 + 24 : g * 32 + 32], torch.zeros(8, 32))
 
 
 def test_allocator_state_dict_round_trip():

@@ -296,10 +296,16 @@ def test_gradmax_keeps_the_function_and_aligns_with_the_planted_gradient(kind: s
     size = s.unit_size
     new = torch.tensor([2, 5])  # the positions of the copies of units 1 and 3
     rows = (new[:, None] * size + torch.arange(size)).reshape(-1)
-    for path in module.GRADMAX_ZERO:
-        assert not module.get_parameter(path)[rows].any(), f"{path}: new incoming must be 0"
-    for path in ("q.weight", "k.weight") if kind == "mhsa" else ():
-        assert torch.equal(module.get_parameter(path)[rows], old[path][[2, 3, 6, 7]])
+    # A (path, g) entry zeroes group g only (the V block of the fused QKV projection).
+    zeroed = [(e, None) if isinstance(e, str) else e for e in module.GRADMAX_ZERO]
+    zero_at = [(p, rows if g is None else g * len(UNITS) * size + rows) for p, g in zeroed]
+    for path, at in zero_at:
+        assert not module.get_parameter(path)[at].any(), f"{path}: new incoming must be 0"
+    if kind == "mhsa":  # Q and K rows (groups 0 and 1) copied from the duplicated heads 1 and 3
+        qkv, old_rows = module.get_parameter("qkv.weight"), torch.tensor([2, 3, 6, 7])
+        for g in (0, 1):
+            expected = old["qkv.weight"][g * 4 * size + old_rows]
+            assert torch.equal(qkv[g * len(UNITS) * size + rows], expected)
     columns = module.get_parameter(s.path).detach()[:, rows]  # (D, new positions)
     torch.testing.assert_close(columns.norm(dim=0), torch.full((len(rows),), 0.5 * kept_norm))
     cosine = F.cosine_similarity(columns[:, 0], u, dim=0)
@@ -308,8 +314,8 @@ def test_gradmax_keeps_the_function_and_aligns_with_the_planted_gradient(kind: s
     torch.testing.assert_close(gram, torch.eye(len(rows)), atol=1e-5, rtol=0)
     # The new incoming weights get a non-zero gradient at once (they are not at a saddle).
     (_run(module, x) * torch.randn(2, 6, D)).sum().backward()
-    zero_path = module.GRADMAX_ZERO[0]
-    assert module.get_parameter(zero_path).grad[rows].abs().sum() > 0
+    zero_path, at = zero_at[0]
+    assert module.get_parameter(zero_path).grad[at].abs().sum() > 0
 
 
 def test_gradmax_gradient_is_the_closed_form_for_the_ffn():

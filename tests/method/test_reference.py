@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from dmao.method import DmaoConfig, GrowthInit, components_to_units
 from dmao.method.reference import (
@@ -101,14 +101,19 @@ def _reference_conv(old: dict, selected: list[int], new_channels: int, kernel: i
 
 
 def _reference_mhsa(old: dict, selected: list[int], heads: int, head_dim: int) -> dict:
-    """mhsa.py ``double_and_prune_params``: heads consistent, out columns copied, not halved."""
+    """mhsa.py ``double_and_prune_params``: heads consistent, out columns copied, not halved.
+
+    The reference has separate q, k, v layers: ours (one fused ``qkv``) is split into them, each
+    rebuilt as the reference does, and fused again."""
     out = {}
-    for name in ("q", "k", "v"):
-        w = old[f"{name}.weight"]
-        out[f"{name}.weight"] = w.reshape(heads, head_dim, -1)[selected, :, :].reshape(
-            -1, w.shape[1]
+    parts: dict[str, list[Tensor]] = {"weight": [], "bias": []}
+    for w, b in zip(old["qkv.weight"].chunk(3), old["qkv.bias"].chunk(3), strict=True):  # q, k, v
+        parts["weight"].append(
+            w.reshape(heads, head_dim, -1)[selected, :, :].reshape(-1, w.shape[1])
         )
-        out[f"{name}.bias"] = old[f"{name}.bias"].reshape(heads, head_dim)[selected, :].flatten()
+        parts["bias"].append(b.reshape(heads, head_dim)[selected, :].flatten())
+    out["qkv.weight"] = torch.cat(parts["weight"])
+    out["qkv.bias"] = torch.cat(parts["bias"])
     w_out = old["out.weight"]
     out["out.weight"] = w_out.reshape(w_out.shape[0], heads, head_dim)[:, selected, :].reshape(
         w_out.shape[0], -1

@@ -75,16 +75,17 @@ def test_attention_head_blocks_are_contiguous():
     Dh, H = 4, 3
     mhsa = MultiHeadSelfAttention(D, H, head_dim=Dh)
     rows = torch.arange(H, dtype=torch.float32).repeat_interleave(Dh)  # head id per row
+    # The fused projection: Q, K, V blocks of H*Dh rows; row value = 10 * block + head.
+    qkv_rows = torch.cat([10 * g + rows for g in range(3)])
     with torch.no_grad():
-        for lin in (mhsa.q, mhsa.k, mhsa.v):
-            lin.weight.copy_(rows[:, None].expand(-1, D))
-            lin.bias.copy_(rows)
+        mhsa.qkv.weight.copy_(qkv_rows[:, None].expand(-1, D))
+        mhsa.qkv.bias.copy_(qkv_rows)
         mhsa.out.weight.copy_(rows[None, :].expand(D, -1))
     mhsa.reselect(torch.tensor([2, 0, 2]), GrowthInit("copy"))
     e = torch.tensor([2.0, 0.0, 2.0]).repeat_interleave(Dh)
+    expected = torch.cat([10 * g + e for g in range(3)])
     assert mhsa.num_heads == 3
-    for lin in (mhsa.q, mhsa.k, mhsa.v):
-        assert torch.equal(lin.weight[:, 0], e) and torch.equal(lin.bias, e)
+    assert torch.equal(mhsa.qkv.weight[:, 0], expected) and torch.equal(mhsa.qkv.bias, expected)
     assert torch.equal(mhsa.out.weight[0], e)
 
 
@@ -195,9 +196,9 @@ def test_modules_implement_the_interface_and_score_per_component():
     assert ffn.component_cost() == 4 * (2 * D + 1)
     x, mask = torch.randn(2, 5, D), torch.ones(2, 5, dtype=torch.bool)
     (mhsa(x, mask).square().sum() + ffn(x).square().sum()).backward()
-    # Head h: mean |w*g| over its own rows of q, k and v.
-    wg = [(lin.weight * lin.weight.grad).abs().reshape(4, 2, D) for lin in (mhsa.q, mhsa.k, mhsa.v)]
-    expected = torch.stack(wg).mean(dim=(0, 2, 3))
+    # Head h: mean |w*g| over its own rows of each of the Q, K and V blocks of qkv.
+    qkv = mhsa.qkv.weight
+    expected = (qkv * qkv.grad).abs().reshape(3, 4, 2, D).mean(dim=(0, 2, 3))
     torch.testing.assert_close(mhsa.component_scores("taylor"), expected)
     g = ffn.linear1.weight.grad.abs().reshape(2, 4, D).mean(dim=(1, 2))
     torch.testing.assert_close(ffn.component_scores("gradient"), g)

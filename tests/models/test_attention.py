@@ -4,10 +4,12 @@ import copy
 
 import pytest
 import torch
+from conftest import legacy_qkv_state
 from torch import nn
 
 from dmao.method import GrowthInit
-from dmao.models.attention import MultiHeadSelfAttention
+from dmao.models.attention import MultiHeadSelfAttention, legacy_qkv_modules
+from dmao.models.conformer import ConformerCTC
 from dmao.models.frontend import lengths_to_mask
 
 
@@ -24,7 +26,7 @@ def test_shape_walk_with_heads_unlike_d_over_64():
         mode()
         y = mhsa(x, mask)
         assert y.shape == x.shape and torch.isfinite(y).all()
-    assert mhsa.q.weight.shape == (3 * 64, 64) and mhsa.out.weight.shape == (64, 3 * 64)
+    assert mhsa.qkv.weight.shape == (3 * 3 * 64, 64) and mhsa.out.weight.shape == (64, 3 * 64)
     assert mhsa.num_heads == mhsa.width == 3
 
 
@@ -47,8 +49,8 @@ def test_matches_torch_multihead_attention():
     d, H = 32, 4
     ours = MultiHeadSelfAttention(d_model=d, num_heads=H, head_dim=d // H).eval()
     reference = nn.MultiheadAttention(d, H, batch_first=True).eval()
-    reference.in_proj_weight.copy_(torch.cat([ours.q.weight, ours.k.weight, ours.v.weight]))
-    reference.in_proj_bias.copy_(torch.cat([ours.q.bias, ours.k.bias, ours.v.bias]))
+    reference.in_proj_weight.copy_(ours.qkv.weight)  # the same Q, K, V row blocks
+    reference.in_proj_bias.copy_(ours.qkv.bias)
     reference.out_proj.load_state_dict(ours.out.state_dict())
     x, mask = _random_batch(d, [7, 12, 3])
     h = ours.norm(x)
@@ -93,3 +95,35 @@ def test_head_layout_supports_drop_and_duplicate(num_heads: int):
     shrunk.reselect(torch.arange(1, num_heads), GrowthInit("copy"))
     mhsa.out.weight[:, :8] = 0.0  # head 0's out-projection columns
     torch.testing.assert_close(shrunk(x, mask), mhsa(x, mask))
+
+
+@torch.no_grad()
+def test_a_checkpoint_with_separate_q_k_v_loads_into_the_fused_layer():
+    torch.manual_seed(0)
+    model = ConformerCTC(vocab_size=11, d_model=32, num_layers=2, head_dim=8)
+    legacy = legacy_qkv_state(model.state_dict())
+    assert "encoder.blocks.1.mhsa.v.bias" in legacy and not any("qkv" in k for k in legacy)
+    assert legacy_qkv_modules(legacy) == ["encoder.blocks.0.mhsa.", "encoder.blocks.1.mhsa."]
+    assert legacy_qkv_modules(model.state_dict()) == []
+    torch.manual_seed(1)
+    fresh = ConformerCTC(vocab_size=11, d_model=32, num_layers=2, head_dim=8)
+    fresh.load_state_dict(legacy)  # strict: every key accounted for after the hook
+    for key, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    assert "encoder.blocks.0.mhsa.q.weight" in legacy  # the caller's dict is left alone
+
+
+def test_a_seed_gives_the_initial_weights_of_the_three_layer_version():
+    """The fused layer draws its initial values like the separate q, k, v layers it replaced."""
+    torch.manual_seed(3)
+    fused = MultiHeadSelfAttention(d_model=24, num_heads=2, head_dim=8)
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    nn.LayerNorm(24)  # the norm is built first and draws nothing
+    q, k, v = (nn.Linear(24, 16) for _ in range(3))
+    out = nn.Linear(16, 24)
+    assert torch.equal(fused.qkv.weight, torch.cat([q.weight, k.weight, v.weight]))
+    assert torch.equal(fused.qkv.bias, torch.cat([q.bias, k.bias, v.bias]))
+    assert torch.equal(fused.out.weight, out.weight)
+    assert torch.equal(torch.rand(1), after)  # and nothing more
+    assert fused.qkv.weight.device.type == "cpu" and fused.qkv.weight.requires_grad

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
-from conftest import tiny_train_overrides
+from conftest import legacy_qkv_state, tiny_train_overrides
 
 from dmao.config import load_config
 from dmao.decoding.decode_run import decode_split
 from dmao.method.diagnostics import twin_units
 from dmao.reporting import build_report, save_figures
 from dmao.reporting.twins import twin_table
-from dmao.training.checkpoint import latest_checkpoint, load_checkpoint
+from dmao.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from dmao.training.metrics import read_metrics
 from dmao.training.recipe import TrainingRecipe
 
@@ -243,3 +244,28 @@ def test_resume_with_loader_workers_is_bit_exact(tiny_corpus, tmp_path):
     c = load_checkpoint(tmp_path / "c" / "checkpoints" / "step-00000007.pt")
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, c["model"][name]), name
+
+
+def test_a_checkpoint_with_separate_q_k_v_decodes_but_does_not_resume(
+    trained_run, tiny_corpus, tmp_path
+):
+    """Checkpoints written before the fused attention projection: the weights load (decode gives
+    the same result), resuming their training is refused in one line naming the file."""
+    run, manifests = trained_run
+    legacy = tmp_path / "legacy"
+    shutil.copytree(run, legacy)
+    for path in (legacy / "checkpoints").glob("*.pt"):  # step-*.pt and best.pt
+        state = load_checkpoint(path)
+        state["model"] = legacy_qkv_state(state["model"])
+        torch.save(state, path)
+    assert (
+        "encoder.blocks.0.mhsa.q.weight"
+        in load_checkpoint(legacy / "checkpoints" / "best.pt")["model"]
+    )
+    ours = decode_split(run, "test", method="greedy", progress_bar=False).score
+    theirs = decode_split(legacy, "test", method="greedy", progress_bar=False).score
+    assert (theirs.wer, theirs.cer) == (ours.wer, ours.cer)
+    config = _tiny_config(tiny_corpus, manifests, max_steps=40, valid_every_steps=20)
+    config.train.checkpoint_every_steps = 20
+    with pytest.raises(CheckpointError, match=r"step-00000040\.pt: .*separate q/k/v"):
+        TrainingRecipe(config, legacy, resume=True).setup()

@@ -1,0 +1,126 @@
+"""The verdict's scripts (docs/protocol.md): the stage-1 selection rule and stage 2 at toy size."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import tiny_train_overrides
+
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_select():
+    spec = importlib.util.spec_from_file_location(
+        "verdict_select", _ROOT / "benchmarks" / "verdict_select.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["verdict_select"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(path: Path, rows: list[tuple[str, int, str, float, float]]) -> Path:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["system", "seed", "split", "wer", "cer", "parameters"])
+        for system, seed, split, wer, cer in rows:
+            writer.writerow([system, seed, split, wer, cer, 1])
+    return path
+
+
+# dev WER per seed 0, 1, 2 (baseline 0.50 0.60 0.70); test rows are deliberately the opposite
+# ranking, so a rule that read them would pick other systems.
+DEV = {
+    "baseline": (0.50, 0.60, 0.70),
+    "dmao": (0.51, 0.60, 0.70),  # +0.33 points
+    "copy": (0.52, 0.61, 0.72),  # +1.67
+    "split": (0.49, 0.59, 0.69),  # -1.00, CER tie-break below
+    "gradmax": (0.48, 0.60, 0.69),  # -1.00
+    "rewarmup": (0.45, 0.62, 0.70),  # -1.00 too, but the worst CER of the three
+    "gradual": (0.60, 0.50, 0.70),  # 0.00
+}
+CER = {"split": 0.20, "gradmax": 0.10, "rewarmup": 0.30}
+
+
+def _rows() -> list[tuple[str, int, str, float, float]]:
+    rows = []
+    for system, wers in DEV.items():
+        for seed, wer in enumerate(wers):
+            rows.append((system, seed, "dev", wer, CER.get(system, 0.25)))
+            rows.append((system, seed, "test", 1.0 - wer, 0.5))
+    return rows
+
+
+def test_selection_ranks_by_mean_paired_dev_wer_then_cer(tmp_path, capsys):
+    select = _load_select()
+    path = _write(tmp_path / "results.csv", _rows())
+    ranked = select.rank(select.read_dev(path))
+    assert [r.system for r in ranked] == [
+        "gradmax",  # -1.00 points, CER 0.10
+        "split",  # -1.00, CER 0.20
+        "rewarmup",  # -1.00, CER 0.30
+        "gradual",
+        "dmao",
+        "copy",
+    ]
+    assert ranked[0].wer_delta == pytest.approx(-0.01)
+    assert ranked[1].seeds_better == 3 and ranked[2].seeds_better == 1
+    assert select.main([str(path), "--names"]) == 0
+    assert capsys.readouterr().out.strip() == "gradmax split"
+
+
+def test_selection_refuses_a_missing_run(tmp_path, capsys):
+    select = _load_select()
+    rows = [r for r in _rows() if not (r[0] == "copy" and r[1] == 2)]
+    path = _write(tmp_path / "results.csv", rows)
+    assert select.main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "copy/seed2" in err and str(path) in err
+
+
+@pytest.mark.slow
+def test_stage2_runs_the_gate_alone_then_every_system(tiny_corpus, tmp_path):
+    """Stage 2 at toy size (20 steps, seed 0): the baseline of seed 0 first through `dmao train`
+    and the convergence gate, then `dmao compare` with A, B, reference, perturb, the control and
+    search-then-retrain, which recognises the gate run as complete."""
+    out = tmp_path / "final"
+    overrides = [
+        *tiny_train_overrides(tiny_corpus.root, tmp_path / "manifests"),
+        "train.max_steps=20",
+        "train.valid_every_steps=2",
+        "train.checkpoint_every_steps=10",
+        "dmao.score_every_steps=2",
+        "optim.peak_lr=1e-9",  # nothing is learnt: the gate's dev WER cannot move
+    ]
+    env = {
+        **os.environ,
+        "DMAO": str(Path(sys.executable).parent / "dmao"),
+        "PYTHON": sys.executable,
+        "STEPS": "20",
+        "SEEDS": "0",
+        "EXTRA_OVERRIDES": " ".join(o.replace(" ", "") for o in overrides),
+    }
+    script = _ROOT / "benchmarks" / "verdict_stage2.sh"
+    proc = subprocess.run(
+        ["bash", str(script), str(out), "split", "dmao"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "convergence gate" in proc.stdout and "moved +0.00 points" in proc.stdout
+    assert "baseline/seed0 is complete, skipping training" in proc.stderr
+    with open(out / "results.csv", newline="") as f:
+        systems = {row["system"] for row in csv.DictReader(f)}
+    assert systems == {"baseline", "dmao", "split", "reference", "perturb", "control", "search"}
+    bad = subprocess.run(
+        ["bash", str(script), str(out), "split", "split"], env=env, capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "must differ" in bad.stderr
