@@ -1,6 +1,6 @@
 """The fused QKV projection against the three separate projections it replaced (issue 17, item 4).
 
-    python benchmarks/bench_fused_qkv.py [--sizes small paper] [--rounds 10]
+    python benchmarks/bench_fused_qkv.py [--sizes small paper] [--rounds 10] [--device cpu|cuda]
 
 The attention module computes Q, K and V with one ``Linear(d, 3·H·Dh)`` (``qkv``) instead of
 three ``Linear(d, H·Dh)`` (``q``, ``k``, ``v``, dmao before 2026-12-05). For each model size this
@@ -17,7 +17,9 @@ in the same process:
 
 Sizes: ``small`` (the small recipe: d = 144 × 8, 4 heads of 36, frontend 8/16/16/8, kernel 15;
 17 utterances of 2–3 s) and ``paper`` (d = 256 × 12, 4 heads of 64, frontend 32/64/64/32,
-kernel 31; 8 utterances of 15–10 s).
+kernel 31; 8 utterances of 15–10 s). ``--device cuda`` runs the same on a GPU (fp32; read the
+wall-clock ratios there: the CPU clock only counts the launching thread); benchmarks/gpu_perf.sh
+does that for the paper size.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ SIZES = {
     # d_model, layers, head_dim, kernel, frontend, (batch, frames)
     "small": (144, 8, 36, 15, (8, 16, 16, 8), (17, 300)),
     "paper": (256, 12, 64, 31, (32, 64, 64, 32), (8, 1500)),
+    "toy": (32, 2, 16, 7, (4, 4, 4, 4), (4, 100)),  # the toy test of benchmarks/gpu_perf.sh
 }
 
 
@@ -86,7 +89,7 @@ def separate_qkv(model: nn.Module) -> nn.Module:
                 module.qkv.bias.chunk(3),
                 strict=True,
             ):
-                layer = nn.Linear(d, inner)
+                layer = nn.Linear(d, inner, device=w.device)
                 layer.weight.copy_(w)
                 layer.bias.copy_(b)
                 setattr(module, name, layer)
@@ -95,18 +98,25 @@ def separate_qkv(model: nn.Module) -> nn.Module:
     return model
 
 
+DEVICE = torch.device("cpu")
+
+
 def build(size: str, dropout_p: float) -> ConformerCTC:
     d, layers, head_dim, kernel, frontend, _ = SIZES[size]
     torch.manual_seed(0)
-    return ConformerCTC(
-        VOCAB,
-        d_model=d,
-        num_layers=layers,
-        head_dim=head_dim,
-        conv_kernel_size=kernel,
-        dropout=dropout_p,
-        frontend_channels=frontend,
-    ).train()
+    return (
+        ConformerCTC(
+            VOCAB,
+            d_model=d,
+            num_layers=layers,
+            head_dim=head_dim,
+            conv_kernel_size=kernel,
+            dropout=dropout_p,
+            frontend_channels=frontend,
+        )
+        .to(DEVICE)
+        .train()
+    )
 
 
 def make_batch(size: str) -> dict[str, Tensor]:
@@ -115,12 +125,13 @@ def make_batch(size: str) -> dict[str, Tensor]:
     torch.manual_seed(1)
     lens = torch.linspace(T, round(T * 2 / 3), B).round().long()
     target_lens = (lens // 16).clamp(min=1)
-    return dict(
+    batch = dict(
         features=torch.randn(B, T, 80),
         lens=lens,
         targets=torch.randint(1, VOCAB, (B, int(target_lens.max()))),
         target_lens=target_lens,
     )
+    return {k: v.to(DEVICE) for k, v in batch.items()}
 
 
 def check_numerics(size: str, batch: dict[str, Tensor]) -> None:
@@ -166,12 +177,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-timing", action="store_true", help="numerics and op counts only")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
     print(thread_note())
     for size in args.sizes:
         batch = make_batch(size)
-        print(f"\n{size} (d = {SIZES[size][0]} x {SIZES[size][1]}, batch {SIZES[size][5]}):")
+        name = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else "cpu"
+        print(
+            f"\n{size} (d = {SIZES[size][0]} x {SIZES[size][1]}, batch {SIZES[size][5]}), {name}:"
+        )
         check_numerics(size, batch)
         base = build(size, dropout_p=0.1)
         fused_ops = count_ops(copy.deepcopy(base), batch)

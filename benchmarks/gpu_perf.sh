@@ -13,7 +13,10 @@
 #   5. eager vs torch.compile at d = --compile-size (0 skips it), on static batch shapes
 #      (data.pad_to_bucket, --compile-buckets buckets) for all three: eager, `--compile static`
 #      and, on CUDA, `--compile cudagraphs`; the warm-up trains on every bucket's shape first;
-#   6. the Markdown table for BENCHMARKS.md (benchmarks/perf_table.py; also OUT/table.md).
+#   6. the fused QKV projection against the three separate projections it replaced (item 4):
+#      benchmarks/bench_fused_qkv.py at --qkv-size (paper; none skips it), ATen ops per step and
+#      the interleaved step-time ratio, fp32, in OUT/fused_qkv.txt;
+#   7. the Markdown table for BENCHMARKS.md (benchmarks/perf_table.py; also OUT/table.md).
 #
 #   benchmarks/gpu_perf.sh OUT [--budget-s 570] [--device cuda] [--precision bf16]
 #       [--sizes "256 384 512"] [--layers 12] [--head-dim 64] [--kernel 31]
@@ -21,6 +24,7 @@
 #       [--loader-workers "0 4 8"]
 #       [--sweep-steps 100] [--dmao-size 384] [--dmao-steps 300]
 #       [--compile-size 512] [--compile-steps 100] [--compile-buckets 6] [--hours 3]
+#       [--qkv-size paper] [--qkv-rounds 20]
 #       [--corpus data/synthetic]
 #       [--overrides "key=value ..."] [--bench-args "--matmul-size 256 ..."]
 #
@@ -35,7 +39,7 @@ shift
 BUDGET=570 DEVICE=cuda PRECISION=bf16 SIZES="256 384 512" LAYERS=12 HEAD_DIM=64 KERNEL=31
 FRONTEND="[32,64,64,32]" BATCH=300 WARMUP=5 SWEEP_STEPS=100 DMAO_SIZE=384 DMAO_STEPS=300
 COMPILE_SIZE=512 COMPILE_STEPS=100 COMPILE_BUCKETS=6 HOURS=3 CORPUS=data/synthetic OVERRIDES="" BENCH_ARGS=""
-WORKERS=4 STAGE_CAP="" LOADER_WORKERS="0 4 8"
+WORKERS=4 STAGE_CAP="" LOADER_WORKERS="0 4 8" QKV_SIZE=paper QKV_ROUNDS=20
 while [[ $# -gt 0 ]]; do
     case $1 in
         --budget-s) BUDGET=$2 ;;
@@ -57,6 +61,8 @@ while [[ $# -gt 0 ]]; do
         --compile-steps) COMPILE_STEPS=$2 ;;
         --compile-buckets) COMPILE_BUCKETS=$2 ;;
         --hours) HOURS=$2 ;;
+        --qkv-size) QKV_SIZE=$2 ;;
+        --qkv-rounds) QKV_ROUNDS=$2 ;;
         --corpus) CORPUS=$2 ;;
         --overrides) OVERRIDES=$2 ;;
         --bench-args) BENCH_ARGS=$2 ;;
@@ -144,6 +150,19 @@ if ((COMPILE_SIZE > 0)); then
     fi
 else
     stage "torch.compile: skipped (--compile-size 0)"
+fi
+
+if [[ $QKV_SIZE != none ]]; then
+    stage "fused QKV vs separate q, k, v: $QKV_SIZE, $QKV_ROUNDS rounds"
+    limit=$(cap 90)
+    if ((limit < 20)); then
+        echo "fused-qkv: skipped (budget spent)"
+    else
+        timeout --signal=TERM "$limit" "$PY" benchmarks/bench_fused_qkv.py --device "$DEVICE" \
+            --sizes "$QKV_SIZE" --rounds "$QKV_ROUNDS" >"$OUT/fused_qkv.txt" 2>&1
+        echo "fused-qkv rc=$?"
+        tail -4 "$OUT/fused_qkv.txt"
+    fi
 fi
 
 stage "table"

@@ -4,6 +4,7 @@ baseline and the table, as a GPU session would run them."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -27,6 +28,8 @@ _TOY = {
     "--dmao-size": "16",
     "--dmao-steps": "6",
     "--overrides": "data.num_buckets=2",
+    "--qkv-size": "toy",
+    "--qkv-rounds": "2",
     # A 512³ matmul (0.27 GFLOP) measures the peak; a tiny one would measure call overhead and
     # make a toy step look faster than the peak (MFU > 1 was seen with 64³ on a loaded CPU).
     "--bench-args": "--matmul-size 512 --matmul-repeats 1",
@@ -49,7 +52,8 @@ def test_perf_script_sweeps_compares_and_prints_the_table(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     log = proc.stdout
     for stage in ("machine", "corpus: 0.02 h", "sweep: d = 16 x 2", "sweep: d = 32 x 2",
-                  "DMAO vs baseline: d = 16", "torch.compile: skipped", "table"):  # fmt: skip
+                  "DMAO vs baseline: d = 16", "torch.compile: skipped",
+                  "fused QKV vs separate q, k, v: toy, 2 rounds", "table"):  # fmt: skip
         assert f"] {stage}" in log, f"stage {stage!r} missing:\n{log}"
     runs = ("sweep-d16", "sweep-d32", "baseline-d16", "dmao-d16")
     for name in runs:
@@ -69,6 +73,12 @@ def test_perf_script_sweeps_compares_and_prints_the_table(tmp_path):
         r["ratio_to_training"] > 0 for r in loader
     )
     assert "loader alone at sweep-d32, 1 worker(s):" in table
+    # Item 4: the fused projection against the separate ones, in one process.
+    assert "fused-qkv rc=0" in log
+    qkv = (out / "fused_qkv.txt").read_text()
+    ops = re.search(r"ATen ops per training step: fused (\d+), separate (\d+)", qkv)
+    assert ops and int(ops[1]) < int(ops[2]), qkv
+    assert "fused" in qkv.split("numerics")[-1] and "ratio" in qkv, qkv
 
 
 @pytest.mark.slow
