@@ -124,3 +124,59 @@ def test_stage2_runs_the_gate_alone_then_every_system(tiny_corpus, tmp_path):
         ["bash", str(script), str(out), "split", "split"], env=env, capture_output=True, text=True
     )
     assert bad.returncode == 2 and "must differ" in bad.stderr
+
+
+def _load_tables():
+    spec = importlib.util.spec_from_file_location(
+        "verdict_tables", _ROOT / "benchmarks" / "verdict_tables.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["verdict_tables"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+BASE = (0.30, 0.32, 0.28, 0.31, 0.29)
+FINAL = {
+    "baseline": (0.0, 0.0, 0.0, 0.0, 0.0),
+    "good": (-0.030, -0.028, -0.032, -0.031, -0.029),  # a win, ~10 % relative
+    "small": (-0.010, -0.009, -0.011, -0.010, -0.010),  # a win, ~3 % relative
+    "noisy": (-0.05, 0.04, -0.03, 0.03, -0.04),  # mean -1 point, std ~4.4: level
+    "bad": (0.020, 0.025, 0.015, 0.020, 0.020),  # a loss
+}
+
+
+def _final_rows(systems: dict) -> list[tuple[str, int, str, float, float]]:
+    rows = []
+    for system, deltas in systems.items():
+        for seed, (b, d) in enumerate(zip(BASE, deltas, strict=True)):
+            rows.append((system, seed, "test", b + d, 0.1 + d / 2))
+            rows.append((system, seed, "dev", b + d + 0.01, 0.1))
+    return rows
+
+
+def test_final_table_gives_each_verdict_and_the_decision(tmp_path, capsys):
+    tables = _load_tables()
+    rows = tables.read(_write(tmp_path / "results.csv", _final_rows(FINAL)))
+    verdicts = {s: tables.paired(rows, s, "test").verdict for s in FINAL if s != "baseline"}
+    assert verdicts == {"good": "win", "small": "win", "noisy": "level", "bad": "loss"}
+    good = tables.paired(rows, "good", "test")
+    assert good.mean == pytest.approx(-0.030) and good.relative == pytest.approx(0.03 / 0.30)
+    table, decision = tables.tables(rows)
+    assert "run **good**" in decision and "is reproduced" in decision
+    assert "loss): bad" in decision
+    assert "| good | 5 | -3.00 ± 0.16 |" in table and "| 5/5 |" in table
+    # Without the two wins, the decision is the baseline.
+    rest = {k: v for k, v in FINAL.items() if k not in ("good", "small")}
+    rows = tables.read(_write(tmp_path / "rest.csv", _final_rows(rest)))
+    assert "run **the baseline**" in tables.tables(rows)[1]
+    assert tables.main([str(tmp_path / "rest.csv")]) == 0
+    assert "| noisy | 5 |" in capsys.readouterr().out
+
+
+def test_a_small_win_does_not_reproduce_the_paper(tmp_path):
+    tables = _load_tables()
+    only = {"baseline": FINAL["baseline"], "small": FINAL["small"]}
+    rows = tables.read(_write(tmp_path / "results.csv", _final_rows(only)))
+    decision = tables.tables(rows)[1]
+    assert "run **small**" in decision and "not reproduced" in decision
