@@ -10,12 +10,12 @@
 #      event in the middle of the window (p = 0.15, scores every 10 steps), so its steps/s include
 #      the scoring steps, the event and the post-event transient (the 30 steps after it beyond
 #      the typical step), and torch.profiler's top operators over the 10 steps after the event;
-#   5. eager vs torch.compile at d = --compile-size (0 skips it), on static batch shapes
-#      (data.pad_to_bucket, --compile-buckets buckets) for all three: eager, `--compile static`
-#      and, on CUDA, `--compile cudagraphs`; the warm-up trains on every bucket's shape first;
-#   6. the fused QKV projection against the three separate projections it replaced (item 4):
+#   5. the fused QKV projection against the three separate projections it replaced (item 4):
 #      benchmarks/bench_fused_qkv.py at --qkv-size (paper; none skips it), ATen ops per step and
 #      the interleaved step-time ratio, fp32, in OUT/fused_qkv.txt;
+#   6. eager vs torch.compile at d = --compile-size (0 skips it), on static batch shapes
+#      (data.pad_to_bucket, --compile-buckets buckets) for all three: eager, `--compile static`
+#      and, on CUDA, `--compile cudagraphs`; the warm-up trains on every bucket's shape first;
 #   7. the Markdown table for BENCHMARKS.md (benchmarks/perf_table.py; also OUT/table.md).
 #
 #   benchmarks/gpu_perf.sh OUT [--budget-s 570] [--device cuda] [--precision bf16]
@@ -136,6 +136,19 @@ bench "dmao-d$DMAO_SIZE" "$DMAO_SIZE" 150 "$DMAO_STEPS" "--profile-after-event 1
     dmao.num_events=1 dmao.last_event_fraction=0.5 dmao.total_fraction=0.15 \
     dmao.granularity=4 dmao.score_every_steps=10
 
+if [[ $QKV_SIZE != none ]]; then
+    stage "fused QKV vs separate q, k, v: $QKV_SIZE, $QKV_ROUNDS rounds"
+    limit=$(cap 90)
+    if ((limit < 20)); then
+        echo "fused-qkv: skipped (budget spent)"
+    else
+        timeout --signal=TERM "$limit" "$PY" benchmarks/bench_fused_qkv.py --device "$DEVICE" \
+            --sizes "$QKV_SIZE" --rounds "$QKV_ROUNDS" >"$OUT/fused_qkv.txt" 2>&1
+        echo "fused-qkv rc=$?"
+        tail -4 "$OUT/fused_qkv.txt"
+    fi
+fi
+
 if ((COMPILE_SIZE > 0)); then
     STATIC="data.pad_to_bucket=true data.num_buckets=$COMPILE_BUCKETS"
     stage "torch.compile: d = $COMPILE_SIZE, $COMPILE_STEPS steps, static shapes"
@@ -150,19 +163,6 @@ if ((COMPILE_SIZE > 0)); then
     fi
 else
     stage "torch.compile: skipped (--compile-size 0)"
-fi
-
-if [[ $QKV_SIZE != none ]]; then
-    stage "fused QKV vs separate q, k, v: $QKV_SIZE, $QKV_ROUNDS rounds"
-    limit=$(cap 90)
-    if ((limit < 20)); then
-        echo "fused-qkv: skipped (budget spent)"
-    else
-        timeout --signal=TERM "$limit" "$PY" benchmarks/bench_fused_qkv.py --device "$DEVICE" \
-            --sizes "$QKV_SIZE" --rounds "$QKV_ROUNDS" >"$OUT/fused_qkv.txt" 2>&1
-        echo "fused-qkv rc=$?"
-        tail -4 "$OUT/fused_qkv.txt"
-    fi
 fi
 
 stage "table"
