@@ -38,11 +38,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dmao.config import ExperimentConfig, save_config
-from dmao.data.dataset import build_dataloader, build_eval_sampler
 from dmao.data.manifests import FRAME_SHIFT_S
 from dmao.data.statistics import feature_statistics
-from dmao.decoding import greedy_decode
-from dmao.evaluation import score_corpus
 from dmao.method import DmaoAllocator
 from dmao.method.budget import adaptable_macs_per_second
 from dmao.models.architecture import EncoderArchitecture
@@ -69,6 +66,7 @@ from dmao.training.recipe_state import Progress, RunStateMixin
 from dmao.training.run_lock import RunLock
 from dmao.training.schedule import build_one_cycle_scheduler
 from dmao.training.signals import StopOnSignal
+from dmao.training.validation import dev_scores
 
 __all__ = ["PRECISIONS", "TrainingRecipe", "resolve_device", "seed_everything"]
 
@@ -474,49 +472,22 @@ class TrainingRecipe(RunStateMixin):
         if self.dist.is_main:
             self._bar.write(message)
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Dev CTC loss per token and greedy-decoding WER/CER on the fixed dev subset.
-
-        Under DDP each rank decodes its interleaved shard with the bare model (no DDP
-        collectives, so shards of different sizes are fine) and the sums, references and
-        hypotheses are gathered: every rank returns the same numbers, equal to one process's.
-        """
+        """Dev CTC loss per token and greedy-decoding WER/CER on the fixed dev subset
+        (:func:`dmao.training.validation.dev_scores`; under DDP each rank decodes its shard with
+        the bare model and every rank returns the same numbers)."""
         self.model.eval()
-        loss_sum, tokens = 0.0, 0
-        refs, hyps = [], []
-        if len(self.dev_shard) > 0:
-            sampler = build_eval_sampler(self.dev_shard, max_batch_seconds=self.micro_seconds)
-            loader = build_dataloader(
+        try:
+            result = dev_scores(
                 self.dev_shard,
                 self.tokenizer,
-                sampler=sampler,
-                train=False,
+                self._ctc_loss,
+                self.dist,
+                max_batch_seconds=self.micro_seconds,
                 pin_memory=self.device.type == "cuda",
             )
-            for batch in loader:
-                # Dev cuts went through the same CTC-feasibility filter as training ones.
-                batch_loss, batch_tokens, log_probs, out_lens = self._ctc_loss(batch)
-                loss_sum += float(batch_loss)
-                tokens += batch_tokens
-                log_probs = log_probs.float().cpu()
-                for ids in greedy_decode(log_probs, out_lens.cpu(), self.tokenizer.blank_id):
-                    hyps.append(self.tokenizer.decode(ids))
-                refs.extend(batch["texts"])
-        self.model.train()
-        if self.dist.distributed:
-            parts = self.dist.all_gather_object((loss_sum, tokens, refs, hyps))
-            loss_sum = sum(p[0] for p in parts)
-            tokens = sum(p[1] for p in parts)
-            refs = [r for p in parts for r in p[2]]
-            hyps = [h for p in parts for h in p[3]]
-        score = score_corpus(refs, hyps)
-        result = {
-            "loss": loss_sum / max(tokens, 1),
-            "wer": score.wer,
-            "cer": score.cer,
-            "num_utterances": len(refs),
-        }
+        finally:
+            self.model.train()
         self.metrics.log("valid", self.progress.step, **result)
         return {"step": self.progress.step, **result}
 
