@@ -233,11 +233,11 @@ def _gradmax_zero_groups(entries: Iterable[str | tuple[str, int]]) -> dict[str, 
 def _in_groups(s: UnitSlice, new_width: int, groups: set[int] | None) -> Tensor:
     """``(s.groups * new_width * s.unit_size,)`` bool: True at the positions of ``groups``."""
     size = new_width * s.unit_size
-    mask = torch.ones(s.groups * size, dtype=torch.bool)
-    if groups is not None:
-        mask[:] = False
-        for g in groups:
-            mask[g * size : (g + 1) * size] = True
+    if groups is None:
+        return torch.ones(s.groups * size, dtype=torch.bool)
+    mask = torch.zeros(s.groups * size, dtype=torch.bool)
+    for g in groups:
+        mask[g * size : (g + 1) * size] = True
     return mask
 
 

@@ -144,7 +144,7 @@ class MultiHeadSelfAttention(SlicedUnits, nn.Module):
             return torch.zeros_like(x)
         B, T, _ = x.shape
         H, Dh = self.num_heads, self.head_dim
-        qkv = self.project(self.norm(x))  # (B, T, 3*H*Dh)
+        qkv = self.qkv(self.norm(x))  # (B, T, 3*H*Dh): Q, K and V in one GEMM
         # (B, T, 3, H, Dh) → (3, B, H, T, Dh): strided views, no copy.
         q, k, v = qkv.view(B, T, 3, H, Dh).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, T, Dh) each
         # An utterance with no valid frame would mask every key and turn softmax into NaN; let it
@@ -164,10 +164,6 @@ class MultiHeadSelfAttention(SlicedUnits, nn.Module):
             )  # (B, H, T, Dh)
         a = a.transpose(1, 2).reshape(B, T, H * Dh)  # (B, T, H*Dh), head h at [h*Dh, (h+1)*Dh)
         return dropout(self.out(a), self.dropout, self.training)  # (B, T, d)
-
-    def project(self, h: Tensor) -> Tensor:
-        """``(B, T, d)`` → ``(B, T, 3*H*Dh)``: the Q, K and V projections in one GEMM."""
-        return self.qkv(h)
 
     def extra_repr(self) -> str:
         return (
