@@ -31,10 +31,11 @@ import torch
 import torch.nn.functional as F
 from _timing import format_summary, interleaved, thread_note
 from bench_step_options import VOCAB, make_step
+from bench_step_options import make_batch as step_options_batch
 from torch import Tensor, nn
 
 from dmao.models import ConformerCTC
-from dmao.models.attention import MultiHeadSelfAttention
+from dmao.models.attention import MultiHeadSelfAttention, fuse_legacy_qkv, legacy_qkv_modules
 from dmao.models.dropout import attention_with_dropout, dropout
 from dmao.perf.counters import OpCounter
 
@@ -120,18 +121,10 @@ def build(size: str, dropout_p: float) -> ConformerCTC:
 
 
 def make_batch(size: str) -> dict[str, Tensor]:
-    """``B`` utterances from ``T`` frames down to ``2T/3`` (the recipe-like batch of the size)."""
+    """The size's recipe-like batch (bench_step_options.make_batch: ``B`` utterances from ``T``
+    frames down to ``2T/3``) on the benchmark's device."""
     B, T = SIZES[size][5]
-    torch.manual_seed(1)
-    lens = torch.linspace(T, round(T * 2 / 3), B).round().long()
-    target_lens = (lens // 16).clamp(min=1)
-    batch = dict(
-        features=torch.randn(B, T, 80),
-        lens=lens,
-        targets=torch.randint(1, VOCAB, (B, int(target_lens.max()))),
-        target_lens=target_lens,
-    )
-    return {k: v.to(DEVICE) for k, v in batch.items()}
+    return {k: v.to(DEVICE) for k, v in step_options_batch(B=B, T=T).items()}
 
 
 def check_numerics(size: str, batch: dict[str, Tensor]) -> None:
@@ -146,12 +139,8 @@ def check_numerics(size: str, batch: dict[str, Tensor]) -> None:
         results[name] = (step(), grads)
     loss_f, g_f = results["fused"]
     loss_s, g_s = results["separate"]
-    for n in [n for n in g_s if n.endswith((".q.weight", ".q.bias"))]:
-        attr = n.rsplit(".", 1)[1]
-        prefix = n[: -len(f"q.{attr}")]
-        g_s[f"{prefix}qkv.{attr}"] = torch.cat(
-            [g_s.pop(f"{prefix}{x}.{attr}") for x in ("q", "k", "v")]
-        )
+    for prefix in legacy_qkv_modules(g_s):  # the q, k, v gradients in the fused layout
+        fuse_legacy_qkv(g_s, prefix)
     assert g_s.keys() == g_f.keys(), sorted(set(g_s) ^ set(g_f))[:4]
     a = torch.cat([g_f[n].flatten() for n in g_f])
     b = torch.cat([g_s[n].flatten() for n in g_f])
