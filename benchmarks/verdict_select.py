@@ -15,11 +15,12 @@ benchmarks/verdict_stage2.sh).
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from verdict_tables import paired, read
 
 IN_TRAINING = ("dmao", "copy", "split", "gradmax", "rewarmup", "gradual")
 
@@ -35,22 +36,20 @@ class Ranked:
     seeds_better: int
 
 
-def read_dev(path: Path) -> dict[tuple[str, int], tuple[float, float]]:
-    """``{(system, seed): (wer, cer)}`` of the dev rows of a ``dmao compare`` results.csv."""
-    rows: dict[tuple[str, int], tuple[float, float]] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["split"] == "dev":
-                rows[(row["system"], int(row["seed"]))] = (float(row["wer"]), float(row["cer"]))
-    return rows
+Rows = dict[tuple[str, str, int], tuple[float, float]]  # (system, split, seed) → (wer, cer)
 
 
-def rank(rows: dict[tuple[str, int], tuple[float, float]], source: str = "CSV") -> list[Ranked]:
+def read_dev(path: Path) -> Rows:
+    """The dev rows of a ``dmao compare`` results.csv, keyed like :func:`verdict_tables.read`."""
+    return {key: value for key, value in read(path).items() if key[1] == "dev"}
+
+
+def rank(rows: Rows, source: str = "CSV") -> list[Ranked]:
     """The in-training variants, best first, by the protocol's rule."""
-    seeds = sorted(k for s, k in rows if s == "baseline")
+    seeds = sorted(k for s, split, k in rows if s == "baseline" and split == "dev")
     if not seeds:
         raise ValueError(f"{source}: no dev row of the baseline")
-    missing = [f"{s}/seed{k}" for s in IN_TRAINING for k in seeds if (s, k) not in rows]
+    missing = [f"{s}/seed{k}" for s in IN_TRAINING for k in seeds if (s, "dev", k) not in rows]
     if missing:
         raise ValueError(
             f"{source}: no dev result for {', '.join(missing)}; the rule needs every variant "
@@ -58,16 +57,9 @@ def rank(rows: dict[tuple[str, int], tuple[float, float]], source: str = "CSV") 
         )
     ranked = []
     for system in IN_TRAINING:
-        dw = tuple(rows[(system, k)][0] - rows[("baseline", k)][0] for k in seeds)
-        dc = tuple(rows[(system, k)][1] - rows[("baseline", k)][1] for k in seeds)
+        p = paired(rows, system, "dev")  # over every baseline seed: none is missing
         ranked.append(
-            Ranked(
-                system,
-                statistics.fmean(dw),
-                statistics.fmean(dc),
-                dw,
-                sum(d < 0 for d in dw),
-            )
+            Ranked(system, p.mean, statistics.fmean(p.cer_deltas), p.deltas, p.seeds_better)
         )
     # Means equal up to float rounding are ties (WERs are error counts over the same words).
     return sorted(ranked, key=lambda r: (round(r.wer_delta, 9), round(r.cer_delta, 9)))

@@ -47,6 +47,10 @@ class Paired:
         return statistics.stdev(self.deltas) if len(self.deltas) > 1 else math.nan
 
     @property
+    def seeds_better(self) -> int:
+        return sum(d < 0 for d in self.deltas)
+
+    @property
     def se(self) -> float:
         return self.std / math.sqrt(len(self.deltas))
 
@@ -111,7 +115,7 @@ def tables(rows: dict) -> tuple[str, str]:
         se = "–" if math.isnan(test.se) else f"{100 * test.se:.2f}"
         lines.append(
             f"| {system} | {len(test.deltas)} | {_pm(test.deltas)} | {se} | **{test.verdict}** "
-            f"| {100 * test.relative:+.1f} % | {sum(d < 0 for d in test.deltas)}/"
+            f"| {100 * test.relative:+.1f} % | {test.seeds_better}/"
             f"{len(test.deltas)} | {_pm(test.cer_deltas)} | "
             f"{_pm(dev.deltas) if dev else '–'} |"
         )

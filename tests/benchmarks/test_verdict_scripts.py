@@ -13,6 +13,7 @@ import pytest
 from conftest import tiny_train_overrides
 
 _ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(_ROOT / "benchmarks"))  # verdict_select imports verdict_tables
 
 
 def _load_select():
