@@ -26,12 +26,8 @@ from dmao.data.synthetic import (
 )
 from dmao.data.synthetic.corpus import ACCENTS, COMPLETE_MARKER, SPLITS, VARIANTS
 from dmao.data.synthetic.espeak import EspeakSynthesizer, get_synthesizer
-from dmao.data.synthetic.grammar import (
-    MAX_WORDS,
-    MIN_WORDS,
-    _indefinite_article,
-    load_vocabulary,
-)
+from dmao.data.synthetic.grammar import MAX_WORDS, MIN_WORDS, load_vocabulary
+from dmao.data.synthetic.phrases import _indefinite_article
 
 WORD_RE = re.compile(r"^[A-Z]+('[A-Z]+)?$")
 # A tiny corpus: about 27 utterances, 4 per speaker, so every split has at least two speakers.
