@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dmao.data.synthetic import corpus, prepare_synthetic
+from dmao.data.synthetic import prepare_synthetic, render
 
 
 def main() -> None:
@@ -28,12 +28,12 @@ def main() -> None:
     parser.add_argument(
         "--always-use-workers",
         action="store_true",
-        help=f"start --num-jobs workers even below {corpus._MIN_JOBS_FOR_WORKERS} utterances "
+        help=f"start --num-jobs workers even below {render.MIN_JOBS_FOR_WORKERS} utterances "
         "(by default small corpora are synthesised in-process, which is faster)",
     )
     args = parser.parse_args()
     if args.always_use_workers:
-        corpus._MIN_JOBS_FOR_WORKERS = 0
+        render.MIN_JOBS_FOR_WORKERS = 0
 
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = Path(tmp) / "corpus"
@@ -45,7 +45,7 @@ def main() -> None:
     utterances = sum(split["utterances"] for split in marker["stats"].values())
     audio_seconds = marker["total_seconds"]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
-    in_process = args.num_jobs <= 1 or utterances < corpus._MIN_JOBS_FOR_WORKERS
+    in_process = args.num_jobs <= 1 or utterances < render.MIN_JOBS_FOR_WORKERS
     how = "this process" if in_process else f"{args.num_jobs} worker processes"
     print(f"hours={args.hours} num_jobs={args.num_jobs} seed={args.seed}: synthesised in {how}")
     print(

@@ -17,10 +17,10 @@ import pytest
 import soundfile as sf
 
 from dmao.data.synthetic import (
-    corpus,
     generate_sentences,
     plan_synthetic,
     prepare_synthetic,
+    render,
     synthesize,
     vocabulary_words,
 )
@@ -178,7 +178,7 @@ def test_different_seeds_give_different_corpora():
 def tiny_corpus(tmp_path_factory) -> Path:
     out_dir = tmp_path_factory.mktemp("synthetic") / "corpus"
     with pytest.MonkeyPatch.context() as patch:  # use worker processes even for a tiny corpus
-        patch.setattr(corpus, "_MIN_JOBS_FOR_WORKERS", 0)
+        patch.setattr(render, "MIN_JOBS_FOR_WORKERS", 0)
         return prepare_synthetic(out_dir, num_jobs=2, **TINY)
 
 

@@ -15,9 +15,10 @@ How it is made (see README.md in this folder for the full description):
 - A speaker is one (English voice + variant, rate, pitch, pitch range) combination. Dev and test
   speakers each get a voice+variant pair that no other speaker uses; train speakers share the
   remaining pairs. Genders alternate within each split.
-- Each utterance gets seeded random leading/trailing silence, level and (by default) white or pink
-  noise at a random SNR. Every random number derives from ``seed`` and the utterance's identity,
-  never from worker scheduling, so the same seed gives the same bytes for any ``num_jobs``.
+- Each utterance (``render.py``) gets seeded random leading/trailing silence, level and (by
+  default) white or pink noise at a random SNR. Every random number derives from ``seed`` and the
+  utterance's identity, never from worker scheduling, so the same seed gives the same bytes for
+  any ``num_jobs``.
 
 The sizes of dev and test depend only on the total utterance count, and both are cut from the
 front of the sentence and speaker streams; for hours between about 1 and 3.5 the defaults give
@@ -30,23 +31,19 @@ from __future__ import annotations
 import json
 import logging
 import math
-import multiprocessing
 import os
 import random
 import shutil
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import scipy.fft
 import soundfile as sf
 from tqdm import tqdm
 
 from dmao.data.folder_lock import folder_lock
-from dmao.data.synthetic.espeak import get_synthesizer, resample
 from dmao.data.synthetic.grammar import Sentence, iter_sentences
+from dmao.data.synthetic.render import PAD_SECONDS, SAMPLE_RATE, RenderJob, run_jobs
 
 __all__ = [
     "ACCENTS",
@@ -66,7 +63,6 @@ logger = logging.getLogger(__name__)
 
 # Bump when a change alters the generated corpus, so existing corpora are re-made.
 CORPUS_VERSION = 1
-SAMPLE_RATE = 16000
 SPLITS = ("train", "dev", "test")
 COMPLETE_MARKER = ".complete"
 _IN_PROGRESS_MARKER = ".in_progress.json"
@@ -107,9 +103,6 @@ VARIANTS: dict[str, str] = {
 RATE_WPM_RANGE = (140, 210)
 PITCH_RANGE = (30, 70)
 PITCH_VARIATION_RANGE = (20, 80)
-# Per utterance: silence before/after the speech, peak level, and noise SNR.
-_PAD_SECONDS = (0.05, 0.3)
-_PEAK_LEVEL = (0.3, 0.9)
 # Speaker ids by split: train 1001.., dev 8001.., test 9001.. (train stays below 8001).
 _FIRST_SPEAKER_ID = {"train": 1001, "dev": 8001, "test": 9001}
 _MAX_SPEAKERS = {"train": 6999, "dev": 999, "test": 999}
@@ -167,7 +160,7 @@ def _estimated_seconds(sentence: Sentence, rate_wpm: float = 175.0) -> float:
     140 wpm, 0.85x at 210). Plus the mean padding.
     """
     speech = (0.06 + 0.0507 * len(sentence.transcript)) * 175.0 / rate_wpm
-    return speech + sum(_PAD_SECONDS)  # two pads, each of mean sum(_PAD_SECONDS) / 2
+    return speech + sum(PAD_SECONDS)  # two pads, each of mean sum(PAD_SECONDS) / 2
 
 
 def _eval_size(num_total: int, fraction: float, min_eval_utterances: int) -> int:
@@ -304,99 +297,6 @@ def plan_synthetic(
     return SyntheticPlan(tuple(speakers), tuple(utterances), estimated)
 
 
-# ---------------------------------------------------------------- audio
-
-
-@dataclass(frozen=True)
-class _Job:
-    path: str
-    spoken: str
-    voice: str
-    rate_wpm: int
-    pitch: int
-    pitch_range: int
-    seed: tuple[int, ...]  # np.random.SeedSequence entropy of this utterance
-    noise_snr_db: tuple[float, float] | None
-
-
-def _pink_noise(rng: np.random.Generator, num_samples: int) -> np.ndarray:
-    """Unit-RMS 1/f noise: white noise shaped in the frequency domain by 1/sqrt(f)."""
-    # FFTs of utterance lengths with large prime factors were 7 ms each; a 5-smooth length is fast.
-    num_fft = scipy.fft.next_fast_len(num_samples, real=True)
-    spectrum = scipy.fft.rfft(rng.standard_normal(num_fft))
-    freqs = np.arange(len(spectrum), dtype=np.float64)
-    freqs[0] = 1.0  # keep DC finite; it is removed below anyway
-    noise = scipy.fft.irfft(spectrum / np.sqrt(freqs), n=num_fft)[:num_samples]
-    noise -= noise.mean()
-    return noise / max(float(np.sqrt(np.mean(noise**2))), 1e-12)
-
-
-def _render(job: _Job) -> np.ndarray:
-    """One utterance at 16 kHz as ``(num_samples,)`` int16: speech, padding, level, noise."""
-    rng = np.random.default_rng(job.seed)
-    # Draw every number whatever the options, so noise on/off changes nothing else.
-    pad_before, pad_after = rng.uniform(*_PAD_SECONDS, size=2)
-    peak_level = rng.uniform(*_PEAK_LEVEL)
-    snr_fraction = rng.uniform()
-    pink = rng.uniform() < 0.5
-    espeak_seed = int(rng.integers(0, 2**31))
-    engine = get_synthesizer()
-    native = engine.synthesize(
-        job.spoken, job.voice, job.rate_wpm, job.pitch, job.pitch_range, rand_seed=espeak_seed
-    )
-    if native.size == 0 or not np.any(native):
-        raise RuntimeError(f"espeak produced silence for {job.path} ({job.voice}): {job.spoken!r}")
-    speech = resample(native / 32768.0, engine.sample_rate, SAMPLE_RATE)
-    speech *= peak_level / np.max(np.abs(speech))
-    audio = np.concatenate(
-        [
-            np.zeros(round(pad_before * SAMPLE_RATE)),
-            speech,
-            np.zeros(round(pad_after * SAMPLE_RATE)),
-        ]
-    )
-    if job.noise_snr_db is not None:
-        low, high = job.noise_snr_db
-        snr_db = low + (high - low) * snr_fraction
-        noise = _pink_noise(rng, audio.size) if pink else rng.standard_normal(audio.size)
-        speech_power = float(np.mean(speech**2))  # the padding is not part of the signal
-        audio += noise * math.sqrt(speech_power / 10.0 ** (snr_db / 10.0))
-        peak = float(np.max(np.abs(audio)))
-        if peak > 0.99:  # rare at SNR >= 15 dB; scale rather than clip
-            audio *= 0.99 / peak
-    return np.round(audio * 32767.0).astype(np.int16)
-
-
-def _synthesize_job(job: _Job) -> tuple[str, int]:
-    """Render and write one FLAC (atomically: temporary name, then rename).
-
-    Returns ``(path, num_samples)``.
-    """
-    audio = _render(job)
-    tmp = job.path + ".tmp"
-    sf.write(tmp, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    os.replace(tmp, job.path)
-    return job.path, int(audio.size)
-
-
-# Starting a worker costs about a second (importing scipy.signal dominates), about what one process
-# needs to synthesise 150 utterances; below this many jobs, synthesise in this process.
-_MIN_JOBS_FOR_WORKERS = 300
-
-
-def _run_jobs(jobs: list[_Job], num_jobs: int) -> Iterator[tuple[str, int]]:
-    if num_jobs <= 1 or len(jobs) < _MIN_JOBS_FOR_WORKERS:
-        yield from map(_synthesize_job, jobs)
-        return
-    # "spawn": each worker loads its own espeak-ng (the library is process-global and not
-    # thread-safe) and nothing inherited from the parent (threads, torch state) can bite.
-    # Recycling workers bounds a small leak of ~2 KB per library reload (measured).
-    context = multiprocessing.get_context("spawn")
-    chunksize = max(1, min(32, len(jobs) // (4 * num_jobs)))
-    with context.Pool(num_jobs, maxtasksperchild=1000) as pool:
-        yield from pool.imap_unordered(_synthesize_job, jobs, chunksize=chunksize)
-
-
 # ---------------------------------------------------------------- files
 
 
@@ -531,7 +431,7 @@ def _synthesise(
         )
 
     num_samples: dict[str, int] = {}  # by path
-    jobs: list[_Job] = []
+    jobs: list[RenderJob] = []
     for utt in plan.utterances:
         path = out_dir / utt.relative_path
         if path.exists():  # finished by an interrupted run with the same parameters
@@ -539,7 +439,7 @@ def _synthesise(
             continue
         s = utt.speaker
         jobs.append(
-            _Job(
+            RenderJob(
                 path=str(path),
                 spoken=utt.sentence.spoken,
                 voice=s.voice,
@@ -552,7 +452,7 @@ def _synthesise(
         )
     start = time.perf_counter()
     made_samples = 0
-    results = _run_jobs(jobs, num_jobs)
+    results = run_jobs(jobs, num_jobs)
     for path, length in tqdm(
         results, total=len(jobs), desc="synthesising", unit="utt", disable=None, leave=False
     ):
