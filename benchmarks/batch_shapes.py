@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
 
 from dmao.config import load_config  # noqa: E402
 from dmao.data.dataset import build_sampler  # noqa: E402
-from dmao.data.manifests import FRAME_SHIFT_S  # noqa: E402
+from dmao.data.features import FRAME_SHIFT_S  # noqa: E402
 from dmao.data.static_shapes import StaticShapeSampler, bucket_shapes  # noqa: E402
 from dmao.training.data_setup import prepare_data  # noqa: E402
 from dmao.training.distributed import DistributedContext  # noqa: E402

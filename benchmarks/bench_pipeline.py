@@ -23,8 +23,9 @@ import torch.nn.functional as F
 
 from dmao.config import load_config
 from dmao.data.dataset import build_dataloader, build_eval_sampler, build_sampler
+from dmao.data.features import fbank_extractor
 from dmao.data.filtering import filter_cuts
-from dmao.data.manifests import cut_transcript, fbank_extractor
+from dmao.data.manifests import cut_transcript
 from dmao.data.pipeline import load_parts
 from dmao.data.tokenizer import train_tokenizer
 from dmao.decoding.ctc import beam_search_batch, greedy_decode

@@ -32,7 +32,8 @@ from lhotse.dataset.dataloading import make_worker_init_fn
 from lhotse.utils import LOG_EPSILON
 from torch.utils.data import DataLoader
 
-from dmao.data.manifests import cut_transcript, fbank_extractor
+from dmao.data.features import fbank_extractor
+from dmao.data.manifests import cut_transcript
 from dmao.data.static_shapes import BucketShapes
 from dmao.data.tokenizer import Tokenizer
 
@@ -71,7 +72,7 @@ class AsrBatchDataset(torch.utils.data.Dataset):
     """Turns a sampled ``CutSet`` into a CTC batch. Stateless, so it can live in any worker.
 
     Features are read from the cuts' cached features when all cuts have them, and computed with
-    :func:`~dmao.data.manifests.fbank_extractor` (lhotse's ``OnTheFlyFeatures``) when none has
+    :func:`~dmao.data.features.fbank_extractor` (lhotse's ``OnTheFlyFeatures``) when none has
     them. Batch items keep the sampler's order (not re-sorted by length): ``cut_ids[i]`` is the
     ``i``-th cut the sampler yielded, which keeps batches reproducible and easy to trace.
     Padding frames hold lhotse's silence value log(1e-10); use ``feature_lens`` to mask them.

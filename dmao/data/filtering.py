@@ -14,7 +14,8 @@ from itertools import pairwise
 from lhotse import CutSet
 from lhotse.utils import compute_num_frames
 
-from dmao.data.manifests import FRAME_SHIFT_S, cut_transcript
+from dmao.data.features import FRAME_SHIFT_S
+from dmao.data.manifests import cut_transcript
 from dmao.data.tokenizer import Tokenizer
 
 __all__ = [

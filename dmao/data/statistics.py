@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from lhotse import CutSet
 
-from dmao.data.manifests import fbank_extractor
+from dmao.data.features import fbank_extractor
 
 __all__ = ["feature_statistics"]
 

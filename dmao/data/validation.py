@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.filtering import ctc_min_frames
-from dmao.data.manifests import FRAME_SHIFT_S
 from dmao.data.text import normalize_transcript
 from dmao.data.tokenizer import Tokenizer
 

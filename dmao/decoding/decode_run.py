@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from dmao.config import DecodeConfig, config_from_dict
 from dmao.data.dataset import build_dataloader, build_eval_sampler
-from dmao.data.manifests import FRAME_SHIFT_S
+from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.pipeline import load_parts
 from dmao.data.tokenizer import Tokenizer, load_tokenizer
 from dmao.decoding.ctc import beam_search_batch, greedy_decode

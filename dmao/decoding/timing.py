@@ -1,6 +1,6 @@
 """Word times from a CTC frame path (greedy best path or an LM search path), for CTM files.
 
-The encoder sees 10 ms fbank frames (``dmao.data.manifests.FRAME_SHIFT_S``) and its frontend
+The encoder sees 10 ms fbank frames (``dmao.data.features.FRAME_SHIFT_S``) and its frontend
 keeps one frame in four (two stride-2 max-pools, ``dmao.models.frontend.subsampled_length``), so
 output frame ``t`` starts at ``t · 40 ms``. A word starts at the first frame of its first token
 and ends after the last frame of its last token (the frames in which CTC emits, or repeats, the
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dmao.data.manifests import FRAME_SHIFT_S
+from dmao.data.features import FRAME_SHIFT_S
 from dmao.models.frontend import subsampled_length
 
 __all__ = ["OUTPUT_FRAME_SECONDS", "WordTiming", "word_timings"]

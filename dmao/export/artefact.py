@@ -47,7 +47,7 @@ from torch import nn
 from dmao import __version__
 from dmao.config import config_from_dict
 from dmao.config.schema import ModelConfig
-from dmao.data.manifests import fbank_extractor
+from dmao.data.features import fbank_extractor
 from dmao.data.tokenizer import Tokenizer, load_tokenizer
 from dmao.models.architecture import EncoderArchitecture
 from dmao.models.normalization import GlobalFeatureNorm
@@ -94,7 +94,7 @@ class FeatureSettings:
     """How audio becomes model input: rate, and lhotse's Kaldi-compatible fbank settings.
 
     ``fbank`` is :class:`lhotse.FbankConfig` as a dict, exactly as used in training
-    (:func:`dmao.data.manifests.fbank_extractor`); ``normalisation_buffers`` names the model
+    (:func:`dmao.data.features.fbank_extractor`); ``normalisation_buffers`` names the model
     buffers that hold the global mean/variance normalisation (applied inside the model, so the
     features given to the model are raw log-mel fbank).
     """

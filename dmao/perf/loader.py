@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from dmao.data.manifests import FRAME_SHIFT_S
+from dmao.data.features import FRAME_SHIFT_S
 from dmao.training.data_setup import build_train_loader
 from dmao.training.recipe import TrainingRecipe
 

@@ -218,7 +218,7 @@ def resolve_batching(
     ``(data.max_batch_seconds, train.accum_grad_steps)``, or with ``data.auto_batch`` the split
     that fits (decided on rank 0, reused from ``RUN/auto_batch.json`` on resume, the same on every
     rank)."""
-    from dmao.data.manifests import FRAME_SHIFT_S, NUM_MEL_BINS
+    from dmao.data.features import FRAME_SHIFT_S, NUM_MEL_BINS
     from dmao.training.precision import PRECISIONS
 
     data, train = config.data, config.train

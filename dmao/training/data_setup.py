@@ -19,8 +19,9 @@ from torch.utils.data import DataLoader
 
 from dmao.config import ExperimentConfig
 from dmao.data.dataset import build_dataloader, build_sampler
+from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.filtering import filter_cuts
-from dmao.data.manifests import FRAME_SHIFT_S, cut_transcript
+from dmao.data.manifests import cut_transcript
 from dmao.data.pipeline import load_parts
 from dmao.data.static_shapes import StaticShapeSampler, bucket_shapes
 from dmao.data.tokenizer import Tokenizer, load_tokenizer, train_tokenizer

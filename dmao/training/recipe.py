@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from dmao.config import ExperimentConfig, save_config
-from dmao.data.manifests import FRAME_SHIFT_S
+from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.statistics import feature_statistics
 from dmao.method import DmaoAllocator
 from dmao.method.budget import adaptable_macs_per_second

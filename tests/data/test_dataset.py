@@ -16,7 +16,8 @@ from dmao.data.dataset import (
     default_spec_augment,
     sampler_state_for_resume,
 )
-from dmao.data.manifests import cut_transcript, fbank_extractor
+from dmao.data.features import fbank_extractor
+from dmao.data.manifests import cut_transcript
 
 
 def _sampler(cuts: CutSet, **overrides):

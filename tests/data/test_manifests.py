@@ -8,15 +8,8 @@ import soundfile as sf
 import torch
 from lhotse.utils import fastcopy
 
-from dmao.data.manifests import (
-    FRAME_SHIFT_S,
-    NUM_MEL_BINS,
-    cut_transcript,
-    cuts_path,
-    fbank_extractor,
-    load_cuts,
-    prepare_manifests,
-)
+from dmao.data.features import FRAME_SHIFT_S, NUM_MEL_BINS, fbank_extractor
+from dmao.data.manifests import cut_transcript, cuts_path, load_cuts, prepare_manifests
 from dmao.data.text import normalize_transcript
 
 

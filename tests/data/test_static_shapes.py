@@ -14,7 +14,7 @@ from lhotse import CutSet
 from lhotse.utils import LOG_EPSILON
 
 from dmao.data.dataset import AsrBatchDataset, build_dataloader, sampler_state_for_resume
-from dmao.data.manifests import FRAME_SHIFT_S
+from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.static_shapes import StaticShapeSampler, bucket_shapes
 
 SECONDS = 6.0

@@ -14,7 +14,8 @@ import pytest
 import torch
 from lhotse.dataset.collation import collate_features
 
-from dmao.data.manifests import fbank_extractor, load_cuts
+from dmao.data.features import fbank_extractor
+from dmao.data.manifests import load_cuts
 from dmao.decoding.decode_run import load_trained_model
 from dmao.export import OnnxAcousticModel, export_run, load_exported
 from dmao.training.checkpoint import load_checkpoint
