@@ -69,22 +69,34 @@ def test_check_steps_zero_skips_the_check(tmp_path):
     assert (out / "results.tgz").exists()
 
 
+# Stage 1's selection, as docs/protocol.md ("At scale") passes it to gpu_verdict.sh.
+_SELECTED = (
+    "--variant gradmax:dmao.growth_init=gradmax --variant rewarmup:dmao.rewarmup_steps=100 "
+    "--control-from gradmax --search-from gradmax"
+)
+
+
 def test_gpu_verdict_runs_every_system_of_stage_two(tmp_path):
-    """benchmarks/gpu_verdict.sh at toy size, one seed: baseline, DMAO, reference, perturbation-
-    only, the control and search-then-retrain, all in the packed comparison."""
+    """benchmarks/gpu_verdict.sh at toy size, one seed, with the protocol's command: baseline,
+    DMAO, the two selected variants, reference, perturbation-only, the control and
+    search-then-retrain (both from the selected gradmax), all in the packed comparison."""
     out = tmp_path / "verdict"
     proc = run_benchmark_script(
         "gpu_verdict.sh", out,
-        ["--seeds", "0",
+        ["--seeds", "0", "--systems", _SELECTED,
          "--overrides", _TINY.replace("train.max_steps=4", "train.max_steps=6")
          + " model.name=conformer_ctc model.conv_kernel_size=3 train.precision=fp32",
          "--hours", "0.03", "--corpus", str(tmp_path / "corpus"), "--jobs", "2",
-         "--budget-s", "1500"],  # 8 toy runs: generous on a CPU shared with other jobs
+         "--budget-s", "1500"],  # 10 toy runs: generous on a CPU shared with other jobs
         timeout=1800,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "compare rc=0" in proc.stdout, proc.stdout + (out / "compare.log").read_text()
     with tarfile.open(out / "results.tgz") as tar:
         results = tar.extractfile("compare/results.md").read().decode()
-    for system in ("baseline", "dmao", "reference", "perturb", "control", "search"):
+    for system in ("baseline", "dmao", "gradmax", "rewarmup", "reference", "perturb", "control",
+                   "search"):  # fmt: skip
         assert f"| {system} | test | 1 |" in results, results
+    with tarfile.open(out / "results.tgz") as tar:  # the control trains gradmax's architecture
+        control = tar.extractfile("compare/control/seed0/config.yaml").read().decode()
+    assert "gradmax/seed0" in control, control
