@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Stage 2 of the verdict (docs/protocol.md): the final runs, seeds 0-4, 3,000 steps.
+# Stage 2 of the verdict (docs/protocol.md): the final runs, seeds 0-4, 3,000 steps — since
+# Amendment 1 (the 3,000-step gate failed) 6,000 steps:
 #
 #   benchmarks/verdict_stage2.sh OUT A B
+#   CONFIG=dmao/configs/synthetic/verdict_final6k.yaml STEPS=6000 GATE_FAILURE=continue \
+#       DMAO_CONFIG=dmao/configs/synthetic/verdict_final6k_dmao.yaml \
+#       benchmarks/verdict_stage2.sh OUT A B
 #
 # A and B: the two in-training variants stage 1 selected (benchmarks/verdict_select.py
 # exp/selection/results.csv --names), by their stage-1 names (dmao, copy, split, gradmax,
 # rewarmup, gradual). Resumable like stage 1: run it again with the same arguments.
 #
 # 1. The convergence gate: the baseline of seed 0 is trained first and alone (`dmao train`, the
-#    config `dmao compare` gives it), and its dev WER must move by less than 1 point from step
-#    2,700 to step 3,000. If it does not, the script stops (exit 3): the protocol then moves
-#    stage 2 to the 6,000-step recipe, a decision written into docs/protocol.md first.
+#    config `dmao compare` gives it), and its dev WER must move by less than 1 point over the
+#    last 10 % of STEPS (benchmarks/verdict_convergence.py). If it does not, the script stops
+#    (exit 3), unless GATE_FAILURE=continue: the protocol says what follows a failure.
 # 2. Every other run: `dmao compare` with baseline, A, B, reference, perturb, the control
 #    (A's final architecture from scratch) and search-then-retrain from A's recipe. `dmao` (fresh
 #    growth) is always one of compare's systems, so it is trained even when neither A nor B is
@@ -58,25 +62,13 @@ if [[ ! -f $GATE/train_summary.json ]]; then
     "$DMAO" train --config "$CONFIG" --out "$GATE" "${RESUME[@]}" \
         "${EXTRA[@]}" dmao.enabled=false train.seed=0
 fi
-"$PYTHON" - "$GATE" "$STEPS" <<'EOF'
-import sys
-from pathlib import Path
-
-from dmao.training.metrics import read_metrics
-
-run, steps = Path(sys.argv[1]), int(sys.argv[2])
-wer = {r["step"]: 100 * r["wer"] for r in read_metrics(run, "valid")}
-start = steps - steps // 10
-if start not in wer or steps not in wer:
-    sys.exit(f"{run}: no dev WER at steps {start} and {steps} (validated at {sorted(wer)})")
-moved = wer[steps] - wer[start]
-shown = ", ".join(f"{s}: {w:.2f}" for s, w in sorted(wer.items()) if s >= start)
-print(f"convergence gate, {run}: dev WER {shown}; moved {moved:+.2f} points over the last 10 %")
-if abs(moved) >= 1.0:
-    print("FAILED: the protocol moves stage 2 to the 6,000-step recipe (docs/protocol.md)")
-    sys.exit(3)
-print("passed")
-EOF
+# Exit 3 = failed. The 3,000-step recipe's failure moved stage 2 to 6,000 steps (Amendment 1), whose
+# own failure is reported, not a stop: GATE_FAILURE=continue runs the comparison anyway.
+"$PYTHON" benchmarks/verdict_convergence.py --gate "$GATE" --steps "$STEPS" || {
+    rc=$?
+    [[ $rc == 3 && ${GATE_FAILURE:-stop} == continue ]] || exit $rc
+    echo "gate failed; going on as docs/protocol.md (Amendment 1) says (GATE_FAILURE=continue)"
+}
 
 # 2. Everything else.
 exec "$DMAO" compare --config "$CONFIG" --dmao-config "$DMAO_CONFIG" --out "$OUT" \

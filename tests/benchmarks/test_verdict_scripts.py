@@ -181,3 +181,68 @@ def test_a_small_win_does_not_reproduce_the_paper(tmp_path):
     rows = tables.read(_write(tmp_path / "results.csv", _final_rows(only)))
     decision = tables.tables(rows)[1]
     assert "run **small**" in decision and "not reproduced" in decision
+
+
+def _load_convergence():
+    spec = importlib.util.spec_from_file_location(
+        "verdict_convergence", _ROOT / "benchmarks" / "verdict_convergence.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["verdict_convergence"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_with_dev_wer(run: Path, wers: dict[int, float]) -> Path:
+    """A run folder whose metrics.jsonl has these dev WERs, written by the training's own logger."""
+    from dmao.training.metrics import MetricLogger
+
+    logger = MetricLogger(run, tensorboard=False)
+    for step, wer in wers.items():
+        logger.log("train", step, loss=1.0)
+        logger.log("valid", step, loss=1.0, wer=wer, cer=wer / 3)
+    logger.close()
+    return run
+
+
+def test_convergence_gate_passes_fails_and_names_a_missing_step(tmp_path, capsys):
+    conv = _load_convergence()
+    # The 3,000-step gate run of 2026-12-05 (its WERs rounded here: it moved -1.54 points).
+    failed = _run_with_dev_wer(
+        tmp_path / "failed", {2550: 0.4879, 2700: 0.4636, 2850: 0.4388, 3000: 0.4483}
+    )
+    assert conv.main(["--gate", str(failed), "--steps", "3000"]) == 3
+    out = capsys.readouterr().out
+    assert "dev WER 2700: 46.36, 2850: 43.88, 3000: 44.83; moved -1.53 points" in out, out
+    assert "FAILED" in out and "2550" not in out
+    passed = _run_with_dev_wer(tmp_path / "passed", {5400: 0.300, 5700: 0.296, 6000: 0.305})
+    assert conv.main(["--gate", str(passed), "--steps", "6000"]) == 0
+    assert "moved +0.50 points" in capsys.readouterr().out
+    gap = _run_with_dev_wer(tmp_path / "gap", {5500: 0.3, 6000: 0.3})
+    assert conv.main(["--gate", str(gap), "--steps", "6000"]) == 2
+    assert "no dev WER at steps 5400 and 6000 (validated at [5500, 6000])" in (
+        capsys.readouterr().err
+    )
+
+
+def test_convergence_table_has_one_row_per_run_of_the_named_systems(tmp_path, capsys):
+    conv = _load_convergence()
+    runs = {
+        ("baseline", 0): {90: 0.50, 100: 0.495},
+        ("baseline", 1): {90: 0.52, 100: 0.50},
+        ("dmao", 0): {90: 0.40, 100: 0.40},
+    }
+    with open(tmp_path / "results.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["system", "seed", "split", "wer", "cer", "run_dir"])
+        for (system, seed), wers in runs.items():
+            run = _run_with_dev_wer(tmp_path / system / f"seed{seed}", wers)
+            for split in ("dev", "test"):
+                writer.writerow([system, seed, split, 0.5, 0.2, run])
+    assert conv.main([str(tmp_path / "results.csv"), "--steps", "100"]) == 0
+    table = capsys.readouterr().out
+    assert "| baseline | 0 | 50.00 | 49.50 | -0.50 | yes |" in table
+    assert "| baseline | 1 | 52.00 | 50.00 | -2.00 | no |" in table
+    assert "dmao" not in table
+    assert conv.main([str(tmp_path / "results.csv"), "--steps", "100", "--systems", "dmao"]) == 0
+    assert "| dmao | 0 | 40.00 | 40.00 | +0.00 | yes |" in capsys.readouterr().out
