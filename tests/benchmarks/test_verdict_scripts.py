@@ -16,12 +16,12 @@ _ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(_ROOT / "benchmarks"))  # verdict_select imports verdict_tables
 
 
-def _load_select():
-    spec = importlib.util.spec_from_file_location(
-        "verdict_select", _ROOT / "benchmarks" / "verdict_select.py"
-    )
+def _load(name: str):
+    """benchmarks/NAME.py as a module, registered in sys.modules (dataclasses look their module
+    up there)."""
+    spec = importlib.util.spec_from_file_location(name, _ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["verdict_select"] = module  # dataclasses look their module up there
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -59,7 +59,7 @@ def _rows() -> list[tuple[str, int, str, float, float]]:
 
 
 def test_selection_ranks_by_mean_paired_dev_wer_then_cer(tmp_path, capsys):
-    select = _load_select()
+    select = _load("verdict_select")
     path = _write(tmp_path / "results.csv", _rows())
     ranked = select.rank(select.read_dev(path))
     assert [r.system for r in ranked] == [
@@ -77,7 +77,7 @@ def test_selection_ranks_by_mean_paired_dev_wer_then_cer(tmp_path, capsys):
 
 
 def test_selection_refuses_a_missing_run(tmp_path, capsys):
-    select = _load_select()
+    select = _load("verdict_select")
     rows = [r for r in _rows() if not (r[0] == "copy" and r[1] == 2)]
     path = _write(tmp_path / "results.csv", rows)
     assert select.main([str(path)]) == 2
@@ -127,16 +127,6 @@ def test_stage2_runs_the_gate_alone_then_every_system(tiny_corpus, tmp_path):
     assert bad.returncode == 2 and "must differ" in bad.stderr
 
 
-def _load_tables():
-    spec = importlib.util.spec_from_file_location(
-        "verdict_tables", _ROOT / "benchmarks" / "verdict_tables.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["verdict_tables"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 BASE = (0.30, 0.32, 0.28, 0.31, 0.29)
 FINAL = {
     "baseline": (0.0, 0.0, 0.0, 0.0, 0.0),
@@ -157,7 +147,7 @@ def _final_rows(systems: dict) -> list[tuple[str, int, str, float, float]]:
 
 
 def test_final_table_gives_each_verdict_and_the_decision(tmp_path, capsys):
-    tables = _load_tables()
+    tables = _load("verdict_tables")
     rows = tables.read(_write(tmp_path / "results.csv", _final_rows(FINAL)))
     verdicts = {s: tables.paired(rows, s, "test").verdict for s in FINAL if s != "baseline"}
     assert verdicts == {"good": "win", "small": "win", "noisy": "level", "bad": "loss"}
@@ -176,21 +166,11 @@ def test_final_table_gives_each_verdict_and_the_decision(tmp_path, capsys):
 
 
 def test_a_small_win_does_not_reproduce_the_paper(tmp_path):
-    tables = _load_tables()
+    tables = _load("verdict_tables")
     only = {"baseline": FINAL["baseline"], "small": FINAL["small"]}
     rows = tables.read(_write(tmp_path / "results.csv", _final_rows(only)))
     decision = tables.tables(rows)[1]
     assert "run **small**" in decision and "not reproduced" in decision
-
-
-def _load_convergence():
-    spec = importlib.util.spec_from_file_location(
-        "verdict_convergence", _ROOT / "benchmarks" / "verdict_convergence.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["verdict_convergence"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run_with_dev_wer(run: Path, wers: dict[int, float]) -> Path:
@@ -206,7 +186,7 @@ def _run_with_dev_wer(run: Path, wers: dict[int, float]) -> Path:
 
 
 def test_convergence_gate_passes_fails_and_names_a_missing_step(tmp_path, capsys):
-    conv = _load_convergence()
+    conv = _load("verdict_convergence")
     # The 3,000-step gate run of 2026-12-05 (its WERs rounded here: it moved -1.54 points).
     failed = _run_with_dev_wer(
         tmp_path / "failed", {2550: 0.4879, 2700: 0.4636, 2850: 0.4388, 3000: 0.4483}
@@ -226,7 +206,7 @@ def test_convergence_gate_passes_fails_and_names_a_missing_step(tmp_path, capsys
 
 
 def test_convergence_table_has_one_row_per_run_of_the_named_systems(tmp_path, capsys):
-    conv = _load_convergence()
+    conv = _load("verdict_convergence")
     runs = {
         ("baseline", 0): {90: 0.50, 100: 0.495},
         ("baseline", 1): {90: 0.52, 100: 0.50},
