@@ -26,13 +26,16 @@ from dmao.training.metrics import read_metrics
 THRESHOLD = 1.0  # WER points
 
 
+def last_tenth_start(steps: int) -> int:
+    """The first step of the last 10 % of a ``steps``-step run."""
+    return steps - steps // 10
+
+
 @dataclass(frozen=True)
 class Movement:
-    """Dev WER (in %) of one run at the start and the end of its last 10 % of steps."""
+    """Dev WER (in %) of one run over its last 10 % of steps, both ends validated."""
 
-    start_step: int
-    end_step: int
-    curve: tuple[tuple[int, float], ...]  # (step, dev WER %) from start_step on
+    curve: tuple[tuple[int, float], ...]  # (step, dev WER %), first and last step included
 
     @property
     def moved(self) -> float:
@@ -47,13 +50,12 @@ def movement(run: Path, steps: int) -> Movement:
     """The run's dev WER over its last 10 % of ``steps``; ValueError naming the run if either end
     was not validated."""
     wer = {r["step"]: 100 * r["wer"] for r in read_metrics(run, "valid")}
-    start = steps - steps // 10
+    start = last_tenth_start(steps)
     if start not in wer or steps not in wer:
         raise ValueError(
             f"{run}: no dev WER at steps {start} and {steps} (validated at {sorted(wer)})"
         )
-    curve = tuple((s, w) for s, w in sorted(wer.items()) if start <= s <= steps)
-    return Movement(start, steps, curve)
+    return Movement(tuple((s, w) for s, w in sorted(wer.items()) if start <= s <= steps))
 
 
 def gate(run: Path, steps: int) -> int:
@@ -72,10 +74,9 @@ def table(csv_path: Path, steps: int, systems: list[str]) -> str:
     """Markdown: one row per run of ``systems`` in a results.csv, with its last-10 % movement."""
     with open(csv_path, newline="") as f:
         runs = {(r["system"], int(r["seed"])): Path(r["run_dir"]) for r in csv.DictReader(f)}
-    start = steps - steps // 10
     lines = [
-        f"| system | seed | dev WER at step {start:,} | at {steps:,} | moved (points) "
-        f"| < {THRESHOLD:g} point |",
+        f"| system | seed | dev WER at step {last_tenth_start(steps):,} | at {steps:,} "
+        f"| moved (points) | < {THRESHOLD:g} point |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for (system, seed), run in sorted(runs.items()):
