@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,16 +15,21 @@ ALL = sorted(CONFIGS.rglob("*.yaml"))
 PAPER = sorted(
     p for corpus in ("librispeech", "tedlium2", "switchboard") for p in (CONFIGS / corpus).glob("*")
 )
-# METHOD.md §6: d = 256 / 384 / 512 gives 19.0 / 42.1 / 74.2 M parameters (their output layer is
-# over phonemes; ours over 500 BPE units plus blank, ~0.1-0.2 M more).
-PAPER_PARAMS_M = {256: 19.0, 384: 42.1, 512: 74.2}
+# METHOD.md §6: d = 256 / 384 / 512 gives 19.0 / 42.1 / 74.2 M parameters for the Conformer and
+# 25.7 / 56.9 / 100.2 M for the E-Branchformer (their output layer is over phonemes; ours over 500
+# BPE units plus blank, ~0.1-0.2 M more).
+PAPER_PARAMS_M = {
+    "conformer_ctc": {256: 19.0, 384: 42.1, 512: 74.2},
+    "ebranchformer_ctc": {256: 25.7, 384: 56.9, 512: 100.2},
+}
 
 
 def test_there_are_paper_recipes_for_every_corpus_size_and_variant():
     names = {f"{p.parent.name}/{p.stem}" for p in PAPER}
     assert names == {
-        f"{corpus}/conformer_{d}{variant}"
+        f"{corpus}/{family}_{d}{variant}"
         for corpus in ("librispeech", "tedlium2", "switchboard")
+        for family in ("conformer", "ebranchformer")
         for d in (256, 384, 512)
         for variant in ("", "_dmao")
     }
@@ -37,7 +43,7 @@ def test_recipe_loads_and_builds_its_model(path):
     params = sum(p.numel() for p in model.parameters())
     assert params > 0
     if path in PAPER:
-        expected = PAPER_PARAMS_M[config.model.d_model]
+        expected = PAPER_PARAMS_M[config.model.name][config.model.d_model]
         assert abs(params / 1e6 - expected) < 0.5, (path, params)
 
 
@@ -48,6 +54,20 @@ def test_paper_recipe_settings(path):
     assert config.data.corpus == corpus
     assert config.data.sampling_rate == (8000 if corpus == "switchboard" else 16000)
     m, o = config.model, config.optim
+    assert m.name == f"{path.stem.split('_')[0]}_ctc"
+    if m.name == "ebranchformer_ctc":
+        assert m.cgmlp_multiplier == 6  # cgMLP hidden 6·d (METHOD.md §6)
+        # The E-Branchformer recipe is its Conformer twin with another encoder, nothing else.
+        twin = load_config(path.with_name(path.name.replace("ebranchformer", "conformer")))
+        assert dataclasses.replace(twin.model, name=m.name) == m
+        assert (config.data, config.tokenizer, config.optim, config.train, config.dmao) == (
+            twin.data,
+            twin.tokenizer,
+            twin.optim,
+            twin.train,
+            twin.dmao,
+        )
+        assert config.decode == twin.decode
     assert (m.num_layers, m.head_dim, m.ff_multiplier, m.conv_kernel_size) == (12, 64, 4, 31)
     assert m.frontend_channels == [32, 64, 64, 32] and m.dropout == 0.1
     assert (o.peak_lr, o.weight_decay, o.eps) == (4e-4, 1e-3, 1e-16)
