@@ -62,6 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "small runs share it, with several GPUs run i uses cuda:(i mod N); on the CPU each "
         "gets cores/jobs threads)",
     )
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="train nothing: list every run of this comparison (done, where it resumes, what it "
+        "waits for) and estimate the training time left from the finished runs",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value")
     p.set_defaults(func=run)
 
@@ -69,21 +75,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise SystemExit(f"dmao compare: --jobs must be >= 1, got {args.jobs}")
-    from dmao.experiments import parse_variant, run_comparison
+    from dmao.experiments import comparison_status, parse_variant, run_comparison
+    from dmao.experiments.status import format_status
 
-    result = run_comparison(
-        args.config,
-        args.dmao_config,
-        args.out,
-        seeds=args.seeds,
-        control=args.control,
-        overrides=args.overrides,
-        variants=[parse_variant(v) for v in args.variant],
-        jobs=args.jobs,
-        search_retrain=args.search_retrain,
-        control_from=args.control_from,
-        search_from=args.search_from,
-    )
+    options = {
+        "seeds": args.seeds,
+        "control": args.control,
+        "overrides": args.overrides,
+        "variants": [parse_variant(v) for v in args.variant],
+        "search_retrain": args.search_retrain,
+        "control_from": args.control_from,
+        "search_from": args.search_from,
+    }
+    if args.status:
+        statuses = comparison_status(args.config, args.dmao_config, args.out, **options)
+        print(format_status(statuses, jobs=args.jobs))
+        return 0
+    result = run_comparison(args.config, args.dmao_config, args.out, jobs=args.jobs, **options)
     print(result.table)
     print()
     for path in result.files:

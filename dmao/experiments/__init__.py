@@ -3,7 +3,9 @@
 from dmao.experiments.compare import (
     ComparisonResult,
     RunResult,
+    RunStatus,
     Variant,
+    comparison_status,
     parse_variant,
     run_comparison,
     summarise,
@@ -12,7 +14,9 @@ from dmao.experiments.compare import (
 __all__ = [
     "ComparisonResult",
     "RunResult",
+    "RunStatus",
     "Variant",
+    "comparison_status",
     "parse_variant",
     "run_comparison",
     "summarise",

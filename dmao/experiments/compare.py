@@ -38,14 +38,17 @@ from pathlib import Path
 
 from dmao.config import ExperimentConfig, load_config
 from dmao.decoding.decode_run import decode_split
-from dmao.experiments.jobs import train_all, train_if_needed
+from dmao.experiments.jobs import end_step, train_all, train_if_needed
+from dmao.experiments.status import PlannedRun, RunStatus, run_status
 from dmao.experiments.summary import RunResult, summarise, write_outputs
 from dmao.method.schedule import config_event_schedule
 
 __all__ = [
     "ComparisonResult",
     "RunResult",
+    "RunStatus",
     "Variant",
+    "comparison_status",
     "parse_variant",
     "run_comparison",
     "summarise",
@@ -111,43 +114,20 @@ def run_comparison(
     controls and retrains start when the runs they build on are done; decoding and scoring
     follow, one run at a time.
     """
+    systems, plan, searches = _first_runs(
+        baseline_config,
+        dmao_config,
+        seeds=seeds,
+        overrides=list(overrides or []),
+        variants=list(variants or []),
+        search_retrain=search_retrain,
+        control_from=control_from,
+        search_from=search_from,
+    )
     overrides = list(overrides or [])
-    variants = list(variants or [])
-    if len({v.name for v in variants}) != len(variants):
-        raise ValueError(f"variant names must be unique: {[v.name for v in variants]}")
-    systems: dict[str, tuple[Path | None, list[str]]] = {
-        "baseline": (baseline_config, ["dmao.enabled=false"]),
-        "dmao": (
-            dmao_config or baseline_config,
-            [] if dmao_config is not None else ["dmao.enabled=true"],
-        ),
-    }
-    for v in variants:
-        systems[v.name] = (systems["dmao"][0], [*systems["dmao"][1], *v.overrides])
-    for role, name in (("control_from", control_from), ("search_from", search_from)):
-        if name not in systems or name == "baseline":
-            raise ValueError(f"{role}={name!r}: expected dmao or a variant name")
-
-    def config_of(system: str, seed: int, *extra: str) -> ExperimentConfig:
-        path, system_extra = systems[system]
-        return load_config(path, [*overrides, *system_extra, f"train.seed={seed}", *extra])
-
-    plan: list[tuple[str, int, ExperimentConfig]] = []
-    for seed in seeds:
-        for system in systems:
-            config = config_of(system, seed)
-            if system in ("dmao", control_from, search_from) and not config.dmao.enabled:
-                raise ValueError(f"{system}: the DMAO config has dmao.enabled: false")
-            plan.append((system, seed, config))
     first = [(f"{s}/seed{k}", c, out_dir / s / f"seed{k}") for s, k, c in plan]
-    searches = []
-    if search_retrain:
-        for seed in seeds:
-            phase = config_of(search_from, seed)
-            phase.train.stop_at_step = steps = _last_event_step(phase)
-            searches.append((seed, steps, phase))
-        first += [(f"search-phase/seed{k}", c, out_dir / "search-phase" / f"seed{k}")
-                  for k, _, c in searches]  # fmt: skip
+    first += [(f"search-phase/seed{k}", c, out_dir / "search-phase" / f"seed{k}")
+              for k, _, c in searches]  # fmt: skip
     train_all(first, jobs)
     # Controls and retrains need the final architecture of a DMAO run, so they train after it.
     later: list[tuple[str, int, ExperimentConfig]] = []
@@ -168,6 +148,102 @@ def run_comparison(
     table = summarise(runs)
     files = write_outputs(runs, table, out_dir)
     return ComparisonResult(runs=runs, table=table, files=files)
+
+
+def comparison_status(
+    baseline_config: Path | None,
+    dmao_config: Path | None,
+    out_dir: Path,
+    *,
+    seeds: list[int],
+    control: bool = False,
+    overrides: list[str] | None = None,
+    variants: list[Variant] | None = None,
+    search_retrain: bool = False,
+    control_from: str = "dmao",
+    search_from: str = "dmao",
+) -> list[RunStatus]:
+    """How far every run :func:`run_comparison` with these arguments would train is, in the
+    order it trains them; reads ``out_dir`` and trains nothing (``dmao compare --status``)."""
+    _, plan, searches = _first_runs(
+        baseline_config,
+        dmao_config,
+        seeds=seeds,
+        overrides=list(overrides or []),
+        variants=list(variants or []),
+        search_retrain=search_retrain,
+        control_from=control_from,
+        search_from=search_from,
+    )
+    first = [PlannedRun(f"{s}/seed{k}", out_dir / s / f"seed{k}", end_step(c)) for s, k, c in plan]
+    first += [PlannedRun(f"search-phase/seed{k}", out_dir / "search-phase" / f"seed{k}", steps)
+              for k, steps, _ in searches]  # fmt: skip
+    statuses = {status.run.label: status for status in map(run_status, first)}
+    # The control trains the baseline recipe's steps on control_from's final architecture; the
+    # retrain the steps after the search phase's last event.
+    later = []
+    if control:
+        steps = {k: c.train.max_steps for s, k, c in plan if s == "baseline"}
+        later += [("control", k, steps[k], f"{control_from}/seed{k}") for k in seeds]
+    later += [("search", k, c.train.max_steps - steps, f"search-phase/seed{k}")
+              for k, steps, c in searches]  # fmt: skip
+    for system, seed, steps, after in later:
+        waits = None if statuses[after].done else after
+        planned = PlannedRun(f"{system}/seed{seed}", out_dir / system / f"seed{seed}", steps, waits)
+        statuses[planned.label] = run_status(planned)
+    return list(statuses.values())
+
+
+def _first_runs(
+    baseline_config: Path | None,
+    dmao_config: Path | None,
+    *,
+    seeds: list[int],
+    overrides: list[str],
+    variants: list[Variant],
+    search_retrain: bool,
+    control_from: str,
+    search_from: str,
+) -> tuple[
+    dict[str, tuple[Path | None, list[str]]],
+    list[tuple[str, int, ExperimentConfig]],
+    list[tuple[int, int, ExperimentConfig]],
+]:
+    """The systems (recipe, overrides), the runs that need no other run — (system, seed, config)
+    for every seed and system — and the search phases (seed, last event step, config)."""
+    if len({v.name for v in variants}) != len(variants):
+        raise ValueError(f"variant names must be unique: {[v.name for v in variants]}")
+    systems: dict[str, tuple[Path | None, list[str]]] = {
+        "baseline": (baseline_config, ["dmao.enabled=false"]),
+        "dmao": (
+            dmao_config or baseline_config,
+            [] if dmao_config is not None else ["dmao.enabled=true"],
+        ),
+    }
+    for v in variants:
+        systems[v.name] = (systems["dmao"][0], [*systems["dmao"][1], *v.overrides])
+    for role, name in (("control_from", control_from), ("search_from", search_from)):
+        if name not in systems or name == "baseline":
+            raise ValueError(f"{role}={name!r}: expected dmao or a variant name")
+
+    def config_of(system: str, seed: int) -> ExperimentConfig:
+        path, system_extra = systems[system]
+        return load_config(path, [*overrides, *system_extra, f"train.seed={seed}"])
+
+    plan: list[tuple[str, int, ExperimentConfig]] = []
+    for seed in seeds:
+        for system in systems:
+            config = config_of(system, seed)
+            if system in ("dmao", control_from, search_from) and not config.dmao.enabled:
+                raise ValueError(f"{system}: the DMAO config has dmao.enabled: false")
+            plan.append((system, seed, config))
+    searches = []
+    if search_retrain:
+        for seed in seeds:
+            phase = config_of(search_from, seed)
+            phase.train.stop_at_step = steps = _last_event_step(phase)
+            searches.append((seed, steps, phase))
+    return systems, plan, searches
 
 
 def _last_event_step(config: ExperimentConfig) -> int:

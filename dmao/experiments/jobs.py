@@ -15,17 +15,21 @@ from dmao.training.recipe import TrainingRecipe
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ["is_complete", "train_all", "train_if_needed"]
+__all__ = ["end_step", "is_complete", "train_all", "train_if_needed"]
 
 log = logging.getLogger(__name__)
+
+
+def end_step(config: ExperimentConfig) -> int:
+    """The optimizer step a run of ``config`` ends at (``train.stop_at_step`` stops it early)."""
+    return min(config.train.stop_at_step or config.train.max_steps, config.train.max_steps)
 
 
 def is_complete(config: ExperimentConfig, run_dir: Path) -> bool:
     summary_path = run_dir / "train_summary.json"
     if not summary_path.is_file():
         return False
-    end = min(config.train.stop_at_step or config.train.max_steps, config.train.max_steps)
-    return json.loads(summary_path.read_text()).get("steps") == end
+    return json.loads(summary_path.read_text()).get("steps") == end_step(config)
 
 
 def train_if_needed(config: ExperimentConfig, run_dir: Path) -> dict:

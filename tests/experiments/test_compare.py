@@ -8,7 +8,17 @@ import json
 import pytest
 from conftest import tiny_train_overrides
 
-from dmao.experiments import RunResult, Variant, parse_variant, run_comparison, summarise
+from dmao.config import load_config
+from dmao.experiments import (
+    RunResult,
+    Variant,
+    comparison_status,
+    parse_variant,
+    run_comparison,
+    summarise,
+)
+from dmao.experiments.jobs import train_if_needed
+from dmao.experiments.status import format_status
 from dmao.training.metrics import read_metrics
 
 
@@ -24,10 +34,33 @@ def test_compare_trains_scores_and_skips_finished_runs(tiny_corpus, tmp_path):
     ]
     out = tmp_path / "cmp"
     late = Variant("late", ("dmao.last_event_fraction=0.75",))
-    result = run_comparison(
-        None, None, out, seeds=[0], control=True, overrides=overrides, variants=[late],
-        search_retrain=True,
-    )  # fmt: skip
+    options = {
+        "seeds": [0], "control": True, "overrides": overrides, "variants": [late],
+        "search_retrain": True,
+    }  # fmt: skip
+    # An interrupted baseline (stopped at its step-4 checkpoint): `--status` says where it
+    # resumes, what waits for what, and that nothing finished yet.
+    stopped = load_config(
+        None, [*overrides, "dmao.enabled=false", "train.seed=0", "train.stop_at_step=4"]
+    )
+    train_if_needed(stopped, out / "baseline" / "seed0")
+    before = {
+        s.run.label: (s.step, s.run.steps, s.state)
+        for s in comparison_status(None, None, out, **options)
+    }
+    assert before == {
+        "baseline/seed0": (4, 8, "resumes at step 4"),
+        "dmao/seed0": (0, 8, "not started"),
+        "late/seed0": (0, 8, "not started"),
+        "search-phase/seed0": (0, 4, "not started"),
+        "control/seed0": (0, 8, "waits for dmao/seed0"),
+        "search/seed0": (0, 4, "waits for search-phase/seed0"),
+    }
+    assert format_status(comparison_status(None, None, out, **options)).endswith(
+        "0 of 6 runs done; 6 to go, 36 steps (no run finished yet: no measured rate to estimate "
+        "the time from)"
+    )
+    result = run_comparison(None, None, out, **options)
     systems = {(r.system, r.split) for r in result.runs}
     expected = ("baseline", "dmao", "late", "control", "search")
     assert systems == {(s, p) for s in expected for p in ("dev", "test")}
@@ -86,6 +119,9 @@ def test_compare_trains_scores_and_skips_finished_runs(tiny_corpus, tmp_path):
     )  # fmt: skip
     assert {p: p.stat().st_mtime_ns for p in out.rglob("step-*.pt")} == stamps
     assert [(r.system, r.wer) for r in again.runs] == [(r.system, r.wer) for r in result.runs]
+    after = comparison_status(None, None, out, **options)
+    assert all(s.done and s.step == s.run.steps for s in after) and len(after) == 6
+    assert format_status(after, jobs=2).endswith("6 of 6 runs done")
 
 
 def _run(system: str, seed: int, wer: float) -> RunResult:

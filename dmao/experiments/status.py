@@ -1,0 +1,94 @@
+"""Where a long comparison stands: every planned run, its progress, and the training time left.
+
+A comparison of many seeds and systems runs for days on a small machine and resumes across
+sessions (``dmao compare`` re-run with the same arguments). ``dmao compare ... --status`` reads the
+run folders and answers, without training anything, what a researcher asks each morning: which
+runs are done, where each interrupted one resumes, which wait for another run (controls and
+retrains need a DMAO run's final architecture), and roughly how many hours are left.
+
+Progress is what a resume keeps: the newest step checkpoint, not the last logged step. The
+estimate multiplies the steps left by the median seconds per step of the finished runs (the
+only measured rate; none finished, no estimate) and divides by the number of runs trained at a
+time.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from dmao.training.checkpoint import list_step_checkpoints
+
+__all__ = ["PlannedRun", "RunStatus", "format_status", "run_status"]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a comparison's plan: ``OUT/<system>/seed<k>`` trained to ``steps``."""
+
+    label: str  # "system/seed<k>"
+    run_dir: Path
+    steps: int  # the optimizer step it ends at
+    after: str | None = None  # the label of the run whose final architecture it trains
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """How far one planned run is."""
+
+    run: PlannedRun
+    step: int  # what a resume starts from: the end when done, else the newest step checkpoint
+    done: bool
+    train_seconds: float | None  # of a finished run (train_summary.json), else None
+
+    @property
+    def state(self) -> str:
+        if self.done:
+            return f"done ({self.train_seconds / 60:.0f} min)" if self.train_seconds else "done"
+        if self.step:
+            return f"resumes at step {self.step:,}"
+        if self.run.after:
+            return f"waits for {self.run.after}"
+        return "not started"
+
+
+def run_status(run: PlannedRun) -> RunStatus:
+    """Read ``run.run_dir`` (which may not exist yet) and say how far the run is."""
+    summary_path = run.run_dir / "train_summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("steps") == run.steps:
+            return RunStatus(run, run.steps, True, float(summary.get("train_seconds", 0.0)))
+    checkpoints = list_step_checkpoints(run.run_dir / "checkpoints")
+    step = checkpoints[-1][0] if checkpoints else 0
+    return RunStatus(run, min(step, run.steps), False, None)
+
+
+def format_status(statuses: list[RunStatus], jobs: int = 1) -> str:
+    """A plain-text table of ``statuses``, then the runs and steps left and the time estimate."""
+    width = max([len("run"), *(len(s.run.label) for s in statuses)])
+    lines = [f"{'run':<{width}}  {'steps':>15}  state"]
+    for s in statuses:
+        progress = f"{s.step:,}/{s.run.steps:,}"
+        lines.append(f"{s.run.label:<{width}}  {progress:>15}  {s.state}")
+    left = [s for s in statuses if not s.done]
+    steps_left = sum(s.run.steps - s.step for s in left)
+    rates = [s.train_seconds / s.run.steps for s in statuses if s.done and s.train_seconds]
+    summary = f"{len(statuses) - len(left)} of {len(statuses)} runs done"
+    if left:
+        summary += f"; {len(left)} to go, {steps_left:,} steps"
+        if rates:
+            rate = statistics.median(rates)
+            hours = steps_left * rate / 3600
+            at_once = max(1, min(jobs, len(left)))
+            summary += (
+                f", ≈ {hours:.1f} h of training at {rate:.2f} s/step (median of {len(rates)} "
+                f"finished run{'s' if len(rates) > 1 else ''})"
+            )
+            if at_once > 1:
+                summary += f", ≈ {hours / at_once:.1f} h with {at_once} at a time"
+        else:
+            summary += " (no run finished yet: no measured rate to estimate the time from)"
+    return "\n".join([*lines, "", summary])
