@@ -81,6 +81,11 @@ class DataConfig:
     """Data-loader worker processes (0 = load in the training process)."""
     spec_augment: bool = True
     """Apply SpecAugment to training batches."""
+    speed_perturb: list[float] = field(default_factory=list)
+    """Speed factors whose copies extend the training parts (``[0.9, 1.1]``: the common 3-way
+    speed perturbation of icefall and ESPnet); their features are computed once and cached as
+    ``<part>_sp<f>`` in ``manifest_dir`` (:mod:`dmao.data.speed_perturb`). Empty: off. Dev and
+    test are never perturbed; an epoch grows, the recipe's step count does not."""
     min_duration_s: float = 0.3
     """Training utterances shorter than this are excluded (seconds)."""
     max_duration_s: float = 30.0

@@ -23,6 +23,7 @@ from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.filtering import filter_cuts
 from dmao.data.manifests import cut_transcript
 from dmao.data.pipeline import load_parts
+from dmao.data.speed_perturb import speed_perturbed
 from dmao.data.static_shapes import StaticShapeSampler, bucket_shapes
 from dmao.data.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from dmao.models.frontend import subsampled_length
@@ -43,6 +44,7 @@ RESUME_MUST_MATCH = (
     "model",
     "tokenizer",
     "data.train_parts",
+    "data.speed_perturb",
     "data.max_batch_seconds",
     "data.num_buckets",
     "data.pad_to_bucket",
@@ -66,15 +68,22 @@ def prepare_data(
     """
     cfg = config.data
 
-    def load() -> tuple[CutSet, CutSet]:
-        return load_parts(cfg, cfg.train_parts), load_parts(cfg, cfg.dev_parts)
+    def load() -> tuple[CutSet, CutSet, CutSet]:
+        return (
+            load_parts(cfg, cfg.train_parts),
+            speed_perturbed(cfg, cfg.train_parts),
+            load_parts(cfg, cfg.dev_parts),
+        )
 
     loaded = dist.run_on_main(load)
-    train_cuts, dev_cuts = loaded if loaded is not None else load()
+    train_cuts, perturbed, dev_cuts = loaded if loaded is not None else load()
     tok_dir = run_dir / "tokenizer"
+    # The tokeniser sees each transcript once: speed-perturbed copies repeat the originals'.
     tokenizer = dist.run_on_main(lambda: _setup_tokenizer(config, train_cuts, tok_dir))
     if tokenizer is None:
         tokenizer = load_tokenizer(tok_dir)
+    if cfg.speed_perturb:
+        train_cuts = train_cuts + perturbed
 
     report: dict[str, Any] = {}
     kept = []
@@ -195,7 +204,8 @@ def check_resume_compatible(
     diffs = []
     for key in RESUME_MUST_MATCH:
         a, b = _lookup(saved, key), _lookup(current, key)
-        if a != b:
+        # Both empty: a key the checkpoint predates (read as {}) against its off default.
+        if a != b and (a or b):
             diffs.append(f"{key}: checkpoint {a!r} vs config {b!r}")
     if saved_world_size != world_size:
         diffs.append(
