@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--manifests", type=Path, default=None, help="also write lhotse manifests + fbank here"
     )
+    _add_speed_perturb_arg(s)
     s.set_defaults(func=_run_synthetic)
 
     ls = kinds.add_parser("librispeech", help="manifests + fbank for a local LibriSpeech copy")
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ls.add_argument("--num-jobs", type=int, default=2)
     _add_bad_audio_args(ls)
+    _add_speed_perturb_arg(ls)
     ls.set_defaults(func=_run_librispeech)
 
     ted = kinds.add_parser("tedlium2", help="manifests + fbank for a local TED-LIUM release 2")
@@ -48,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ted.add_argument("--num-jobs", type=int, default=2)
     _add_bad_audio_args(ted)
+    _add_speed_perturb_arg(ted)
     ted.set_defaults(func=_run_tedlium2)
 
     swb = kinds.add_parser(
@@ -84,6 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     swb.add_argument("--num-jobs", type=int, default=2)
     _add_bad_audio_args(swb)
+    _add_speed_perturb_arg(swb)
     swb.set_defaults(func=_run_switchboard)
 
 
@@ -101,6 +105,39 @@ def _add_bad_audio_args(p: argparse.ArgumentParser) -> None:
         default=0.01,
         help="skip mode's error budget: the largest fraction of a part that may be left out",
     )
+
+
+def _add_speed_perturb_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--speed-perturb",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="F",
+        help="also cache the training parts (train*) at these speeds, e.g. 0.9 1.1, as "
+        "<part>_sp<F> (what data.speed_perturb trains on; docs/corpora.md)",
+    )
+
+
+def _speed_perturb(args: argparse.Namespace, cuts_by_part: dict, out: Path) -> None:
+    """The --speed-perturb copies of the training parts among ``cuts_by_part``, cached in
+    ``out``, and their sizes printed."""
+    if not args.speed_perturb:
+        return
+    from dmao.data.speed_perturb import perturb_parts
+
+    train = {part: cuts for part, cuts in cuts_by_part.items() if part.startswith("train")}
+    if not train:
+        raise ValueError(
+            f"--speed-perturb: no training part (a name starting with 'train') among "
+            f"{', '.join(cuts_by_part)}"
+        )
+    rate = next(iter(next(iter(train.values())))).sampling_rate
+    audio = _bad_audio(args) if hasattr(args, "bad_audio") else {}
+    copies = perturb_parts(
+        out, train, args.speed_perturb, sampling_rate=rate, num_jobs=args.num_jobs, **audio
+    )
+    _report(copies, out)
 
 
 def _bad_audio(args: argparse.Namespace) -> dict:
@@ -122,11 +159,15 @@ def _run_synthetic(args: argparse.Namespace) -> int:
     from dmao.data.manifests import prepare_manifests
     from dmao.data.synthetic import prepare_synthetic
 
+    if args.speed_perturb and args.manifests is None:
+        raise ValueError("--speed-perturb needs --manifests (the copies are cached features)")
     corpus = prepare_synthetic(args.out, hours=args.hours, seed=args.seed, num_jobs=args.num_jobs)
     print(f"corpus ready: {corpus}")
     if args.manifests is not None:
-        prepare_manifests(corpus, args.manifests, ["train", "dev", "test"], num_jobs=args.num_jobs)
+        parts = ["train", "dev", "test"]
+        cuts = prepare_manifests(corpus, args.manifests, parts, num_jobs=args.num_jobs)
         print(f"manifests ready: {args.manifests}")
+        _speed_perturb(args, cuts, args.manifests)
     return 0
 
 
@@ -144,8 +185,9 @@ def _run_librispeech(args: argparse.Namespace) -> int:
             f"no LibriSpeech part found in {corpus}; expected sub-folders such as "
             + ", ".join(_LIBRISPEECH_PARTS)
         )
-    prepare_manifests(corpus, args.out, parts, num_jobs=args.num_jobs, **_bad_audio(args))
+    cuts = prepare_manifests(corpus, args.out, parts, num_jobs=args.num_jobs, **_bad_audio(args))
     print(f"manifests for {', '.join(parts)} ready in {args.out}")
+    _speed_perturb(args, cuts, args.out)
     return 0
 
 
@@ -160,6 +202,7 @@ def _run_tedlium2(args: argparse.Namespace) -> int:
         )
     cuts = prepare_tedlium2(corpus, args.out, parts, num_jobs=args.num_jobs, **_bad_audio(args))
     _report(cuts, args.out)
+    _speed_perturb(args, cuts, args.out)
     return 0
 
 
@@ -185,6 +228,7 @@ def _run_switchboard(args: argparse.Namespace) -> int:
         **_bad_audio(args),
     )
     _report(cuts, args.out)
+    _speed_perturb(args, cuts, args.out)
     return 0
 
 

@@ -17,6 +17,7 @@ factors) times the audio; recipes count optimizer steps, so their length does no
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from lhotse import CutSet
 
@@ -25,7 +26,7 @@ from dmao.data.bad_audio import BadAudioLog
 from dmao.data.manifests import load_or_prepare
 from dmao.data.pipeline import prepare_parts
 
-__all__ = ["check_speed_factors", "perturbed_part", "speed_perturbed"]
+__all__ = ["check_speed_factors", "perturb_parts", "perturbed_part", "speed_perturbed"]
 
 
 def check_speed_factors(factors: Sequence[float]) -> list[float]:
@@ -47,19 +48,25 @@ def perturbed_part(part: str, factor: float) -> str:
     return f"{part}_sp{factor:g}"
 
 
-def speed_perturbed(config: DataConfig, parts: Sequence[str], *, num_jobs: int = 2) -> CutSet:
-    """The cuts of ``parts`` at every factor of ``config.speed_perturb``, with cached features.
+def perturb_parts(
+    manifest_dir: Path | str,
+    originals: dict[str, CutSet],
+    factors: Sequence[float],
+    *,
+    sampling_rate: int = 16000,
+    num_jobs: int = 2,
+    bad_audio: str = "strict",
+    max_bad_audio_fraction: float = 0.01,
+) -> dict[str, CutSet]:
+    """``{<part>_sp<f>: CutSet}``: every part of ``originals`` (prepared cuts) at every factor,
+    with features cached in ``manifest_dir``, loaded when their cuts file exists.
 
-    The original parts are prepared first if needed (:func:`~dmao.data.pipeline.prepare_parts`);
-    a perturbed copy whose cuts file exists is loaded, the others are built and their features
-    computed. Returns the copies only (concatenated in the order part, then factor), not the
-    originals; an empty :class:`~lhotse.CutSet` when ``config.speed_perturb`` is empty.
+    The keyword arguments are :func:`~dmao.data.manifests.load_or_prepare`'s.
     """
-    factors = check_speed_factors(config.speed_perturb)
-    if not factors:
-        return CutSet.from_cuts([])
-    originals = prepare_parts(config, parts, num_jobs=num_jobs)
-    source = {perturbed_part(part, factor): (part, factor) for part in parts for factor in factors}
+    factors = check_speed_factors(factors)
+    source = {
+        perturbed_part(part, factor): (part, factor) for part in originals for factor in factors
+    }
 
     def read(missing: list[str], bad: BadAudioLog) -> dict[str, CutSet]:
         copies = {}
@@ -73,16 +80,40 @@ def speed_perturbed(config: DataConfig, parts: Sequence[str], *, num_jobs: int =
             )
         return copies
 
-    by_name = load_or_prepare(
-        config.manifest_dir,
+    return load_or_prepare(
+        manifest_dir,
         list(source),
         read,
+        sampling_rate=sampling_rate,
+        num_jobs=num_jobs,
+        bad_audio=bad_audio,
+        max_bad_audio_fraction=max_bad_audio_fraction,
+    )
+
+
+def speed_perturbed(config: DataConfig, parts: Sequence[str], *, num_jobs: int = 2) -> CutSet:
+    """The cuts of ``parts`` at every factor of ``config.speed_perturb``, with cached features.
+
+    The original parts are prepared first if needed (:func:`~dmao.data.pipeline.prepare_parts`);
+    a perturbed copy whose cuts file exists is loaded, the others are built and their features
+    computed (:func:`perturb_parts`). Returns the copies only (concatenated in the order part,
+    then factor), not the originals; an empty :class:`~lhotse.CutSet` when
+    ``config.speed_perturb`` is empty.
+    """
+    factors = check_speed_factors(config.speed_perturb)
+    cuts = CutSet.from_cuts([])
+    if not factors:
+        return cuts
+    by_name = perturb_parts(
+        config.manifest_dir,
+        prepare_parts(config, parts, num_jobs=num_jobs),
+        factors,
         sampling_rate=config.sampling_rate,
         num_jobs=num_jobs,
         bad_audio=config.bad_audio,
         max_bad_audio_fraction=config.max_bad_audio_fraction,
     )
-    cuts = CutSet.from_cuts([])
-    for name in source:
-        cuts = cuts + by_name[name]
+    for part in parts:
+        for factor in factors:
+            cuts = cuts + by_name[perturbed_part(part, factor)]
     return cuts

@@ -23,7 +23,7 @@ from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.filtering import filter_cuts
 from dmao.data.manifests import cut_transcript
 from dmao.data.pipeline import load_parts
-from dmao.data.speed_perturb import speed_perturbed
+from dmao.data.speed_perturb import check_speed_factors, speed_perturbed
 from dmao.data.static_shapes import StaticShapeSampler, bucket_shapes
 from dmao.data.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
 from dmao.models.frontend import subsampled_length
@@ -67,6 +67,7 @@ def prepare_data(
     and writes ``run_dir/data_report.json``; the other ranks then load the same files.
     """
     cfg = config.data
+    check_speed_factors(cfg.speed_perturb)  # before hours of corpus preparation, not after
 
     def load() -> tuple[CutSet, CutSet, CutSet]:
         return (

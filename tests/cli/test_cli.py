@@ -56,6 +56,11 @@ def test_compare_status_lists_the_plan_without_training(tmp_path, capsys):
         (["decode", "no/such/run"], "not a dmao run folder"),
         (["info", "--config", "missing.yaml"], "config file not found: missing.yaml"),
         (["prepare", "librispeech", "--corpus-dir", "nowhere", "--out", "m"], "does not exist"),
+        (
+            ["prepare", "synthetic", "--out", "c", "--speed-perturb", "0.9"],
+            "--speed-perturb needs --manifests",
+        ),
+        (["train", "--out", "x", "data.speed_perturb=[1.0]"], "data.speed_perturb: expected"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, message, tmp_path, monkeypatch):

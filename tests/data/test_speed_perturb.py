@@ -74,3 +74,19 @@ def test_resuming_with_other_factors_is_refused_and_an_older_checkpoint_is_not(t
     check_resume_compatible(
         older, {"data": {"train_parts": ["train"], "speed_perturb": []}}, tmp_path
     )
+
+
+def test_prepare_caches_the_copies_that_training_then_loads(tiny_corpus, tmp_path, capsys):
+    out = tmp_path / "manifests"
+    args = ["prepare", "librispeech", "--corpus-dir", str(tiny_corpus.root), "--out", str(out)]
+    assert (
+        main([*args, "--parts", "train", "dev", "--speed-perturb", "1.1", "--num-jobs", "1"]) == 0
+    )
+    originals = load_cuts(out, "train")
+    assert f"train_sp1.1: {len(originals)} utterances" in capsys.readouterr().out
+    assert cuts_path(out, "train_sp1.1").is_file() and not cuts_path(out, "dev_sp1.1").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*sp1.1*")}
+    overrides = tiny_train_overrides(tiny_corpus.root, out)
+    config = load_config(None, [*overrides, "data.speed_perturb=[1.1]"]).data
+    assert len(speed_perturbed(config, ["train"], num_jobs=1)) == len(originals)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*sp1.1*")} == stamps  # loaded, not redone
