@@ -144,17 +144,6 @@ def _bad_audio(args: argparse.Namespace) -> dict:
     return {"bad_audio": args.bad_audio, "max_bad_audio_fraction": args.max_bad_audio_fraction}
 
 
-_LIBRISPEECH_PARTS = (
-    "train-clean-100",
-    "train-clean-360",
-    "train-other-500",
-    "dev-clean",
-    "dev-other",
-    "test-clean",
-    "test-other",
-)
-
-
 def _run_synthetic(args: argparse.Namespace) -> int:
     from dmao.data.manifests import prepare_manifests
     from dmao.data.synthetic import prepare_synthetic
@@ -172,21 +161,12 @@ def _run_synthetic(args: argparse.Namespace) -> int:
 
 
 def _run_librispeech(args: argparse.Namespace) -> int:
-    from dmao.data.manifests import prepare_manifests
+    from dmao.data.corpora.librispeech import prepare_librispeech
 
-    corpus = args.corpus_dir
-    if not corpus.is_dir():
-        raise FileNotFoundError(f"--corpus-dir {corpus} does not exist")
-    if (corpus / "LibriSpeech").is_dir():  # the tarballs unpack into LibriSpeech/
-        corpus = corpus / "LibriSpeech"
-    parts = args.parts or [p for p in _LIBRISPEECH_PARTS if (corpus / p).is_dir()]
-    if not parts:
-        raise FileNotFoundError(
-            f"no LibriSpeech part found in {corpus}; expected sub-folders such as "
-            + ", ".join(_LIBRISPEECH_PARTS)
-        )
-    cuts = prepare_manifests(corpus, args.out, parts, num_jobs=args.num_jobs, **_bad_audio(args))
-    print(f"manifests for {', '.join(parts)} ready in {args.out}")
+    cuts = prepare_librispeech(
+        args.corpus_dir, args.out, args.parts, num_jobs=args.num_jobs, **_bad_audio(args)
+    )
+    print(f"manifests for {', '.join(cuts)} ready in {args.out}")
     _speed_perturb(args, cuts, args.out)
     return 0
 

@@ -34,8 +34,8 @@ class DataConfig:
     ``tedlium2`` (TED-LIUM release 2) or ``switchboard`` (Switchboard-1 + Hub5'00); see
     docs/corpora.md for the layouts and part names."""
     corpus_dir: str = "data/synthetic/corpus"
-    """Directory holding the corpus (LibriSpeech layout, ``TEDLIUM_release2``, or the LDC97S62
-    Switchboard copy)."""
+    """Directory holding the corpus (LibriSpeech layout, or the folder holding ``LibriSpeech/``;
+    ``TEDLIUM_release2`` or the folder holding it; the LDC97S62 Switchboard copy)."""
     manifest_dir: str = "data/synthetic/manifests"
     """Directory for lhotse manifests and the cached fbank features."""
     sampling_rate: int = 16000

@@ -91,6 +91,10 @@ def prepare_parts(
             eval2000_dir=config.eval2000_dir,
             **common,
         )
+    if config.corpus == "librispeech":
+        from dmao.data.corpora.librispeech import prepare_librispeech
+
+        return prepare_librispeech(corpus_dir, config.manifest_dir, parts, **common)
     return prepare_manifests(corpus_dir, Path(config.manifest_dir), parts, **common)
 
 

@@ -72,3 +72,16 @@ def test_features_at_the_configured_sampling_rate(tiny_corpus, tmp_path):
         # lhotse's resampling of an odd 16 kHz length can give one sample more than duration says.
         assert abs(cut.load_audio().shape[1] - cut.duration * 8000) <= 1
         assert cut.load_features().shape == (round(cut.duration / 0.01), 80)
+
+
+def test_training_finds_the_parts_below_the_folder_the_tarballs_unpacked_into(
+    tiny_corpus, tmp_path
+):
+    """data.corpus_dir may name the folder holding LibriSpeech/, like `--corpus-dir`."""
+    root = _copy(tiny_corpus, tmp_path / "copy", {"dev": "dev-clean"})
+    config = DataConfig(
+        corpus="librispeech", corpus_dir=str(root), manifest_dir=str(tmp_path / "m")
+    )
+    cuts = load_parts(config, ["dev-clean"], num_jobs=1)
+    audio = sorted((root / "LibriSpeech" / "dev-clean").rglob("*.flac"))
+    assert sorted(cut.id for cut in cuts) == [path.stem for path in audio]

@@ -1,12 +1,20 @@
-"""Real corpora beyond the LibriSpeech layout: TED-LIUM 2, Switchboard-1 and Hub5'00.
+"""The real corpora: LibriSpeech, TED-LIUM 2, Switchboard-1 and Hub5'00.
 
-Each module checks a local copy's layout (errors name what is missing), reads it through lhotse's
-own recipe, normalises transcripts with one documented function, and cuts one utterance per
-segment; :func:`dmao.data.manifests.load_or_prepare` then caches features exactly as for
-LibriSpeech. See docs/corpora.md.
+Each module checks a local copy's layout (errors name what is missing) and reads it through
+lhotse's own recipe. LibriSpeech's reader is :mod:`dmao.data.manifests`, shared with the built-in
+corpus (same layout); TED-LIUM and Switchboard normalise transcripts with one documented function
+and cut one utterance per segment. :func:`dmao.data.manifests.load_or_prepare` then caches
+features the same way for all. See docs/corpora.md.
 """
 
+from dmao.data.corpora.librispeech import prepare_librispeech
 from dmao.data.corpora.switchboard import normalize_switchboard, prepare_switchboard
 from dmao.data.corpora.tedlium import normalize_tedlium, prepare_tedlium2
 
-__all__ = ["normalize_switchboard", "normalize_tedlium", "prepare_switchboard", "prepare_tedlium2"]
+__all__ = [
+    "normalize_switchboard",
+    "normalize_tedlium",
+    "prepare_librispeech",
+    "prepare_switchboard",
+    "prepare_tedlium2",
+]
