@@ -181,6 +181,15 @@ class TrainConfig:
     stops right after its last event."""
     seed: int = 42
     """Seed of model initialisation, data order and augmentation."""
+    init_from: str = ""
+    """Start from these weights (a checkpoint file or a run folder: its ``best.pt``) instead of
+    a random initialisation; data, optimizer, schedule and DMAO start anew at step 0
+    (fine-tuning; ``dmao/training/initialization.py``). The model takes the checkpoint's
+    per-layer architecture unless ``model.architecture`` is set, and the source run's tokeniser.
+    Ignored when resuming."""
+    init_exclude: list[str] = field(default_factory=list)
+    """``init_from``: weight-name prefixes that keep their fresh initialisation, e.g.
+    ``[output]`` for a new vocabulary (the run then trains its own tokeniser)."""
     log_every_steps: int = 25
     """Write training metrics every this many steps."""
     valid_every_steps: int = 500

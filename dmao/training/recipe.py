@@ -57,6 +57,7 @@ from dmao.training.data_setup import (
 )
 from dmao.training.distributed import DistributedContext, resolve_device
 from dmao.training.dmao_hooks import DmaoHooks, write_architecture
+from dmao.training.initialization import load_initial_weights, open_init_source
 from dmao.training.metrics import MetricLogger
 from dmao.training.model_setup import build_model_from_config
 from dmao.training.optimizer import build_optimizer
@@ -165,6 +166,12 @@ class TrainingRecipe(RunStateMixin):
             cfg.train.compile, pad_to_bucket=cfg.data.pad_to_bucket, device=self.device
         )
 
+        # train.init_from: another run's weights (fine-tuning); a resumed run has its own.
+        init = None
+        if cfg.train.init_from and resume_from is None:
+            init = open_init_source(cfg.train.init_from)
+        if init is not None and not any(p.startswith("output") for p in cfg.train.init_exclude):
+            dist.run_on_main(lambda: init.adopt_tokenizer(self.run_dir))  # its output layer's
         self.tokenizer, self.train_cuts, self.dev_cuts = prepare_data(cfg, self.run_dir, dist)
 
         # Seeded right before the model is built so that data preparation cannot shift the stream;
@@ -176,6 +183,8 @@ class TrainingRecipe(RunStateMixin):
         architecture = None
         if resume_state is not None:
             architecture = EncoderArchitecture.from_dict(resume_state["architecture"])
+        elif init is not None and not cfg.model.architecture:
+            architecture = init.architecture
         self.model = build_model_from_config(
             cfg.model, self.tokenizer.vocab_size, architecture=architecture
         )
@@ -184,6 +193,8 @@ class TrainingRecipe(RunStateMixin):
             # the same buffers from its checkpoint, other ranks receive them when DDP wraps.
             mean, std = feature_statistics(self.train_cuts)
             self.model.encoder.feature_norm.set_statistics(mean, std)
+        if init is not None:  # the checkpoint's normalisation too, unless excluded
+            load_initial_weights(self.model, init, cfg.train.init_exclude)
         if dist.rank > 0:
             # Own dropout masks and SpecAugment draws per rank (rank 0 keeps the single-process
             # stream); resumed runs restore each rank's generators from the checkpoint.
