@@ -27,6 +27,7 @@ from dmao.data.dataset import build_dataloader, build_eval_sampler
 from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.pipeline import load_parts
 from dmao.data.tokenizer import Tokenizer, load_tokenizer
+from dmao.decoding.alignment import ctc_best_path
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
 from dmao.decoding.lm_decoder import (
     CTCLMDecoder,
@@ -185,10 +186,10 @@ def build_lm_decoder(dec: DecodeConfig, tokenizer: Tokenizer) -> CTCLMDecoder:
 
 @dataclass
 class Decoded:
-    """Hypotheses of a split, with word times where the decoder has a frame path."""
+    """Hypotheses of a split, with the word times of each (from its frame path)."""
 
     hyps: list[str]
-    timings: list[list[WordTiming]] | None
+    timings: list[list[WordTiming]]
     decode_seconds: float
 
 
@@ -213,7 +214,7 @@ def decode_posteriors(
     symbols = token_symbols(tokenizer)
     boundary = word_boundary_symbol(tokenizer)
     hyps: list[str] = []
-    timings: list[list[WordTiming]] | None = [] if dec.method in ("greedy", "lm") else None
+    timings: list[list[WordTiming]] = []
     if dec.method == "lm" and lm_decoder is None:
         lm_decoder = build_lm_decoder(dec, tokenizer)
     start = time.perf_counter()
@@ -230,7 +231,8 @@ def decode_posteriors(
             lengths = torch.tensor([log_probs.shape[0]])
             tokens = beam_search_batch(log_probs[None], lengths, dec.beam_size, tokenizer.blank_id)
             hyps.append(tokenizer.decode(tokens[0]))
-            continue
+            # The search keeps no frame path: the best one that spells its hypothesis.
+            path = ctc_best_path(log_probs, tokens[0], tokenizer.blank_id)
         else:
             hypothesis = lm_decoder.decode(log_probs)
             path = hypothesis.frame_tokens
@@ -344,10 +346,7 @@ def decode_split(
     utterances = score.utterances
     write_trn(out_dir / "ref.trn", {i: u.ref for i, u in zip(trn_ids, utterances, strict=True)})
     write_trn(out_dir / "hyp.trn", {i: u.hyp for i, u in zip(trn_ids, utterances, strict=True)})
-    if decoded.timings is not None:
-        write_ctm(out_dir / "hyp.ctm", dict(zip(trn_ids, decoded.timings, strict=True)))
-    else:
-        (out_dir / "hyp.ctm").unlink(missing_ok=True)  # never leave another decode's times
+    write_ctm(out_dir / "hyp.ctm", dict(zip(trn_ids, decoded.timings, strict=True)))
     result = DecodeResult(
         split=split,
         method=label,

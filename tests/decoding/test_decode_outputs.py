@@ -63,7 +63,7 @@ def _decode(run, tmp_path, method, **overrides):
     return result, out
 
 
-def _check_outputs(out, expect_ctm: bool) -> None:
+def _check_outputs(out) -> None:
     record = json.loads((out / "result.json").read_text())
     ref_lines = (out / "ref.trn").read_text().splitlines()
     hyp_lines = (out / "hyp.trn").read_text().splitlines()
@@ -83,9 +83,6 @@ def _check_outputs(out, expect_ctm: bool) -> None:
         assert score_with_sclite(out / "ref.trn", out / "hyp.trn").num_words == (
             rescored.word.ref_len
         )
-    if not expect_ctm:
-        assert not (out / "hyp.ctm").exists()
-        return
     lines = (out / "hyp.ctm").read_text().splitlines()
     keys = [(line.split()[0], float(line.split()[2])) for line in lines]
     assert keys == sorted(keys)  # by utterance, then start time
@@ -100,21 +97,22 @@ def _check_outputs(out, expect_ctm: bool) -> None:
 def test_greedy_decode_writes_consistent_trn_and_ctm(run, tmp_path):
     result, out = _decode(run, tmp_path, "greedy")
     assert result.method == "greedy"
-    _check_outputs(out, expect_ctm=True)
+    _check_outputs(out)
 
 
-def test_beam_decode_writes_trn_but_no_ctm(run, tmp_path):
+def test_beam_decode_writes_trn_and_ctm_from_the_best_path_of_each_hypothesis(run, tmp_path):
     (tmp_path / "beam").mkdir()
     (tmp_path / "beam" / "hyp.ctm").write_text("stale 1 0.00 0.04 A\n")  # an earlier decode's
     _, out = _decode(run, tmp_path, "beam", beam_size=4)
-    _check_outputs(out, expect_ctm=False)
+    _check_outputs(out)
+    assert "stale" not in (out / "hyp.ctm").read_text()
 
 
 def test_lm_decode_with_lexicon(run, lms, tmp_path):
     lexicon, lm = str(lms / "lexicon.txt"), str(lms / "w3.arpa")
     result, out = _decode(run, tmp_path, "lm", lm_path=lm, lexicon_path=lexicon, beam_size=8)
     assert result.method == "lm-lexicon8"
-    _check_outputs(out, expect_ctm=True)
+    _check_outputs(out)
     known = {line.split("\t")[0] for line in (lms / "lexicon.txt").read_text().splitlines()}
     assert all(set(text.split()) <= known for text in read_trn(out / "hyp.trn").values())
     assert json.loads((out / "result.json").read_text())["lm"]["lexicon_path"] == lexicon
@@ -127,7 +125,7 @@ def test_cli_lexicon_free_decode(run, lms, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "lm-lexfree8" in printed
     assert "ref.trn hyp.trn hyp.ctm" in printed
-    _check_outputs(out, expect_ctm=True)
+    _check_outputs(out)
 
 
 def test_cli_refuses_lm_options_without_lm_method(run, lms, capsys):
