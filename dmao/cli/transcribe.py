@@ -2,8 +2,10 @@
 
 INPUT is a file, a folder (its audio files) or ``@LIST`` (a file listing ``PATH`` or
 ``ID<TAB>PATH`` a line; see :mod:`dmao.export.inputs`). Output, one record per transcribed file:
-``ID<TAB>text`` (default), a TSV table with a header (``--tsv``: id, text, duration_s, rtf) or
-JSON Lines (``--json``: id, path, text, duration_s, rtf; failed files as id, path, error). A file
+``ID<TAB>text`` (default), a TSV table with a header (``--tsv``: id, text, duration_s, rtf),
+JSON Lines (``--json``: id, path, text, duration_s, rtf, with ``--timestamps`` also words with
+their start and end; failed files as id, path, error) or sclite CTM (``--ctm``: one line per
+word, ``ID A START DURATION WORD``, like ``dmao decode``'s ``hyp.ctm``). A file
 that fails is one line on stderr, the others are still transcribed, a summary ends the output
 on stderr, and the exit code is 1 if any file failed.
 """
@@ -60,6 +62,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     output.add_argument(
         "--tsv", action="store_true", help="TSV with a header: id, text, duration_s, rtf"
     )
+    output.add_argument(
+        "--ctm",
+        action="store_true",
+        help="word times as sclite CTM: ID A START DURATION WORD, one line per word (seconds; "
+        "whitespace in an ID becomes _)",
+    )
+    p.add_argument(
+        "--timestamps",
+        action="store_true",
+        help="with --json: each word's start and end in seconds (40 ms resolution)",
+    )
     p.set_defaults(func=run)
 
 
@@ -67,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     """Transcribe every input; failed files are reported on stderr and make the exit code 1."""
     from dmao.export import Failure, Transcriber, expand_inputs, load_exported
 
+    if args.timestamps and not args.json:
+        raise ValueError("--timestamps adds word times to --json records (--ctm always has them)")
     raw = _raw_format(args)
     inputs = expand_inputs(args.inputs)
     exported = load_exported(args.model, device=args.device)
@@ -76,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         method=args.method or exported.decode_method,
         beam_size=args.beam_size or exported.beam_size,
         raw=raw,
+        timestamps=args.timestamps or args.ctm,
     )
     if args.tsv:
         _out("id\ttext\tduration_s\trtf")
@@ -112,7 +128,17 @@ def run(args: argparse.Namespace) -> int:
                     "duration_s": round(result.audio_seconds, 3),
                     "rtf": round(result.real_time_factor, 4),
                 }
+                if result.words is not None:
+                    record["words"] = [
+                        {"word": w.word, "start": round(w.start_s, 2),
+                         "end": round(w.start_s + w.duration_s, 2)}
+                        for w in result.words
+                    ]  # fmt: skip
                 _out(json.dumps(record, ensure_ascii=False))
+            elif args.ctm:
+                ctm_id = "_".join(result.id.split())  # CTM fields are space-separated
+                for w in result.words or []:
+                    _out(f"{ctm_id} A {w.start_s:.2f} {w.duration_s:.2f} {w.word}")
             elif args.tsv:
                 row = (result.id, result.text, f"{result.audio_seconds:.3f}")
                 _out("\t".join(row) + f"\t{result.real_time_factor:.4f}")

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from dmao.data.features import FRAME_SHIFT_S
 from dmao.models.frontend import subsampled_length
 
-__all__ = ["OUTPUT_FRAME_SECONDS", "WordTiming", "word_timings"]
+__all__ = ["OUTPUT_FRAME_SECONDS", "SUBSAMPLING_FACTOR", "WordTiming", "word_timings"]
 
-_SUBSAMPLING = 100 // subsampled_length(100)  # 4: two stride-2 pools
-OUTPUT_FRAME_SECONDS = FRAME_SHIFT_S * _SUBSAMPLING
+SUBSAMPLING_FACTOR = 100 // subsampled_length(100)
+"""Feature frames per encoder output frame: 4 (the frontend's two stride-2 pools)."""
+OUTPUT_FRAME_SECONDS = FRAME_SHIFT_S * SUBSAMPLING_FACTOR
 """Duration of one encoder output frame: 0.04 s."""
 
 

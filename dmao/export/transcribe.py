@@ -20,7 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dmao.decoding.alignment import ctc_best_path
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
+from dmao.decoding.lm_decoder import token_symbols, word_boundary_symbol
+from dmao.decoding.timing import SUBSAMPLING_FACTOR, WordTiming, word_timings
 from dmao.export.artefact import ONNX_FILE, ExportedModel, sha256_file
 from dmao.export.audio import RawFormat, load_audio
 from dmao.export.inputs import AudioInput
@@ -46,6 +49,8 @@ class Transcription:
     audio_seconds: float
     processing_seconds: float = 0.0
     id: str = ""
+    words: list[WordTiming] | None = None
+    """Each word's start and duration (``Transcriber(timestamps=True)``), else None."""
 
     def __post_init__(self) -> None:
         self.id = self.id or str(self.path)
@@ -81,6 +86,9 @@ class Transcriber:
         num_threads: ONNX Runtime intra-op threads (the torch backend uses torch's setting).
         raw: how headerless ``.raw``/``.pcm`` files store their samples (None: such files fail
             with a message asking for it).
+        timestamps: also give each word's time span (:attr:`Transcription.words`): from the
+            argmax path (greedy) or the best path that spells the beam search's hypothesis
+            (:func:`~dmao.decoding.alignment.ctc_best_path`); 40 ms resolution.
     """
 
     def __init__(
@@ -92,6 +100,7 @@ class Transcriber:
         beam_size: int = 8,
         num_threads: int | None = None,
         raw: RawFormat | None = None,
+        timestamps: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -104,9 +113,11 @@ class Transcriber:
         self.method = method
         self.beam_size = beam_size
         self.raw = raw
+        self.timestamps = timestamps
         self.sampling_rate = exported.features.sampling_rate
         self._extractor = exported.features.extractor()
         self._onnx: OnnxAcousticModel | None = None
+        self._symbols: list[str] | None = None  # token symbols by id, for word times
         if backend == "onnx":
             self._onnx = OnnxAcousticModel(_checked_onnx(exported), num_threads=num_threads)
 
@@ -132,13 +143,29 @@ class Transcriber:
 
     def decode(self, log_probs: Tensor) -> str:
         """``log_probs (T', V)`` of one utterance → text."""
+        return self.exported.tokenizer.decode(self._tokens(log_probs))
+
+    def _tokens(self, log_probs: Tensor) -> list[int]:
         lens = torch.tensor([log_probs.shape[0]], dtype=torch.int64)
         blank = self.exported.tokenizer.blank_id
         if self.method == "greedy":
-            ids = greedy_decode(log_probs[None], lens, blank)[0]
+            return greedy_decode(log_probs[None], lens, blank)[0]
+        return beam_search_batch(log_probs[None], lens, self.beam_size, blank)[0]
+
+    def word_times(self, log_probs: Tensor) -> tuple[str, list[WordTiming]]:
+        """``log_probs (T', V)`` of one utterance → its text and each word's time span."""
+        tokenizer = self.exported.tokenizer
+        tokens = self._tokens(log_probs)
+        if self.method == "greedy":  # the best path of the greedy hypothesis: as `dmao decode`
+            path = log_probs.argmax(dim=-1).tolist()  # (T',)
         else:
-            ids = beam_search_batch(log_probs[None], lens, self.beam_size, blank)[0]
-        return self.exported.tokenizer.decode(ids)
+            path = ctc_best_path(log_probs, tokens, tokenizer.blank_id)
+        frame_seconds = self.exported.features.frame_shift_s * SUBSAMPLING_FACTOR
+        if self._symbols is None:
+            self._symbols = token_symbols(tokenizer)
+        boundary = word_boundary_symbol(tokenizer)
+        words = word_timings(path, self._symbols, tokenizer.blank_id, boundary, frame_seconds)
+        return tokenizer.decode(tokens), words
 
     def transcribe_samples(self, samples: np.ndarray) -> str:
         """Text of ``samples (N,)`` float32 mono at the model's rate."""
@@ -153,8 +180,13 @@ class Transcriber:
         """
         start = time.perf_counter()
         samples = load_audio(path, self.sampling_rate, raw=self.raw)
+        words = None
         try:
-            text = self.transcribe_samples(samples)
+            log_probs = self.log_probs(self.features(samples))
+            if self.timestamps:
+                text, words = self.word_times(log_probs)
+            else:
+                text = self.decode(log_probs)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
         return Transcription(
@@ -162,6 +194,7 @@ class Transcriber:
             text=text,
             audio_seconds=len(samples) / self.sampling_rate,
             processing_seconds=time.perf_counter() - start,
+            words=words,
         )
 
     def transcribe_files(

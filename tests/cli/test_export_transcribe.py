@@ -197,3 +197,30 @@ def test_export_averages_checkpoints_or_refuses_in_one_line(tiny_dmao_run, tmp_p
     assert main([*args[:-1], "99", "--force"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--avg 99" in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_word_times_as_json_and_as_ctm(tiny_export, tiny_corpus, capsys, method):
+    files = sorted((tiny_corpus.root / "test").rglob("*.flac"))[:4]
+    base = ["transcribe", "--model", str(tiny_export), "--method", method, *map(str, files)]
+    assert main([*base, "--json", "--timestamps"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert any(r["words"] for r in records)  # the tiny model does emit words
+    for record in records:
+        words = record["words"]
+        assert " ".join(w["word"] for w in words) == record["text"]
+        for w, nxt in zip(words, [*words[1:], None], strict=True):
+            assert 0 <= w["start"] < w["end"] <= record["duration_s"] + 0.04
+            assert nxt is None or w["end"] <= nxt["start"]
+    assert main([*base, "--ctm"]) == 0
+    ctm = [line.split() for line in capsys.readouterr().out.splitlines()]
+    expected = [
+        [r["id"], "A", f"{w['start']:.2f}", f"{w['end'] - w['start']:.2f}", w["word"]]
+        for r in records
+        for w in r["words"]
+    ]
+    assert [row[:3] + row[4:] for row in ctm] == [row[:3] + row[4:] for row in expected]
+    durations = [float(row[3]) for row in ctm]
+    assert durations == pytest.approx([float(row[3]) for row in expected], abs=0.011)
+    assert main([*base, "--timestamps"]) == 2
+    assert "--timestamps adds word times to --json" in capsys.readouterr().err
