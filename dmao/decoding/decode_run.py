@@ -260,8 +260,8 @@ def decode_split(
     """Decode corpus part ``split`` with the run's model and score it.
 
     Writes into ``out_dir`` (default ``RUN/decode/<split>-<method>/``): ``hypotheses.txt`` (per
-    utterance TSV), ``result.json``, sclite ``ref.trn`` / ``hyp.trn``, and ``hyp.ctm`` for the
-    decoders with a frame path (greedy, lm).
+    utterance TSV), ``result.json``, sclite ``ref.trn`` / ``hyp.trn`` and ``hyp.ctm`` (word
+    times from the decoder's frame path, or the best path of a beam hypothesis).
 
     Args:
         method, beam_size, checkpoint: override ``decode.*`` of the run's config.
@@ -356,6 +356,7 @@ def decode_split(
         checkpoint=ckpt_path.name,
     )
     record = {
+        "run": str(run_dir),
         "split": split,
         "method": result.method,
         "checkpoint": result.checkpoint,

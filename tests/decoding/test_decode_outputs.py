@@ -138,3 +138,23 @@ def test_sclite_agrees_with_result_json(run, tmp_path):
     _, out = _decode(run, tmp_path, "greedy")
     record = json.loads((out / "result.json").read_text())
     assert score_with_sclite(out / "ref.trn", out / "hyp.trn").wer == pytest.approx(record["wer"])
+
+
+def test_results_tabulates_every_decode_below_the_folders(run, tmp_path, capsys):
+    greedy, _ = _decode(run, tmp_path, "greedy")
+    beam, _ = _decode(run, tmp_path, "beam", beam_size=4)
+    assert main(["results", str(tmp_path)]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    by_decoder = {row[2]: row for row in rows}
+    assert set(by_decoder) == {"greedy", "beam4"}
+    for result in (greedy, beam):
+        row = by_decoder[result.method]
+        # The run lies outside the folder searched (decoded with --out-dir): its path in full.
+        assert row[0] == f"| {run}" and row[1] == "test" and row[3] == result.checkpoint
+        assert float(row[4]) == pytest.approx(100 * result.score.wer, abs=0.005)
+        assert float(row[5]) == pytest.approx(100 * result.score.cer, abs=0.005)
+        word = result.score.word
+        assert row[6] == f"{word.insertions} / {word.deletions} / {word.substitutions}"
+    assert [float(row[4]) for row in rows] == sorted(float(row[4]) for row in rows)
+    assert main(["results", str(tmp_path), "--csv", "--split", "dev"]) == 2
+    assert "no decode results (result.json)" in capsys.readouterr().err
