@@ -115,15 +115,9 @@ def run_comparison(
     follow, one run at a time.
     """
     systems, plan, searches = _first_runs(
-        baseline_config,
-        dmao_config,
-        seeds=seeds,
-        overrides=list(overrides or []),
-        variants=list(variants or []),
-        search_retrain=search_retrain,
-        control_from=control_from,
-        search_from=search_from,
-    )
+        baseline_config, dmao_config, seeds, list(overrides or []), list(variants or []),
+        search_retrain, control_from, search_from,
+    )  # fmt: skip
     overrides = list(overrides or [])
     first = [(f"{s}/seed{k}", c, out_dir / s / f"seed{k}") for s, k, c in plan]
     first += [(f"search-phase/seed{k}", c, out_dir / "search-phase" / f"seed{k}")
@@ -166,15 +160,9 @@ def comparison_status(
     """How far every run :func:`run_comparison` with these arguments would train is, in the
     order it trains them; reads ``out_dir`` and trains nothing (``dmao compare --status``)."""
     _, plan, searches = _first_runs(
-        baseline_config,
-        dmao_config,
-        seeds=seeds,
-        overrides=list(overrides or []),
-        variants=list(variants or []),
-        search_retrain=search_retrain,
-        control_from=control_from,
-        search_from=search_from,
-    )
+        baseline_config, dmao_config, seeds, list(overrides or []), list(variants or []),
+        search_retrain, control_from, search_from,
+    )  # fmt: skip
     first = [PlannedRun(f"{s}/seed{k}", out_dir / s / f"seed{k}", end_step(c)) for s, k, c in plan]
     first += [PlannedRun(f"search-phase/seed{k}", out_dir / "search-phase" / f"seed{k}", steps)
               for k, steps, _ in searches]  # fmt: skip
@@ -197,7 +185,6 @@ def comparison_status(
 def _first_runs(
     baseline_config: Path | None,
     dmao_config: Path | None,
-    *,
     seeds: list[int],
     overrides: list[str],
     variants: list[Variant],
