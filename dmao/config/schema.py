@@ -227,6 +227,12 @@ class TrainConfig:
     progress_bar: bool = True
     """Show a tqdm progress bar."""
 
+    @property
+    def end_step(self) -> int:
+        """The optimizer step the run ends at: ``stop_at_step`` if set (and below
+        ``max_steps``), else ``max_steps``."""
+        return min(self.stop_at_step or self.max_steps, self.max_steps)
+
 
 @dataclass
 class DecodeConfig:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from dmao.config import ExperimentConfig, load_config
 from dmao.decoding.decode_run import decode_split
-from dmao.experiments.jobs import end_step, train_all, train_if_needed
+from dmao.experiments.jobs import train_all, train_if_needed
 from dmao.experiments.status import PlannedRun, RunStatus, run_status
 from dmao.experiments.summary import RunResult, summarise, write_outputs
 from dmao.method.schedule import config_event_schedule
@@ -163,7 +163,8 @@ def comparison_status(
         baseline_config, dmao_config, seeds, list(overrides or []), list(variants or []),
         search_retrain, control_from, search_from,
     )  # fmt: skip
-    first = [PlannedRun(f"{s}/seed{k}", out_dir / s / f"seed{k}", end_step(c)) for s, k, c in plan]
+    first = [PlannedRun(f"{s}/seed{k}", out_dir / s / f"seed{k}", c.train.end_step)
+             for s, k, c in plan]  # fmt: skip
     first += [PlannedRun(f"search-phase/seed{k}", out_dir / "search-phase" / f"seed{k}", steps)
               for k, steps, _ in searches]  # fmt: skip
     statuses = {status.run.label: status for status in map(run_status, first)}
@@ -171,8 +172,8 @@ def comparison_status(
     # retrain the steps after the search phase's last event.
     later = []
     if control:
-        steps = {k: c.train.max_steps for s, k, c in plan if s == "baseline"}
-        later += [("control", k, steps[k], f"{control_from}/seed{k}") for k in seeds]
+        baseline_steps = {k: c.train.max_steps for s, k, c in plan if s == "baseline"}
+        later += [("control", k, baseline_steps[k], f"{control_from}/seed{k}") for k in seeds]
     later += [("search", k, c.train.max_steps - steps, f"search-phase/seed{k}")
               for k, steps, c in searches]  # fmt: skip
     for system, seed, steps, after in later:

@@ -15,28 +15,31 @@ from dmao.training.recipe import TrainingRecipe
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ["end_step", "is_complete", "train_all", "train_if_needed"]
+__all__ = ["finished_summary", "is_complete", "train_all", "train_if_needed"]
 
 log = logging.getLogger(__name__)
 
 
-def end_step(config: ExperimentConfig) -> int:
-    """The optimizer step a run of ``config`` ends at (``train.stop_at_step`` stops it early)."""
-    return min(config.train.stop_at_step or config.train.max_steps, config.train.max_steps)
+def finished_summary(run_dir: Path, steps: int) -> dict | None:
+    """``run_dir/train_summary.json`` of a run that trained to step ``steps``, else None (no
+    summary yet, or one of a run stopped earlier)."""
+    summary_path = run_dir / "train_summary.json"
+    if not summary_path.is_file():
+        return None
+    summary = json.loads(summary_path.read_text())
+    return summary if summary.get("steps") == steps else None
 
 
 def is_complete(config: ExperimentConfig, run_dir: Path) -> bool:
-    summary_path = run_dir / "train_summary.json"
-    if not summary_path.is_file():
-        return False
-    return json.loads(summary_path.read_text()).get("steps") == end_step(config)
+    return finished_summary(run_dir, config.train.end_step) is not None
 
 
 def train_if_needed(config: ExperimentConfig, run_dir: Path) -> dict:
     summary_path = run_dir / "train_summary.json"
-    if is_complete(config, run_dir):
+    summary = finished_summary(run_dir, config.train.end_step)
+    if summary is not None:
         log.info("%s is complete, skipping training", run_dir)
-        return json.loads(summary_path.read_text())
+        return summary
     resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step-*"))
     recipe = TrainingRecipe(config, run_dir, resume=resume)
     try:

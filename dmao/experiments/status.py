@@ -14,11 +14,11 @@ time.
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from dmao.experiments.jobs import finished_summary
 from dmao.training.checkpoint import list_step_checkpoints
 
 __all__ = ["PlannedRun", "RunStatus", "format_status", "run_status"]
@@ -56,11 +56,9 @@ class RunStatus:
 
 def run_status(run: PlannedRun) -> RunStatus:
     """Read ``run.run_dir`` (which may not exist yet) and say how far the run is."""
-    summary_path = run.run_dir / "train_summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("steps") == run.steps:
-            return RunStatus(run, run.steps, True, float(summary.get("train_seconds", 0.0)))
+    summary = finished_summary(run.run_dir, run.steps)
+    if summary is not None:
+        return RunStatus(run, run.steps, True, float(summary.get("train_seconds", 0.0)))
     checkpoints = list_step_checkpoints(run.run_dir / "checkpoints")
     step = checkpoints[-1][0] if checkpoints else 0
     return RunStatus(run, min(step, run.steps), False, None)

@@ -370,7 +370,7 @@ class TrainingRecipe(RunStateMixin):
         """Run until ``train.max_steps`` (or ``stop_at_step``) steps; returns the last
         validation metrics."""
         cfg = self.config.train
-        progress, end = self.progress, min(cfg.stop_at_step or cfg.max_steps, cfg.max_steps)
+        progress, end = self.progress, cfg.end_step
         bar = tqdm(
             total=end,
             initial=progress.step,
