@@ -131,7 +131,7 @@ def prepare_manifests(
             utterances that may be left out.
 
     Returns:
-        ``{part: CutSet}`` for every requested part, in memory.
+        ``{part: CutSet}`` for every requested part, in memory, in the order of ``parts``.
 
     Raises:
         FileNotFoundError: ``corpus_dir`` or a part folder does not exist.
@@ -259,7 +259,7 @@ def load_or_prepare(
         max_bad_audio_fraction: skip mode's error budget per part.
 
     Returns:
-        ``{part: CutSet}`` for every requested part, in memory.
+        ``{part: CutSet}`` for every requested part, in memory, in the order of ``parts``.
 
     Raises:
         ValueError: bad audio (strict) or more than the budget of it (skip); the report
@@ -335,7 +335,7 @@ def _load_or_prepare(
     if fresh_parts:
         bad.write_report(fresh_parts)
     bad.check(fresh_parts, stage="feature extraction")
-    return result
+    return {part: result[part] for part in parts}  # in the order asked, cached or not
 
 
 def _diagnose(part: str, cut: Cut) -> BadAudio:

@@ -19,7 +19,7 @@ from dmao.data.bad_audio import check_bad_audio_settings
 from dmao.data.manifests import prepare_manifests
 from dmao.data.sphere import install_audio_backend
 
-__all__ = ["CORPUS_KINDS", "ensure_corpus", "load_parts", "prepare_parts"]
+__all__ = ["CORPUS_KINDS", "ensure_corpus", "join_parts", "load_parts", "prepare_parts"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ def prepare_parts(
     (:mod:`dmao.data.bad_audio`): strict raises a :class:`ValueError` listing every bad file.
     """
     parts = list(parts)
+    if not parts:
+        raise ValueError("no corpus parts given")
     # .sph audio (TED-LIUM, Switchboard) needs dmao's SPHERE reader, also in data-loader workers
     # forked later for on-the-fly features.
     install_audio_backend()
@@ -100,9 +102,11 @@ def prepare_parts(
 
 def load_parts(config: DataConfig, parts: Sequence[str], *, num_jobs: int = 2) -> CutSet:
     """Cuts (with cached fbank features) of the given corpus parts, concatenated."""
-    if not parts:
-        raise ValueError("no corpus parts given")
-    by_part = prepare_parts(config, parts, num_jobs=num_jobs)
+    return join_parts(prepare_parts(config, parts, num_jobs=num_jobs), parts)
+
+
+def join_parts(by_part: dict[str, CutSet], parts: Sequence[str]) -> CutSet:
+    """``by_part[part]`` for every part of ``parts`` (at least one), concatenated in order."""
     cuts = None
     for part in parts:
         cuts = by_part[part] if cuts is None else cuts + by_part[part]

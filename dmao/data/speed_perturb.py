@@ -24,7 +24,7 @@ from lhotse import CutSet
 from dmao.config.schema import DataConfig
 from dmao.data.bad_audio import BadAudioLog
 from dmao.data.manifests import load_or_prepare
-from dmao.data.pipeline import prepare_parts
+from dmao.data.pipeline import join_parts
 
 __all__ = ["check_speed_factors", "perturb_parts", "perturbed_part", "speed_perturbed"]
 
@@ -91,29 +91,26 @@ def perturb_parts(
     )
 
 
-def speed_perturbed(config: DataConfig, parts: Sequence[str], *, num_jobs: int = 2) -> CutSet:
-    """The cuts of ``parts`` at every factor of ``config.speed_perturb``, with cached features.
-
-    The original parts are prepared first if needed (:func:`~dmao.data.pipeline.prepare_parts`);
-    a perturbed copy whose cuts file exists is loaded, the others are built and their features
-    computed (:func:`perturb_parts`). Returns the copies only (concatenated in the order part,
-    then factor), not the originals; an empty :class:`~lhotse.CutSet` when
+def speed_perturbed(
+    config: DataConfig, originals: dict[str, CutSet], *, num_jobs: int = 2
+) -> CutSet:
+    """The cuts of the prepared parts ``originals`` (``{part: CutSet}``, from
+    :func:`~dmao.data.pipeline.prepare_parts`) at every factor of ``config.speed_perturb``, with
+    cached features: a copy whose cuts file exists is loaded, the others are built and their
+    features computed (:func:`perturb_parts`). Returns the copies only, concatenated in the order
+    part (as in ``originals``), then factor; an empty :class:`~lhotse.CutSet` when
     ``config.speed_perturb`` is empty.
     """
     factors = check_speed_factors(config.speed_perturb)
-    cuts = CutSet.from_cuts([])
     if not factors:
-        return cuts
+        return CutSet.from_cuts([])
     by_name = perturb_parts(
         config.manifest_dir,
-        prepare_parts(config, parts, num_jobs=num_jobs),
+        originals,
         factors,
         sampling_rate=config.sampling_rate,
         num_jobs=num_jobs,
         bad_audio=config.bad_audio,
         max_bad_audio_fraction=config.max_bad_audio_fraction,
     )
-    for part in parts:
-        for factor in factors:
-            cuts = cuts + by_name[perturbed_part(part, factor)]
-    return cuts
+    return join_parts(by_name, [perturbed_part(p, f) for p in originals for f in factors])

@@ -22,7 +22,7 @@ from dmao.data.dataset import build_dataloader, build_sampler
 from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.filtering import filter_cuts
 from dmao.data.manifests import cut_transcript
-from dmao.data.pipeline import load_parts
+from dmao.data.pipeline import join_parts, load_parts, prepare_parts
 from dmao.data.speed_perturb import check_speed_factors, speed_perturbed
 from dmao.data.static_shapes import StaticShapeSampler, bucket_shapes
 from dmao.data.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
@@ -70,9 +70,10 @@ def prepare_data(
     check_speed_factors(cfg.speed_perturb)  # before hours of corpus preparation, not after
 
     def load() -> tuple[CutSet, CutSet, CutSet]:
+        train = prepare_parts(cfg, cfg.train_parts)  # the copies are made from the same cuts
         return (
-            load_parts(cfg, cfg.train_parts),
-            speed_perturbed(cfg, cfg.train_parts),
+            join_parts(train, cfg.train_parts),
+            speed_perturbed(cfg, train),
             load_parts(cfg, cfg.dev_parts),
         )
 

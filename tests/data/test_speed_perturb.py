@@ -13,6 +13,7 @@ from conftest import tiny_train_overrides
 from dmao.cli.main import main
 from dmao.config import load_config
 from dmao.data.manifests import cut_transcript, cuts_path, load_cuts
+from dmao.data.pipeline import prepare_parts
 from dmao.data.speed_perturb import check_speed_factors, speed_perturbed
 from dmao.training.checkpoint import CheckpointError
 from dmao.training.data_setup import check_resume_compatible
@@ -21,7 +22,7 @@ from dmao.training.data_setup import check_resume_compatible
 def test_copies_last_one_over_f_as_long_keep_the_transcript_and_are_cached(tiny_corpus, tmp_path):
     overrides = tiny_train_overrides(tiny_corpus.root, tmp_path / "manifests")
     config = load_config(None, [*overrides, "data.speed_perturb=[0.9, 1.1]"]).data
-    copies = speed_perturbed(config, ["train"], num_jobs=1)
+    copies = speed_perturbed(config, prepare_parts(config, ["train"], num_jobs=1), num_jobs=1)
     originals = {cut.id: cut for cut in load_cuts(config.manifest_dir, "train")}
     assert len(copies) == 2 * len(originals)
     for factor in (0.9, 1.1):
@@ -41,7 +42,7 @@ def test_copies_last_one_over_f_as_long_keep_the_transcript_and_are_cached(tiny_
     # A second call loads the cached copies: no archive is rewritten.
     archives = {p: p.stat().st_mtime_ns for p in Path(config.manifest_dir).glob("*sp*")}
     assert archives
-    again = speed_perturbed(config, ["train"], num_jobs=1)
+    again = speed_perturbed(config, prepare_parts(config, ["train"], num_jobs=1), num_jobs=1)
     assert [c.id for c in again] == [c.id for c in copies]
     assert {p: p.stat().st_mtime_ns for p in Path(config.manifest_dir).glob("*sp*")} == archives
     first = next(iter(again))
@@ -88,5 +89,7 @@ def test_prepare_caches_the_copies_that_training_then_loads(tiny_corpus, tmp_pat
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*sp1.1*")}
     overrides = tiny_train_overrides(tiny_corpus.root, out)
     config = load_config(None, [*overrides, "data.speed_perturb=[1.1]"]).data
-    assert len(speed_perturbed(config, ["train"], num_jobs=1)) == len(originals)
+    assert len(
+        speed_perturbed(config, prepare_parts(config, ["train"], num_jobs=1), num_jobs=1)
+    ) == len(originals)
     assert {p: p.stat().st_mtime_ns for p in out.glob("*sp1.1*")} == stamps  # loaded, not redone
