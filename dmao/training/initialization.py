@@ -36,6 +36,16 @@ __all__ = ["InitSource", "load_initial_weights", "open_init_source"]
 
 log = logging.getLogger(__name__)
 
+OUTPUT_WEIGHT = "output.weight"
+"""The output layer's weight in every model's state dict (``EncoderCTCModel.output``)."""
+
+
+def _excluded(name: str, exclude: list[str]) -> bool:
+    """Whether weight ``name`` lies under a prefix of ``exclude``, matched by whole name
+    components (``encoder.blocks.1`` covers ``encoder.blocks.1.ff1.…``, not
+    ``encoder.blocks.10``)."""
+    return any(name == p or name.startswith(p.rstrip(".") + ".") for p in exclude)
+
 
 @dataclass(frozen=True)
 class InitSource:
@@ -50,11 +60,14 @@ class InitSource:
         """The per-layer widths the checkpoint's model had."""
         return EncoderArchitecture.from_dict(self.state["architecture"])
 
-    def adopt_tokenizer(self, run_dir: Path) -> bool:
-        """Copy the source run's tokeniser to ``run_dir/tokenizer`` when ``run_dir`` has none;
-        returns whether it did. Without a source run folder there is nothing to copy."""
+    def adopt_tokenizer(self, run_dir: Path, exclude: list[str]) -> bool:
+        """Copy the source run's tokeniser to ``run_dir/tokenizer`` when ``run_dir`` has none and
+        the output layer is copied too (not under an ``exclude`` prefix); returns whether it
+        did. Without a source run folder there is nothing to copy."""
         target = run_dir / "tokenizer"
         source = self.run_dir / "tokenizer" if self.run_dir is not None else None
+        if _excluded(OUTPUT_WEIGHT, exclude):
+            return False  # a fresh output layer: the run trains its own tokeniser
         if target.exists() or source is None or not source.is_dir():
             return False
         shutil.copytree(source, target)
@@ -96,8 +109,7 @@ def open_init_source(spec: str | Path) -> InitSource:
 def load_initial_weights(model: nn.Module, source: InitSource, exclude: list[str]) -> list[str]:
     """Copy ``source``'s weights into ``model``, except names under an ``exclude`` prefix.
 
-    A prefix matches whole name components (``encoder.blocks.1`` does not match
-    ``encoder.blocks.10``). Returns the names copied.
+    A prefix matches whole name components (see :func:`_excluded`). Returns the names copied.
 
     Raises:
         CheckpointError: some weight that is not excluded is missing on one side or has
@@ -107,13 +119,10 @@ def load_initial_weights(model: nn.Module, source: InitSource, exclude: list[str
     for prefix in legacy_qkv_modules(saved):  # written before the fused attention projection
         fuse_legacy_qkv(saved, prefix)
 
-    def excluded(name: str) -> bool:
-        return any(name == p or name.startswith(p.rstrip(".") + ".") for p in exclude)
-
     own = model.state_dict()
     problems = []
     for name in sorted(set(own) | set(saved)):
-        if excluded(name):
+        if _excluded(name, exclude):
             continue
         if name not in saved:
             problems.append(f"{name}: not in the checkpoint")
@@ -130,7 +139,7 @@ def load_initial_weights(model: nn.Module, source: InitSource, exclude: list[str
             "checkpoint's architecture by leaving model.architecture unset):\n  "
             + "\n  ".join(problems)
         )
-    copied = [name for name in own if not excluded(name)]
+    copied = [name for name in own if not _excluded(name, exclude)]
     model.load_state_dict({**own, **{name: saved[name] for name in copied}})
     log.info(
         "init_from: %d of %d weights from %s%s",

@@ -170,8 +170,8 @@ class TrainingRecipe(RunStateMixin):
         init = None
         if cfg.train.init_from and resume_from is None:
             init = open_init_source(cfg.train.init_from)
-        if init is not None and not any(p.startswith("output") for p in cfg.train.init_exclude):
-            dist.run_on_main(lambda: init.adopt_tokenizer(self.run_dir))  # its output layer's
+        if init is not None:  # the tokeniser its output layer was trained for
+            dist.run_on_main(lambda: init.adopt_tokenizer(self.run_dir, cfg.train.init_exclude))
         self.tokenizer, self.train_cuts, self.dev_cuts = prepare_data(cfg, self.run_dir, dist)
 
         # Seeded right before the model is built so that data preparation cannot shift the stream;
