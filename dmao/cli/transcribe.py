@@ -78,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Transcribe every input; failed files are reported on stderr and make the exit code 1."""
+    from dmao.evaluation.sclite import ctm_lines
     from dmao.export import Failure, Transcriber, expand_inputs, load_exported
 
     if args.timestamps and not args.json:
@@ -137,8 +138,8 @@ def run(args: argparse.Namespace) -> int:
                 _out(json.dumps(record, ensure_ascii=False))
             elif args.ctm:
                 ctm_id = "_".join(result.id.split())  # CTM fields are space-separated
-                for w in result.words or []:
-                    _out(f"{ctm_id} A {w.start_s:.2f} {w.duration_s:.2f} {w.word}")
+                for line in ctm_lines(ctm_id, result.words or []):
+                    _out(line)
             elif args.tsv:
                 row = (result.id, result.text, f"{result.audio_seconds:.3f}")
                 _out("\t".join(row) + f"\t{result.real_time_factor:.4f}")

@@ -32,6 +32,7 @@ from dmao.decoding.timing import WordTiming
 __all__ = [
     "SCLITE_MISSING",
     "ScliteScore",
+    "ctm_lines",
     "find_sclite",
     "read_ctm",
     "read_trn",
@@ -91,17 +92,25 @@ def read_trn(path: str | Path) -> dict[str, str]:
     return texts
 
 
+def ctm_lines(utt_id: str, timings: Sequence[WordTiming], channel: str = "A") -> list[str]:
+    """The ``ctm`` lines of one utterance, by start time: ``ID CHANNEL START DURATION WORD``
+    (seconds, 2 decimals; ``utt_id`` without whitespace). Raises ValueError for a word with a
+    negative start or no duration."""
+    lines = []
+    for word in sorted(timings, key=lambda w: w.start_s):
+        if word.duration_s <= 0 or word.start_s < 0:
+            raise ValueError(f"{utt_id}: word {word.word!r} has an invalid span {word}")
+        lines.append(f"{utt_id} {channel} {word.start_s:.2f} {word.duration_s:.2f} {word.word}")
+    return lines
+
+
 def write_ctm(
     path: str | Path, timings: Mapping[str, Sequence[WordTiming]], channel: str = "A"
 ) -> None:
     """Write ``{utterance id: word timings}`` as a ``ctm`` file, sorted by id and start time."""
     lines = []
     for utt_id in sorted(timings):
-        trn_id(utt_id)
-        for word in sorted(timings[utt_id], key=lambda w: w.start_s):
-            if word.duration_s <= 0 or word.start_s < 0:
-                raise ValueError(f"{utt_id}: word {word.word!r} has an invalid span {word}")
-            lines.append(f"{utt_id} {channel} {word.start_s:.2f} {word.duration_s:.2f} {word.word}")
+        lines += ctm_lines(trn_id(utt_id), timings[utt_id], channel)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
