@@ -33,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
             + (f" for split {args.split!r}" if args.split else "")
             + "; decode a run first: dmao decode RUN --split SPLIT"
         )
-    print(format_csv(rows) if args.csv else format_markdown(rows), end="\n" if not args.csv else "")
+    print(format_csv(rows).rstrip("\n") if args.csv else format_markdown(rows))
     return 0
