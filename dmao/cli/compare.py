@@ -55,6 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(repeatable), e.g. late:dmao.last_event_fraction=0.4",
     )
     p.add_argument(
+        "--share-prefix",
+        action="store_true",
+        help="DMAO systems that differ only in settings read at events (growth, re-warm-up, "
+        "reference mode, fractions, ...) train their common steps before the first event once "
+        "per seed (OUT/prefix-SYSTEM/seedK); each then continues from that checkpoint exactly "
+        "as if it had trained them itself",
+    )
+    p.add_argument(
         "--jobs",
         type=int,
         default=1,
@@ -86,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         "search_retrain": args.search_retrain,
         "control_from": args.control_from,
         "search_from": args.search_from,
+        "share_prefix": args.share_prefix,
     }
     if args.status:
         statuses = comparison_status(args.config, args.dmao_config, args.out, **options)

@@ -39,6 +39,12 @@ from pathlib import Path
 from dmao.config import ExperimentConfig, load_config
 from dmao.decoding.decode_run import decode_split
 from dmao.experiments.jobs import train_all, train_if_needed
+from dmao.experiments.sharing import (
+    PREFIX,
+    prefixes_to_train,
+    train_sharing_prefixes,
+    waiting_members,
+)
 from dmao.experiments.status import PlannedRun, RunStatus, run_status
 from dmao.experiments.summary import RunResult, summarise, write_outputs
 from dmao.method.schedule import config_event_schedule
@@ -67,8 +73,10 @@ class Variant:
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"variant name must be letters, digits, - or _, got {self.name!r}")
-        if self.name in _RESERVED:
-            raise ValueError(f"variant name {self.name!r} is reserved ({', '.join(_RESERVED)})")
+        if self.name in _RESERVED or self.name.startswith(PREFIX):
+            raise ValueError(
+                f"variant name {self.name!r} is reserved ({', '.join(_RESERVED)}, {PREFIX}*)"
+            )
 
 
 _RESERVED = ("baseline", "dmao", "control", "search", "search-phase", "figures")
@@ -107,12 +115,15 @@ def run_comparison(
     search_retrain: bool = False,
     control_from: str = "dmao",
     search_from: str = "dmao",
+    share_prefix: bool = False,
 ) -> ComparisonResult:
     """Train and decode every (system, seed); write ``OUT/results.{md,csv}`` and figures.
 
     ``jobs`` trainings run at the same time (spawned processes; see ``train_all``): the
     controls and retrains start when the runs they build on are done; decoding and scoring
-    follow, one run at a time.
+    follow, one run at a time. ``share_prefix``: DMAO systems that differ only in event-time
+    settings train their common steps before the first event once per seed
+    (:mod:`dmao.experiments.sharing`).
     """
     systems, plan, searches = _first_runs(
         baseline_config, dmao_config, seeds, list(overrides or []), list(variants or []),
@@ -122,7 +133,10 @@ def run_comparison(
     first = [(f"{s}/seed{k}", c, out_dir / s / f"seed{k}") for s, k, c in plan]
     first += [(f"search-phase/seed{k}", c, out_dir / "search-phase" / f"seed{k}")
               for k, _, c in searches]  # fmt: skip
-    train_all(first, jobs)
+    if share_prefix:
+        train_sharing_prefixes(first, out_dir, jobs)
+    else:
+        train_all(first, jobs)
     # Controls and retrains need the final architecture of a DMAO run, so they train after it.
     later: list[tuple[str, int, ExperimentConfig]] = []
     if control:
@@ -156,6 +170,7 @@ def comparison_status(
     search_retrain: bool = False,
     control_from: str = "dmao",
     search_from: str = "dmao",
+    share_prefix: bool = False,
 ) -> list[RunStatus]:
     """How far every run :func:`run_comparison` with these arguments would train is, in the
     order it trains them; reads ``out_dir`` and trains nothing (``dmao compare --status``)."""
@@ -163,10 +178,15 @@ def comparison_status(
         baseline_config, dmao_config, seeds, list(overrides or []), list(variants or []),
         search_retrain, control_from, search_from,
     )  # fmt: skip
-    first = [PlannedRun(f"{s}/seed{k}", out_dir / s / f"seed{k}", c.train.end_step)
-             for s, k, c in plan]  # fmt: skip
-    first += [PlannedRun(f"search-phase/seed{k}", out_dir / "search-phase" / f"seed{k}", steps)
-              for k, steps, _ in searches]  # fmt: skip
+    runs = [(f"{s}/seed{k}", c, out_dir / s / f"seed{k}") for s, k, c in plan]
+    runs += [(f"search-phase/seed{k}", c, out_dir / "search-phase" / f"seed{k}")
+             for k, _, c in searches]  # fmt: skip
+    # Members of a shared prefix that would start from it begin at its step.
+    prefixes = prefixes_to_train(runs, out_dir) if share_prefix else []
+    starts = {label: (p.label, p.step) for p in prefixes for label, _ in waiting_members(p)}
+    first = [PlannedRun(p.label, p.run_dir, p.step) for p in prefixes]
+    first += [PlannedRun(label, run_dir, c.train.end_step, start=starts.get(label))
+              for label, c, run_dir in runs]  # fmt: skip
     statuses = {status.run.label: status for status in map(run_status, first)}
     # The control trains the baseline recipe's steps on control_from's final architecture; the
     # retrain the steps after the search phase's last event.

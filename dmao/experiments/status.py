@@ -32,6 +32,7 @@ class PlannedRun:
     run_dir: Path
     steps: int  # the optimizer step it ends at
     after: str | None = None  # the label of the run whose final architecture it trains
+    start: tuple[str, int] | None = None  # (shared prefix, its step) it will start from
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class RunStatus:
             return f"resumes at step {self.step:,}"
         if self.run.after:
             return f"waits for {self.run.after}"
+        if self.run.start:
+            return f"starts from {self.run.start[0]} at step {self.run.start[1]:,}"
         return "not started"
 
 
@@ -72,7 +75,7 @@ def format_status(statuses: list[RunStatus], jobs: int = 1) -> str:
         progress = f"{s.step:,}/{s.run.steps:,}"
         lines.append(f"{s.run.label:<{width}}  {progress:>15}  {s.state}")
     left = [s for s in statuses if not s.done]
-    steps_left = sum(s.run.steps - s.step for s in left)
+    steps_left = sum(s.run.steps - max(s.step, s.run.start[1] if s.run.start else 0) for s in left)
     rates = [s.train_seconds / s.run.steps for s in statuses if s.done and s.train_seconds]
     summary = f"{len(statuses) - len(left)} of {len(statuses)} runs done"
     if left:

@@ -459,17 +459,25 @@ class DmaoAllocator:
         optimizer (built from all model parameters) BEFORE loading its state: they leave it again,
         so its parameter list matches the saved optimizer state."""
         schedule = [tuple(e) for e in state["schedule"]]
-        if schedule != [tuple(e) for e in self.schedule]:
+        done = int(state["event_index"])
+        # The event steps must agree, and so must the fractions of the events already made; those
+        # still to come may differ (another dmao.total_fraction, continuing a shared prefix).
+        if [s for s, _ in schedule] != [s for s, _ in self.schedule] or schedule[:done] != [
+            tuple(e) for e in self.schedule[:done]
+        ]:
             raise ValueError(
                 f"DMAO state was saved with schedule {schedule}, this run has {self.schedule}; "
                 f"total_steps or the dmao.* schedule settings changed"
             )
-        self.event_index = int(state["event_index"])
+        self.event_index = done
         self.history = [dict(e) for e in state["history"]]
         self.tracker.load_state_dict(state["tracker"])
         self.ramp.load_state_dict(state.get("rewarmup", {}), self._names().values())
-        # Checkpoints written before the run's budget was kept: the cost it has now.
-        self.run_budget = int(state.get("run_budget", self.total_cost()))
+        # Before the first event the budget is the cost of the model as built, in this run's
+        # budget unit (a shared prefix may have been trained with another); checkpoints written
+        # before the run's budget was kept: the cost it has now.
+        if self.event_index > 0:
+            self.run_budget = int(state.get("run_budget", self.total_cost()))
         if state.get("frozen"):
             if optimizer is None:
                 raise ValueError("DMAO state has frozen parameters: pass the optimizer too")

@@ -97,8 +97,10 @@ class UpdateRamp:
 
     def load_state_dict(self, state: dict[str, Any], names: Iterable[str]) -> None:
         """Restore a ramp; ``names`` are the parameter names that exist now (checked)."""
-        self.done = int(state.get("done", self.steps))
         self.targets = {n: (d, m) for n, (d, m) in state.get("targets", {}).items()}
+        # A ramp without targets is inactive, whatever length it was saved with (a shared prefix
+        # trained without re-warm-up saves done = 0 = its steps).
+        self.done = int(state.get("done", self.steps)) if self.targets else self.steps
         unknown = sorted(set(self.targets) - set(names))
         if unknown:
             raise ValueError(f"DMAO re-warm-up state names unknown parameters: {unknown[:3]}")

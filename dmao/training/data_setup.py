@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -197,15 +198,22 @@ def check_resume_compatible(
     *,
     saved_world_size: int = 1,
     world_size: int = 1,
+    ignore: Collection[str] = (),
 ) -> None:
     """Raise :class:`CheckpointError` naming every setting that differs from the checkpoint's.
 
     The number of data-parallel ranks is compared too: the sampler shards batches by rank, so a
-    different world size would replay a different stream.
+    different world size would replay a different stream. ``ignore``: dotted settings inside
+    the compared sections that may differ (DMAO's event-time settings before the first event,
+    :func:`dmao.method.prefix.event_time_differences`).
     """
     diffs = []
     for key in RESUME_MUST_MATCH:
         a, b = _lookup(saved, key), _lookup(current, key)
+        skipped = {i.removeprefix(key + ".") for i in ignore if i.startswith(key + ".")}
+        if skipped and isinstance(a, dict) and isinstance(b, dict):
+            a = {k: v for k, v in a.items() if k not in skipped}
+            b = {k: v for k, v in b.items() if k not in skipped}
         # Both empty: a key the checkpoint predates (read as {}) against its off default.
         if a != b and (a or b):
             diffs.append(f"{key}: checkpoint {a!r} vs config {b!r}")

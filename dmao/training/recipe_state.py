@@ -13,6 +13,7 @@ import torch
 
 from dmao.config import config_from_dict, config_to_dict
 from dmao.data.dataset import sampler_state_for_resume
+from dmao.method.prefix import event_time_differences
 from dmao.models.attention import legacy_qkv_modules
 from dmao.training.checkpoint import (
     CheckpointError,
@@ -162,14 +163,31 @@ class RunStateMixin:
         """Restore a checkpoint written by :meth:`save` (same config and world size required);
         the model must have been built with the checkpoint's architecture."""
         # Through the dataclasses, so settings added since the checkpoint take their defaults.
-        saved = config_to_dict(config_from_dict(state["config"], source=str(path)))
+        saved_config = config_from_dict(state["config"], source=str(path))
+        # Before the first DMAO event, settings read only at events may differ: the run so far is
+        # the one a run with this config would have made (a shared prefix, `--share-prefix`).
+        forked = event_time_differences(
+            saved_config.dmao, self.config.dmao, int(state["step"]), self.config.train.max_steps
+        )
         check_resume_compatible(
-            saved,
+            config_to_dict(saved_config),
             config_to_dict(self.config),
             Path(path),
             saved_world_size=int(state.get("world_size", 1)),
             world_size=self.dist.world_size,
+            ignore=[f"dmao.{key}" for key in forked],
         )
+        if forked:
+            log.info(
+                "continuing from %s, written before the first DMAO event with other event-time "
+                "settings (%s): the run so far is the one these settings make",
+                path,
+                ", ".join(
+                    f"dmao.{k}: {getattr(saved_config.dmao, k)!r} -> "
+                    f"{getattr(self.config.dmao, k)!r}"
+                    for k in forked
+                ),
+            )
         if legacy_qkv_modules(state["model"]):
             raise CheckpointError(
                 f"{path}: written by a dmao version with separate q/k/v attention layers; its "

@@ -49,6 +49,27 @@ def test_compare_status_lists_the_plan_without_training(tmp_path, capsys):
     assert not out.exists()  # nothing was trained or written
 
 
+def test_compare_status_with_share_prefix_shows_where_members_start(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "--status", "--out", str(out), "--seeds", "0", "--share-prefix"]
+    assert main([*args, "--variant", "rw:dmao.rewarmup_steps=10", "train.max_steps=1000"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    # The first event is after 150 of 1,000 updates; the last shared step on the default
+    # validation (500) and logging (25) grid is 0, so nothing is shared...
+    assert [row[0] for row in rows[1:4]] == ["baseline/seed0", "dmao/seed0", "rw/seed0"]
+    assert main([*args, "--variant", "rw:dmao.rewarmup_steps=10", "train.max_steps=1000",
+                 "train.valid_every_steps=100"]) == 0  # fmt: skip
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    # ...validating every 100 steps, the two DMAO systems share their first 100.
+    assert [row[0] for row in rows[1:5]] == [
+        "prefix-dmao/seed0", "baseline/seed0", "dmao/seed0", "rw/seed0",
+    ]  # fmt: skip
+    assert rows[3][2:] == ["starts", "from", "prefix-dmao/seed0", "at", "step", "100"]
+    assert rows[-1][:7] == ["0", "of", "4", "runs", "done;", "4", "to"]
+    assert rows[-1][7:9] == ["go,", "2,900"]  # 100 + 1,000 + 2 x 900 steps
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -11,6 +11,7 @@ import torch
 from test_allocator import _backward, _model, _rebuild_args, _same_objects, _train
 
 from dmao.method import DmaoAllocator, DmaoConfig
+from dmao.method.rewarmup import UpdateRamp
 from dmao.models.architecture import EncoderArchitecture
 from dmao.models.conformer import ConformerCTC
 
@@ -133,3 +134,14 @@ def test_loading_frozen_state_without_the_optimizer_is_refused():
     assert state["frozen"]
     with pytest.raises(ValueError, match="pass the optimizer"):
         allocator.load_state_dict(state)
+
+
+def test_an_inactive_ramp_stays_inactive_when_loaded_into_a_longer_one():
+    """A checkpoint of a run without re-warm-up (steps 0, done 0) continued by a run with it,
+    before any event (a shared prefix): the loaded ramp is inactive until the event starts it."""
+    saved = UpdateRamp(0).state_dict()
+    ramp = UpdateRamp(5)
+    ramp.load_state_dict(saved, names=[])
+    assert not ramp.active and ramp.done == 5
+    ramp.start({"w": (None, None)})
+    assert ramp.active and ramp.done == 0
