@@ -10,14 +10,9 @@ Layout of a run folder::
     RUN/checkpoints/step-*.pt  the newest k step checkpoints; best.pt = lowest dev WER
     RUN/architecture.json      per-layer widths of the final model
     RUN/train_summary.json     steps, training wall time, parameters, best dev WER (when done)
+    RUN/shared_prefix.json     the shared prefix it started from (dmao compare --share-prefix)
 
-One optimizer step (docs/distributed.md): every rank takes ``train.accum_grad_steps`` batches of
-its shard, forwards them under autocast (``train.precision``) and back-propagates the summed CTC
-loss divided by the number of target tokens of the GLOBAL batch (all ranks, all micro-batches), so
-the update is the same however the global batch is split over processes and micro-steps. DDP
-averages gradients in the last micro-step's backward (``no_sync`` before it). One all-reduce then
-agrees on the loss, "non-finite loss or gradient on any rank" and "a rank got SIGTERM", so every
-rank takes the same branch: skip the update, apply it, stop. Only rank 0 writes files and logs.
+One optimizer step (the batch stream, forward and backward): :mod:`dmao.training.step`.
 """
 
 from __future__ import annotations
@@ -28,13 +23,11 @@ import math
 import random
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from dmao.config import ExperimentConfig, save_config
@@ -61,19 +54,18 @@ from dmao.training.initialization import load_initial_weights, open_init_source
 from dmao.training.metrics import MetricLogger
 from dmao.training.model_setup import build_model_from_config
 from dmao.training.optimizer import build_optimizer
-from dmao.training.precision import PRECISIONS, autocast, clip_to_norm, total_norm
+from dmao.training.precision import PRECISIONS, clip_to_norm
 from dmao.training.provenance import code_version
 from dmao.training.recipe_state import Progress, RunStateMixin
 from dmao.training.run_lock import RunLock
 from dmao.training.schedule import build_one_cycle_scheduler
 from dmao.training.signals import StopOnSignal
+from dmao.training.step import StepMixin
 from dmao.training.validation import dev_scores
 
 __all__ = ["PRECISIONS", "TrainingRecipe", "resolve_device", "seed_everything"]
 
 log = logging.getLogger(__name__)
-
-# Consecutive non-finite steps tolerated before the run stops (ESPnet2 skips such updates too).
 
 
 def seed_everything(seed: int) -> None:
@@ -103,23 +95,7 @@ class _NoMetrics:
         pass
 
 
-@dataclass
-class _StepOutcome:
-    """One forward/backward over the global batch, with what all ranks agreed on."""
-
-    loss_sum: float
-    """Summed CTC loss of the global batch (meaningless when ``bad``)."""
-    tokens: int
-    utterances: int
-    audio_seconds: float
-    grad_norm: float
-    bad: bool
-    """Non-finite loss or gradient on some rank: every rank skips the update."""
-    stop: bool
-    """Some rank got SIGTERM/SIGINT: every rank commits and exits after this step."""
-
-
-class TrainingRecipe(RunStateMixin):
+class TrainingRecipe(StepMixin, RunStateMixin):
     """Train a CTC model as described by an :class:`ExperimentConfig` into ``run_dir``.
 
     Started by ``torchrun`` (``RANK``/``WORLD_SIZE``... in the environment) it is one rank of a
@@ -265,107 +241,6 @@ class TrainingRecipe(RunStateMixin):
         return compile_forward(module, mode, backend=backend, max_graphs=max_graphs)
 
     # ------------------------------------------------------------------ loop
-    def _autocast(self) -> Any:
-        return autocast(self.device, self.autocast_dtype)
-
-    def _ctc_loss(
-        self, batch: dict[str, Any], model: torch.nn.Module | None = None
-    ) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
-        """Forward the batch through ``model`` (default: the bare model): summed CTC loss, number
-        of target tokens, and the model outputs ``log_probs (B, T', V)`` and ``out_lens (B,)``
-        (validation decodes them)."""
-        model = self.model if model is None else model
-        non_blocking = self.device.type == "cuda"  # the loader pins memory on CUDA
-        features = batch["features"].to(self.device, non_blocking=non_blocking)
-        feature_lens = batch["feature_lens"].to(self.device, non_blocking=non_blocking)
-        target_lens = batch["target_lens"].to(self.device, non_blocking=non_blocking)
-        targets = batch["targets"].to(self.device, non_blocking=non_blocking)
-        with self._autocast():
-            log_probs, out_lens = model(features, feature_lens)  # (B, T', V), (B,)
-        loss = F.ctc_loss(
-            log_probs.float().transpose(0, 1),  # (T', B, V) as ctc_loss expects
-            targets,
-            out_lens,
-            target_lens,
-            blank=self.tokenizer.blank_id,
-            reduction="sum",
-            zero_infinity=False,  # infeasible utterances were filtered; inf means a real problem
-        )
-        return loss, int(batch["target_lens"].sum()), log_probs, out_lens
-
-    def _batches(self):
-        """Endless stream of training batches; the sampler owns order and epoch. Counts the
-        batches the loop received in this epoch (loader workers draw from the sampler ahead)."""
-        while True:
-            self.sampler.set_epoch(self.progress.epoch)
-            resumed_mid_epoch = self._epoch_batches > 0
-            yielded = 0
-            for batch in self.train_loader:
-                self._epoch_batches += 1
-                yielded += 1
-                yield batch
-            if yielded == 0 and not resumed_mid_epoch:
-                # Without this the loop would start empty epochs forever: the sampler drops an
-                # incomplete last batch, so a shard with less audio than one batch yields none.
-                cfg = self.config.data
-                seconds = sum(c.duration for c in self.train_cuts)
-                raise ValueError(
-                    f"the training data yields no batch: {len(self.train_cuts)} utterances, "
-                    f"{seconds:.1f} s of audio (over {self.dist.world_size} rank(s)) do not fill "
-                    f"one batch of data.max_batch_seconds={cfg.max_batch_seconds:g} s"
-                    + (
-                        f" (micro-batches of {self.micro_seconds:g} s)"
-                        if self.micro_seconds != cfg.max_batch_seconds
-                        else ""
-                    )
-                    + "; lower "
-                    f"data.max_batch_seconds or add training data ({', '.join(cfg.train_parts)})"
-                )
-            self.progress.epoch += 1
-            self._epoch_batches = 0
-
-    def _forward_backward(self, micro: list[dict[str, Any]], stop_requested: bool) -> _StepOutcome:
-        """Gradients of the global batch's per-token loss in ``.grad`` (unscaled, not clipped),
-        and the values all ranks agreed on."""
-        dist = self.dist
-        local_tokens = sum(int(b["target_lens"].sum()) for b in micro)
-        (global_tokens,) = dist.all_reduce_sum([local_tokens])
-        global_tokens = max(int(global_tokens), 1)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss_sum = torch.zeros((), dtype=torch.float32, device=self.device)
-        for i, batch in enumerate(micro):
-            # DDP averages gradients over ranks in the last micro-batch's backward, so each
-            # rank's loss is scaled by world_size: the result is d(loss sum)/d(weights) / tokens
-            # of the global batch (left to right: exactly loss / tokens with one process).
-            with dist.no_sync(self.train_model, skip=i < len(micro) - 1):
-                batch_loss, _, _, _ = self._ctc_loss(batch, self.train_model)
-                loss = batch_loss * dist.world_size / global_tokens
-                self.scaler.scale(loss).backward()
-            loss_sum += batch_loss.detach()
-        self.scaler.unscale_(self.optimizer)  # a no-op unless fp16
-        grad_norm = total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
-        local_loss = float(loss_sum)
-        loss_bad = not math.isfinite(local_loss)
-        totals = dist.all_reduce_sum(
-            [
-                0.0 if loss_bad else local_loss,
-                float(loss_bad),
-                float(not torch.isfinite(grad_norm)),
-                float(stop_requested),
-                float(sum(len(b["cut_ids"]) for b in micro)),
-                float(sum(int(b["feature_lens"].sum()) for b in micro)) * FRAME_SHIFT_S,
-            ]
-        )
-        return _StepOutcome(
-            loss_sum=totals[0],
-            tokens=global_tokens,
-            utterances=int(totals[4]),
-            audio_seconds=totals[5],
-            grad_norm=float(grad_norm),
-            bad=totals[1] > 0 or totals[2] > 0,
-            stop=totals[3] > 0,
-        )
-
     def train(self) -> dict[str, float]:
         """Run until ``train.max_steps`` (or ``stop_at_step``) steps; returns the last
         validation metrics."""

@@ -27,7 +27,7 @@ from dmao.training.checkpoint import (
 from dmao.training.data_setup import check_resume_compatible
 
 if TYPE_CHECKING:
-    from dmao.training.recipe import _StepOutcome
+    from dmao.training.step import _StepOutcome
 
 __all__ = ["Progress", "RunStateMixin"]
 
