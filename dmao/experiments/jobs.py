@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,30 +93,45 @@ def _job_device(device: str, index: int) -> str:
     return f"cuda:{index % torch.cuda.device_count()}"
 
 
-def train_all(plan: list[tuple[str, ExperimentConfig, Path]], jobs: int) -> None:
+def train_all(
+    plan: list[tuple[str, ExperimentConfig, Path]],
+    jobs: int,
+    after: dict[str, tuple[str, Callable[[], None]]] | None = None,
+) -> None:
     """Train every unfinished run of ``plan`` (label, config, run folder), ``jobs`` at a time.
 
+    ``after``: label → (label of a run of ``plan`` that must finish first, a function called in
+    this process when it has, right before the run starts), e.g. a run that starts from a shared
+    prefix (:mod:`dmao.experiments.sharing`). Runs start in plan order as workers free up, each
+    as soon as what it waits for is done.
+
     With ``jobs > 1`` each run is a spawned process; on the CPU each gets ``cores // jobs``
-    threads unless ``train.num_threads`` is set. A failed run does not stop the others; the
-    failures are raised together at the end (re-running resumes them). SIGTERM/SIGINT, to the
-    process group (``timeout``) or to this process alone, stops every running run after its
-    current step with a committed checkpoint, then exits with 128 + signal.
+    threads unless ``train.num_threads`` is set. A failed run does not stop the others (those
+    that wait for it do not start); the failures are raised together at the end (re-running
+    resumes them). SIGTERM/SIGINT, to the process group (``timeout``) or to this process alone,
+    stops every running run after its current step with a committed checkpoint, then exits
+    with 128 + signal.
     """
-    todo = [(label, cfg, run) for label, cfg, run in plan if not is_complete(cfg, run)]
+    after = after or {}
+    done = {label for label, cfg, run in plan if is_complete(cfg, run)}
+    todo = [(label, cfg, run) for label, cfg, run in plan if label not in done]
     if jobs <= 1 or len(todo) <= 1:
-        for _, cfg, run in todo:
+        for label, cfg, run in todo:
+            if label in after:
+                after[label][1]()
             train_if_needed(cfg, run)
         return
     import multiprocessing
     import os
     import signal
     import sys
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     workers = min(jobs, len(todo))
     threads = max(1, (os.cpu_count() or 1) // workers)
     log.info("training %d runs, %d at a time", len(todo), workers)
     failures: list[str] = []
+    failed: set[str] = set()
     # One run per worker process: a worker exits when its run ends, also when `dmao compare`
     # itself is gone (after SIGTERM to the group a long-lived worker would wait forever).
     per_child = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
@@ -123,27 +139,46 @@ def train_all(plan: list[tuple[str, ExperimentConfig, Path]], jobs: int) -> None
         max_workers=workers, mp_context=multiprocessing.get_context("spawn"), **per_child
     )
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    pending, running, started = list(todo), {}, 0
     try:
-        futures = {}
-        for index, (label, cfg, run) in enumerate(todo):
-            cfg = copy.deepcopy(cfg)
-            cfg.train.device = _job_device(cfg.train.device, index)
-            if cfg.train.num_threads <= 0:
-                cfg.train.num_threads = threads
-            futures[pool.submit(_train_in_subprocess, cfg, str(run), label)] = label
-        for future in as_completed(futures):
-            label = futures[future]
-            try:
-                future.result()
-                log.info("%s finished", label)
-            except Exception as exc:  # reported together below; the other runs go on
-                log.error("%s failed: %s", label, exc)
-                failures.append(f"{label}: {exc}")
+        while pending or running:
+            # Runs waiting for a failed one never start.
+            for item in [i for i in pending if after.get(i[0], ("",))[0] in failed]:
+                pending.remove(item)
+                failed.add(item[0])
+                failures.append(f"{item[0]}: not started, {after[item[0]][0]} failed")
+            while len(running) < workers:
+                ready = [i for i in pending if i[0] not in after or after[i[0]][0] in done]
+                if not ready:
+                    break
+                label, cfg, run = ready[0]
+                pending.remove(ready[0])
+                if label in after:
+                    after[label][1]()
+                cfg = copy.deepcopy(cfg)
+                cfg.train.device = _job_device(cfg.train.device, started)
+                started += 1
+                if cfg.train.num_threads <= 0:
+                    cfg.train.num_threads = threads
+                running[pool.submit(_train_in_subprocess, cfg, str(run), label)] = label
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                label = running.pop(future)
+                try:
+                    future.result()
+                    done.add(label)
+                    log.info("%s finished", label)
+                except Exception as exc:  # reported together below; the other runs go on
+                    log.error("%s failed: %s", label, exc)
+                    failed.add(label)
+                    failures.append(f"{label}: {exc}")
     except _Stop as stop:
         # `timeout` and schedulers signal the whole process group, `kill PID` only this process:
         # pass it on (a second signal is harmless), and wait until every run has committed its
-        # last step, so that re-running the same command resumes them all. Runs still waiting in
-        # the pool's queue are cancelled by the shutdown and never start.
+        # last step, so that re-running the same command resumes them all. Runs not started yet
+        # never start.
         log.warning(
             "signal %d: the running runs commit their last step; re-run the same command to resume",
             stop.signum,

@@ -5,9 +5,11 @@ Systems that differ only in event-time settings (:data:`dmao.method.prefix.EVENT
 growth initialisation, re-warm-up, reference mode, perturbation-only, fractions, budget unit, …)
 make exactly the same updates before their first event. For every seed, such a group's common
 steps are trained once, as ``OUT/prefix-<first system>/seed<k>`` (the first system's recipe,
-stopped early); every member that has not started yet then begins as a copy of that run and
-resumes from its last checkpoint, as if it had trained those steps itself (the resume accepts the
-differing event-time settings, see :meth:`~dmao.training.recipe_state.RunStateMixin.load_state`).
+stopped early); as soon as it has finished, every member that has not started yet begins as a
+copy of that run and resumes from its last checkpoint, as if it had trained those steps itself
+(the resume accepts the differing event-time settings, see
+:meth:`~dmao.training.recipe_state.RunStateMixin.load_state`). With ``--jobs N`` the runs that
+share nothing (the baseline) train beside the prefixes.
 
 The shared step is the last one before every member's first event (and before a GradMax
 member's statistics window, :func:`~dmao.method.prefix.last_shared_step`) that lies on the
@@ -18,6 +20,7 @@ a run trained alone. A member's ``train_summary.json`` counts the prefix's train
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import logging
 import math
@@ -173,16 +176,17 @@ def prefixes_to_train(
 def train_sharing_prefixes(runs: list[tuple[str, ExperimentConfig, Path]], out_dir: Path,
                            jobs: int) -> None:  # fmt: skip
     """:func:`~dmao.experiments.jobs.train_all` of ``runs``, the shared steps of each group
-    trained once: the prefixes with the runs that share nothing, then the members started from
-    their prefix, then every run to its end."""
+    trained once: each prefix first in the queue, and every member that starts from it as soon
+    as it has finished (the runs that share nothing fill the other workers meanwhile)."""
     prefixes = prefixes_to_train(runs, out_dir)
-    starting = {label for p in prefixes for label, _ in waiting_members(p)}
-    train_all(
-        [(p.label, p.config, p.run_dir) for p in prefixes]
-        + [run for run in runs if run[0] not in starting],
-        jobs,
-    )
-    for p in prefixes:
-        for _, run_dir in waiting_members(p):
-            start_from_prefix(p, run_dir)
-    train_all(runs, jobs)
+    after = {
+        label: (p.label, functools.partial(_start_if_waiting, p, run_dir))
+        for p in prefixes
+        for label, run_dir in waiting_members(p)
+    }
+    train_all([(p.label, p.config, p.run_dir) for p in prefixes] + runs, jobs, after=after)
+
+
+def _start_if_waiting(prefix: SharedPrefix, run_dir: Path) -> None:
+    if not list_step_checkpoints(run_dir / "checkpoints"):
+        start_from_prefix(prefix, run_dir)

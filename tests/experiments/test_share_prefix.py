@@ -65,12 +65,16 @@ def test_shared_prefix_runs_end_bit_identical_to_runs_trained_alone(tiny_corpus,
     gradmax = Variant("gm", ("dmao.growth_init=gradmax", "dmao.growth_gradmax_steps=2"))
     rewarm = Variant("rw", ("dmao.rewarmup_steps=2", "dmao.budget_unit=macs"))
     out = tmp_path / "cmp"
+    # Two at a time: the members start (in their own processes) once the prefix has finished,
+    # the baseline trains beside it. One thread per run, here and alone, for equal arithmetic.
+    overrides.append("train.num_threads=1")
     options = {"seeds": [0], "overrides": overrides, "variants": [gradmax, rewarm],
-               "search_retrain": True, "share_prefix": True}  # fmt: skip
+               "search_retrain": True, "share_prefix": True, "jobs": 2}  # fmt: skip
 
     # Shared: the updates before GradMax's window (2 updates before the event after 9), on the
     # validation grid: 6 steps, trained once for dmao, gm, rw and the search phase.
-    before = {s.run.label: s.state for s in comparison_status(None, None, out, **options)}
+    status_options = {k: v for k, v in options.items() if k != "jobs"}
+    before = {s.run.label: s.state for s in comparison_status(None, None, out, **status_options)}
     assert before["prefix-dmao/seed0"] == "not started"
     for member in ("dmao/seed0", "gm/seed0", "rw/seed0", "search-phase/seed0"):
         assert before[member] == "starts from prefix-dmao/seed0 at step 6"
@@ -108,7 +112,7 @@ def test_shared_prefix_runs_end_bit_identical_to_runs_trained_alone(tiny_corpus,
         assert a["best_dev_wer"] == b["best_dev_wer"]
 
     # Re-running trains nothing and forks nothing again.
-    after = {s.run.label: s.state for s in comparison_status(None, None, out, **options)}
+    after = {s.run.label: s.state for s in comparison_status(None, None, out, **status_options)}
     assert all(state.startswith("done") for state in after.values()), after
 
 
