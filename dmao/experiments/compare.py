@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from dmao.experiments.jobs import train_all, train_if_needed
 from dmao.experiments.sharing import (
     PREFIX,
     prefixes_to_train,
-    train_sharing_prefixes,
+    shared_prefix_plan,
     waiting_members,
 )
 from dmao.experiments.status import PlannedRun, RunStatus, run_status
@@ -133,21 +134,26 @@ def run_comparison(
     first = [(f"{s}/seed{k}", c, out_dir / s / f"seed{k}") for s, k, c in plan]
     first += [(f"search-phase/seed{k}", c, out_dir / "search-phase" / f"seed{k}")
               for k, _, c in searches]  # fmt: skip
-    if share_prefix:
-        train_sharing_prefixes(first, out_dir, jobs)
-    else:
-        train_all(first, jobs)
-    # Controls and retrains need the final architecture of a DMAO run, so they train after it.
+    # Controls and retrains need the final architecture of a DMAO run: each starts when its run
+    # is done (the architecture is read when the model is built).
     later: list[tuple[str, int, ExperimentConfig]] = []
+    after: dict[str, tuple[str, Callable[[], None]]] = {}
     if control:
         for seed in seeds:
             found = out_dir / control_from / f"seed{seed}"
             later.append(("control", seed, _from_scratch(baseline_config, overrides, found, seed)))
+            after[f"control/seed{seed}"] = (f"{control_from}/seed{seed}", _nothing)
     for seed, steps, cfg in searches:
         found = out_dir / "search-phase" / f"seed{seed}"
         rest = f"train.max_steps={cfg.train.max_steps - steps}"
         later.append(("search", seed, _from_scratch(baseline_config, overrides, found, seed, rest)))
-    train_all([(f"{s}/seed{k}", c, out_dir / s / f"seed{k}") for s, k, c in later], jobs)
+        after[f"search/seed{seed}"] = (f"search-phase/seed{seed}", _nothing)
+    prefixes: list[tuple[str, ExperimentConfig, Path]] = []
+    if share_prefix:
+        prefixes, starts = shared_prefix_plan(first, out_dir)
+        after.update(starts)
+    later_runs = [(f"{s}/seed{k}", c, out_dir / s / f"seed{k}") for s, k, c in later]
+    train_all(prefixes + first + later_runs, jobs, after=after)
     plan += later
     order = {name: i for i, name in enumerate([*systems, "control", "search"])}
     runs: list[RunResult] = []
@@ -252,6 +258,10 @@ def _first_runs(
             phase.train.stop_at_step = steps = _last_event_step(phase)
             searches.append((seed, steps, phase))
     return systems, plan, searches
+
+
+def _nothing() -> None:
+    """What a run that only waits for another does before it starts."""
 
 
 def _last_event_step(config: ExperimentConfig) -> int:

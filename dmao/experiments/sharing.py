@@ -26,11 +26,12 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from dmao.config import ExperimentConfig, config_to_dict
-from dmao.experiments.jobs import finished_summary, train_all
+from dmao.experiments.jobs import finished_summary
 from dmao.method.prefix import last_shared_step, without_event_time
 from dmao.training.checkpoint import list_step_checkpoints
 
@@ -39,8 +40,8 @@ __all__ = [
     "SharedPrefix",
     "plan_shared_prefixes",
     "prefixes_to_train",
+    "shared_prefix_plan",
     "start_from_prefix",
-    "train_sharing_prefixes",
     "waiting_members",
 ]
 
@@ -173,18 +174,20 @@ def prefixes_to_train(
     ]
 
 
-def train_sharing_prefixes(runs: list[tuple[str, ExperimentConfig, Path]], out_dir: Path,
-                           jobs: int) -> None:  # fmt: skip
-    """:func:`~dmao.experiments.jobs.train_all` of ``runs``, the shared steps of each group
-    trained once: each prefix first in the queue, and every member that starts from it as soon
-    as it has finished (the runs that share nothing fill the other workers meanwhile)."""
+def shared_prefix_plan(
+    runs: list[tuple[str, ExperimentConfig, Path]], out_dir: Path
+) -> tuple[list[tuple[str, ExperimentConfig, Path]], dict[str, tuple[str, Callable[[], None]]]]:
+    """What :func:`~dmao.experiments.jobs.train_all` needs to train ``runs`` with their shared
+    steps trained once: the prefix runs (label, config, folder), to be queued first, and for
+    every member that starts from one, (the prefix's label, the function that makes the member
+    a copy of it), for ``train_all``'s ``after``."""
     prefixes = prefixes_to_train(runs, out_dir)
     after = {
         label: (p.label, functools.partial(_start_if_waiting, p, run_dir))
         for p in prefixes
         for label, run_dir in waiting_members(p)
     }
-    train_all([(p.label, p.config, p.run_dir) for p in prefixes] + runs, jobs, after=after)
+    return [(p.label, p.config, p.run_dir) for p in prefixes], after
 
 
 def _start_if_waiting(prefix: SharedPrefix, run_dir: Path) -> None:

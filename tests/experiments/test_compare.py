@@ -224,7 +224,11 @@ def test_a_failed_parallel_run_is_named_and_the_others_finish(tiny_corpus, tmp_p
     # CUDA is not available here, so the variant fails when its training starts.
     broken = Variant("broken", ("train.device=cuda",))
     out = tmp_path / "cmp"
-    with pytest.raises(RuntimeError, match=r"1 of 3 runs failed.*broken/seed0"):
-        run_comparison(None, None, out, seeds=[0], overrides=overrides, variants=[broken], jobs=3)
+    # Its control waits for it, so it never starts; the others train to their end.
+    with pytest.raises(RuntimeError, match=r"2 of 4 runs failed.*broken/seed0") as failure:
+        run_comparison(None, None, out, seeds=[0], overrides=overrides, variants=[broken],
+                       control=True, control_from="broken", jobs=3)  # fmt: skip
+    assert "control/seed0: not started, broken/seed0 failed" in str(failure.value)
     for system in ("baseline", "dmao"):
         assert (out / system / "seed0" / "train_summary.json").is_file()
+    assert not (out / "control").exists()
