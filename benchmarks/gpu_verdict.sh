@@ -3,7 +3,8 @@
 # the paper's smallest size (d = 256 x 12, 19 M parameters, verdict_gpu.yaml) on the 10 h built-in
 # corpus — baseline, DMAO (fresh), reference, perturbation-only, the control and
 # search-then-retrain — for 3 seeds, six runs side by side, through benchmarks/gpu_session.sh
-# (corpus, comparison, packed results). Resumable: call it again in the next GPU session.
+# (corpus, comparison, packed results). The DMAO systems train their steps before the first event
+# once per seed (--share-prefix). Resumable: call it again in the next GPU session.
 #
 #   benchmarks/gpu_verdict.sh OUT [--seeds "0 1 2"] [--systems "--variant NAME:k=v ..."]
 #                                 [--overrides "k=v ..."] [gpu_session.sh options]
@@ -28,4 +29,4 @@ exec bash benchmarks/gpu_session.sh "$OUT" --hours 10 --corpus data/synthetic10h
     --compare-options "--dmao-config dmao/configs/synthetic/verdict_gpu_dmao.yaml \
         --variant reference:dmao.growth_init=reference \
         --variant perturb:dmao.growth_init=reference,dmao.perturb_only=true \
-        --control --search-retrain $SYSTEMS --seeds $SEEDS" "${REST[@]}"
+        --control --search-retrain --share-prefix $SYSTEMS --seeds $SEEDS" "${REST[@]}"
