@@ -44,6 +44,7 @@ from dmao.experiments.sharing import (
     PREFIX,
     prefixes_to_train,
     shared_prefix_plan,
+    sharing_hint,
     waiting_members,
 )
 from dmao.experiments.status import PlannedRun, RunStatus, run_status
@@ -152,6 +153,8 @@ def run_comparison(
     if share_prefix:
         prefixes, starts = shared_prefix_plan(first, out_dir)
         after.update(starts)
+    elif hint := sharing_hint(first, out_dir):
+        log.info(hint)
     later_runs = [(f"{s}/seed{k}", c, out_dir / s / f"seed{k}") for s, k, c in later]
     train_all(prefixes + first + later_runs, jobs, after=after)
     plan += later

@@ -41,6 +41,7 @@ __all__ = [
     "plan_shared_prefixes",
     "prefixes_to_train",
     "shared_prefix_plan",
+    "sharing_hint",
     "start_from_prefix",
     "waiting_members",
 ]
@@ -188,6 +189,19 @@ def shared_prefix_plan(
         for label, run_dir in waiting_members(p)
     }
     return [(p.label, p.config, p.run_dir) for p in prefixes], after
+
+
+def sharing_hint(runs: list[tuple[str, ExperimentConfig, Path]], out_dir: Path) -> str | None:
+    """What ``--share-prefix`` would save on ``runs`` now (None: nothing), for a comparison
+    run without it."""
+    shared = prefixes_to_train(runs, out_dir)
+    if not shared:
+        return None
+    steps = sum(p.step * (len(waiting_members(p)) - 1) for p in shared)
+    groups = "; ".join(
+        f"{', '.join(label for label, _, _ in p.members)} share {p.step:,}" for p in shared
+    )
+    return f"--share-prefix would train {steps:,} steps fewer ({groups})"
 
 
 def _start_if_waiting(prefix: SharedPrefix, run_dir: Path) -> None:

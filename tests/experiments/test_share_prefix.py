@@ -13,6 +13,7 @@ from conftest import tiny_train_overrides
 from dmao.config import load_config
 from dmao.experiments import Variant, comparison_status, run_comparison
 from dmao.experiments.jobs import train_if_needed
+from dmao.experiments.sharing import sharing_hint
 from dmao.method.config import DmaoConfig
 from dmao.method.prefix import event_time_differences, last_shared_step
 from dmao.training.checkpoint import CheckpointError, load_checkpoint
@@ -41,6 +42,21 @@ def test_only_event_time_settings_may_differ_and_only_before_the_first_event():
     assert event_time_differences(base, other, 500, 1000) == []  # at the event: too late
     metric = DmaoConfig(enabled=True, last_event_fraction=0.5, metric="magnitude")
     assert event_time_differences(base, metric, 10, 1000) == []  # the scores differ from step 0
+
+
+def test_a_comparison_without_share_prefix_is_told_what_it_would_save(tmp_path):
+    def run(system: str, *extra: str):
+        config = load_config(None, ["dmao.enabled=true", "train.max_steps=1000",
+                                    "train.valid_every_steps=100", *extra])  # fmt: skip
+        return (f"{system}/seed0", config, tmp_path / system / "seed0")
+
+    runs = [run("dmao"), run("rw", "dmao.rewarmup_steps=10"), run("late", "dmao.num_events=2")]
+    # dmao and rw part at their first event (after 150 updates); late has two events (a
+    # schedule setting), so it parts from them at step 0.
+    assert sharing_hint(runs, tmp_path) == (
+        "--share-prefix would train 100 steps fewer (dmao/seed0, rw/seed0 share 100)"
+    )
+    assert sharing_hint(runs[1:], tmp_path) is None
 
 
 def _tiny(tiny_corpus, tmp_path):
