@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="DMAO systems that differ only in settings read at events (growth, re-warm-up, "
         "reference mode, fractions, ...) train their common steps before the first event once "
-        "per seed (OUT/prefix-SYSTEM/seedK); each then continues from that checkpoint exactly "
+        "per seed (OUT/prefix-SYSTEM-STEP/seedK); each then continues from that checkpoint exactly "
         "as if it had trained them itself",
     )
     p.add_argument(

@@ -4,7 +4,7 @@ steps before it once per seed.
 Systems that differ only in event-time settings (:data:`dmao.method.prefix.EVENT_TIME_KEYS`:
 growth initialisation, re-warm-up, reference mode, perturbation-only, fractions, budget unit, …)
 make exactly the same updates before their first event. For every seed, such a group's common
-steps are trained once, as ``OUT/prefix-<first system>/seed<k>`` (the first system's recipe,
+steps are trained once, as ``OUT/prefix-<first system>-<step>/seed<k>`` (the first system's recipe,
 stopped early); as soon as it has finished, every member that has not started yet begins as a
 copy of that run and resumes from its last checkpoint, as if it had trained those steps itself
 (the resume accepts the differing event-time settings, see
@@ -49,7 +49,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PREFIX = "prefix-"
-"""Run folders of shared prefixes are ``OUT/prefix-<system>/seed<k>``."""
+"""Run folders of shared prefixes are ``OUT/prefix-<system>-<step>/seed<k>``: the first member's
+system and the shared step (another step, e.g. after a GradMax variant joined, is another run)."""
 
 FORK_RECORD = "shared_prefix.json"
 _NOT_COPIED = {".lock", "config.yaml", "train_summary.json", "architecture.json", "checkpoints"}
@@ -59,7 +60,7 @@ _NOT_COPIED = {".lock", "config.yaml", "train_summary.json", "architecture.json"
 class SharedPrefix:
     """The steps ``members`` (labels, run folders) share, trained once as ``label``."""
 
-    label: str  # "prefix-<system>/seed<k>"
+    label: str  # "prefix-<system>-<step>/seed<k>"
     run_dir: Path
     config: ExperimentConfig  # the first member's recipe, stopped at ``step``
     step: int
@@ -102,8 +103,8 @@ def plan_shared_prefixes(
         config.train.stop_at_step = step
         prefixes.append(
             SharedPrefix(
-                label=f"{PREFIX}{system}/{seed}",
-                run_dir=out_dir / f"{PREFIX}{system}" / seed,
+                label=f"{PREFIX}{system}-{step}/{seed}",
+                run_dir=out_dir / f"{PREFIX}{system}-{step}" / seed,
                 config=config,
                 step=step,
                 members=tuple((label, d, c.train.end_step) for label, c, d in members),

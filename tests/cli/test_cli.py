@@ -62,9 +62,9 @@ def test_compare_status_with_share_prefix_shows_where_members_start(tmp_path, ca
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     # ...validating every 100 steps, the two DMAO systems share their first 100.
     assert [row[0] for row in rows[1:5]] == [
-        "prefix-dmao/seed0", "baseline/seed0", "dmao/seed0", "rw/seed0",
+        "prefix-dmao-100/seed0", "baseline/seed0", "dmao/seed0", "rw/seed0",
     ]  # fmt: skip
-    assert rows[3][2:] == ["starts", "from", "prefix-dmao/seed0", "at", "step", "100"]
+    assert rows[3][2:] == ["starts", "from", "prefix-dmao-100/seed0", "at", "step", "100"]
     assert rows[-1][:7] == ["0", "of", "4", "runs", "done;", "4", "to"]
     assert rows[-1][7:9] == ["go,", "2,900"]  # 100 + 1,000 + 2 x 900 steps
     assert not out.exists()

@@ -91,17 +91,17 @@ def test_shared_prefix_runs_end_bit_identical_to_runs_trained_alone(tiny_corpus,
     # validation grid: 6 steps, trained once for dmao, gm, rw and the search phase.
     status_options = {k: v for k, v in options.items() if k != "jobs"}
     before = {s.run.label: s.state for s in comparison_status(None, None, out, **status_options)}
-    assert before["prefix-dmao/seed0"] == "not started"
+    assert before["prefix-dmao-6/seed0"] == "not started"
     for member in ("dmao/seed0", "gm/seed0", "rw/seed0", "search-phase/seed0"):
-        assert before[member] == "starts from prefix-dmao/seed0 at step 6"
+        assert before[member] == "starts from prefix-dmao-6/seed0 at step 6"
     assert before["baseline/seed0"] == "not started"  # DMAO off: shares nothing
 
     run_comparison(None, None, out, **options)
-    prefix = json.loads((out / "prefix-dmao" / "seed0" / "train_summary.json").read_text())
+    prefix = json.loads((out / "prefix-dmao-6" / "seed0" / "train_summary.json").read_text())
     assert prefix["steps"] == 6
     for system in ("dmao", "gm", "rw", "search-phase"):
         record = json.loads((out / system / "seed0" / "shared_prefix.json").read_text())
-        assert record["step"] == 6 and record["label"] == "prefix-dmao/seed0"
+        assert record["step"] == 6 and record["label"] == "prefix-dmao-6/seed0"
 
     # Each variant trained alone, from step 0: the same weights, losses, dev WERs and event.
     for variant in (gradmax, rewarm):
@@ -115,9 +115,9 @@ def test_shared_prefix_runs_end_bit_identical_to_runs_trained_alone(tiny_corpus,
         assert a["architecture"] == b["architecture"]
         assert (
             a["architecture"]
-            != load_checkpoint(out / "prefix-dmao" / "seed0" / "checkpoints" / "step-00000006.pt")[
-                "architecture"
-            ]
+            != load_checkpoint(
+                out / "prefix-dmao-6" / "seed0" / "checkpoints" / "step-00000006.pt"
+            )["architecture"]
         )  # the event moved widths after the shared steps
         for name, tensor in a["model"].items():
             assert torch.equal(tensor, b["model"][name]), (variant.name, name)
