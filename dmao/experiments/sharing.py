@@ -13,8 +13,9 @@ share nothing (the baseline) train beside the prefixes.
 
 The shared step is the last one before every member's first event (and before a GradMax
 member's statistics window, :func:`~dmao.method.prefix.last_shared_step`) that lies on the
-recipe's validation and logging grid, so a member's log, dev WERs and ``best.pt`` are those of
-a run trained alone. A member's ``train_summary.json`` counts the prefix's training time too.
+recipe's validation, logging and checkpoint grid, so a member's log, dev WERs and ``best.pt``
+are those of a run trained alone. A member's ``train_summary.json`` counts the prefix's
+training time too.
 """
 
 from __future__ import annotations
@@ -92,11 +93,14 @@ def plan_shared_prefixes(
         train = first_config.train
         limit = min(last_shared_step(c.dmao, c.train.max_steps) for _, c, _ in members)
         limit = min(limit, *(c.train.end_step for _, c, _ in members))
-        grid = math.lcm(train.valid_every_steps, train.log_every_steps)
+        # Where a run alone logs, validates and saves too (its best.pt is chosen at saves).
+        grid = math.lcm(
+            train.valid_every_steps, train.log_every_steps, train.checkpoint_every_steps
+        )
         step = limit // grid * grid
         if step <= 0:
-            log.info("%s and the others of its group share no step on the validation grid",
-                     first_label)  # fmt: skip
+            log.info("%s and the others of its group share no step on the validation, logging "
+                     "and checkpoint grid", first_label)  # fmt: skip
             continue
         system, seed = first_label.split("/", 1)
         config = copy.deepcopy(first_config)

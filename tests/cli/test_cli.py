@@ -55,12 +55,13 @@ def test_compare_status_with_share_prefix_shows_where_members_start(tmp_path, ca
     assert main([*args, "--variant", "rw:dmao.rewarmup_steps=10", "train.max_steps=1000"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     # The first event is after 150 of 1,000 updates; the last shared step on the default
-    # validation (500) and logging (25) grid is 0, so nothing is shared...
+    # validation (500), logging (25) and checkpoint (500) grid is 0, so nothing is shared...
     assert [row[0] for row in rows[1:4]] == ["baseline/seed0", "dmao/seed0", "rw/seed0"]
+    every_100 = ["train.valid_every_steps=100", "train.checkpoint_every_steps=100"]
     assert main([*args, "--variant", "rw:dmao.rewarmup_steps=10", "train.max_steps=1000",
-                 "train.valid_every_steps=100"]) == 0  # fmt: skip
+                 *every_100]) == 0  # fmt: skip
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
-    # ...validating every 100 steps, the two DMAO systems share their first 100.
+    # ...validating and saving every 100 steps, the two DMAO systems share their first 100.
     assert [row[0] for row in rows[1:5]] == [
         "prefix-dmao-100/seed0", "baseline/seed0", "dmao/seed0", "rw/seed0",
     ]  # fmt: skip

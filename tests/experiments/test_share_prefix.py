@@ -13,7 +13,7 @@ from conftest import tiny_train_overrides
 from dmao.config import load_config
 from dmao.experiments import Variant, comparison_status, run_comparison
 from dmao.experiments.jobs import train_if_needed
-from dmao.experiments.sharing import sharing_hint
+from dmao.experiments.sharing import plan_shared_prefixes, sharing_hint
 from dmao.method.config import DmaoConfig
 from dmao.method.prefix import event_time_differences, last_shared_step
 from dmao.training.checkpoint import CheckpointError, load_checkpoint
@@ -47,7 +47,8 @@ def test_only_event_time_settings_may_differ_and_only_before_the_first_event():
 def test_a_comparison_without_share_prefix_is_told_what_it_would_save(tmp_path):
     def run(system: str, *extra: str):
         config = load_config(None, ["dmao.enabled=true", "train.max_steps=1000",
-                                    "train.valid_every_steps=100", *extra])  # fmt: skip
+                                    "train.valid_every_steps=100",
+                                    "train.checkpoint_every_steps=100", *extra])  # fmt: skip
         return (f"{system}/seed0", config, tmp_path / system / "seed0")
 
     runs = [run("dmao"), run("rw", "dmao.rewarmup_steps=10"), run("late", "dmao.num_events=2")]
@@ -57,6 +58,14 @@ def test_a_comparison_without_share_prefix_is_told_what_it_would_save(tmp_path):
         "--share-prefix would train 100 steps fewer (dmao/seed0, rw/seed0 share 100)"
     )
     assert sharing_hint(runs[1:], tmp_path) is None
+    # The shared step lies on the checkpoint grid too: a run alone updates best.pt only when it
+    # saves, so the prefix must end where it would have saved.
+    coarse = [run(name, *extra, "train.checkpoint_every_steps=300") for name, extra in
+              (("dmao", ()), ("rw", ("dmao.rewarmup_steps=10",)))]  # fmt: skip
+    assert sharing_hint(coarse, tmp_path) is None  # 300 > 149
+    later = [run(name, *extra, "dmao.last_event_fraction=0.8", "train.checkpoint_every_steps=300")
+             for name, extra in (("dmao", ()), ("rw", ("dmao.rewarmup_steps=10",)))]  # fmt: skip
+    assert plan_shared_prefixes(later, tmp_path)[0].step == 600  # before 800; not 700
 
 
 def _tiny(tiny_corpus, tmp_path):
