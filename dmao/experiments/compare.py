@@ -21,6 +21,9 @@ Systems:
   ``control_from`` / ``search_from`` name the system whose DMAO runs the control and the search
   use (default ``dmao``).
 
+With ``share_prefix`` (``--share-prefix``) the DMAO systems of a seed that differ only in
+event-time settings train their steps before the first event once (:mod:`dmao.experiments.sharing`).
+
 Every run records the version of the code that trained it (``train_summary.json``); the summary
 warns when a comparison mixes versions.
 
