@@ -142,26 +142,29 @@ def train_all(
     pending, running, started = list(todo), {}, 0
     try:
         while pending or running:
-            # Runs waiting for a failed one never start.
-            for item in [i for i in pending if after.get(i[0], ("",))[0] in failed]:
-                pending.remove(item)
-                failed.add(item[0])
-                failures.append(f"{item[0]}: not started, {after[item[0]][0]} failed")
             while len(running) < workers:
+                _drop_waiting_on_failed(pending, after, failed, failures)
                 ready = [i for i in pending if i[0] not in after or after[i[0]][0] in done]
                 if not ready:
                     break
                 label, cfg, run = ready[0]
                 pending.remove(ready[0])
                 if label in after:
-                    after[label][1]()
+                    try:
+                        after[label][1]()
+                    except Exception as exc:  # e.g. a full disk while copying a prefix
+                        log.error("%s could not start: %s", label, exc)
+                        failed.add(label)
+                        failures.append(f"{label}: not started: {exc}")
+                        continue
                 cfg = copy.deepcopy(cfg)
                 cfg.train.device = _job_device(cfg.train.device, started)
                 started += 1
                 if cfg.train.num_threads <= 0:
                     cfg.train.num_threads = threads
                 running[pool.submit(_train_in_subprocess, cfg, str(run), label)] = label
-            if not running:
+            if not running:  # what is left waits for a run that is not in the plan
+                failures += [f"{i[0]}: not started, waits for {after[i[0]][0]}" for i in pending]
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -198,6 +201,21 @@ def train_all(
             f"{len(failures)} of {len(todo)} runs failed (re-run to resume them): "
             + "; ".join(failures)
         )
+
+
+def _drop_waiting_on_failed(
+    pending: list[tuple[str, ExperimentConfig, Path]],
+    after: dict[str, tuple[str, Callable[[], None]]],
+    failed: set[str],
+    failures: list[str],
+) -> None:
+    """Take the runs that wait for a failed run out of ``pending`` (they never start), and those
+    that wait for them, and so on."""
+    while dropped := [i for i in pending if i[0] in after and after[i[0]][0] in failed]:
+        for label, _, _ in dropped:
+            pending.remove(next(i for i in pending if i[0] == label))
+            failed.add(label)
+            failures.append(f"{label}: not started, {after[label][0]} failed")
 
 
 def _shut_down_signalling(pool: ProcessPoolExecutor, signum: int, poll_s: float = 0.2) -> None:

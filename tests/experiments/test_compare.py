@@ -17,7 +17,7 @@ from dmao.experiments import (
     run_comparison,
     summarise,
 )
-from dmao.experiments.jobs import train_if_needed
+from dmao.experiments.jobs import train_all, train_if_needed
 from dmao.experiments.status import format_status
 from dmao.training.metrics import read_metrics
 
@@ -232,3 +232,22 @@ def test_a_failed_parallel_run_is_named_and_the_others_finish(tiny_corpus, tmp_p
     for system in ("baseline", "dmao"):
         assert (out / system / "seed0" / "train_summary.json").is_file()
     assert not (out / "control").exists()
+
+
+def test_a_run_that_cannot_start_is_named_and_what_waits_for_it_does_not_start(tmp_path):
+    """``train_all``'s ``after``: a function that fails before its run starts (a prefix copy on
+    a full disk) fails that run alone; the run waiting for it is reported, nothing trains."""
+    config = load_config(None, ["train.max_steps=4"])
+    finished = tmp_path / "a"
+    finished.mkdir()
+    (finished / "train_summary.json").write_text(json.dumps({"steps": 4}))
+
+    def full_disk() -> None:
+        raise OSError(28, "No space left on device")
+
+    plan = [("a", config, finished), ("b", config, tmp_path / "b"), ("c", config, tmp_path / "c")]
+    with pytest.raises(RuntimeError, match=r"2 of 2 runs failed") as failure:
+        train_all(plan, 2, after={"b": ("a", full_disk), "c": ("b", lambda: None)})
+    assert "b: not started: [Errno 28] No space left on device" in str(failure.value)
+    assert "c: not started, b failed" in str(failure.value)
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
