@@ -34,7 +34,7 @@ from pathlib import Path
 from dmao.config import ExperimentConfig, config_to_dict
 from dmao.experiments.jobs import finished_summary
 from dmao.method.prefix import last_shared_step, without_event_time
-from dmao.training.checkpoint import list_step_checkpoints
+from dmao.training.checkpoint import link_checkpoint, list_step_checkpoints
 
 __all__ = [
     "PREFIX",
@@ -151,20 +151,13 @@ def start_from_prefix(prefix: SharedPrefix, run_dir: Path) -> None:
     step, last = checkpoints[-1]
     for source in (last, prefix.run_dir / "checkpoints" / "best.pt"):
         if source.is_file():
-            _link_or_copy(source, staging / "checkpoints" / source.name)
+            link_checkpoint(source, staging / "checkpoints" / source.name)
     record = {"prefix": str(prefix.run_dir), "label": prefix.label, "step": step}
     (staging / FORK_RECORD).write_text(json.dumps(record, indent=1) + "\n")
     # The member's folder held nothing worth keeping (no checkpoint): replaced as a whole.
     shutil.rmtree(run_dir, ignore_errors=True)
     os.replace(staging, run_dir)
     log.info("%s starts from %s at step %d", run_dir, prefix.label, step)
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
 
 
 def prefixes_to_train(
