@@ -64,6 +64,7 @@ from dmao.method.budget import BudgetMeter, adaptable_macs_per_second, adaptable
 from dmao.method.config import DmaoConfig
 from dmao.method.dropout import apply_width_scaled_dropout
 from dmao.method.gradmax import GradMaxCollector, gradmax_taps
+from dmao.method.growth import GrowthInit
 from dmao.method.optimizer_state import remap_optimizer
 from dmao.method.plan import (
     BudgetError,
@@ -81,7 +82,7 @@ from dmao.method.reference import (
 from dmao.method.rewarmup import UpdateRamp
 from dmao.method.schedule import config_event_schedule
 from dmao.method.scores import ScoreTracker
-from dmao.method.units import AdaptableModule, GrowthInit, ParamRemap, components_to_units
+from dmao.method.units import AdaptableModule, ParamRemap, components_to_units
 
 __all__ = [
     "BudgetError",

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from dmao.method.units import AdaptableModule, GrowthInit
+from dmao.method.growth import GrowthInit
+from dmao.method.units import AdaptableModule
 from dmao.models.attention import MultiHeadSelfAttention
 from dmao.models.convolution import ConvolutionModule
 from dmao.models.feed_forward import FeedForward

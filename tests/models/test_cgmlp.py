@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dmao.method.units import GrowthInit
+from dmao.method.growth import GrowthInit
 from dmao.models.cgmlp import ConvolutionalGatingMLP
 from dmao.models.frontend import lengths_to_mask
 
