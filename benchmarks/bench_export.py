@@ -1,8 +1,10 @@
-"""Inference speed of an exported model: PyTorch eager vs ONNX Runtime, on the same utterances.
+"""Inference speed and accuracy of an exported model: PyTorch eager vs ONNX Runtime (float32 and
+int8 weights), on the same utterances.
 
     python benchmarks/bench_export.py --run exp/bench --utterances 100 --repeats 5 --threads 2
 
-Exports ``--run`` (to ``--export``, reused when it already holds an export), reads the first
+Exports ``--run`` with ``int8=True`` (to ``--export``, reused when it already holds an export; the
+int8 backend is measured when it has ``model.int8.onnx``), reads the first
 ``--utterances`` test utterances (by id) from their audio files once, then times, per backend and
 utterance as ``dmao transcribe`` runs them (one utterance at a time):
 
@@ -11,8 +13,9 @@ utterance as ``dmao transcribe`` runs them (one utterance at a time):
 
 Real-time factor = wall time / audio duration; the table gives the median over ``--repeats``
 passes, with the backends interleaved in each pass so that load from other processes affects
-both alike. Both backends get the same number of intra-op threads. Also reports the largest
-log-probability difference and whether the transcripts (and their WER) agree.
+both alike. Every backend gets the same number of intra-op threads. Also reports each ONNX
+backend's largest log-probability difference to PyTorch, how many transcripts are identical to
+PyTorch's, the WER of each, and the size of each model file.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="best")
     parser.add_argument("--utterances", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2, help="intra-op threads of both backends")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads of every backend")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args()
 
@@ -62,13 +65,17 @@ def main() -> None:
     export_dir = args.export or Path(tempfile.mkdtemp(prefix="bench_export_")) / "model"
     if not (export_dir / "manifest.json").is_file():
         start = time.perf_counter()
-        export_run(args.run, export_dir, checkpoint=args.checkpoint)
+        export_run(args.run, export_dir, checkpoint=args.checkpoint, int8=True)
         print(f"export: {time.perf_counter() - start:.1f} s -> {export_dir}")
     exported = load_exported(export_dir)
     backends = {
         "torch": Transcriber(exported, backend="torch"),
         "onnx": Transcriber(exported, backend="onnx", num_threads=args.threads),
     }
+    if exported.onnx_int8_path is not None:
+        backends["onnx-int8"] = Transcriber(exported, backend="onnx-int8", num_threads=args.threads)
+    files = {"torch": "model.safetensors", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
+    sizes = {name: (export_dir / files[name]).stat().st_size for name in backends}
     utterances = _utterances(args.run, args.utterances)
     rate = exported.features.sampling_rate
     samples = [load_audio(path, rate) for _, path, _ in utterances]
@@ -76,12 +83,13 @@ def main() -> None:
     features = [backends["torch"].features(s) for s in samples]
 
     # Warm-up (first-call allocations, ORT's graph preparation) and the agreement check.
-    max_diff, hyps = 0.0, {}
-    for name, transcriber in backends.items():
-        hyps[name] = [transcriber.transcribe_samples(s) for s in samples]
+    hyps = {name: [t.transcribe_samples(s) for s in samples] for name, t in backends.items()}
+    max_diff = {name: 0.0 for name in backends if name != "torch"}
     for f in features:
-        a, b = backends["torch"].log_probs(f), backends["onnx"].log_probs(f)
-        max_diff = max(max_diff, float((a - b).abs().max()))
+        reference = backends["torch"].log_probs(f)
+        for name in max_diff:
+            diff = (backends[name].log_probs(f) - reference).abs().max()
+            max_diff[name] = max(max_diff[name], float(diff))
 
     rtf: dict[str, dict[str, list[float]]] = {
         name: {"model": [], "end_to_end": []} for name in backends
@@ -107,8 +115,12 @@ def main() -> None:
             for name, parts in rtf.items()
         },
         "all_rtf": rtf,
-        "max_abs_logprob_diff": max_diff,
-        "identical_transcripts": sum(a == b for a, b in zip(*hyps.values(), strict=True)),
+        "bytes": sizes,
+        "max_abs_logprob_diff_to_torch": max_diff,
+        "identical_transcripts_to_torch": {
+            name: sum(a == b for a, b in zip(hyps[name], hyps["torch"], strict=True))
+            for name in max_diff
+        },
         "wer": {name: score_corpus(refs, h).wer for name, h in hyps.items()},
     }
     med = result["median_rtf"]
@@ -116,18 +128,27 @@ def main() -> None:
         f"{result['model']}; {len(utterances)} utterances, {audio_seconds:.1f} s of audio; "
         f"{args.threads} threads; median of {args.repeats}\n"
     )
-    print("| backend | RTF acoustic model | RTF end to end (fbank + model + greedy) | WER |")
-    print("|---|---:|---:|---:|")
-    for name in backends:
-        print(
-            f"| {name} | {med[name]['model']:.4f} | {med[name]['end_to_end']:.4f} | "
-            f"{100 * result['wer'][name]:.2f} % |"
-        )
-    speedup = med["torch"]["model"] / med["onnx"]["model"]
     print(
-        f"\nONNX Runtime / PyTorch speed-up (acoustic model): {speedup:.2f}x; max |Δ log-prob| "
-        f"{max_diff:.2e}; identical transcripts {result['identical_transcripts']}/{len(samples)}"
+        "| backend | model file (MB) | RTF acoustic model | RTF end to end (fbank + model + "
+        "greedy) | WER | transcripts = PyTorch's | max abs. log-prob diff. to PyTorch |"
     )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    identical = result["identical_transcripts_to_torch"]
+    for name in backends:
+        same = f"{identical[name]}/{len(samples)}" if name in identical else "—"
+        diff = f"{max_diff[name]:.2e}" if name in max_diff else "—"
+        print(
+            f"| {name} | {sizes[name] / 1e6:.1f} | {med[name]['model']:.4f} | "
+            f"{med[name]['end_to_end']:.4f} | {100 * result['wer'][name]:.2f} % | {same} | {diff} |"
+        )
+    for name in max_diff:
+        speedup = med["torch"]["model"] / med[name]["model"]
+        print(f"\n{name} / PyTorch speed-up (acoustic model): {speedup:.2f}x", end="")
+    if "onnx-int8" in backends:
+        ratio = med["onnx"]["model"] / med["onnx-int8"]["model"]
+        smaller = sizes["onnx"] / sizes["onnx-int8"]
+        print(f"; onnx-int8 / onnx: {ratio:.2f}x, file {smaller:.2f}x smaller", end="")
+    print()
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
 

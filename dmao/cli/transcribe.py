@@ -41,7 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="audio file (any format), folder (its audio files) or @LIST (one path a line)",
     )
     p.add_argument("--model", type=Path, required=True, help="folder written by `dmao export`")
-    p.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "onnx-int8"),  # dmao.export.transcribe.BACKENDS
+        default="torch",
+        help="torch, onnx (model.onnx) or onnx-int8 (model.int8.onnx, from `dmao export --int8`)",
+    )
     p.add_argument("--method", choices=("greedy", "beam"), default=None, help="default: the run's")
     p.add_argument("--beam-size", type=int, default=None, help="default: the run's")
     p.add_argument("--device", default="cpu", help="torch backend device (cpu, cuda, ...)")

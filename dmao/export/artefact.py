@@ -10,6 +10,7 @@ Layout of an export folder::
     features.json       sampling rate and the lhotse fbank settings the model was trained on
     tokenizer/          a copy of the run's tokenizer files (``dmao.data.tokenizer``)
     model.onnx          the acoustic model for ONNX Runtime (optional; see ``onnx_export``)
+    model.int8.onnx     the same with int8 weights (optional, ``--int8``; see ``quantize``)
     manifest.json       format version, package versions, source run (its folder name and the
                         SHA-256 of its config and checkpoint: no absolute paths), default
                         decoding settings, and the size and SHA-256 of every file above
@@ -26,9 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import importlib.metadata
-import json
 import logging
 import os
 import platform
@@ -49,6 +48,14 @@ from dmao.config import config_from_dict
 from dmao.config.schema import ModelConfig
 from dmao.data.features import fbank_extractor
 from dmao.data.tokenizer import Tokenizer, load_tokenizer
+from dmao.export.files import (
+    default_modes,
+    file_table,
+    read_json,
+    sha256_file,
+    verify_files,
+    write_json,
+)
 from dmao.models.architecture import EncoderArchitecture
 from dmao.models.normalization import GlobalFeatureNorm
 from dmao.training.model_setup import build_model_from_config
@@ -75,6 +82,7 @@ MODEL_FILE = "model.json"
 FEATURES_FILE = "features.json"
 TOKENIZER_DIR = "tokenizer"
 ONNX_FILE = "model.onnx"
+ONNX_INT8_FILE = "model.int8.onnx"
 MANIFEST_FILE = "manifest.json"
 
 _VERSIONED_PACKAGES = (
@@ -162,6 +170,12 @@ class ExportedModel:
         return path if path.is_file() else None
 
     @property
+    def onnx_int8_path(self) -> Path | None:
+        """The int8 ONNX acoustic model, or None when it was exported without ``--int8``."""
+        path = self.directory / ONNX_INT8_FILE
+        return path if path.is_file() else None
+
+    @property
     def decode_method(self) -> str:
         """The run's default decoding method, ``greedy`` or ``beam``. A run decoded with an
         n-gram LM (``lm``) gets ``beam``: the LM files are not part of an export."""
@@ -180,6 +194,7 @@ def export_run(
     *,
     checkpoint: str = "best",
     onnx: bool = True,
+    int8: bool = False,
     overwrite: bool = False,
     verbose: bool = False,
 ) -> Path:
@@ -193,6 +208,8 @@ def export_run(
         out_dir: the export folder to create.
         checkpoint: ``best`` (lowest dev WER, else the newest), ``last`` or a checkpoint file.
         onnx: also export ``model.onnx`` (checked against PyTorch with ONNX Runtime).
+        int8: also write ``model.int8.onnx``, its int8 dynamically quantised copy (needs
+            ``onnx``; checked against ``model.onnx``, :func:`dmao.export.quantize.quantize_onnx`).
         overwrite: replace an existing export at ``out_dir`` (only a folder that holds a
             ``manifest.json`` is ever replaced).
         verbose: let the ONNX exporter log its passes (~70 INFO lines for the tiny model).
@@ -204,11 +221,14 @@ def export_run(
         FileNotFoundError: ``run_dir`` is not a run folder.
         FileExistsError: ``out_dir`` exists and ``overwrite`` is off, or it is not an export.
         CheckpointError: the checkpoint is missing or unreadable.
+        ValueError: ``int8`` without ``onnx``.
     """
     from dmao.decoding.decode_run import load_trained_model  # the run-side view of a model
     from dmao.training.checkpoint import load_checkpoint
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if int8 and not onnx:
+        raise ValueError("an int8 export quantises model.onnx: int8 needs onnx (drop --no-onnx)")
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a dmao run folder (no config.yaml)")
     _check_target(out_dir, overwrite)
@@ -224,14 +244,14 @@ def export_run(
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, tmp / WEIGHTS_FILE, metadata={"format": "pt"})
-        _write_json(tmp / MODEL_FILE, model_spec(model, config.model, vocab_size))
+        write_json(tmp / MODEL_FILE, model_spec(model, config.model, vocab_size))
         sampling_rate = config.data.sampling_rate  # features were computed at this rate
         features = FeatureSettings(
             sampling_rate=sampling_rate,
             fbank=fbank_extractor(sampling_rate).config.to_dict(),
             normalisation_buffers=_normalisation_buffers(model),
         )
-        _write_json(tmp / FEATURES_FILE, features.to_dict())
+        write_json(tmp / FEATURES_FILE, features.to_dict())
         shutil.copytree(run_dir / TOKENIZER_DIR, tmp / TOKENIZER_DIR)
         onnx_info = None
         if onnx:
@@ -240,6 +260,13 @@ def export_run(
             onnx_info = export_onnx(
                 model, tmp / ONNX_FILE, num_features=features.num_features, verbose=verbose
             )
+        int8_info = None
+        if int8:
+            from dmao.export.quantize import quantize_onnx
+
+            int8_info = quantize_onnx(
+                tmp / ONNX_FILE, tmp / ONNX_INT8_FILE, num_features=features.num_features
+            )
         manifest = {
             "format": EXPORT_FORMAT,
             "format_version": EXPORT_FORMAT_VERSION,
@@ -247,8 +274,9 @@ def export_run(
                 "A dmao CTC speech recogniser. Load with dmao.export.load_exported(DIR) or run "
                 "`dmao transcribe --model DIR FILE...`. model.onnx maps raw log-mel fbank "
                 "features (B, T, F) float32 and feature_lens (B,) int64 to log_probs "
-                "(B, T', V) float32 and out_lens (B,) int64, blank = 0; features.json says "
-                "how to compute the features, tokenizer/ maps label ids to text."
+                "(B, T', V) float32 and out_lens (B,) int64, blank = 0 (model.int8.onnx, where "
+                "present, is the same graph with int8 weights); features.json says how to "
+                "compute the features, tokenizer/ maps label ids to text."
             ),
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"
@@ -266,10 +294,11 @@ def export_run(
             },
             "decode": {"method": config.decode.method, "beam_size": config.decode.beam_size},
             "onnx": onnx_info,
-            "files": _file_table(tmp),
+            "onnx_int8": int8_info,
+            "files": file_table(tmp),
         }
-        _write_json(tmp / MANIFEST_FILE, manifest)
-        _default_modes(tmp)
+        write_json(tmp / MANIFEST_FILE, manifest)
+        default_modes(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)  # _check_target allowed it: an export, with overwrite
         os.replace(tmp, out_dir)
@@ -302,7 +331,7 @@ def load_exported(
             f"{directory} is not a dmao export (no {MANIFEST_FILE}); create one with "
             "`dmao export RUN --out DIR`"
         )
-    manifest = _read_json(manifest_path)
+    manifest = read_json(manifest_path)
     if manifest.get("format") != EXPORT_FORMAT:
         raise ValueError(
             f"{manifest_path}: format is {manifest.get('format')!r}, not a dmao export"
@@ -313,9 +342,11 @@ def load_exported(
             f"dmao {__version__} reads version {EXPORT_FORMAT_VERSION}"
         )
     if verify:
-        _verify_files(directory, manifest.get("files", {}), skip={ONNX_FILE})
+        verify_files(
+            directory, manifest.get("files", {}), {ONNX_FILE, ONNX_INT8_FILE}, MANIFEST_FILE
+        )
 
-    spec = _read_json(directory / MODEL_FILE)
+    spec = read_json(directory / MODEL_FILE)
     model = build_from_spec(spec, source=str(directory / MODEL_FILE))
     vocab_size = int(spec["vocab_size"])
     try:
@@ -336,7 +367,7 @@ def load_exported(
             f"{directory / MODEL_FILE} says vocab_size={vocab_size}"
         )
     features = FeatureSettings.from_dict(
-        _read_json(directory / FEATURES_FILE), str(directory / FEATURES_FILE)
+        read_json(directory / FEATURES_FILE), str(directory / FEATURES_FILE)
     )
     return ExportedModel(
         directory=directory,
@@ -392,29 +423,6 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
         raise FileExistsError(f"export {out_dir} exists; pass --force to replace it")
 
 
-def _default_modes(directory: Path) -> None:
-    """Give ``directory`` and everything below it the modes a plain create gives under the
-    current umask (files 0666 & ~umask, folders 0777 & ~umask)."""
-    umask = _umask()
-    directory.chmod(0o777 & ~umask)
-    for path in directory.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux allows (``os.umask`` can only
-    set it, and setting it briefly would race with other threads creating files)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return umask
-
-
 def _normalisation_buffers(model: nn.Module) -> tuple[str, ...]:
     return tuple(
         f"{name}.{buffer}"
@@ -432,55 +440,3 @@ def _package_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     return versions
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _file_table(directory: Path) -> dict[str, dict[str, Any]]:
-    """``{relative path: {"bytes": n, "sha256": hex}}`` of every file under ``directory``."""
-    return {
-        path.relative_to(directory).as_posix(): {
-            "bytes": path.stat().st_size,
-            "sha256": sha256_file(path),
-        }
-        for path in sorted(directory.rglob("*"))
-        if path.is_file()
-    }
-
-
-def _verify_files(directory: Path, files: dict[str, dict[str, Any]], skip: set[str]) -> None:
-    if not files:
-        raise ValueError(f"{directory / MANIFEST_FILE} lists no files")
-    for name, entry in files.items():
-        if name in skip:
-            continue
-        path = directory / name
-        if not path.is_file():
-            raise FileNotFoundError(f"export {directory}: {name} is missing")
-        if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
-            raise ValueError(
-                f"export {directory}: {name} differs from the {MANIFEST_FILE} record (changed "
-                "or corrupted after export)"
-            )
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON: {err}") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data

@@ -22,7 +22,7 @@ import copy
 import io
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ONNX_OPSET", "OnnxAcousticModel", "export_onnx"]
+__all__ = [
+    "ONNX_OPSET",
+    "OnnxAcousticModel",
+    "export_onnx",
+    "max_log_prob_difference",
+    "quiet_loggers",
+]
 
 ONNX_OPSET = 18
 """ONNX opset of the export: the torch.export-based exporter's native opset (PyTorch 2.13)."""
@@ -96,7 +102,7 @@ def export_onnx(
             quiet.enter_context(warnings.catch_warnings())
             warnings.simplefilter("ignore")
             quiet.enter_context(contextlib.redirect_stdout(io.StringIO()))
-            quiet.enter_context(_quiet(*_EXPORTER_LOGGERS))
+            quiet.enter_context(quiet_loggers(*_EXPORTER_LOGGERS))
         program = torch.onnx.export(
             model,
             (features, feature_lens),
@@ -172,8 +178,9 @@ class OnnxAcousticModel:
 
 
 @contextlib.contextmanager
-def _quiet(*logger_names: str) -> Iterator[None]:
-    """Only errors from the named loggers (and their children) inside the block."""
+def quiet_loggers(*logger_names: str) -> Iterator[None]:
+    """Only errors from the named loggers (and their children; ``""`` is the root) inside the
+    block."""
     loggers = [logging.getLogger(name) for name in logger_names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -202,24 +209,44 @@ def _check_against_torch(
     model: nn.Module, path: Path, num_features: int, generator: torch.Generator
 ) -> float:
     """Max |Δ log-prob| between ONNX Runtime and PyTorch over valid frames of two new shapes."""
-    runner = OnnxAcousticModel(path)
-    worst = 0.0
-    for lengths in ([37], [101, 5, 80]):  # B and T unlike the traced (2, 64)
-        lens = torch.tensor(lengths, dtype=torch.int64)
-        features = torch.randn(len(lengths), max(lengths), num_features, generator=generator)
-        expected, expected_lens = model(features, lens)
-        got, got_lens = runner(features, lens)
-        if not torch.equal(got_lens, expected_lens) or got.shape != expected.shape:
-            raise RuntimeError(
-                f"ONNX export {path}: output lengths/shape {got_lens.tolist()} {tuple(got.shape)} "
-                f"differ from PyTorch's {expected_lens.tolist()} {tuple(expected.shape)}"
-            )
-        for b, n in enumerate(expected_lens.tolist()):
-            diff = float(np.abs((got[b, :n] - expected[b, :n]).numpy()).max(initial=0.0))
-            worst = max(worst, diff)
+    worst = max_log_prob_difference(
+        model, OnnxAcousticModel(path), num_features, generator, what=f"ONNX export {path}"
+    )
     if worst > _CHECK_TOLERANCE:
         raise RuntimeError(
             f"ONNX export {path}: log-probabilities differ from PyTorch by up to {worst:.3g} "
             f"(tolerance {_CHECK_TOLERANCE}); the graph is wrong"
         )
+    return worst
+
+
+def max_log_prob_difference(
+    reference: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+    candidate: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+    num_features: int,
+    generator: torch.Generator,
+    *,
+    what: str,
+) -> float:
+    """Max |Δ log-prob| of ``candidate`` against ``reference`` (both ``features (B, T, F),
+    feature_lens (B,) → log_probs (B, T', V), out_lens (B,)``) over the valid frames of two
+    random inputs whose batch sizes and lengths differ from the traced ``(2, 64)``.
+
+    Raises:
+        RuntimeError: the output lengths or shapes differ (``what`` names the candidate).
+    """
+    worst = 0.0
+    for lengths in ([37], [101, 5, 80]):
+        lens = torch.tensor(lengths, dtype=torch.int64)
+        features = torch.randn(len(lengths), max(lengths), num_features, generator=generator)
+        expected, expected_lens = reference(features, lens)
+        got, got_lens = candidate(features, lens)
+        if not torch.equal(got_lens, expected_lens) or got.shape != expected.shape:
+            raise RuntimeError(
+                f"{what}: output lengths/shape {got_lens.tolist()} {tuple(got.shape)} "
+                f"differ from the reference's {expected_lens.tolist()} {tuple(expected.shape)}"
+            )
+        for b, n in enumerate(expected_lens.tolist()):
+            diff = float(np.abs((got[b, :n] - expected[b, :n]).numpy()).max(initial=0.0))
+            worst = max(worst, diff)
     return worst

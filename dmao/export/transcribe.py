@@ -24,14 +24,15 @@ from dmao.decoding.alignment import ctc_best_path
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
 from dmao.decoding.lm_decoder import token_symbols, word_boundary_symbol
 from dmao.decoding.timing import SUBSAMPLING_FACTOR, WordTiming, word_timings
-from dmao.export.artefact import ONNX_FILE, ExportedModel, sha256_file
+from dmao.export.artefact import ONNX_FILE, ONNX_INT8_FILE, ExportedModel
 from dmao.export.audio import RawFormat, load_audio
+from dmao.export.files import sha256_file
 from dmao.export.inputs import AudioInput
 from dmao.export.onnx_export import OnnxAcousticModel
 
 __all__ = ["BACKENDS", "Failure", "Transcriber", "Transcription"]
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "onnx-int8")
 # The acoustic model needs at least this many feature frames (its frontend subsamples by 4).
 _MIN_FRAMES = 4
 
@@ -80,7 +81,8 @@ class Transcriber:
 
     Args:
         exported: from :func:`~dmao.export.load_exported`.
-        backend: ``torch`` (the PyTorch model) or ``onnx`` (``model.onnx`` through ONNX Runtime).
+        backend: ``torch`` (the PyTorch model), ``onnx`` (``model.onnx`` through ONNX Runtime)
+            or ``onnx-int8`` (``model.int8.onnx``, its int8 copy, from ``dmao export --int8``).
         method: ``greedy`` or ``beam`` (CTC prefix beam search without a language model).
         beam_size: beams for ``method="beam"``.
         num_threads: ONNX Runtime intra-op threads (the torch backend uses torch's setting).
@@ -118,8 +120,9 @@ class Transcriber:
         self._extractor = exported.features.extractor()
         self._onnx: OnnxAcousticModel | None = None
         self._symbols: list[str] | None = None  # token symbols by id, for word times
-        if backend == "onnx":
-            self._onnx = OnnxAcousticModel(_checked_onnx(exported), num_threads=num_threads)
+        if backend != "torch":
+            path = _checked_onnx(exported, int8=backend == "onnx-int8")
+            self._onnx = OnnxAcousticModel(path, num_threads=num_threads)
 
     def features(self, samples: np.ndarray) -> Tensor:
         """``samples (N,)`` float32 at the model's rate → ``(T, F)`` float32 log-mel fbank."""
@@ -227,15 +230,16 @@ def _failure_message(path: Path, err: Exception) -> str:
     return f"{path}: {type(err).__name__}: {reason or 'no message'}"
 
 
-def _checked_onnx(exported: ExportedModel) -> Path:
-    """The export's ONNX file, after checking it against the manifest."""
-    path = exported.onnx_path
+def _checked_onnx(exported: ExportedModel, *, int8: bool = False) -> Path:
+    """The export's ONNX file (``int8``: its int8 copy), after checking it against the manifest."""
+    name = ONNX_INT8_FILE if int8 else ONNX_FILE
+    path = exported.onnx_int8_path if int8 else exported.onnx_path
     if path is None:
+        how = "export again with --int8" if int8 else "export again without --no-onnx"
         raise FileNotFoundError(
-            f"export {exported.directory} has no {ONNX_FILE}; export again without --no-onnx "
-            "or use --backend torch"
+            f"export {exported.directory} has no {name}; {how} or use --backend torch"
         )
-    record = exported.manifest.get("files", {}).get(ONNX_FILE)
+    record = exported.manifest.get("files", {}).get(name)
     if record is not None and sha256_file(path) != record["sha256"]:
         raise ValueError(f"{path} differs from the manifest record (changed after export)")
     return path
