@@ -44,11 +44,8 @@ def _umask() -> int:
 
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of the file's bytes."""
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def file_table(directory: Path) -> dict[str, dict[str, Any]]:
