@@ -50,6 +50,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=("greedy", "beam"), default=None, help="default: the run's")
     p.add_argument("--beam-size", type=int, default=None, help="default: the run's")
     p.add_argument("--device", default="cpu", help="torch backend device (cpu, cuda, ...)")
+    # Defaults: dmao.export.transcribe.DEFAULT_* (docs/export.md, "Long recordings").
+    long = p.add_argument_group("long recordings (files longer than --long-file-seconds)")
+    long.add_argument(
+        "--long-file-seconds",
+        type=float,
+        default=30.0,
+        help="longer files go through the model in chunks and are searched between pauses "
+        "(default 30); shorter ones whole, as `dmao decode` does",
+    )
+    long.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=6.0,
+        help="chunk length (default 6); 0: every file whole, however long",
+    )
+    long.add_argument(
+        "--context-seconds",
+        type=float,
+        default=2.0,
+        help="audio each chunk's window also sees on either side (default 2)",
+    )
+    long.add_argument(
+        "--pause-seconds",
+        type=float,
+        default=0.24,
+        help="a pause this long ends a segment searched alone (default 0.24); 0: one search",
+    )
     raw = p.add_argument_group("headerless PCM (.raw, .pcm files)")
     raw.add_argument(
         "--raw-format",
@@ -98,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
         beam_size=args.beam_size or exported.beam_size,
         raw=raw,
         timestamps=args.timestamps or args.ctm,
+        long_file_seconds=args.long_file_seconds,
+        chunk_seconds=args.chunk_seconds,
+        context_seconds=args.context_seconds,
+        pause_seconds=args.pause_seconds,
     )
     if args.tsv:
         _out("id\ttext\tduration_s\trtf")

@@ -11,6 +11,7 @@ one-line message, and the other files are still transcribed.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from dmao.decoding.lm_decoder import token_symbols, word_boundary_symbol
 from dmao.decoding.timing import SUBSAMPLING_FACTOR, WordTiming, word_timings
 from dmao.export.artefact import ONNX_FILE, ONNX_INT8_FILE, ExportedModel
 from dmao.export.audio import RawFormat, load_audio
+from dmao.export.chunking import chunked_log_probs, pause_segments
 from dmao.export.files import sha256_file
 from dmao.export.inputs import AudioInput
 from dmao.export.onnx_export import OnnxAcousticModel
@@ -33,6 +35,16 @@ from dmao.export.onnx_export import OnnxAcousticModel
 __all__ = ["BACKENDS", "Failure", "Transcriber", "Transcription"]
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
+# Long files (docs/export.md, "Long recordings"; chunk, context and pause chosen on dev with
+# benchmarks/bench_long_audio.py).
+DEFAULT_LONG_FILE_SECONDS = 30.0
+"""Files up to this long go through the model whole and are searched once, as in ``dmao decode``."""
+DEFAULT_CHUNK_SECONDS = 6.0
+"""Chunk length of a longer file."""
+DEFAULT_CONTEXT_SECONDS = 2.0
+"""Context on each side of a chunk."""
+DEFAULT_PAUSE_SECONDS = 0.24
+"""A pause this long ends a segment of a longer file (6 output frames)."""
 # The acoustic model needs at least this many feature frames (its frontend subsamples by 4).
 _MIN_FRAMES = 4
 
@@ -91,6 +103,12 @@ class Transcriber:
         timestamps: also give each word's time span (:attr:`Transcription.words`): from the
             argmax path (greedy) or the best path that spells the beam search's hypothesis
             (:func:`~dmao.decoding.alignment.ctc_best_path`); 40 ms resolution.
+        long_file_seconds: a file longer than this goes through the acoustic model in chunks
+            and is searched between pauses (:mod:`dmao.export.chunking`); shorter ones whole.
+        chunk_seconds: chunk length of a long file; None or 0: every file whole, however long.
+        context_seconds: audio on each side of a chunk that its window also sees.
+        pause_seconds: in a long file, a pause (the blank best for this long) ends a segment:
+            segments are searched alone and joined with a space; 0: one search.
     """
 
     def __init__(
@@ -103,6 +121,10 @@ class Transcriber:
         num_threads: int | None = None,
         raw: RawFormat | None = None,
         timestamps: bool = False,
+        long_file_seconds: float = DEFAULT_LONG_FILE_SECONDS,
+        chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS,
+        context_seconds: float = DEFAULT_CONTEXT_SECONDS,
+        pause_seconds: float = DEFAULT_PAUSE_SECONDS,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -120,6 +142,20 @@ class Transcriber:
         self._extractor = exported.features.extractor()
         self._onnx: OnnxAcousticModel | None = None
         self._symbols: list[str] | None = None  # token symbols by id, for word times
+        self._chunk: tuple[int, int] | None = None  # (chunk, context) in feature frames
+        shift = exported.features.frame_shift_s
+        if chunk_seconds:
+            chunk = _seconds_to_frames(chunk_seconds, shift, "chunk_seconds")
+            context = _seconds_to_frames(context_seconds, shift, "context_seconds")
+            if chunk == 0:
+                raise ValueError(f"chunk_seconds must be at least 0.04 s, got {chunk_seconds}")
+            self._chunk = (chunk, context)
+        # In output frames (T' = T // 4).
+        long_file = _seconds_to_frames(long_file_seconds, shift, "long_file_seconds")
+        self._long_file = long_file // SUBSAMPLING_FACTOR
+        self._pause = (
+            _seconds_to_frames(pause_seconds, shift, "pause_seconds") // SUBSAMPLING_FACTOR
+        )
         if backend != "torch":
             path = _checked_onnx(exported, int8=backend == "onnx-int8")
             self._onnx = OnnxAcousticModel(path, num_threads=num_threads)
@@ -130,12 +166,24 @@ class Transcriber:
 
     @torch.inference_mode()
     def log_probs(self, features: Tensor) -> Tensor:
-        """``features (T, F)`` of one utterance → ``(T', V)`` CTC log-probabilities (CPU)."""
+        """``features (T, F)`` of one file → ``(T', V)`` CTC log-probabilities (CPU), in windows
+        when the file is longer than one (``chunk_seconds``)."""
         if features.shape[0] < _MIN_FRAMES:
             raise ValueError(
                 f"audio too short: {features.shape[0]} feature frames, the model needs at least "
                 f"{_MIN_FRAMES} ({_MIN_FRAMES * self.exported.features.frame_shift_s:.2f} s)"
             )
+        if not self.is_long(features.shape[0] // SUBSAMPLING_FACTOR):
+            return self._model_log_probs(features)
+        return chunked_log_probs(self._model_log_probs, features, *self._chunk)
+
+    def is_long(self, num_output_frames: int) -> bool:
+        """Whether a file of ``num_output_frames`` (``T' = T // 4``) is longer than
+        ``long_file_seconds`` and so chunked and searched between pauses."""
+        return self._chunk is not None and num_output_frames > self._long_file
+
+    def _model_log_probs(self, features: Tensor) -> Tensor:
+        """One pass of the acoustic model: ``(T, F)`` → ``(T', V)``."""
         lens = torch.tensor([features.shape[0]], dtype=torch.int64)
         if self._onnx is not None:
             log_probs, out_lens = self._onnx(features[None], lens)
@@ -145,7 +193,21 @@ class Transcriber:
         return log_probs[0, : int(out_lens[0])].cpu()
 
     def decode(self, log_probs: Tensor) -> str:
-        """``log_probs (T', V)`` of one utterance → text."""
+        """``log_probs (T', V)`` of one file → text (a long file: searched between pauses)."""
+        texts = (self.search(log_probs[a:b]) for a, b in self.segments(log_probs))
+        return " ".join(text for text in texts if text)
+
+    def segments(self, log_probs: Tensor) -> list[tuple[int, int]]:
+        """The output-frame ranges searched one by one: the whole file, or for a long file
+        (:meth:`is_long`) the ranges between pauses of ``pause_seconds``
+        (:func:`~dmao.export.chunking.pause_segments`)."""
+        length = log_probs.shape[0]
+        if self._pause == 0 or not self.is_long(length):
+            return [(0, length)]
+        return pause_segments(log_probs, self.exported.tokenizer.blank_id, self._pause)
+
+    def search(self, log_probs: Tensor) -> str:
+        """Text of one greedy or beam search over all of ``log_probs (T', V)``."""
         return self.exported.tokenizer.decode(self._tokens(log_probs))
 
     def _tokens(self, log_probs: Tensor) -> list[int]:
@@ -156,14 +218,23 @@ class Transcriber:
         return beam_search_batch(log_probs[None], lens, self.beam_size, blank)[0]
 
     def word_times(self, log_probs: Tensor) -> tuple[str, list[WordTiming]]:
-        """``log_probs (T', V)`` of one utterance → its text and each word's time span."""
+        """``log_probs (T', V)`` of one file → its text and each word's time span."""
+        frame_seconds = self.exported.features.frame_shift_s * SUBSAMPLING_FACTOR
+        texts, words = [], []
+        for a, b in self.segments(log_probs):
+            text, segment_words = self._word_times(log_probs[a:b], frame_seconds)
+            texts.append(text)
+            offset = a * frame_seconds
+            words += [dataclasses.replace(w, start_s=w.start_s + offset) for w in segment_words]
+        return " ".join(text for text in texts if text), words
+
+    def _word_times(self, log_probs: Tensor, frame_seconds: float) -> tuple[str, list[WordTiming]]:
         tokenizer = self.exported.tokenizer
         tokens = self._tokens(log_probs)
         if self.method == "greedy":  # the best path of the greedy hypothesis: as `dmao decode`
             path = log_probs.argmax(dim=-1).tolist()  # (T',)
         else:
             path = ctc_best_path(log_probs, tokens, tokenizer.blank_id)
-        frame_seconds = self.exported.features.frame_shift_s * SUBSAMPLING_FACTOR
         if self._symbols is None:
             self._symbols = token_symbols(tokenizer)
         boundary = word_boundary_symbol(tokenizer)
@@ -228,6 +299,13 @@ def _failure_message(path: Path, err: Exception) -> str:
     if isinstance(err, (FileNotFoundError, ValueError)) and reason.startswith(f"{path}: "):
         return reason
     return f"{path}: {type(err).__name__}: {reason or 'no message'}"
+
+
+def _seconds_to_frames(seconds: float, frame_shift_s: float, name: str) -> int:
+    """Seconds → feature frames, rounded to a multiple of the subsampling factor."""
+    if seconds < 0:
+        raise ValueError(f"{name} must be >= 0, got {seconds}")
+    return SUBSAMPLING_FACTOR * round(seconds / frame_shift_s / SUBSAMPLING_FACTOR)
 
 
 def _checked_onnx(exported: ExportedModel, *, int8: bool = False) -> Path:
