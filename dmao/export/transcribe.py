@@ -166,8 +166,8 @@ class Transcriber:
 
     @torch.inference_mode()
     def log_probs(self, features: Tensor) -> Tensor:
-        """``features (T, F)`` of one file → ``(T', V)`` CTC log-probabilities (CPU), in windows
-        when the file is longer than one (``chunk_seconds``)."""
+        """``features (T, F)`` of one file → ``(T', V)`` CTC log-probabilities (CPU); a long file
+        (:meth:`is_long`) window by window (:func:`~dmao.export.chunking.chunked_log_probs`)."""
         if features.shape[0] < _MIN_FRAMES:
             raise ValueError(
                 f"audio too short: {features.shape[0]} feature frames, the model needs at least "
