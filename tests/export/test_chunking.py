@@ -133,3 +133,25 @@ def test_cli_defaults_are_the_library_defaults():
     assert args.chunk_seconds == transcribe_module.DEFAULT_CHUNK_SECONDS
     assert args.context_seconds == transcribe_module.DEFAULT_CONTEXT_SECONDS
     assert math.isclose(args.pause_seconds, transcribe_module.DEFAULT_PAUSE_SECONDS)
+
+
+def test_the_cli_passes_the_long_file_settings(tiny_export, tiny_dmao_run, tmp_path, capsys):
+    import soundfile as sf
+
+    from dmao.cli.main import main
+
+    samples, _ = _long_audio(tiny_dmao_run)
+    path = tmp_path / "long.wav"
+    sf.write(path, samples, RATE)
+    exported = load_exported(tiny_export)
+    chunked = Transcriber(exported, long_file_seconds=2, chunk_seconds=1, context_seconds=0.5)
+    expected = chunked.decode(chunked.log_probs(chunked.features(load_audio(path, RATE))))
+    args = ["transcribe", "--model", str(tiny_export), str(path)]
+    options = ["--long-file-seconds", "2", "--chunk-seconds", "1", "--context-seconds", "0.5"]
+    assert main([*args, *options]) == 0
+    assert capsys.readouterr().out == f"{path}\t{expected}\n"
+    assert main([*args, "--chunk-seconds", "0"]) == 0  # off: the whole file, one search
+    whole = Transcriber(exported, chunk_seconds=None)
+    text = whole.decode(whole.log_probs(whole.features(load_audio(path, RATE))))
+    assert capsys.readouterr().out == f"{path}\t{text}\n"
+    assert text != expected  # so the first call did use the options
