@@ -254,6 +254,13 @@ def legacy_qkv_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def flip_last_byte(path: Path) -> None:
+    """Corrupt a file in place (its last byte inverted): same size, different content."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def train_tiny_run(run_dir: Path, overrides: list[str]) -> Path:
     """Train a run with the built-in recipe and ``overrides`` (e.g. tiny_train_overrides plus a
     few train.* settings) into ``run_dir``, through the production recipe; returns ``run_dir``."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import flip_last_byte
 from lhotse.dataset.collation import collate_features
 
 from dmao.data.features import fbank_extractor
@@ -183,10 +184,7 @@ def test_load_rejects_changed_or_missing_files(tiny_export, tmp_path):
         load_exported(tmp_path)
     copy = tmp_path / "copy"
     shutil.copytree(tiny_export, copy)
-    weights = copy / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 0xFF
-    weights.write_bytes(bytes(data))
+    flip_last_byte(copy / "model.safetensors")
     with pytest.raises(ValueError, match=r"model\.safetensors differs"):
         load_exported(copy)
     (copy / "features.json").unlink()

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import flip_last_byte
 from onnx import numpy_helper
 
 from dmao.data.manifests import load_cuts
@@ -70,10 +71,7 @@ def test_int8_backend_transcribes_like_the_float_graph(int8_export, tiny_dmao_ru
 def test_changed_or_missing_int8_graph_is_refused(int8_export, tiny_export, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(int8_export, copy)
-    graph = copy / "model.int8.onnx"
-    data = bytearray(graph.read_bytes())
-    data[-1] ^= 0xFF
-    graph.write_bytes(bytes(data))
+    flip_last_byte(copy / "model.int8.onnx")
     exported = load_exported(copy)  # the ONNX files are checked when a backend uses them
     with pytest.raises(ValueError, match=r"model\.int8\.onnx differs from the manifest"):
         Transcriber(exported, backend="onnx-int8")
