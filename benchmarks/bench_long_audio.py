@@ -31,6 +31,7 @@ import torch
 
 from dmao.config import load_config
 from dmao.data.manifests import cut_transcript, load_cuts
+from dmao.decoding.timing import SUBSAMPLING_FACTOR
 from dmao.evaluation.wer import score_corpus
 from dmao.export import Transcriber, export_run, load_audio, load_exported
 from dmao.export.chunking import chunk_windows, pause_segments
@@ -113,7 +114,7 @@ def main() -> None:
     pauses = [0.0, *args.pauses]
     hyps: dict[tuple[str, float], list[str]] = {(n, p): [] for n in settings for p in pauses}
     blank = exported.tokenizer.blank_id
-    frame_s = exported.features.frame_shift_s * 4
+    frame_s = exported.features.frame_shift_s * SUBSAMPLING_FACTOR
     windows: dict[str, int] = {name: 0 for name in settings}
     first = next(iter(settings.values()))
     for samples in joined:
@@ -128,8 +129,8 @@ def main() -> None:
                     ranges = pause_segments(log_probs, blank, round(pause / frame_s))
                 texts = (transcriber.search(log_probs[a:b]) for a, b in ranges)
                 hyps[name, pause].append(" ".join(t for t in texts if t))
-            if transcriber._chunk is not None:
-                windows[name] += len(chunk_windows(features.shape[0], *transcriber._chunk))
+            if transcriber.chunk_frames is not None:
+                windows[name] += len(chunk_windows(features.shape[0], *transcriber.chunk_frames))
             else:
                 windows[name] += 1
     whole_refs = [r for rs in piece_refs for r in rs]

@@ -2,20 +2,21 @@
 whole file, and search between pauses (``dmao transcribe --chunk-seconds``).
 
 Self-attention costs time and memory with the square of the length, and a model trained on
-utterances of seconds has never attended over an hour. A file longer than one window is therefore
-cut into *chunks* of ``chunk`` feature frames; each chunk is run with ``context`` frames of the
-neighbouring audio on both sides (its *window*), and only the chunk's own output frames are kept.
-The kept frames, concatenated, cover every output frame of the file exactly once, in order, so
-greedy or beam search and word times (global frame indices) work on them as on a whole file —
-the buffered CTC inference of NeMo's ``FrameBatchASR``, without its streaming.
+utterances of seconds has never attended over an hour. A long file (``dmao transcribe``: longer
+than ``--long-file-seconds``) is therefore cut into *chunks* of ``chunk`` feature frames; each
+chunk is run with ``context`` frames of the neighbouring audio on both sides (its *window*), and
+only the chunk's own output frames are kept. The kept frames, concatenated, cover every output
+frame of the file exactly once, in order, so greedy or beam search and word times (global frame
+indices) work on them as on a whole file — the buffered CTC inference of NeMo's
+``FrameBatchASR``, without its streaming.
 
 Alignment: the frontend (``dmao.models.frontend``) maps input frames to output frames by two
 floor-halving max-pools after "same"-padded convolutions, so output frame ``j`` depends on input
 frames around ``4j .. 4j + 3``. Chunk and context lengths are multiples of 4 and windows start on a
 multiple of 4, which makes a window's local output frame ``k`` the file's output frame
 ``start / 4 + k``. What differs from one pass over the whole file is only what attention (and
-the convolutions near a window's edge) do not see; with ``context`` at least the file's length
-every window is the whole file and the result is the whole-file result exactly (tested).
+the convolutions near a window's edge) do not see: for a function with the frontend's frame
+mapping and no wider view (tests/export/test_chunking.py), chunked and whole are equal exactly.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ __all__ = [
     "Window",
     "chunk_windows",
     "chunked_log_probs",
-    "is_single_window",
     "pause_segments",
 ]
 
@@ -49,16 +49,10 @@ class Window:
     keep_to: int | None  # None: to the end of the window's output (the last chunk)
 
 
-def is_single_window(num_output_frames: int, chunk: int, context: int) -> bool:
-    """Whether a file with ``num_output_frames`` output frames (``T' = (T // 2) // 2``) fits in
-    one window of ``chunk + 2 * context`` input frames, and so goes through the model whole."""
-    return num_output_frames <= (chunk + 2 * context) // SUBSAMPLING_FACTOR
-
-
 def chunk_windows(num_frames: int, chunk: int, context: int) -> list[Window]:
     """The windows that cover ``num_frames`` input frames in chunks of ``chunk`` frames with
-    ``context`` frames on both sides; one window (the whole file) when its output fits in one
-    (:func:`is_single_window`).
+    ``context`` frames on both sides; one window (the whole file) when its output frames
+    (``T' = T // 4``) fit in the output of one window of ``chunk + 2 * context`` frames.
 
     Raises:
         ValueError: ``chunk`` is not a positive multiple of the subsampling factor (4) or
@@ -70,7 +64,7 @@ def chunk_windows(num_frames: int, chunk: int, context: int) -> list[Window]:
             f"chunk ({chunk}) and context ({context}) must be multiples of {factor} feature "
             "frames, chunk > 0"
         )
-    if is_single_window(num_frames // factor, chunk, context):
+    if num_frames // factor <= (chunk + 2 * context) // factor:
         return [Window(0, num_frames, 0, None)]
     windows = []
     for start in range(0, num_frames, chunk):

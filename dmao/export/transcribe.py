@@ -25,10 +25,10 @@ from dmao.decoding.alignment import ctc_best_path
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
 from dmao.decoding.lm_decoder import token_symbols, word_boundary_symbol
 from dmao.decoding.timing import SUBSAMPLING_FACTOR, WordTiming, word_timings
-from dmao.export.artefact import ONNX_FILE, ONNX_INT8_FILE, ExportedModel
+from dmao.export.artefact import MANIFEST_FILE, ONNX_FILE, ONNX_INT8_FILE, ExportedModel
 from dmao.export.audio import RawFormat, load_audio
 from dmao.export.chunking import chunked_log_probs, pause_segments
-from dmao.export.files import sha256_file
+from dmao.export.files import verify_files
 from dmao.export.inputs import AudioInput
 from dmao.export.onnx_export import OnnxAcousticModel
 
@@ -177,6 +177,11 @@ class Transcriber:
             return self._model_log_probs(features)
         return chunked_log_probs(self._model_log_probs, features, *self._chunk)
 
+    @property
+    def chunk_frames(self) -> tuple[int, int] | None:
+        """``(chunk, context)`` of a long file in feature frames; None: every file whole."""
+        return self._chunk
+
     def is_long(self, num_output_frames: int) -> bool:
         """Whether a file of ``num_output_frames`` (``T' = T // 4``) is longer than
         ``long_file_seconds`` and so chunked and searched between pauses."""
@@ -318,6 +323,6 @@ def _checked_onnx(exported: ExportedModel, *, int8: bool = False) -> Path:
             f"export {exported.directory} has no {name}; {how} or use --backend torch"
         )
     record = exported.manifest.get("files", {}).get(name)
-    if record is not None and sha256_file(path) != record["sha256"]:
-        raise ValueError(f"{path} differs from the manifest record (changed after export)")
+    if record is not None:  # load_exported leaves the ONNX files to the backend that uses them
+        verify_files(exported.directory, {name: record}, set(), MANIFEST_FILE)
     return path
