@@ -1,4 +1,5 @@
-"""``dmao export RUN --out DIR [--checkpoint best|last|PATH] [--avg N] [--int8]``."""
+"""``dmao export RUN --out DIR [--checkpoint best|last|PATH] [--avg N] [--int8]
+[--lm FILE [--lexicon FILE] | --lm-from RESULT]``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from pathlib import Path
 
 from dmao.cli.checkpoint_args import add_checkpoint_arguments
+from dmao.cli.lm_args import add_lm_arguments, lm_search_settings, lm_settings_given
 
 __all__ = ["register"]
 
@@ -26,6 +28,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "~3.5x smaller and faster on CPU; `dmao transcribe --backend onnx-int8`",
     )
     p.add_argument("--force", action="store_true", help="replace an existing export at --out")
+    lm = p.add_argument_group(
+        "n-gram LM, stored in the export for `dmao transcribe --method lm` (docs/export.md); "
+        "settings not given are the run's decode.* settings, as `dmao decode --method lm` uses"
+    )
+    lm.add_argument(
+        "--lm-from",
+        type=Path,
+        default=None,
+        metavar="RESULT",
+        help="the LM, lexicon and settings of a `dmao decode --method lm` result (its "
+        "result.json or folder), e.g. the dev decode whose weights you tuned",
+    )
+    add_lm_arguments(lm)
+    lm.add_argument("--beam-size", type=int, default=None, help="LM beam search width")
     p.set_defaults(func=run)
 
 
@@ -46,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=checkpoint,
         onnx=not args.no_onnx,
         int8=args.int8,
+        language_model=_language_model(args),
         overwrite=args.force,
         verbose=args.verbose,  # the ONNX exporter's own log lines only with `dmao -v export`
     )
@@ -67,4 +84,44 @@ def run(args: argparse.Namespace) -> int:
             f"max |Δ log-prob| {int8['max_abs_diff']:.2e} on random input (the WER cost on real "
             "audio: benchmarks/bench_export.py)"
         )
+    if manifest.get("lm") is not None:
+        lm = manifest["lm"]
+        settings = ", ".join(f"{key} {value}" for key, value in lm["options"].items())
+        order = f"{lm['order']}-gram, " if lm["order"] else ""
+        print(
+            f"  n-gram LM: {lm['source']['lm']} ({order}{lm['mode']}); {settings}; `dmao "
+            "transcribe` decodes with it unless --method greedy|beam"
+        )
     return 0
+
+
+def _language_model(args: argparse.Namespace):
+    """The LM that ``--lm`` / ``--lm-from`` and the search settings describe, or None."""
+    from dmao.config import load_config
+    from dmao.decoding.lm_decoder import LMDecoderOptions
+    from dmao.export.language_model import LanguageModel, language_model_from_decode
+
+    settings = lm_search_settings(args)
+    if args.lm_from is not None:
+        if args.lm_path is not None or args.lexicon_path is not None:
+            raise ValueError("--lm-from gives the LM and lexicon files: drop --lm and --lexicon")
+        return language_model_from_decode(args.lm_from).with_options(**settings)
+    if args.lm_path is None:
+        given = lm_settings_given(args) + (["--beam-size"] if "beam_size" in settings else [])
+        if given:
+            raise ValueError(f"{', '.join(given)} describe an LM: give it with --lm or --lm-from")
+        return None
+    config_path = args.run / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{args.run} is not a dmao run folder (no config.yaml)")
+    decode = load_config(config_path).decode  # what `dmao decode --method lm` uses
+    options = LMDecoderOptions(
+        lm_weight=decode.lm_weight,
+        word_score=decode.word_score,
+        sil_score=decode.sil_score,
+        beam_size=decode.beam_size,
+        beam_size_token=decode.beam_size_token,
+        beam_threshold=decode.beam_threshold,
+    )
+    lexicon = Path(args.lexicon_path) if args.lexicon_path is not None else None
+    return LanguageModel(Path(args.lm_path), lexicon, options).with_options(**settings)

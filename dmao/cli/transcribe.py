@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from dmao.cli.lm_args import add_lm_arguments, lm_search_settings, lm_settings_given
+
 if TYPE_CHECKING:
-    from dmao.export import RawFormat
+    from dmao.export import ExportedModel, RawFormat
+    from dmao.export.language_model import LanguageModel
 
 __all__ = ["register"]
 
@@ -47,8 +50,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="torch",
         help="torch, onnx (model.onnx) or onnx-int8 (model.int8.onnx, from `dmao export --int8`)",
     )
-    p.add_argument("--method", choices=("greedy", "beam"), default=None, help="default: the run's")
-    p.add_argument("--beam-size", type=int, default=None, help="default: the run's")
+    p.add_argument(
+        "--method",
+        choices=("greedy", "beam", "lm"),  # dmao.export.transcribe.METHODS
+        default=None,
+        help="default: lm for an export with an n-gram LM or with --lm, else the run's",
+    )
+    p.add_argument(
+        "--beam-size", type=int, default=None, help="default: the run's (lm: the export's)"
+    )
     p.add_argument("--device", default="cpu", help="torch backend device (cpu, cuda, ...)")
     # Defaults: dmao.export.transcribe.DEFAULT_* (docs/export.md, "Long recordings").
     long = p.add_argument_group("long recordings (files longer than --long-file-seconds)")
@@ -76,6 +86,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.24,
         help="a pause this long ends a segment searched alone (default 0.24); 0: one search",
+    )
+    add_lm_arguments(
+        p.add_argument_group(
+            "n-gram LM (--method lm; docs/export.md): by default the export's own (`dmao export "
+            "--lm`); settings not given are the export's"
+        )
     )
     raw = p.add_argument_group("headerless PCM (.raw, .pcm files)")
     raw.add_argument(
@@ -118,11 +134,13 @@ def run(args: argparse.Namespace) -> int:
     raw = _raw_format(args)
     inputs = expand_inputs(args.inputs)
     exported = load_exported(args.model, device=args.device)
+    method = args.method or ("lm" if args.lm_path is not None else exported.decode_method)
     transcriber = Transcriber(
         exported,
         backend=args.backend,
-        method=args.method or exported.decode_method,
+        method=method,
         beam_size=args.beam_size or exported.beam_size,
+        language_model=_language_model(args, exported, method),
         raw=raw,
         timestamps=args.timestamps or args.ctm,
         long_file_seconds=args.long_file_seconds,
@@ -183,6 +201,30 @@ def run(args: argparse.Namespace) -> int:
                 _out(f"{result.id}\t{result.text}")
     print(_summary(done, failed, audio_seconds, processing_seconds), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _language_model(
+    args: argparse.Namespace, exported: ExportedModel, method: str
+) -> LanguageModel | None:
+    """``--lm`` / ``--lexicon`` with the search settings given, over the export's settings (None:
+    the export's own LM, or no LM for greedy and beam)."""
+    from dmao.decoding.lm_decoder import LMDecoderOptions
+    from dmao.export.language_model import LanguageModel, recorded_options
+
+    if method != "lm":
+        given = lm_settings_given(args)
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to --method lm only")
+        return None
+    settings = lm_search_settings(args)
+    if args.lm_path is None:
+        if args.lexicon_path is not None:
+            raise ValueError("--lexicon goes with --lm (the export's LM has its own lexicon)")
+        own = exported.language_model()  # checked against the manifest; None: Transcriber says so
+        return own.with_options(**settings) if own is not None else None
+    lexicon = Path(args.lexicon_path) if args.lexicon_path is not None else None
+    options = recorded_options(exported.manifest) or LMDecoderOptions()
+    return LanguageModel(Path(args.lm_path), lexicon, options).with_options(**settings)
 
 
 def _raw_format(args: argparse.Namespace) -> RawFormat | None:

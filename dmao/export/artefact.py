@@ -11,6 +11,7 @@ Layout of an export folder::
     tokenizer/          a copy of the run's tokenizer files (``dmao.data.tokenizer``)
     model.onnx          the acoustic model for ONNX Runtime (optional; see ``onnx_export``)
     model.int8.onnx     the same with int8 weights (optional, ``--int8``; see ``quantize``)
+    lm/                 an n-gram LM, its lexicon (optional, ``--lm``; see ``language_model``)
     manifest.json       format version, package versions, source run (its folder name and the
                         SHA-256 of its config and checkpoint: no absolute paths), default
                         decoding settings, and the size and SHA-256 of every file above
@@ -55,6 +56,11 @@ from dmao.export.files import (
     sha256_file,
     verify_files,
     write_json,
+)
+from dmao.export.language_model import (
+    LanguageModel,
+    bundle_language_model,
+    bundled_language_model,
 )
 from dmao.models.architecture import EncoderArchitecture
 from dmao.models.normalization import GlobalFeatureNorm
@@ -177,10 +183,24 @@ class ExportedModel:
 
     @property
     def decode_method(self) -> str:
-        """The run's default decoding method, ``greedy`` or ``beam``. A run decoded with an
-        n-gram LM (``lm``) gets ``beam``: the LM files are not part of an export."""
+        """The default decoding method: ``lm`` for an export with an LM (``dmao export --lm``),
+        else the run's, ``greedy`` or ``beam`` (``beam`` for a run decoded with an LM that the
+        export does not hold)."""
+        if self.manifest.get("lm") is not None:
+            return "lm"
         method = str(self.manifest.get("decode", {}).get("method", "greedy"))
         return method if method in ("greedy", "beam") else "beam"
+
+    @property
+    def has_language_model(self) -> bool:
+        """Whether the export holds an n-gram LM (``dmao export --lm``)."""
+        return self.manifest.get("lm") is not None
+
+    def language_model(self) -> LanguageModel | None:
+        """The export's n-gram LM and search settings, after checking its files against the
+        manifest (size and SHA-256; :func:`load_exported` leaves them out, an LM can be large);
+        None when it has none."""
+        return bundled_language_model(self.directory, self.manifest, MANIFEST_FILE)
 
     @property
     def beam_size(self) -> int:
@@ -195,6 +215,7 @@ def export_run(
     checkpoint: str = "best",
     onnx: bool = True,
     int8: bool = False,
+    language_model: LanguageModel | None = None,
     overwrite: bool = False,
     verbose: bool = False,
 ) -> Path:
@@ -210,6 +231,9 @@ def export_run(
         onnx: also export ``model.onnx`` (checked against PyTorch with ONNX Runtime).
         int8: also write ``model.int8.onnx``, its int8 dynamically quantised copy (needs
             ``onnx``; checked against ``model.onnx``, :func:`dmao.export.quantize.quantize_onnx`).
+        language_model: an n-gram LM, its lexicon and search settings to copy into ``lm/``, for
+            ``dmao transcribe --method lm`` (loaded once with the run's tokenizer first, so an
+            LM that does not fit fails here; :mod:`dmao.export.language_model`).
         overwrite: replace an existing export at ``out_dir`` (only a folder that holds a
             ``manifest.json`` is ever replaced).
         verbose: let the ONNX exporter log its passes (~70 INFO lines for the tiny model).
@@ -221,7 +245,8 @@ def export_run(
         FileNotFoundError: ``run_dir`` is not a run folder.
         FileExistsError: ``out_dir`` exists and ``overwrite`` is off, or it is not an export.
         CheckpointError: the checkpoint is missing or unreadable.
-        ValueError: ``int8`` without ``onnx``.
+        ValueError: ``int8`` without ``onnx``; a ``language_model`` that does not fit the
+            model's tokens.
     """
     from dmao.decoding.decode_run import load_trained_model  # the run-side view of a model
     from dmao.training.checkpoint import load_checkpoint
@@ -253,6 +278,9 @@ def export_run(
         )
         write_json(tmp / FEATURES_FILE, features.to_dict())
         shutil.copytree(run_dir / TOKENIZER_DIR, tmp / TOKENIZER_DIR)
+        lm_info = None
+        if language_model is not None:
+            lm_info = bundle_language_model(language_model, tmp, tokenizer)
         onnx_info = None
         if onnx:
             from dmao.export.onnx_export import export_onnx
@@ -276,7 +304,8 @@ def export_run(
                 "features (B, T, F) float32 and feature_lens (B,) int64 to log_probs "
                 "(B, T', V) float32 and out_lens (B,) int64, blank = 0 (model.int8.onnx, where "
                 "present, is the same graph with int8 weights); features.json says how to "
-                "compute the features, tokenizer/ maps label ids to text."
+                "compute the features, tokenizer/ maps label ids to text; lm/, where present, "
+                "holds an n-gram LM for beam search (the 'lm' record)."
             ),
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"
@@ -295,6 +324,7 @@ def export_run(
             "decode": {"method": config.decode.method, "beam_size": config.decode.beam_size},
             "onnx": onnx_info,
             "onnx_int8": int8_info,
+            "lm": lm_info,
             "files": file_table(tmp),
         }
         write_json(tmp / MANIFEST_FILE, manifest)
@@ -342,9 +372,10 @@ def load_exported(
             f"dmao {__version__} reads version {EXPORT_FORMAT_VERSION}"
         )
     if verify:
-        verify_files(
-            directory, manifest.get("files", {}), {ONNX_FILE, ONNX_INT8_FILE}, MANIFEST_FILE
-        )
+        lm = manifest.get("lm") or {}
+        lm_files = {str(lm[key]) for key in ("file", "lexicon") if lm.get(key)}
+        used_later = {ONNX_FILE, ONNX_INT8_FILE} | lm_files
+        verify_files(directory, manifest.get("files", {}), used_later, MANIFEST_FILE)
 
     spec = read_json(directory / MODEL_FILE)
     model = build_from_spec(spec, source=str(directory / MODEL_FILE))

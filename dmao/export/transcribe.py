@@ -2,7 +2,8 @@
 
 Each file is read as mono at the model's rate (:func:`~dmao.export.audio.load_audio`), turned into
 the fbank features the model was trained on (the settings stored in the export), run through the
-acoustic model — PyTorch or ONNX Runtime — and decoded with CTC greedy or prefix beam search.
+acoustic model — PyTorch or ONNX Runtime — and decoded with CTC greedy or prefix beam search, or
+with a beam search over an n-gram LM (the export's, ``dmao export --lm``, or one given here).
 Files are processed one at a time, so no utterance's result depends on what it is batched with.
 In a batch (:meth:`Transcriber.transcribe_files`) a file that fails in any way — unreadable,
 too short, or an error inside the model or the decoder — becomes one :class:`Failure` with a
@@ -30,11 +31,13 @@ from dmao.export.audio import RawFormat, load_audio
 from dmao.export.chunking import chunked_log_probs, pause_segments
 from dmao.export.files import verify_files
 from dmao.export.inputs import AudioInput
+from dmao.export.language_model import LanguageModel
 from dmao.export.onnx_export import OnnxAcousticModel
 
-__all__ = ["BACKENDS", "Failure", "Transcriber", "Transcription"]
+__all__ = ["BACKENDS", "METHODS", "Failure", "Transcriber", "Transcription"]
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
+METHODS = ("greedy", "beam", "lm")
 # Long files (docs/export.md, "Long recordings"; chunk, context and pause chosen on dev with
 # benchmarks/bench_long_audio.py).
 DEFAULT_LONG_FILE_SECONDS = 30.0
@@ -95,8 +98,11 @@ class Transcriber:
         exported: from :func:`~dmao.export.load_exported`.
         backend: ``torch`` (the PyTorch model), ``onnx`` (``model.onnx`` through ONNX Runtime)
             or ``onnx-int8`` (``model.int8.onnx``, its int8 copy, from ``dmao export --int8``).
-        method: ``greedy`` or ``beam`` (CTC prefix beam search without a language model).
-        beam_size: beams for ``method="beam"``.
+        method: ``greedy``, ``beam`` (CTC prefix beam search without a language model) or
+            ``lm`` (beam search with an n-gram LM, as ``dmao decode --method lm``).
+        beam_size: beams for ``method="beam"`` (``lm`` takes its own from ``language_model``).
+        language_model: for ``method="lm"``: the LM and its search settings; None: the export's
+            own (``dmao export --lm``).
         num_threads: ONNX Runtime intra-op threads (the torch backend uses torch's setting).
         raw: how headerless ``.raw``/``.pcm`` files store their samples (None: such files fail
             with a message asking for it).
@@ -118,6 +124,7 @@ class Transcriber:
         backend: str = "torch",
         method: str = "greedy",
         beam_size: int = 8,
+        language_model: LanguageModel | None = None,
         num_threads: int | None = None,
         raw: RawFormat | None = None,
         timestamps: bool = False,
@@ -128,8 +135,8 @@ class Transcriber:
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        if method not in ("greedy", "beam"):
-            raise ValueError(f"decoding method must be 'greedy' or 'beam', got {method!r}")
+        if method not in METHODS:
+            raise ValueError(f"decoding method must be one of {', '.join(METHODS)}, got {method!r}")
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         self.exported = exported
@@ -159,6 +166,16 @@ class Transcriber:
         if backend != "torch":
             path = _checked_onnx(exported, int8=backend == "onnx-int8")
             self._onnx = OnnxAcousticModel(path, num_threads=num_threads)
+        self.language_model: LanguageModel | None = None
+        self._lm_decoder = None
+        if method == "lm":
+            self.language_model = language_model or exported.language_model()
+            if self.language_model is None:
+                raise ValueError(
+                    f"export {exported.directory} has no n-gram LM: export with `dmao export "
+                    "--lm FILE`, or give one (--lm FILE, --lexicon FILE for a word LM)"
+                )
+            self._lm_decoder = self.language_model.decoder(exported.tokenizer)
 
     def features(self, samples: np.ndarray) -> Tensor:
         """``samples (N,)`` float32 at the model's rate → ``(T, F)`` float32 log-mel fbank."""
@@ -212,7 +229,9 @@ class Transcriber:
         return pause_segments(log_probs, self.exported.tokenizer.blank_id, self._pause)
 
     def search(self, log_probs: Tensor) -> str:
-        """Text of one greedy or beam search over all of ``log_probs (T', V)``."""
+        """Text of one greedy, beam or LM search over all of ``log_probs (T', V)``."""
+        if self._lm_decoder is not None:
+            return self._lm_decoder.decode(log_probs).text
         return self.exported.tokenizer.decode(self._tokens(log_probs))
 
     def _tokens(self, log_probs: Tensor) -> list[int]:
@@ -221,6 +240,20 @@ class Transcriber:
         if self.method == "greedy":
             return greedy_decode(log_probs[None], lens, blank)[0]
         return beam_search_batch(log_probs[None], lens, self.beam_size, blank)[0]
+
+    def _text_and_path(self, log_probs: Tensor) -> tuple[str, list[int]]:
+        """The search's text and the frame path (``(T',)`` token per frame) that spells it, as
+        ``dmao decode`` takes word times from: the argmax path (greedy), the best path of the
+        hypothesis (beam) or the LM search's own path (lm)."""
+        if self._lm_decoder is not None:
+            hypothesis = self._lm_decoder.decode(log_probs)
+            return hypothesis.text, hypothesis.frame_tokens
+        tokens = self._tokens(log_probs)
+        if self.method == "greedy":
+            path = log_probs.argmax(dim=-1).tolist()
+        else:
+            path = ctc_best_path(log_probs, tokens, self.exported.tokenizer.blank_id)
+        return self.exported.tokenizer.decode(tokens), path
 
     def word_times(self, log_probs: Tensor) -> tuple[str, list[WordTiming]]:
         """``log_probs (T', V)`` of one file → its text and each word's time span."""
@@ -235,16 +268,12 @@ class Transcriber:
 
     def _word_times(self, log_probs: Tensor, frame_seconds: float) -> tuple[str, list[WordTiming]]:
         tokenizer = self.exported.tokenizer
-        tokens = self._tokens(log_probs)
-        if self.method == "greedy":  # the best path of the greedy hypothesis: as `dmao decode`
-            path = log_probs.argmax(dim=-1).tolist()  # (T',)
-        else:
-            path = ctc_best_path(log_probs, tokens, tokenizer.blank_id)
+        text, path = self._text_and_path(log_probs)
         if self._symbols is None:
             self._symbols = token_symbols(tokenizer)
         boundary = word_boundary_symbol(tokenizer)
         words = word_timings(path, self._symbols, tokenizer.blank_id, boundary, frame_seconds)
-        return tokenizer.decode(tokens), words
+        return text, words
 
     def transcribe_samples(self, samples: np.ndarray) -> str:
         """Text of ``samples (N,)`` float32 mono at the model's rate."""
