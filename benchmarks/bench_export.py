@@ -11,6 +11,10 @@ utterance as ``dmao transcribe`` runs them (one utterance at a time):
 - acoustic model only: features → log-probs (the part the backends differ in);
 - end to end from samples: fbank + acoustic model + greedy search + detokenisation.
 
+When the export holds an n-gram LM (``dmao export --lm`` / ``--lm-from``), every backend is also
+timed end to end with the LM beam search instead of greedy (rows ``BACKEND + lm``; the acoustic
+model is the backend's, so only the search adds).
+
 Real-time factor = wall time / audio duration; the table gives the median over ``--repeats``
 passes, with the backends interleaved in each pass so that load from other processes affects
 both alike. Every backend gets the same number of intra-op threads. Also reports each ONNX
@@ -74,6 +78,18 @@ def main() -> None:
     }
     if exported.onnx_int8_path is not None:
         backends["onnx-int8"] = Transcriber(exported, backend="onnx-int8", num_threads=args.threads)
+    # The same backends with the export's LM beam search (its files are checked here once).
+    language_model = exported.language_model()
+    with_lm = {
+        name: Transcriber(
+            exported,
+            backend=name,
+            method="lm",
+            language_model=language_model,
+            num_threads=None if name == "torch" else args.threads,
+        )
+        for name in (backends if language_model is not None else ())
+    }
     files = {"torch": "model.safetensors", "onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
     sizes = {name: (export_dir / files[name]).stat().st_size for name in backends}
     utterances = _utterances(args.run, args.utterances)
@@ -84,6 +100,9 @@ def main() -> None:
 
     # Warm-up (first-call allocations, ORT's graph preparation) and the agreement check.
     hyps = {name: [t.transcribe_samples(s) for s in samples] for name, t in backends.items()}
+    hyps |= {
+        f"{name} + lm": [t.transcribe_samples(s) for s in samples] for name, t in with_lm.items()
+    }
     max_diff = {name: 0.0 for name in backends if name != "torch"}
     for f in features:
         reference = backends["torch"].log_probs(f)
@@ -100,6 +119,11 @@ def main() -> None:
             total_s = _time(transcriber.transcribe_samples, samples)
             rtf[name]["model"].append(model_s / audio_seconds)
             rtf[name]["end_to_end"].append(total_s / audio_seconds)
+        for name, transcriber in with_lm.items():
+            total_s = _time(transcriber.transcribe_samples, samples)
+            rtf.setdefault(f"{name} + lm", {"end_to_end": []})["end_to_end"].append(
+                total_s / audio_seconds
+            )
 
     refs = [ref for _, _, ref in utterances]
     spec = json.loads((export_dir / "model.json").read_text())
@@ -122,6 +146,7 @@ def main() -> None:
             for name in max_diff
         },
         "wer": {name: score_corpus(refs, h).wer for name, h in hyps.items()},
+        "lm": exported.manifest.get("lm"),
     }
     med = result["median_rtf"]
     print(
@@ -140,6 +165,12 @@ def main() -> None:
         print(
             f"| {name} | {sizes[name] / 1e6:.1f} | {med[name]['model']:.4f} | "
             f"{med[name]['end_to_end']:.4f} | {100 * result['wer'][name]:.2f} % | {same} | {diff} |"
+        )
+    for name in with_lm:
+        row = f"{name} + lm"
+        print(
+            f"| {row} | — | — | {med[row]['end_to_end']:.4f} (+ LM search) | "
+            f"{100 * result['wer'][row]:.2f} % | — | — |"
         )
     for name in max_diff:
         speedup = med["torch"]["model"] / med[name]["model"]

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from dmao.decoding.alignment import ctc_best_path
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
-from dmao.decoding.lm_decoder import token_symbols, word_boundary_symbol
+from dmao.decoding.lm_decoder import CTCLMDecoder, token_symbols, word_boundary_symbol
 from dmao.decoding.timing import SUBSAMPLING_FACTOR, WordTiming, word_timings
 from dmao.export.artefact import MANIFEST_FILE, ONNX_FILE, ONNX_INT8_FILE, ExportedModel
 from dmao.export.audio import RawFormat, load_audio
@@ -167,7 +167,7 @@ class Transcriber:
             path = _checked_onnx(exported, int8=backend == "onnx-int8")
             self._onnx = OnnxAcousticModel(path, num_threads=num_threads)
         self.language_model: LanguageModel | None = None
-        self._lm_decoder = None
+        self._lm_decoder: CTCLMDecoder | None = None
         if method == "lm":
             self.language_model = language_model or exported.language_model()
             if self.language_model is None:
