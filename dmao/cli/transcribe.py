@@ -5,7 +5,8 @@ INPUT is a file, a folder (its audio files) or ``@LIST`` (a file listing ``PATH`
 ``ID<TAB>text`` (default), a TSV table with a header (``--tsv``: id, text, duration_s, rtf),
 JSON Lines (``--json``: id, path, text, duration_s, rtf, with ``--timestamps`` also words with
 their start and end; failed files as id, path, error) or sclite CTM (``--ctm``: one line per
-word, ``ID A START DURATION WORD``, like ``dmao decode``'s ``hyp.ctm``). A file
+word, ``ID A START DURATION WORD``, like ``dmao decode``'s ``hyp.ctm``). An export with an n-gram
+LM (``dmao export --lm``) decodes with it (``--method lm``; ``--lm FILE`` gives another). A file
 that fails is one line on stderr, the others are still transcribed, a summary ends the output
 on stderr, and the exit code is 1 if any file failed.
 """
@@ -89,8 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_lm_arguments(
         p.add_argument_group(
-            "n-gram LM (--method lm; docs/export.md): by default the export's own (`dmao export "
-            "--lm`); settings not given are the export's"
+            "n-gram LM (--method lm): the export's own unless --lm; settings not given are the "
+            "export's"
         )
     )
     raw = p.add_argument_group("headerless PCM (.raw, .pcm files)")
