@@ -106,7 +106,10 @@ def bundle_language_model(
             raise FileNotFoundError(f"{what} file {path} does not exist")
     language_model.decoder(tokenizer)
     order = arpa_order(language_model.path)
-    name = f"{LM_DIR}/lm.arpa" if order is not None else f"{LM_DIR}/lm.bin"
+    with open(language_model.path, "rb") as f:
+        is_arpa = b"\\data\\" in f.read(4096)
+    # ARPA text is lm.arpa; anything else (a KenLM binary, a compressed ARPA) keeps its suffix.
+    name = f"{LM_DIR}/lm" + (".arpa" if is_arpa else language_model.path.suffix)
     (export_dir / LM_DIR).mkdir()
     shutil.copyfile(language_model.path, export_dir / name)
     source = {"lm": language_model.path.name, "lm_sha256": sha256_file(export_dir / name)}
@@ -127,12 +130,16 @@ def bundle_language_model(
 def recorded_options(manifest: Mapping[str, Any]) -> LMDecoderOptions | None:
     """The search settings an export's ``manifest`` records for its LM (None: it has no LM)."""
     record = manifest.get("lm")
-    if record is None:
-        return None
+    return None if record is None else _options(record)
+
+
+def _options(record: Mapping[str, Any]) -> LMDecoderOptions:
     try:
         return LMDecoderOptions(**{key: record["options"][key] for key in LM_OPTION_FIELDS})
     except (KeyError, TypeError) as err:
-        raise ValueError(f"the export manifest's 'lm' options are incomplete ({err!r})") from err
+        raise ValueError(
+            f"the export manifest's 'lm' record has incomplete search settings ({err!r})"
+        ) from err
 
 
 def bundled_language_model(
@@ -144,12 +151,12 @@ def bundled_language_model(
     if record is None:
         return None
     source = f"{directory / manifest_name} 'lm'"
+    options = _options(record)
     try:
         names = [record["file"]] + ([record["lexicon"]] if record["lexicon"] else [])
-        options = LMDecoderOptions(**{key: record["options"][key] for key in LM_OPTION_FIELDS})
     except (KeyError, TypeError) as err:
-        raise ValueError(f"{source}: expected file, lexicon and options ({err!r})") from err
-    if not isinstance(record["file"], str) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"{source}: expected file and lexicon ({err!r})") from err
+    if not all(isinstance(name, str) for name in names):
         raise ValueError(f"{source}: file and lexicon must be file names")
     table = manifest.get("files", {})
     missing = [name for name in names if name not in table]
