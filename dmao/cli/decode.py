@@ -49,6 +49,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="kaldialign",
         help="count errors by minimum edit distance (default) or as NIST sclite does",
     )
+    p.add_argument(
+        "--ema",
+        action="store_true",
+        help="decode the checkpoint's running average of the weights (train.ema_decay)",
+    )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
 
@@ -100,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
             avg=args.avg,
             prior_scale=args.prior_scale,
             prior_utterances=args.prior_utterances or DEFAULT_PRIOR_UTTERANCES,
+            ema=args.ema,
         )
         print(f"{split} ({result.method}, {result.checkpoint}): {result.score.summary()}")
         print(f"  hypotheses: {result.hypotheses_path}  RTF {result.real_time_factor:.4f}")

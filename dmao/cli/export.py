@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also write model.int8.onnx: int8 weights (ONNX Runtime dynamic quantisation), "
         "~3.5x smaller and faster on CPU; `dmao transcribe --backend onnx-int8`",
     )
+    p.add_argument(
+        "--ema",
+        action="store_true",
+        help="export the checkpoint's running average of the weights (train.ema_decay)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing export at --out")
     lm = p.add_argument_group(
         "n-gram LM, stored in the export for `dmao transcribe --method lm` (docs/export.md); "
@@ -50,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.avg is not None and args.avg < 1:
         raise ValueError(f"--avg must be at least 1, got {args.avg}")
+    if args.avg is not None and args.ema:
+        raise ValueError("--ema and --avg both average weights: choose one")
     start = time.perf_counter()
     checkpoint = args.checkpoint or "best"
     if args.avg is not None:  # as `dmao decode --avg`: ends at --checkpoint, by default the last
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         onnx=not args.no_onnx,
         int8=args.int8,
         language_model=_language_model(args),
+        ema=args.ema,
         overwrite=args.force,
         verbose=args.verbose,  # the ONNX exporter's own log lines only with `dmao -v export`
     )

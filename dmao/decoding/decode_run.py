@@ -42,6 +42,7 @@ from dmao.evaluation.wer import ALIGNERS, ErrorCounts, ScoreResult, write_hypoth
 from dmao.models.architecture import EncoderArchitecture
 from dmao.training.averaging import averaged_checkpoint
 from dmao.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from dmao.training.ema import averaged_weights
 from dmao.training.model_setup import build_model_from_config
 from dmao.training.recipe import resolve_device
 
@@ -87,9 +88,11 @@ def resolve_checkpoint(run_dir: Path, which: str) -> Path:
     return path if path.is_file() else ckpt_dir / which
 
 
-def load_trained_model(run_dir: Path, which: str, device: torch.device):
+def load_trained_model(run_dir: Path, which: str, device: torch.device, *, ema: bool = False):
     """The model of a run at the given checkpoint (with its own per-layer architecture), in eval
-    mode, plus the run's config, tokenizer and the checkpoint path."""
+    mode, plus the run's config, tokenizer and the checkpoint path. ``ema``: the running average
+    of the weights the checkpoint holds (``train.ema_decay``; :mod:`dmao.training.ema`) instead
+    of its live weights."""
     path = resolve_checkpoint(run_dir, which)
     state = load_checkpoint(path, map_location=device)
     config = config_from_dict(state["config"], source=str(path))
@@ -99,7 +102,7 @@ def load_trained_model(run_dir: Path, which: str, device: torch.device):
         tokenizer.vocab_size,
         architecture=EncoderArchitecture.from_dict(state["architecture"]),
     )
-    model.load_state_dict(state["model"])
+    model.load_state_dict(averaged_weights(state, path) if ema else state["model"])
     return model.to(device).eval(), config, tokenizer, path
 
 
@@ -256,6 +259,7 @@ def decode_split(
     avg: int | None = None,
     prior_scale: float = 0.0,
     prior_utterances: int = DEFAULT_PRIOR_UTTERANCES,
+    ema: bool = False,
 ) -> DecodeResult:
     """Decode corpus part ``split`` with the run's model and score it.
 
@@ -277,7 +281,13 @@ def decode_split(
         prior_scale: divide the CTC prior out of the posteriors with this scale (0 = off); the
             prior is estimated from ``prior_utterances`` training utterances once per checkpoint
             and kept in ``RUN/ctc_prior.pt``.
+        ema: decode the checkpoint's running average of the weights (``train.ema_decay``) instead
+            of its live weights; written to ``RUN/decode/<split>-<method>-ema/`` by default.
     """
+    if ema and avg is not None:
+        raise ValueError("--ema and --avg both average weights: choose one")
+    if ema and prior_scale:
+        raise ValueError("--prior-scale is estimated for a checkpoint's live weights, not --ema")
     if align not in ALIGNERS:
         raise ValueError(f"--align must be one of {ALIGNERS}, got {align!r}")
     if prior_scale < 0:
@@ -299,7 +309,8 @@ def decode_split(
     if avg is not None:  # --avg 1 is the end checkpoint itself
         end = checkpoint if checkpoint is not None else "last"
         dec = replace(dec, checkpoint=str(averaged_checkpoint(run_dir, avg, end)))
-    model, config, tokenizer, ckpt_path = load_trained_model(run_dir, dec.checkpoint, dev)
+    model, config, tokenizer, ckpt_path = load_trained_model(run_dir, dec.checkpoint, dev, ema=ema)
+    checkpoint_label = f"{ckpt_path.name}+ema" if ema else ckpt_path.name
     config.decode = dec
     # Build the LM decoder before the forward pass so that a bad LM/lexicon fails fast.
     lm_decoder = build_lm_decoder(dec, tokenizer) if dec.method == "lm" else None
@@ -309,7 +320,7 @@ def decode_split(
         tokenizer,
         split,
         device=dev,
-        checkpoint=ckpt_path.name,
+        checkpoint=checkpoint_label,
         progress_bar=progress_bar,
     )
     prior = None
@@ -336,7 +347,8 @@ def decode_split(
     refs, hyps, ids = posteriors.refs, decoded.hyps, posteriors.ids
 
     label = _decoder_label(dec)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "decode" / f"{split}-{dec.method}"
+    default_out = run_dir / "decode" / f"{split}-{dec.method}{'-ema' if ema else ''}"
+    out_dir = Path(out_dir) if out_dir is not None else default_out
     out_dir.mkdir(parents=True, exist_ok=True)
     hyp_path = out_dir / "hypotheses.txt"
     score = write_hypotheses(hyp_path, ids, refs, hyps, aligner=align)
@@ -353,7 +365,7 @@ def decode_split(
         score=score,
         hypotheses_path=hyp_path,
         real_time_factor=elapsed / max(posteriors.audio_seconds, 1e-9),
-        checkpoint=ckpt_path.name,
+        checkpoint=checkpoint_label,
     )
     record = {
         "run": str(run_dir),

@@ -216,6 +216,7 @@ def export_run(
     onnx: bool = True,
     int8: bool = False,
     language_model: LanguageModel | None = None,
+    ema: bool = False,
     overwrite: bool = False,
     verbose: bool = False,
 ) -> Path:
@@ -234,6 +235,8 @@ def export_run(
         language_model: an n-gram LM, its lexicon and search settings to copy into ``lm/``, for
             ``dmao transcribe --method lm`` (loaded once with the run's tokenizer first, so an
             LM that does not fit fails here; :mod:`dmao.export.language_model`).
+        ema: export the checkpoint's running average of the weights (``train.ema_decay``,
+            :mod:`dmao.training.ema`) instead of its live weights.
         overwrite: replace an existing export at ``out_dir`` (only a folder that holds a
             ``manifest.json`` is ever replaced).
         verbose: let the ONNX exporter log its passes (~70 INFO lines for the tiny model).
@@ -257,7 +260,9 @@ def export_run(
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a dmao run folder (no config.yaml)")
     _check_target(out_dir, overwrite)
-    model, config, _, ckpt_path = load_trained_model(run_dir, checkpoint, torch.device("cpu"))
+    model, config, _, ckpt_path = load_trained_model(
+        run_dir, checkpoint, torch.device("cpu"), ema=ema
+    )
     step = load_checkpoint(ckpt_path).get("step")
     tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
     vocab_size = tokenizer.vocab_size
@@ -320,6 +325,7 @@ def export_run(
                 "checkpoint": ckpt_path.name,
                 "checkpoint_sha256": sha256_file(ckpt_path),
                 "step": step,
+                "weights": "ema" if ema else "live",
             },
             "decode": {"method": config.decode.method, "beam_size": config.decode.beam_size},
             "onnx": onnx_info,

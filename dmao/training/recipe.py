@@ -50,6 +50,7 @@ from dmao.training.data_setup import (
 )
 from dmao.training.distributed import DistributedContext, resolve_device
 from dmao.training.dmao_hooks import DmaoHooks, write_architecture
+from dmao.training.ema import WeightAverage
 from dmao.training.initialization import load_initial_weights, open_init_source
 from dmao.training.metrics import MetricLogger
 from dmao.training.model_setup import build_model_from_config
@@ -83,6 +84,8 @@ def _check_train_config(config: ExperimentConfig) -> None:
         )
     if train.accum_grad_steps < 1:
         raise ValueError(f"train.accum_grad_steps must be >= 1, got {train.accum_grad_steps}")
+    if not 0.0 <= train.ema_decay < 1.0:
+        raise ValueError(f"train.ema_decay must be in [0, 1) (0: off), got {train.ema_decay}")
 
 
 class _NoMetrics:
@@ -213,6 +216,9 @@ class TrainingRecipe(StepMixin, RunStateMixin):
         if self.allocator is not None:
             self.dmao = DmaoHooks(self.allocator, self.model, dist, self.metrics, self.run_dir,
                                   cfg.train.seed, self._echo)  # fmt: skip
+        # The running average of the weights (train.ema_decay), restored by load_state.
+        decay = cfg.train.ema_decay
+        self.ema = WeightAverage(self.model, decay) if decay else None
         if resume_state is not None:
             self.load_state(resume_state, resume_from)
         # DDP after loading: it broadcasts rank 0's weights and buffers at construction.
@@ -280,10 +286,15 @@ class TrainingRecipe(StepMixin, RunStateMixin):
                 progress.step += 1
                 progress.audio_seconds += out.audio_seconds
                 bar.update(1)
-                if self.dmao is not None and self.dmao.after_step(
+                event = self.dmao is not None and self.dmao.after_step(
                     progress.step, self.optimizer, self.device
-                ):
+                )
+                if event:
                     self.train_model = self._training_module()  # a new reducer
+                if self.ema is not None and event:  # new widths: the average starts again
+                    self.ema.restart(self.model)
+                elif self.ema is not None:
+                    self.ema.update(self.model)
 
                 window["loss"] += out.loss_sum
                 window["tokens"] += out.tokens

@@ -61,6 +61,7 @@ class RunStateMixin:
     scaler: Any
     sampler: Any
     allocator: Any
+    ema: Any
     metrics: Any
     progress: Progress
     run_dir: Path
@@ -131,6 +132,7 @@ class RunStateMixin:
             "rng": capture_rng_state(),
             "config": config_to_dict(self.config),
             "dmao": self.allocator.state_dict() if self.allocator is not None else {},
+            "ema": self.ema.state_dict() if self.ema is not None else {},
         }
 
     def save(self, *, dev_wer: float | None = None) -> Path:
@@ -201,6 +203,10 @@ class RunStateMixin:
         if self.allocator is not None:  # first: parameters a reference event froze leave the
             self.allocator.load_state_dict(state["dmao"], self.optimizer)  # optimizer again
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            if not state.get("ema"):
+                raise CheckpointError(f"{path} holds no averaged weights for train.ema_decay")
+            self.ema.load_state_dict(state["ema"], path)
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
