@@ -4,6 +4,10 @@ decode --ema`` and ``dmao export --ema`` use."""
 
 from __future__ import annotations
 
+import csv
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import tiny_train_overrides
@@ -16,6 +20,9 @@ from dmao.export import load_exported
 from dmao.training.checkpoint import load_checkpoint
 from dmao.training.ema import WeightAverage, averaged_weights
 from dmao.training.recipe import TrainingRecipe
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import bench_ema
 
 DMAO = [
     "dmao.enabled=true",
@@ -117,6 +124,17 @@ def test_decode_and_export_use_the_average_when_asked(tiny_corpus, tmp_path, cap
     assert result.hypotheses_path.parent.name == "test-greedy-ema"  # beside the live decode
     with pytest.raises(ValueError, match="choose one"):
         decode_split(run, "test", ema=True, avg=2, progress_bar=False)
+
+    # The benchmark: both weights at every kept checkpoint, from the same decodes.
+    assert (
+        bench_ema.main(["--run", str(run), "--out", str(tmp_path / "eval"), "--splits", "test"])
+        == 0
+    )
+    assert "| 12 | 12 | " in capsys.readouterr().out
+    with open(tmp_path / "eval" / "ema.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["step"], r["weights"]) for r in rows[-2:]] == [("12", "live"), ("12", "ema")]
+    assert float(rows[-1]["wer"]) == pytest.approx(100 * result.score.wer, abs=0.01)
 
     out = tmp_path / "model"
     assert main(["export", str(run), "--out", str(out), "--no-onnx", "--ema"]) == 0
