@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -274,6 +275,20 @@ def train_tiny_run(run_dir: Path, overrides: list[str]) -> Path:
     finally:
         recipe.cleanup()
     return run_dir
+
+
+def train_recipe(config: Any, run_dir: Path, *, resume: bool = False) -> Any:
+    """Set up, train and clean up a :class:`~dmao.training.recipe.TrainingRecipe` in-process;
+    returns the recipe (its model, optimizer, ... as they are at the end)."""
+    from dmao.training.recipe import TrainingRecipe
+
+    recipe = TrainingRecipe(config, run_dir, resume=resume)
+    recipe.setup()
+    try:
+        recipe.train()
+    finally:
+        recipe.cleanup()
+    return recipe
 
 
 def run_benchmark_script(

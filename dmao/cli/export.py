@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 def _language_model(args: argparse.Namespace):
     """The LM that ``--lm`` / ``--lm-from`` and the search settings describe, or None."""
     from dmao.config import load_config
-    from dmao.decoding.lm_decoder import LMDecoderOptions
+    from dmao.decoding.decode_run import lm_decoder_options
     from dmao.export.language_model import LanguageModel, language_model_from_decode
 
     settings = lm_search_settings(args)
@@ -122,14 +122,7 @@ def _language_model(args: argparse.Namespace):
     config_path = args.run / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"{args.run} is not a dmao run folder (no config.yaml)")
-    decode = load_config(config_path).decode  # what `dmao decode --method lm` uses
-    options = LMDecoderOptions(
-        lm_weight=decode.lm_weight,
-        word_score=decode.word_score,
-        sil_score=decode.sil_score,
-        beam_size=decode.beam_size,
-        beam_size_token=decode.beam_size_token,
-        beam_threshold=decode.beam_threshold,
-    )
+    # What `dmao decode RUN --method lm --lm FILE` would use.
+    options = lm_decoder_options(load_config(config_path).decode)
     lexicon = Path(args.lexicon_path) if args.lexicon_path is not None else None
     return LanguageModel(Path(args.lm_path), lexicon, options).with_options(**settings)

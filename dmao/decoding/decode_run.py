@@ -30,6 +30,7 @@ from dmao.data.tokenizer import Tokenizer, load_tokenizer
 from dmao.decoding.alignment import ctc_best_path
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
 from dmao.decoding.lm_decoder import (
+    LM_OPTION_FIELDS,
     CTCLMDecoder,
     LMDecoderOptions,
     token_symbols,
@@ -172,18 +173,16 @@ def _decoder_label(dec: DecodeConfig) -> str:
     return f"lm-{'lexicon' if dec.lexicon_path else 'lexfree'}{dec.beam_size}"
 
 
+def lm_decoder_options(dec: DecodeConfig) -> LMDecoderOptions:
+    """The LM search settings of ``dec`` (its fields named in ``LM_OPTION_FIELDS``)."""
+    return LMDecoderOptions(**{key: getattr(dec, key) for key in LM_OPTION_FIELDS})
+
+
 def build_lm_decoder(dec: DecodeConfig, tokenizer: Tokenizer) -> CTCLMDecoder:
     """The LM decoder that the ``lm_*`` fields of ``dec`` describe."""
     if not dec.lm_path:
         raise ValueError("decode.method=lm needs decode.lm_path (dmao decode --lm FILE)")
-    options = LMDecoderOptions(
-        lm_weight=dec.lm_weight,
-        word_score=dec.word_score,
-        sil_score=dec.sil_score,
-        beam_size=dec.beam_size,
-        beam_size_token=dec.beam_size_token,
-        beam_threshold=dec.beam_threshold,
-    )
+    options = lm_decoder_options(dec)
     return CTCLMDecoder.from_tokenizer(tokenizer, dec.lm_path, dec.lexicon_path, options)
 
 
@@ -398,17 +397,7 @@ def decode_split(
         }
     if dec.method == "lm":
         record["lm"] = {
-            key: getattr(dec, key)
-            for key in (
-                "lm_path",
-                "lexicon_path",
-                "lm_weight",
-                "word_score",
-                "sil_score",
-                "beam_size",
-                "beam_size_token",
-                "beam_threshold",
-            )
+            key: getattr(dec, key) for key in ("lm_path", "lexicon_path", *LM_OPTION_FIELDS)
         }
     with open(out_dir / "result.json", "w") as f:
         json.dump(record, f, indent=1)

@@ -39,6 +39,7 @@ import torch
 from dmao.data.tokenizer import BPETokenizer, CharTokenizer, Tokenizer
 
 __all__ = [
+    "LM_OPTION_FIELDS",
     "MAX_LM_ORDER",
     "CTCLMDecoder",
     "LMDecoderOptions",
@@ -223,6 +224,18 @@ def read_lexicon(path: str | Path) -> dict[str, list[list[str]]]:
     if not lexicon:
         raise ValueError(f"{path}: the lexicon is empty")
     return lexicon
+
+
+LM_OPTION_FIELDS = (
+    "lm_weight",
+    "word_score",
+    "sil_score",
+    "beam_size",
+    "beam_size_token",
+    "beam_threshold",
+)
+"""The search settings that are also ``DecodeConfig`` fields (what a decode's ``result.json``
+and an export's manifest record)."""
 
 
 @dataclass(frozen=True)

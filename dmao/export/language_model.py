@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from dmao.data.tokenizer import Tokenizer
-from dmao.decoding.lm_decoder import CTCLMDecoder, LMDecoderOptions, arpa_order
+from dmao.decoding.lm_decoder import LM_OPTION_FIELDS, CTCLMDecoder, LMDecoderOptions, arpa_order
 from dmao.export.files import sha256_file, verify_files
 
 __all__ = [
     "LM_DIR",
-    "LM_OPTION_FIELDS",
     "LanguageModel",
     "bundle_language_model",
     "bundled_language_model",
@@ -42,15 +41,6 @@ __all__ = [
 
 LM_DIR = "lm"
 LEXICON_FILE = f"{LM_DIR}/lexicon.txt"
-LM_OPTION_FIELDS = (
-    "lm_weight",
-    "word_score",
-    "sil_score",
-    "beam_size",
-    "beam_size_token",
-    "beam_threshold",
-)
-"""The search settings an export stores: the ``decode.*`` fields of the same names."""
 
 
 @dataclass(frozen=True)

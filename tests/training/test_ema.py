@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_train_overrides
+from conftest import tiny_train_overrides, train_recipe
 from torch import nn
 
 from dmao.cli.main import main
@@ -70,19 +70,9 @@ def _config(tiny_corpus, manifests, *extra):
     return load_config(None, overrides)
 
 
-def _train(config, run_dir, *, resume=False):
-    recipe = TrainingRecipe(config, run_dir, resume=resume)
-    recipe.setup()
-    try:
-        recipe.train()
-    finally:
-        recipe.cleanup()
-    return recipe
-
-
 def test_the_average_restarts_at_an_event_and_resumes_exactly(tiny_corpus, tmp_path):
     config = _config(tiny_corpus, tmp_path / "manifests", *DMAO)
-    _train(config, tmp_path / "a")
+    train_recipe(config, tmp_path / "a")
     final = load_checkpoint(tmp_path / "a" / "checkpoints" / "step-00000012.pt")
     ema = final["ema"]
     # The event at step 6 restarted the average: 6 updates since, with the new widths.
@@ -94,12 +84,12 @@ def test_the_average_restarts_at_an_event_and_resumes_exactly(tiny_corpus, tmp_p
 
     # Interrupted after step 4 (before the event) or step 8 (after it, with an average of 2
     # updates in the checkpoint) and resumed: the same average, bit for bit.
-    _train(config, tmp_path / "b")
+    train_recipe(config, tmp_path / "b")
     checkpoints = tmp_path / "b" / "checkpoints"
     for removed in ((8, 12), (12,)):
         for step in removed:
             (checkpoints / f"step-{step:08d}.pt").unlink()
-        _train(config, tmp_path / "b", resume=True)
+        train_recipe(config, tmp_path / "b", resume=True)
         again = load_checkpoint(checkpoints / "step-00000012.pt")
         assert again["ema"]["updates"] == 6
         for name, value in ema["weights"].items():
@@ -109,7 +99,7 @@ def test_the_average_restarts_at_an_event_and_resumes_exactly(tiny_corpus, tmp_p
 def test_decode_and_export_use_the_average_when_asked(tiny_corpus, tmp_path, capsys):
     manifests = tmp_path / "manifests"
     run = tmp_path / "run"
-    _train(_config(tiny_corpus, manifests), run)
+    train_recipe(_config(tiny_corpus, manifests), run)
     state = load_checkpoint(run / "checkpoints" / "best.pt")
     assert state["ema"]["updates"] == 12  # no DMAO: averaged from the first step
 
@@ -145,7 +135,7 @@ def test_decode_and_export_use_the_average_when_asked(tiny_corpus, tmp_path, cap
 
 def test_a_run_without_an_average_says_how_to_get_one(tiny_corpus, tmp_path):
     run = tmp_path / "run"
-    _train(_config(tiny_corpus, tmp_path / "manifests", "train.ema_decay=0"), run)
+    train_recipe(_config(tiny_corpus, tmp_path / "manifests", "train.ema_decay=0"), run)
     state = load_checkpoint(run / "checkpoints" / "best.pt")
     assert state["ema"] == {}
     with pytest.raises(ValueError, match=r"holds no averaged weights: train with train\.ema_decay"):

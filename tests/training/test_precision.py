@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_train_overrides
+from conftest import tiny_train_overrides, train_recipe
 
 from dmao.config import load_config
 from dmao.training.checkpoint import latest_checkpoint, load_checkpoint
@@ -28,19 +28,9 @@ def _config(corpus, manifests, *extra: str):
     )
 
 
-def _train(config, run):
-    recipe = TrainingRecipe(config, run)
-    recipe.setup()
-    try:
-        recipe.train()
-    finally:
-        recipe.cleanup()
-    return recipe
-
-
 def test_bf16_autocast_trains_on_cpu(tiny_corpus, tmp_path):
     config = _config(tiny_corpus, tmp_path / "m", "train.precision=bf16", "train.max_steps=24")
-    recipe = _train(config, tmp_path / "run")
+    recipe = train_recipe(config, tmp_path / "run")
     losses = [r["loss"] for r in read_metrics(tmp_path / "run", "train")]
     assert len(losses) == 24 and all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-4:]) / 4 < 0.8 * sum(losses[:4]) / 4

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import legacy_qkv_state, tiny_train_overrides
+from conftest import legacy_qkv_state, tiny_train_overrides, train_recipe
 
 from dmao.config import load_config
 from dmao.decoding.decode_run import decode_split
@@ -29,16 +29,6 @@ def _tiny_config(corpus, manifest_dir, **train):
     return load_config(None, overrides)
 
 
-def _train(config, run_dir, *, resume=False):
-    recipe = TrainingRecipe(config, run_dir, resume=resume)
-    recipe.setup()
-    try:
-        recipe.train()
-    finally:
-        recipe.cleanup()
-    return recipe
-
-
 @pytest.fixture(scope="module")
 def trained_run(tiny_corpus, tmp_path_factory):
     manifests = tmp_path_factory.mktemp("manifests")
@@ -46,7 +36,7 @@ def trained_run(tiny_corpus, tmp_path_factory):
     config = _tiny_config(
         tiny_corpus, manifests, max_steps=40, valid_every_steps=20, checkpoint_every_steps=20
     )
-    _train(config, run)
+    train_recipe(config, run)
     return run, manifests
 
 
@@ -90,16 +80,16 @@ def test_resume_is_bit_exact(tiny_corpus, tmp_path):
     full = _tiny_config(
         tiny_corpus, manifests, max_steps=12, valid_every_steps=100, checkpoint_every_steps=6
     )
-    _train(full, tmp_path / "a")
+    train_recipe(full, tmp_path / "a")
 
     # Same run, killed after its step-6 checkpoint: emulate by removing the later checkpoint
     # of a copy and resuming from step 6.
-    _train(full, tmp_path / "b")
+    train_recipe(full, tmp_path / "b")
     (tmp_path / "b" / "checkpoints" / "step-00000012.pt").unlink()
     (tmp_path / "b" / "metrics.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in read_metrics(tmp_path / "b") if r["step"] <= 6)
     )
-    _train(full, tmp_path / "b", resume=True)
+    train_recipe(full, tmp_path / "b", resume=True)
 
     losses_a = [r["loss"] for r in read_metrics(tmp_path / "a", "train")]
     losses_b = [r["loss"] for r in read_metrics(tmp_path / "b", "train")]
@@ -142,7 +132,7 @@ def test_dmao_event_in_training_and_resume_across_it(tiny_corpus, tmp_path):
         tiny_corpus, manifests, max_steps=12, valid_every_steps=100, checkpoint_every_steps=5
     )
     config = load_config(None, [*_overrides_of(config), *dmao])
-    recipe = _train(config, tmp_path / "a")
+    recipe = train_recipe(config, tmp_path / "a")
     events = read_metrics(tmp_path / "a", "dmao_event")
     assert [e["step"] for e in events] == [6]
     default = recipe.model.default_architecture.to_dict()
@@ -177,10 +167,10 @@ def test_dmao_event_in_training_and_resume_across_it(tiny_corpus, tmp_path):
             assert twin_units(module) >= 2 * len(copied) * module.units_per_component, name
     assert "| conv |" in twin_table(tmp_path / "a")
 
-    _train(config, tmp_path / "b")
+    train_recipe(config, tmp_path / "b")
     (tmp_path / "b" / "checkpoints" / "step-00000010.pt").unlink()
     (tmp_path / "b" / "checkpoints" / "step-00000012.pt").unlink()
-    resumed = _train(config, tmp_path / "b", resume=True)  # from step 5, before the event
+    resumed = train_recipe(config, tmp_path / "b", resume=True)  # from step 5, before the event
     assert resumed.model.architecture.to_dict() == final
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "step-00000012.pt")
     b = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-00000012.pt")
@@ -190,7 +180,7 @@ def test_dmao_event_in_training_and_resume_across_it(tiny_corpus, tmp_path):
 
     # Resuming after the event rebuilds the reallocated architecture from the checkpoint.
     (tmp_path / "b" / "checkpoints" / "step-00000012.pt").unlink()
-    after = _train(config, tmp_path / "b", resume=True)  # from step 10, after the event
+    after = train_recipe(config, tmp_path / "b", resume=True)  # from step 10, after the event
     c = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-00000012.pt")
     assert after.model.architecture.to_dict() == final
     for name, tensor in a["model"].items():
@@ -218,8 +208,8 @@ def test_resume_with_loader_workers_is_bit_exact(tiny_corpus, tmp_path):
     config.data.num_workers = 2
     config.data.max_batch_seconds = 3  # ~10 batches per epoch: workers run 4 batches ahead
     assert config.data.spec_augment  # masks seeded per batch: the same in any worker
-    _train(config, tmp_path / "a")
-    _train(config, tmp_path / "b")
+    train_recipe(config, tmp_path / "a")
+    train_recipe(config, tmp_path / "b")
     mid = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-00000004.pt")
     epoch = mid["sampler"]["diagnostics"]["current_epoch"]
     consumed = mid["sampler"]["diagnostics"]["stats_per_epoch"][epoch]["kept_batches"]
@@ -228,7 +218,7 @@ def test_resume_with_loader_workers_is_bit_exact(tiny_corpus, tmp_path):
     (tmp_path / "b" / "metrics.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in read_metrics(tmp_path / "b") if r["step"] <= 4)
     )
-    _train(config, tmp_path / "b", resume=True)
+    train_recipe(config, tmp_path / "b", resume=True)
     losses_a = [r["loss"] for r in read_metrics(tmp_path / "a", "train")]
     assert losses_a == [r["loss"] for r in read_metrics(tmp_path / "b", "train")]
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "step-00000007.pt")
@@ -239,7 +229,7 @@ def test_resume_with_loader_workers_is_bit_exact(tiny_corpus, tmp_path):
     # The same seed without workers gives the same run: augmentation does not depend on the
     # number of workers (RELIABILITY.md 10).
     config.data.num_workers = 0
-    _train(config, tmp_path / "c")
+    train_recipe(config, tmp_path / "c")
     assert losses_a == [r["loss"] for r in read_metrics(tmp_path / "c", "train")]
     c = load_checkpoint(tmp_path / "c" / "checkpoints" / "step-00000007.pt")
     for name, tensor in a["model"].items():
