@@ -48,7 +48,9 @@ def test_export_folder_is_complete_and_self_describing(tiny_dmao_run, tiny_expor
         "checkpoint": "best.pt",
         "checkpoint_sha256": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
         "step": 60,
+        "weights": "live",  # not the running average (dmao export --ema)
     }
+    assert manifest["lm"] is None  # no n-gram LM unless given (dmao export --lm)
     assert manifest["onnx"]["max_abs_diff"] < 1e-4
 
     # The architecture is the one DMAO reached (non-uniform), as stored in the checkpoint.
