@@ -191,11 +191,6 @@ class ExportedModel:
         method = str(self.manifest.get("decode", {}).get("method", "greedy"))
         return method if method in ("greedy", "beam") else "beam"
 
-    @property
-    def has_language_model(self) -> bool:
-        """Whether the export holds an n-gram LM (``dmao export --lm``)."""
-        return self.manifest.get("lm") is not None
-
     def language_model(self) -> LanguageModel | None:
         """The export's n-gram LM and search settings, after checking its files against the
         manifest (size and SHA-256; :func:`load_exported` leaves them out, an LM can be large);
