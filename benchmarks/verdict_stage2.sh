@@ -20,6 +20,10 @@
 #    growth) is always one of compare's systems, so it is trained even when neither A nor B is
 #    `dmao`. The finished gate run is recognised and skipped.
 #
+# Since Amendment 2 (docs/protocol.md): GATE_CHECK=skip leaves step 1 out (the gate run is then one of
+# compare's runs; benchmarks/verdict_convergence.py reports every seed's last 10 % at the end),
+# and COMPARE_ARGS passes more options to `dmao compare` (--share-prefix --archive DIR).
+#
 # Like stage 1, run it from the worktree pinned at the verdict's commit (docs/protocol.md, "Code
 # changes"), with OUT absolute: PYTHONPATH=$PWD JOBS=2 DMAO=/path/.venv/bin/dmao bash ...
 set -euo pipefail
@@ -54,24 +58,27 @@ for name in "$A" "$B"; do
     [[ -z $v ]] || VARIANTS+=(--variant "$v")
 done
 
-# 1. The gate: baseline, seed 0, alone.
+# 1. The gate: baseline, seed 0, alone (GATE_CHECK=skip: not at all).
 GATE=$OUT/baseline/seed0
-if [[ ! -f $GATE/train_summary.json ]]; then
-    RESUME=()
-    compgen -G "$GATE/checkpoints/step-*" > /dev/null && RESUME=(--resume)
-    "$DMAO" train --config "$CONFIG" --out "$GATE" "${RESUME[@]}" \
-        "${EXTRA[@]}" dmao.enabled=false train.seed=0
+if [[ ${GATE_CHECK:-run} != skip ]]; then
+    if [[ ! -f $GATE/train_summary.json ]]; then
+        RESUME=()
+        compgen -G "$GATE/checkpoints/step-*" > /dev/null && RESUME=(--resume)
+        "$DMAO" train --config "$CONFIG" --out "$GATE" "${RESUME[@]}" \
+            "${EXTRA[@]}" dmao.enabled=false train.seed=0
+    fi
+    # Exit 3 = failed. The 3,000-step recipe's failure moved stage 2 to 6,000 steps (Amendment
+    # 1), whose own failure is reported, not a stop: GATE_FAILURE=continue goes on anyway.
+    "$PYTHON" benchmarks/verdict_convergence.py --gate "$GATE" --steps "$STEPS" || {
+        rc=$?
+        [[ $rc == 3 && ${GATE_FAILURE:-stop} == continue ]] || exit $rc
+        echo "gate failed; going on as docs/protocol.md (Amendment 1) says (GATE_FAILURE=continue)"
+    }
 fi
-# Exit 3 = failed. The 3,000-step recipe's failure moved stage 2 to 6,000 steps (Amendment 1), whose
-# own failure is reported, not a stop: GATE_FAILURE=continue runs the comparison anyway.
-"$PYTHON" benchmarks/verdict_convergence.py --gate "$GATE" --steps "$STEPS" || {
-    rc=$?
-    [[ $rc == 3 && ${GATE_FAILURE:-stop} == continue ]] || exit $rc
-    echo "gate failed; going on as docs/protocol.md (Amendment 1) says (GATE_FAILURE=continue)"
-}
 
 # 2. Everything else.
-exec "$DMAO" compare --config "$CONFIG" --dmao-config "$DMAO_CONFIG" --out "$OUT" \
+read -ra COMPARE <<< "${COMPARE_ARGS:-}"
+exec "$DMAO" compare "${COMPARE[@]}" --config "$CONFIG" --dmao-config "$DMAO_CONFIG" --out "$OUT" \
     --seeds ${SEEDS:-0 1 2 3 4} --jobs "$JOBS" "${VARIANTS[@]}" \
     --variant reference:dmao.growth_init=reference \
     --variant perturb:dmao.growth_init=reference,dmao.perturb_only=true \

@@ -63,6 +63,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "as if it had trained them itself",
     )
     p.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep each finished run's record (config, summary, metrics, architecture, dev/test "
+        "decodes; no checkpoints) in DIR/<system>/seed<k>, and restore it from there when OUT "
+        "lacks the run, e.g. on a new machine: the run counts as done and is scored from its "
+        "record (a few hundred kB per run, small enough to commit)",
+    )
+    p.add_argument(
         "--jobs",
         type=int,
         default=1,
@@ -95,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         "control_from": args.control_from,
         "search_from": args.search_from,
         "share_prefix": args.share_prefix,
+        "archive": args.archive,
     }
     if args.status:
         statuses = comparison_status(args.config, args.dmao_config, args.out, **options)

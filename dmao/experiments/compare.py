@@ -21,6 +21,10 @@ Systems:
   ``control_from`` / ``search_from`` name the system whose DMAO runs the control and the search
   use (default ``dmao``).
 
+With ``archive`` (``--archive DIR``) each finished run's record (no checkpoints) is kept in
+``DIR/<system>/seed<k>`` and restored from there on a machine that lost ``OUT``
+(:mod:`dmao.experiments.archive`).
+
 With ``share_prefix`` (``--share-prefix``) the DMAO systems of a seed that differ only in
 event-time settings train their steps before the first event once (:mod:`dmao.experiments.sharing`).
 
@@ -42,7 +46,8 @@ from pathlib import Path
 
 from dmao.config import ExperimentConfig, load_config
 from dmao.decoding.decode_run import decode_split
-from dmao.experiments.jobs import train_all, train_if_needed
+from dmao.experiments.archive import archive_run, archived_score, has_checkpoints, restore_run
+from dmao.experiments.jobs import Record, train_all, train_if_needed
 from dmao.experiments.sharing import (
     PREFIX,
     prefixes_to_train,
@@ -121,6 +126,7 @@ def run_comparison(
     control_from: str = "dmao",
     search_from: str = "dmao",
     share_prefix: bool = False,
+    archive: Path | None = None,
 ) -> ComparisonResult:
     """Train and decode every (system, seed); write ``OUT/results.{md,csv}`` and figures.
 
@@ -128,7 +134,8 @@ def run_comparison(
     controls and retrains start when the runs they build on are done; decoding and scoring
     follow, one run at a time. ``share_prefix``: DMAO systems that differ only in event-time
     settings train their common steps before the first event once per seed
-    (:mod:`dmao.experiments.sharing`).
+    (:mod:`dmao.experiments.sharing`). ``archive``: keep every finished run's record there and
+    restore the records of runs ``out_dir`` lacks (:mod:`dmao.experiments.archive`).
     """
     systems, plan, searches = _first_runs(
         baseline_config, dmao_config, seeds, list(overrides or []), list(variants or []),
@@ -152,14 +159,19 @@ def run_comparison(
         rest = f"train.max_steps={cfg.train.max_steps - steps}"
         later.append(("search", seed, _from_scratch(baseline_config, overrides, found, seed, rest)))
         after[f"search/seed{seed}"] = (f"search-phase/seed{seed}", _nothing)
+    later_runs = [(f"{s}/seed{k}", c, out_dir / s / f"seed{k}") for s, k, c in later]
+    records = _sync_archive(archive, first + later_runs) if archive is not None else {}
     prefixes: list[tuple[str, ExperimentConfig, Path]] = []
     if share_prefix:
         prefixes, starts = shared_prefix_plan(first, out_dir)
         after.update(starts)
     elif hint := sharing_hint(first, out_dir):
         log.info(hint)
-    later_runs = [(f"{s}/seed{k}", c, out_dir / s / f"seed{k}") for s, k, c in later]
-    train_all(prefixes + first + later_runs, jobs, after=after)
+    # Seed by seed (each seed's prefix, systems, search phase, control and retrain), so that
+    # the runs of one seed finish together and a shared prefix is needed only while its seed's
+    # runs are pending; every run is deterministic on its own, so the order changes no result.
+    queue = sorted(prefixes + first + later_runs, key=lambda run: _seed_of(run[0]))
+    train_all(queue, jobs, after=after, records=records)
     plan += later
     order = {name: i for i, name in enumerate([*systems, "control", "search"])}
     runs: list[RunResult] = []
@@ -183,9 +195,11 @@ def comparison_status(
     control_from: str = "dmao",
     search_from: str = "dmao",
     share_prefix: bool = False,
+    archive: Path | None = None,
 ) -> list[RunStatus]:
     """How far every run :func:`run_comparison` with these arguments would train is, in the
-    order it trains them; reads ``out_dir`` and trains nothing (``dmao compare --status``)."""
+    order it trains them; reads ``out_dir`` (and ``archive``: a run archived there counts as
+    done) and trains nothing (``dmao compare --status``)."""
     _, plan, searches = _first_runs(
         baseline_config, dmao_config, seeds, list(overrides or []), list(variants or []),
         search_retrain, control_from, search_from,
@@ -199,7 +213,7 @@ def comparison_status(
     first = [PlannedRun(p.label, p.run_dir, p.step) for p in prefixes]
     first += [PlannedRun(label, run_dir, c.train.end_step, start=starts.get(label))
               for label, c, run_dir in runs]  # fmt: skip
-    statuses = {status.run.label: status for status in map(run_status, first)}
+    statuses = {s.run.label: s for s in (run_status(p, archive) for p in first)}
     # The control trains the baseline recipe's steps on control_from's final architecture; the
     # retrain the steps after the search phase's last event.
     later = []
@@ -211,7 +225,7 @@ def comparison_status(
     for system, seed, steps, after in later:
         waits = None if statuses[after].done else after
         planned = PlannedRun(f"{system}/seed{seed}", out_dir / system / f"seed{seed}", steps, waits)
-        statuses[planned.label] = run_status(planned)
+        statuses[planned.label] = run_status(planned, archive)
     return list(statuses.values())
 
 
@@ -266,6 +280,31 @@ def _first_runs(
     return systems, plan, searches
 
 
+def _sync_archive(
+    archive: Path, runs: list[tuple[str, ExperimentConfig, Path]]
+) -> dict[str, Record]:
+    """Restore the archived records of the runs that are not finished here, archive the finished
+    ones the archive lacks, and return where the others' records go when they finish."""
+    records: dict[str, Record] = {}
+    for label, config, run_dir in runs:
+        # The search phase is not scored; every other run is, on the recipe's dev and test parts.
+        parts = () if label.startswith("search-phase/") else _scored_parts(config)
+        records[label] = (archive / label, parts)
+        restore_run(archive / label, run_dir, config)
+        if has_checkpoints(run_dir):  # archives only a finished run the archive lacks
+            archive_run(run_dir, archive / label, parts, config.train.end_step)
+    return records
+
+
+def _seed_of(label: str) -> int:
+    """``"gradmax/seed3"`` → 3."""
+    return int(label.rpartition("/seed")[2])
+
+
+def _scored_parts(config: ExperimentConfig) -> tuple[str, ...]:
+    return (*config.data.dev_parts, *config.data.test_parts)
+
+
 def _nothing() -> None:
     """What a run that only waits for another does before it starts."""
 
@@ -297,15 +336,23 @@ def _run_and_score(system: str, seed: int, config: ExperimentConfig, out: Path) 
         )
         minutes += phase["train_seconds"] / 60
     results = []
-    for split in config.data.dev_parts + config.data.test_parts:
-        decoded = decode_split(run_dir, split, progress_bar=False)
+    restored = not has_checkpoints(run_dir)
+    if restored:
+        log.info("%s: scored from its archived record (no checkpoints here)", run_dir)
+    for split in _scored_parts(config):
+        # A run restored from an archive has its recorded decode instead of checkpoints.
+        decoded = (
+            archived_score(run_dir, split)
+            if restored
+            else decode_split(run_dir, split, progress_bar=False).score
+        )
         results.append(
             RunResult(
                 system=system,
                 seed=seed,
                 split=split,
-                wer=decoded.score.wer,
-                cer=decoded.score.cer,
+                wer=decoded.wer,
+                cer=decoded.cer,
                 parameters=summary["parameters"],
                 train_minutes=minutes,
                 run_dir=str(run_dir),

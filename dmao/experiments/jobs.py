@@ -51,14 +51,33 @@ def train_if_needed(config: ExperimentConfig, run_dir: Path) -> dict:
     return json.loads(summary_path.read_text())
 
 
-def _train_in_subprocess(config: ExperimentConfig, run_dir: str, label: str) -> str:
+Record = tuple[Path, tuple[str, ...]]
+"""Where a finished run's record goes and the parts it is decoded on (:mod:`.archive`)."""
+
+
+def _train_and_record(config: ExperimentConfig, run_dir: Path, record: Record | None) -> None:
+    """Train (or skip) one run, then archive its record when ``record`` says where."""
+    train_if_needed(config, run_dir)
+    if record is None:
+        return
+    from dmao.experiments.archive import archive_run
+
+    try:
+        archive_run(run_dir, record[0], record[1], config.train.end_step)
+    except Exception as exc:  # the training stands; the next `dmao compare` archives it again
+        log.error("%s trained, but its record was not archived (%s); re-run to retry", run_dir, exc)
+
+
+def _train_in_subprocess(
+    config: ExperimentConfig, run_dir: str, label: str, record: Record | None = None
+) -> str:
     """One training run in a worker process of ``--jobs`` (spawned, so CUDA initialises cleanly)."""
     logging.basicConfig(
         level=logging.INFO,
         format=f"%(asctime)s {label} %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    train_if_needed(config, Path(run_dir))
+    _train_and_record(config, Path(run_dir), record)
     return run_dir
 
 
@@ -97,13 +116,15 @@ def train_all(
     plan: list[tuple[str, ExperimentConfig, Path]],
     jobs: int,
     after: dict[str, tuple[str, Callable[[], None]]] | None = None,
+    records: dict[str, Record] | None = None,
 ) -> None:
     """Train every unfinished run of ``plan`` (label, config, run folder), ``jobs`` at a time.
 
     ``after``: label → (label of a run of ``plan`` that must finish first, a function called in
     this process when it has, right before the run starts), e.g. a run that starts from a shared
     prefix (:mod:`dmao.experiments.sharing`). Runs start in plan order as workers free up, each
-    as soon as what it waits for is done.
+    as soon as what it waits for is done. ``records``: label → (folder, parts): the run's record
+    is archived there when it finishes (:func:`dmao.experiments.archive.archive_run`).
 
     With ``jobs > 1`` each run is a spawned process; on the CPU each gets ``cores // jobs``
     threads unless ``train.num_threads`` is set. A failed run does not stop the others (those
@@ -112,14 +133,14 @@ def train_all(
     stops every running run after its current step with a committed checkpoint, then exits
     with 128 + signal.
     """
-    after = after or {}
+    after, records = after or {}, records or {}
     done = {label for label, cfg, run in plan if is_complete(cfg, run)}
     todo = [(label, cfg, run) for label, cfg, run in plan if label not in done]
     if jobs <= 1 or len(todo) <= 1:
         for label, cfg, run in todo:
             if label in after:
                 after[label][1]()
-            train_if_needed(cfg, run)
+            _train_and_record(cfg, run, records.get(label))
         return
     import multiprocessing
     import os
@@ -162,7 +183,8 @@ def train_all(
                 started += 1
                 if cfg.train.num_threads <= 0:
                     cfg.train.num_threads = threads
-                running[pool.submit(_train_in_subprocess, cfg, str(run), label)] = label
+                future = pool.submit(_train_in_subprocess, cfg, str(run), label, records.get(label))
+                running[future] = label
             if not running:  # what is left waits for a run that is not in the plan
                 failures += [f"{i[0]}: not started, waits for {after[i[0]][0]}" for i in pending]
                 break

@@ -57,9 +57,12 @@ class RunStatus:
         return "not started"
 
 
-def run_status(run: PlannedRun) -> RunStatus:
-    """Read ``run.run_dir`` (which may not exist yet) and say how far the run is."""
+def run_status(run: PlannedRun, archive: Path | None = None) -> RunStatus:
+    """Read ``run.run_dir`` (which may not exist yet) and say how far the run is; with
+    ``archive`` (``dmao compare --archive``), a run whose record is kept there is done."""
     summary = finished_summary(run.run_dir, run.steps)
+    if summary is None and archive is not None:
+        summary = finished_summary(archive / run.label, run.steps)
     if summary is not None:
         return RunStatus(run, run.steps, True, float(summary.get("train_seconds", 0.0)))
     checkpoints = list_step_checkpoints(run.run_dir / "checkpoints")

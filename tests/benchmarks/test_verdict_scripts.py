@@ -127,6 +127,31 @@ def test_stage2_runs_the_gate_alone_then_every_system(tiny_corpus, tmp_path):
     assert bad.returncode == 2 and "must differ" in bad.stderr
 
 
+def test_stage2_can_skip_the_gate_and_pass_options_to_compare(tmp_path):
+    """Amendment 2: GATE_CHECK=skip trains no gate run first; COMPARE_ARGS reach `dmao compare`
+    (here --status, which trains nothing, with the shared prefixes and the archive)."""
+    env = {
+        **os.environ,
+        "DMAO": str(Path(sys.executable).parent / "dmao"),
+        "PYTHON": sys.executable,
+        "GATE_CHECK": "skip",
+        "JOBS": "2",
+        "COMPARE_ARGS": f"--status --share-prefix --archive {tmp_path / 'kept'}",
+    }
+    proc = subprocess.run(
+        ["bash", str(_ROOT / "benchmarks" / "verdict_stage2.sh"), str(tmp_path / "out"),
+         "gradmax", "rewarmup"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "convergence gate" not in proc.stdout
+    assert not (tmp_path / "out").exists()  # nothing trained
+    labels = [line.split()[0] for line in proc.stdout.splitlines()[1:] if "/seed" in line]
+    assert labels[0].startswith("prefix-")
+    assert "control/seed4" in labels and "search/seed4" in labels
+    assert "starts from prefix-" in proc.stdout and "0 of " in proc.stdout
+
+
 BASE = (0.30, 0.32, 0.28, 0.31, 0.29)
 FINAL = {
     "baseline": (0.0, 0.0, 0.0, 0.0, 0.0),

@@ -198,9 +198,14 @@ def test_parallel_jobs_train_the_same_runs_as_one_at_a_time(tiny_corpus, tmp_pat
         "dmao.total_fraction=0.25",
     ]
     one = run_comparison(None, None, tmp_path / "one", seeds=[0], control=True, overrides=overrides)
+    # The workers also archive each run's record when it finishes (--archive).
     two = run_comparison(
-        None, None, tmp_path / "two", seeds=[0], control=True, overrides=overrides, jobs=2
-    )
+        None, None, tmp_path / "two", seeds=[0], control=True, overrides=overrides, jobs=2,
+        archive=tmp_path / "kept",
+    )  # fmt: skip
+    for system in ("baseline", "dmao", "control"):
+        record = json.loads((tmp_path / "kept" / system / "seed0" / "record.json").read_text())
+        assert set(record["parts"]) == {"dev", "test"}
     assert [(r.system, r.split, r.wer, r.cer) for r in two.runs] == [
         (r.system, r.split, r.wer, r.cer) for r in one.runs
     ]
