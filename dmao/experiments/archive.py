@@ -10,7 +10,8 @@ copied to ``DIR/<system>/seed<k>``:
   controls and retrains build from),
 - for a scored run, the decode of each dev/test part with the run's own decoding settings
   (``decode/<part>-<method>/result.json`` and ``hypotheses.txt``), and ``record.json``, which
-  names them.
+  names them (the comparison's table reads a recorded run's scores from it: it is scored once,
+  when it finishes).
 
 When the same command runs again on a machine where ``OUT/<system>/seed<k>`` is missing or
 unfinished, the record is restored into it first: the run counts as done (nothing is retrained),
@@ -35,10 +36,12 @@ from dmao.config import ExperimentConfig, config_to_dict
 from dmao.experiments.jobs import finished_summary
 
 __all__ = [
+    "RECORD",
     "ArchivedScore",
     "archive_run",
     "archived_score",
     "has_checkpoints",
+    "has_record",
     "restore_run",
 ]
 
@@ -56,6 +59,13 @@ class ArchivedScore:
     wer: float
     cer: float
     checkpoint: str
+
+
+def has_record(run_dir: Path, steps: int) -> bool:
+    """Whether ``run_dir`` holds the record of its decodes at ``steps`` (``record.json``, written
+    when the finished run was archived; the table then reads its scores from it)."""
+    path = run_dir / RECORD
+    return path.is_file() and json.loads(path.read_text()).get("steps") == steps
 
 
 def has_checkpoints(run_dir: Path) -> bool:

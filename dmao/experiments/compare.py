@@ -46,7 +46,14 @@ from pathlib import Path
 
 from dmao.config import ExperimentConfig, load_config
 from dmao.decoding.decode_run import decode_split
-from dmao.experiments.archive import archive_run, archived_score, has_checkpoints, restore_run
+from dmao.experiments.archive import (
+    RECORD,
+    archive_run,
+    archived_score,
+    has_checkpoints,
+    has_record,
+    restore_run,
+)
 from dmao.experiments.jobs import Record, train_all, train_if_needed
 from dmao.experiments.sharing import (
     PREFIX,
@@ -336,14 +343,15 @@ def _run_and_score(system: str, seed: int, config: ExperimentConfig, out: Path) 
         )
         minutes += phase["train_seconds"] / 60
     results = []
-    restored = not has_checkpoints(run_dir)
-    if restored:
-        log.info("%s: scored from its archived record (no checkpoints here)", run_dir)
+    # An archived run (--archive) was decoded when it finished, with the same checkpoint: its
+    # record is used, and a restored one has no checkpoints to decode again anyway.
+    recorded = has_record(run_dir, config.train.end_step) or not has_checkpoints(run_dir)
+    if recorded:
+        log.info("%s: scored from its record (%s)", run_dir, RECORD)
     for split in _scored_parts(config):
-        # A run restored from an archive has its recorded decode instead of checkpoints.
         decoded = (
             archived_score(run_dir, split)
-            if restored
+            if recorded
             else decode_split(run_dir, split, progress_bar=False).score
         )
         results.append(
