@@ -9,11 +9,19 @@
 #      x 3 seeds, the six runs side by side on the one GPU (--jobs 6);
 #   4. results.tgz: every log, metric, table and figure, without checkpoints and features.
 #
+# DMAO_CODE=DIR (environment) runs a pinned copy of the dmao package; see below.
+#
+# --archive-from DIR makes the comparison span GPU sessions, each on a fresh machine: DIR's run
+# records (`dmao compare --archive`, committed from an earlier session) are copied to OUT/archive,
+# the comparison restores them instead of training those runs again, and every run that finishes
+# now adds its record there. Copy OUT/archive back into DIR and commit it after the session.
+#
 #   benchmarks/gpu_session.sh OUT [--budget-s 560] [--check-steps 100] [--jobs 6]
 #                                 [--hours 3] [--corpus data/synthetic]
 #                                 [--compare-config dmao/configs/synthetic/conformer_bench_gpu.yaml]
 #                                 [--check-args "..."] [--compare-args "k=v ..."]
 #                                 [--compare-options "--control --variant ..."]
+#                                 [--archive-from results/gpu/runs]
 #
 # Measured on an H200 (BENCHMARKS.md): 21 s corpus, 60 s check, 285 s comparison; 373 s in all.
 # The 15-minute device budget of a session leaves room for a second call on the warm machine
@@ -25,7 +33,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:?usage: benchmarks/gpu_session.sh OUT [options]}
 shift
 BUDGET=560 CHECK_STEPS=100 JOBS=6 HOURS=3 CORPUS=data/synthetic CHECK_ARGS="" COMPARE_ARGS=""
-COMPARE_OPTIONS=""
+COMPARE_OPTIONS="" ARCHIVE_FROM=""
 COMPARE_CONFIG=dmao/configs/synthetic/conformer_bench_gpu.yaml
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -38,6 +46,7 @@ while [[ $# -gt 0 ]]; do
         --compare-args) COMPARE_ARGS=$2 ;;
         --compare-options) COMPARE_OPTIONS=$2 ;;
         --compare-config) COMPARE_CONFIG=$2 ;;
+        --archive-from) ARCHIVE_FROM=$2 ;;
         *) echo "gpu_session.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift 2
@@ -45,6 +54,18 @@ done
 PY=${PYTHON:-python3}
 [[ -x .venv/bin/python && -z ${PYTHON:-} ]] && PY=.venv/bin/python
 export PYTHONUNBUFFERED=1
+# DMAO_CODE=DIR runs the dmao package in DIR instead of this checkout's, e.g. a copy of a pinned
+# commit's dmao/, so that a comparison spanning sessions keeps one code version while the
+# checkout moves on (python -P: the checkout's own dmao/ in the working folder does not shadow it).
+PYF=()
+if [[ -n ${DMAO_CODE:-} ]]; then
+    "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || { echo "gpu_session.sh: DMAO_CODE needs Python >= 3.11 (python -P)" >&2; exit 2; }
+    [[ -d $DMAO_CODE/dmao ]] || { echo "gpu_session.sh: DMAO_CODE=$DMAO_CODE has no dmao/" >&2; exit 2; }
+    PYTHONPATH="$(cd "$DMAO_CODE" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTHONPATH
+    PYF=(-P)
+fi
 mkdir -p "$OUT"
 T0=$(date +%s)
 left() { echo $((BUDGET - ($(date +%s) - T0))); }
@@ -53,9 +74,10 @@ stage() { echo "=== $(date +%T) [+$(($(date +%s) - T0)) s] $*"; }
 stage "machine"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PY" -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU')"
+"$PY" "${PYF[@]}" -c "import dmao, dmao.training.provenance as p; print('dmao', p.code_version(), 'from', dmao.__path__[0])"
 
 stage "corpus: $HOURS h"
-"$PY" -m dmao prepare synthetic --out "$CORPUS/corpus" --hours "$HOURS" --seed 0 \
+"$PY" "${PYF[@]}" -m dmao prepare synthetic --out "$CORPUS/corpus" --hours "$HOURS" --seed 0 \
     --num-jobs "$(nproc)" --manifests "$CORPUS/manifests" >"$OUT/corpus.log" 2>&1
 echo "corpus rc=$? ($(tail -1 "$OUT/corpus.log"))"
 CORPUS_OVERRIDES="data.corpus_dir=$CORPUS/corpus data.manifest_dir=$CORPUS/manifests data.synthetic_hours=$HOURS"
@@ -63,7 +85,7 @@ CORPUS_OVERRIDES="data.corpus_dir=$CORPUS/corpus data.manifest_dir=$CORPUS/manif
 if ((CHECK_STEPS > 0)); then
     stage "gpu_check: $CHECK_STEPS steps each"
     # shellcheck disable=SC2086
-    timeout --signal=TERM $(($(left) < 170 ? $(left) : 170)) "$PY" benchmarks/gpu_check.py \
+    timeout --signal=TERM $(($(left) < 170 ? $(left) : 170)) "$PY" "${PYF[@]}" benchmarks/gpu_check.py \
         --out "$OUT/gpu_check" --steps "$CHECK_STEPS" --hours "$HOURS" $CHECK_ARGS $CORPUS_OVERRIDES \
         >"$OUT/gpu_check.log" 2>&1
     echo "gpu_check rc=$?"
@@ -72,12 +94,20 @@ else
     stage "gpu_check: skipped (--check-steps 0)"
 fi
 
+ARCHIVE=()
+if [[ -n $ARCHIVE_FROM ]]; then
+    mkdir -p "$OUT/archive"
+    [[ -d $ARCHIVE_FROM ]] && cp -r "$ARCHIVE_FROM/." "$OUT/archive/"
+    ARCHIVE=(--archive "$OUT/archive")
+    echo "archive: $(find "$OUT/archive" -name train_summary.json | wc -l) run records from $ARCHIVE_FROM"
+fi
+
 stage "compare: --jobs $JOBS, $(($(left) - 25)) s left for it"
 # shellcheck disable=SC2086
 # Options first, then `--` and every key=value (`dmao compare` reads overrides before its options
 # or after --, not in between).
-timeout --signal=TERM $(($(left) - 25)) "$PY" -m dmao compare \
-    --config "$COMPARE_CONFIG" --out "$OUT/compare" --jobs "$JOBS" $COMPARE_OPTIONS \
+timeout --signal=TERM $(($(left) - 25)) "$PY" "${PYF[@]}" -m dmao compare \
+    --config "$COMPARE_CONFIG" --out "$OUT/compare" --jobs "$JOBS" "${ARCHIVE[@]}" $COMPARE_OPTIONS \
     -- $CORPUS_OVERRIDES train.progress_bar=false $COMPARE_ARGS \
     >"$OUT/compare.log" 2>&1
 echo "compare rc=$?"
@@ -89,6 +119,6 @@ done
 
 stage "pack"
 tar czf "$OUT/results.tgz" --exclude='*.pt' --exclude='checkpoints' -C "$OUT" \
-    $(cd "$OUT" && ls -d gpu_check/gpu_check.json gpu_check/*/metrics.jsonl compare ./*.log 2>/dev/null)
+    $(cd "$OUT" && ls -d gpu_check/gpu_check.json gpu_check/*/metrics.jsonl compare archive ./*.log 2>/dev/null)
 ls -la "$OUT/results.tgz"
 stage "done"

@@ -4,7 +4,10 @@
 # corpus — baseline, DMAO (fresh), reference, perturbation-only, the control and
 # search-then-retrain — for 3 seeds, six runs side by side, through benchmarks/gpu_session.sh
 # (corpus, comparison, packed results). The DMAO systems train their steps before the first event
-# once per seed (--share-prefix). Resumable: call it again in the next GPU session.
+# once per seed (--share-prefix). Resumable across GPU sessions, each on a fresh machine: the
+# finished runs' records are read from results/gpu/runs (--archive-from; ARCHIVE_FROM= to change)
+# and written to OUT/archive; copy OUT/archive back into results/gpu/runs and commit it after
+# each session, and the next call trains only what is missing.
 #
 #   benchmarks/gpu_verdict.sh OUT [--seeds "0 1 2"] [--systems "--variant NAME:k=v ..."]
 #                                 [--overrides "k=v ..."] [gpu_session.sh options]
@@ -29,4 +32,5 @@ exec bash benchmarks/gpu_session.sh "$OUT" --hours 10 --corpus data/synthetic10h
     --compare-options "--dmao-config dmao/configs/synthetic/verdict_gpu_dmao.yaml \
         --variant reference:dmao.growth_init=reference \
         --variant perturb:dmao.growth_init=reference,dmao.perturb_only=true \
-        --control --search-retrain --share-prefix $SYSTEMS --seeds $SEEDS" "${REST[@]}"
+        --control --search-retrain --share-prefix $SYSTEMS --seeds $SEEDS" \
+    --archive-from "${ARCHIVE_FROM-results/gpu/runs}" "${REST[@]}"

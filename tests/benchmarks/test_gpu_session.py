@@ -3,9 +3,17 @@ two-job comparison over three seeds, and the packed results, as a GPU session wo
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 from conftest import run_benchmark_script
+
+from dmao.training.provenance import code_version
 
 # The small recipe's code path at toy size (the check's --dry-run sizes, 4 steps).
 _TINY = (
@@ -33,6 +41,7 @@ def test_session_script_runs_every_stage_and_packs_the_results(tmp_path):
         "--check-steps": "4",
         "--jobs": "2",
         "--compare-args": _TINY,
+        "--archive-from": str(tmp_path / "kept"),  # none yet: the first session trains all
     }
     proc = _run_session(out, options, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -48,6 +57,40 @@ def test_session_script_runs_every_stage_and_packs_the_results(tmp_path):
     assert {f"{r}/metrics.jsonl" for r in runs} <= names
     assert not any(n.endswith(".pt") for n in names)  # checkpoints stay behind
     assert "| baseline | dev | 3 |" in results and "| dmao | test | 3 |" in results
+    # The finished runs' records are in OUT/archive (and packed): the next session, on a fresh
+    # machine, restores them from there (--archive-from) and trains nothing again.
+    assert "archive/baseline/seed0/record.json" in names
+    again = tmp_path / "next_session"
+    options = {**options, "--check-steps": "0", "--archive-from": str(out / "archive")}
+    proc = _run_session(again, options, timeout=600)
+    assert proc.returncode == 0 and "compare rc=0" in proc.stdout, proc.stdout + proc.stderr
+    assert "archive: 6 run records from" in proc.stdout, proc.stdout
+    assert not list((again / "compare").rglob("*.pt"))  # nothing trained
+    rows = [line for line in results.splitlines() if "| baseline |" in line or "| dmao |" in line]
+    assert rows and set(rows) <= set((again / "compare" / "results.md").read_text().splitlines())
+
+
+def test_dmao_code_runs_a_pinned_copy_of_the_package(tmp_path):
+    """DMAO_CODE=DIR: every stage runs DIR's dmao package, not the checkout's (a copy that
+    differs by one file in the hashed training code has its own code version)."""
+    root = Path(__file__).resolve().parents[2]
+    code = tmp_path / "pinned"
+    shutil.copytree(root / "dmao", code / "dmao", ignore=shutil.ignore_patterns("__pycache__"))
+    (code / "dmao" / "training" / "_pinned_marker.py").write_text('"""A marker."""\n')
+    proc = subprocess.run(
+        ["bash", str(root / "benchmarks" / "gpu_session.sh"), str(tmp_path / "session"),
+         "--hours", "0.03", "--corpus", str(tmp_path / "corpus"), "--check-steps", "0",
+         "--compare-args", _TINY, "--compare-options", "--seeds 0"],
+        env={**os.environ, "PYTHON": sys.executable, "DMAO_CODE": str(code)},
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "compare rc=0" in proc.stdout, proc.stdout + proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("dmao src:"))
+    pinned = line.split()[1]
+    assert line.endswith(f"from {code / 'dmao'}"), line
+    assert pinned != code_version().split()[0]  # the marker file changed the hashed code
+    summary = tmp_path / "session" / "compare" / "baseline" / "seed0" / "train_summary.json"
+    assert json.loads(summary.read_text())["code_version"].split()[0] == pinned
 
 
 def test_check_steps_zero_skips_the_check(tmp_path):
@@ -87,7 +130,8 @@ def test_gpu_verdict_runs_every_system_of_stage_two(tmp_path):
          "--overrides", _TINY.replace("train.max_steps=4", "train.max_steps=6")
          + " model.name=conformer_ctc model.conv_kernel_size=3 train.precision=fp32",
          "--hours", "0.03", "--corpus", str(tmp_path / "corpus"), "--jobs", "2",
-         "--budget-s", "1500"],  # 10 toy runs: generous on a CPU shared with other jobs
+         "--budget-s", "1500",  # 10 toy runs: generous on a CPU shared with other jobs
+         "--archive-from", str(tmp_path / "kept")],  # not the repository's results/gpu/runs
         timeout=1800,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
