@@ -203,8 +203,9 @@ class TrainConfig:
     ema_decay: float = 0.0
     """Keep an exponential moving average of the weights with this decay (e.g. 0.999; 0: off),
     as icefall's averaged model: stored in every checkpoint, restarted after each DMAO event,
-    decoded with ``dmao decode --ema`` (``dmao/training/ema.py``). Training and validation use
-    the live weights."""
+    decoded with ``dmao decode --ema`` (``dmao/training/ema.py``). Training uses the live
+    weights; each validation scores both (``valid_ema``), ``best-ema.pt`` follows the average's
+    dev WER."""
     max_consecutive_bad_steps: int = 20
     """Stop after this many optimizer steps in a row had a non-finite loss or gradient (each is
     skipped without an update); the last bad batches and the model are dumped to

@@ -93,8 +93,12 @@ def load_trained_model(run_dir: Path, which: str, device: torch.device, *, ema: 
     """The model of a run at the given checkpoint (with its own per-layer architecture), in eval
     mode, plus the run's config, tokenizer and the checkpoint path. ``ema``: the running average
     of the weights the checkpoint holds (``train.ema_decay``; :mod:`dmao.training.ema`) instead
-    of its live weights."""
+    of its live weights; ``best`` is then ``best-ema.pt`` where the run has one."""
     path = resolve_checkpoint(run_dir, which)
+    if ema and which == "best" and (run_dir / "checkpoints" / "best-ema.pt").is_file():
+        # The checkpoint whose average had the lowest dev WER (validated since train.ema_decay
+        # runs score both); best.pt is chosen by the live weights' WER.
+        path = run_dir / "checkpoints" / "best-ema.pt"
     state = load_checkpoint(path, map_location=device)
     config = config_from_dict(state["config"], source=str(path))
     tokenizer = load_tokenizer(run_dir / "tokenizer")

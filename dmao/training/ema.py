@@ -15,13 +15,17 @@ into the new ones: it **restarts from the weights right after each event** (as `
 only checkpoints with the final architecture, :mod:`dmao.training.averaging`). With the last
 event at 40 % of training, the average covers the remaining 60 %.
 
-Training, validation and ``best.pt`` use the live weights; the average travels in every
-checkpoint (key ``ema``) and is used where asked: ``dmao decode --ema``, ``dmao export --ema``.
+Training uses the live weights, and ``best.pt`` is chosen by their dev WER. Every validation
+also scores the average (:meth:`WeightAverage.applied`; ``valid_ema`` records in the metrics, one
+more pass over the dev subset), and ``best-ema.pt`` is the checkpoint whose average had the
+lowest dev WER. The average travels in every checkpoint (key ``ema``) and is used where asked:
+``dmao decode --ema`` and ``dmao export --ema``, which take ``best-ema.pt`` for ``best``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +69,22 @@ class WeightAverage:
         state = model.state_dict()
         names = list(self.weights)
         torch._foreach_lerp_([self.weights[n] for n in names], [state[n] for n in names], 1 - decay)
+
+    @contextmanager
+    def applied(self, model: nn.Module) -> Iterator[None]:
+        """Within the block ``model`` holds the average in place of its live floating-point
+        state (to validate it); afterwards the live values are back, bit for bit."""
+        state = model.state_dict()
+        live = {name: state[name].detach().clone() for name in self.weights}
+        with torch.no_grad():
+            for name, value in self.weights.items():
+                state[name].copy_(value)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, value in live.items():
+                    state[name].copy_(value)
 
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint stores: the decay, the updates since the (re)start, the average."""

@@ -319,15 +319,20 @@ class TrainingRecipe(StepMixin, RunStateMixin):
                 is_last = progress.step == end
                 if progress.step % cfg.valid_every_steps == 0 or is_last:
                     last_valid = self.validate()
+                    ema = last_valid.get("ema_wer")
                     self._echo(
                         f"step {progress.step}: dev loss {last_valid['loss']:.3f} "
                         f"WER {100 * last_valid['wer']:.2f} % CER {100 * last_valid['cer']:.2f} %"
+                        + (f" | averaged weights WER {100 * ema:.2f} %" if ema is not None else "")
                     )
                 progress.train_seconds = seconds_before + time.perf_counter() - session_start
                 saved = progress.step % cfg.checkpoint_every_steps == 0 or is_last
                 if saved:
                     validated_now = last_valid.get("step") == progress.step
-                    self.save(dev_wer=last_valid["wer"] if validated_now else None)
+                    self.save(
+                        dev_wer=last_valid["wer"] if validated_now else None,
+                        ema_dev_wer=last_valid.get("ema_wer") if validated_now else None,
+                    )
                 if out.stop:
                     self._stop(stop.signum, saved=saved)
         bar.close()
@@ -340,6 +345,7 @@ class TrainingRecipe(StepMixin, RunStateMixin):
                 "world_size": self.dist.world_size,
                 "parameters": sum(p.numel() for p in self.model.parameters()),
                 "best_dev_wer": progress.best_dev_wer,
+                **({"best_ema_dev_wer": progress.best_ema_dev_wer} if self.ema is not None else {}),
                 "dmao_events": len(self.allocator.history) if self.allocator is not None else 0,
                 # Width-scaled dropout is part of the architecture (METHOD.md §4.7).
                 "module_dropout": self.model.module_dropout(),
@@ -372,10 +378,12 @@ class TrainingRecipe(StepMixin, RunStateMixin):
     def validate(self) -> dict[str, float]:
         """Dev CTC loss per token and greedy-decoding WER/CER on the fixed dev subset
         (:func:`dmao.training.validation.dev_scores`; under DDP each rank decodes its shard with
-        the bare model and every rank returns the same numbers)."""
-        self.model.eval()
-        try:
-            result = dev_scores(
+        the bare model and every rank returns the same numbers); with ``train.ema_decay`` also
+        of the running average of the weights (``ema_loss``, ``ema_wer``, ``ema_cer``; logged as
+        ``valid_ema``)."""
+
+        def scores() -> dict[str, float]:
+            return dev_scores(
                 self.dev_shard,
                 self.tokenizer,
                 self._ctc_loss,
@@ -383,10 +391,25 @@ class TrainingRecipe(StepMixin, RunStateMixin):
                 max_batch_seconds=self.micro_seconds,
                 pin_memory=self.device.type == "cuda",
             )
+
+        self.model.eval()
+        try:
+            result = scores()
+            averaged = None
+            if self.ema is not None:
+                with self.ema.applied(self.model):
+                    averaged = scores()
         finally:
             self.model.train()
         self.metrics.log("valid", self.progress.step, **result)
-        return {"step": self.progress.step, **result}
+        if averaged is None:
+            return {"step": self.progress.step, **result}
+        self.metrics.log("valid_ema", self.progress.step, **averaged)
+        return {
+            "step": self.progress.step,
+            **result,
+            **{f"ema_{k}": averaged[k] for k in ("loss", "wer", "cer")},
+        }
 
     def cleanup(self) -> None:
         """Close the metric files, release the run folder and, under torchrun, the process

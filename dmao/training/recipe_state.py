@@ -41,6 +41,8 @@ class Progress:
     step: int = 0
     epoch: int = 0
     best_dev_wer: float = math.inf
+    best_ema_dev_wer: float = math.inf
+    """Of the running average of the weights (``train.ema_decay``), validated beside them."""
     consecutive_bad_steps: int = 0
     train_seconds: float = 0.0
     """Wall time spent in the training loop, summed over resumed sessions."""
@@ -118,6 +120,7 @@ class RunStateMixin:
             "step": self.progress.step,
             "epoch": self.progress.epoch,
             "best_dev_wer": self.progress.best_dev_wer,
+            "best_ema_dev_wer": self.progress.best_ema_dev_wer,
             "train_seconds": self.progress.train_seconds,
             "audio_seconds": self.progress.audio_seconds,
             "world_size": self.dist.world_size,
@@ -135,9 +138,10 @@ class RunStateMixin:
             "ema": self.ema.state_dict() if self.ema is not None else {},
         }
 
-    def save(self, *, dev_wer: float | None = None) -> Path:
+    def save(self, *, dev_wer: float | None = None, ema_dev_wer: float | None = None) -> Path:
         """Commit a checkpoint of the current step; keep the newest k; update ``best.pt`` when
-        ``dev_wer`` (of this step's validation) is the lowest so far.
+        ``dev_wer`` (of this step's validation) is the lowest so far, and ``best-ema.pt`` when
+        ``ema_dev_wer`` (of the running average's) is.
 
         A collective under DDP: rank 0 writes (with every rank's random-generator state, so a
         resumed rank continues its own dropout and augmentation stream) while the others wait;
@@ -146,6 +150,9 @@ class RunStateMixin:
         is_best = dev_wer is not None and dev_wer < self.progress.best_dev_wer
         if is_best:
             self.progress.best_dev_wer = dev_wer
+        is_best_ema = ema_dev_wer is not None and ema_dev_wer < self.progress.best_ema_dev_wer
+        if is_best_ema:
+            self.progress.best_ema_dev_wer = ema_dev_wer
         rng_per_rank = self.dist.all_gather_object(capture_rng_state())
         path = step_checkpoint_path(self.checkpoint_dir, self.progress.step)
 
@@ -156,6 +163,8 @@ class RunStateMixin:
             save_checkpoint(state, path)
             if is_best:
                 link_checkpoint(path, self.checkpoint_dir / "best.pt")
+            if is_best_ema:
+                link_checkpoint(path, self.checkpoint_dir / "best-ema.pt")
             prune_checkpoints(self.checkpoint_dir, self.config.train.keep_last_checkpoints)
 
         self.dist.run_on_main(write)
@@ -218,6 +227,7 @@ class RunStateMixin:
             step=state["step"],
             epoch=state["epoch"],
             best_dev_wer=state["best_dev_wer"],
+            best_ema_dev_wer=state.get("best_ema_dev_wer", math.inf),
             train_seconds=state.get("train_seconds", 0.0),
             audio_seconds=state.get("audio_seconds", 0.0),
         )

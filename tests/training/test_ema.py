@@ -110,7 +110,8 @@ def test_decode_and_export_use_the_average_when_asked(tiny_corpus, tmp_path, cap
     assert not torch.equal(averaged.state_dict()[name], live.state_dict()[name])
 
     result = decode_split(run, "test", ema=True, progress_bar=False)
-    assert result.checkpoint == "best.pt+ema"
+    # The checkpoint whose average validated best (here the one validation, step 12).
+    assert result.checkpoint == "best-ema.pt+ema"
     assert result.hypotheses_path.parent.name == "test-greedy-ema"  # beside the live decode
     with pytest.raises(ValueError, match="choose one"):
         decode_split(run, "test", ema=True, avg=2, progress_bar=False)
@@ -131,6 +132,45 @@ def test_decode_and_export_use_the_average_when_asked(tiny_corpus, tmp_path, cap
     exported = load_exported(out)
     assert exported.manifest["source"]["weights"] == "ema"
     assert torch.equal(exported.model.state_dict()[name], state["ema"]["weights"][name])
+
+
+def test_the_average_is_validated_without_changing_training(tiny_corpus, tmp_path):
+    """Every validation also scores the average (``valid_ema``) and ``best-ema.pt`` follows its
+    dev WER; the live weights come back bit for bit, so the run trains exactly as one without an
+    average, and an interrupted run resumes to the same best-ema.pt."""
+    import json
+
+    from dmao.training.metrics import read_metrics
+
+    every4 = ("train.valid_every_steps=4", "model.dropout=0.1")
+    manifests = tmp_path / "manifests"
+    train_recipe(_config(tiny_corpus, manifests, *every4), tmp_path / "ema")
+    train_recipe(_config(tiny_corpus, manifests, *every4, "train.ema_decay=0"), tmp_path / "off")
+    for step in (4, 8, 12):
+        a, b = (load_checkpoint(tmp_path / r / "checkpoints" / f"step-{step:08d}.pt")
+                for r in ("ema", "off"))  # fmt: skip
+        assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), step
+    live = [(r["step"], r["wer"]) for r in read_metrics(tmp_path / "ema", "valid")]
+    assert live == [(r["step"], r["wer"]) for r in read_metrics(tmp_path / "off", "valid")]
+    averaged = {r["step"]: r["wer"] for r in read_metrics(tmp_path / "ema", "valid_ema")}
+    assert sorted(averaged) == [4, 8, 12]
+    assert not read_metrics(tmp_path / "off", "valid_ema")
+    best = min(averaged, key=lambda step: (averaged[step], step))
+    checkpoints = tmp_path / "ema" / "checkpoints"
+    assert load_checkpoint(checkpoints / "best-ema.pt")["step"] == best
+    summary = json.loads((tmp_path / "ema" / "train_summary.json").read_text())
+    assert summary["best_ema_dev_wer"] == averaged[best]
+    assert "best_ema_dev_wer" not in json.loads(
+        (tmp_path / "off" / "train_summary.json").read_text()
+    )
+    # Interrupted after step 4 and resumed: the same best-ema.pt.
+    train_recipe(_config(tiny_corpus, manifests, *every4), tmp_path / "resumed")
+    for step in (8, 12):
+        (tmp_path / "resumed" / "checkpoints" / f"step-{step:08d}.pt").unlink()
+    train_recipe(_config(tiny_corpus, manifests, *every4), tmp_path / "resumed", resume=True)
+    again = json.loads((tmp_path / "resumed" / "train_summary.json").read_text())
+    assert again["best_ema_dev_wer"] == averaged[best]
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoints" / "best-ema.pt")["step"] == best
 
 
 def test_a_run_without_an_average_says_how_to_get_one(tiny_corpus, tmp_path):
