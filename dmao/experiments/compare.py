@@ -233,7 +233,8 @@ def comparison_status(
         waits = None if statuses[after].done else after
         planned = PlannedRun(f"{system}/seed{seed}", out_dir / system / f"seed{seed}", steps, waits)
         statuses[planned.label] = run_status(planned, archive)
-    return list(statuses.values())
+    # In the order run_comparison trains them: seed by seed.
+    return sorted(statuses.values(), key=lambda s: _seed_of(s.run.label))
 
 
 def _first_runs(

@@ -43,11 +43,14 @@ class RunStatus:
     step: int  # what a resume starts from: the end when done, else the newest step checkpoint
     done: bool
     train_seconds: float | None  # of a finished run (train_summary.json), else None
+    archived: bool = False  # done as far as its record in the archive says (not yet in OUT)
 
     @property
     def state(self) -> str:
         if self.done:
-            return f"done ({self.train_seconds / 60:.0f} min)" if self.train_seconds else "done"
+            notes = [f"{self.train_seconds / 60:.0f} min"] if self.train_seconds else []
+            notes += ["archived"] if self.archived else []
+            return f"done ({', '.join(notes)})" if notes else "done"
         if self.step:
             return f"resumes at step {self.step:,}"
         if self.run.after:
@@ -61,10 +64,13 @@ def run_status(run: PlannedRun, archive: Path | None = None) -> RunStatus:
     """Read ``run.run_dir`` (which may not exist yet) and say how far the run is; with
     ``archive`` (``dmao compare --archive``), a run whose record is kept there is done."""
     summary = finished_summary(run.run_dir, run.steps)
+    archived = False
     if summary is None and archive is not None:
         summary = finished_summary(archive / run.label, run.steps)
+        archived = summary is not None
     if summary is not None:
-        return RunStatus(run, run.steps, True, float(summary.get("train_seconds", 0.0)))
+        seconds = float(summary.get("train_seconds", 0.0))
+        return RunStatus(run, run.steps, True, seconds, archived=archived)
     checkpoints = list_step_checkpoints(run.run_dir / "checkpoints")
     step = checkpoints[-1][0] if checkpoints else 0
     return RunStatus(run, min(step, run.steps), False, None)

@@ -51,7 +51,8 @@ def test_a_lost_comparison_folder_is_restored_from_the_archive(tiny_corpus, tmp_
         "archive": archive,
     }  # fmt: skip
     status = {s.run.label: s.state for s in comparison_status(None, None, out, **options)}
-    assert status["baseline/seed0"].startswith("done") and status["dmao/seed0"].startswith("done")
+    assert status["baseline/seed0"].endswith(", archived)")
+    assert status["dmao/seed0"].endswith(", archived)")
     assert status["control/seed0"] == "not started"  # what it waits for is archived: done
     again = run_comparison(None, None, out, **options)
     assert not (out / "baseline" / "seed0" / "checkpoints").exists()
