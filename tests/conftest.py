@@ -241,6 +241,20 @@ def tiny_train_overrides(corpus_root: Path, manifest_dir: Path) -> list[str]:
     ]
 
 
+def tiny_compare_overrides(corpus_root: Path, manifest_dir: Path) -> list[str]:
+    """:func:`tiny_train_overrides` for an 8-step comparison: validated and checkpointed every 4
+    steps, one DMAO event at step 4 moving a quarter of the units."""
+    return [
+        *tiny_train_overrides(corpus_root, manifest_dir),
+        "train.max_steps=8",
+        "train.valid_every_steps=4",
+        "train.checkpoint_every_steps=4",
+        "dmao.score_every_steps=2",
+        "dmao.last_event_fraction=0.5",
+        "dmao.total_fraction=0.25",
+    ]
+
+
 def legacy_qkv_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A model state dict in the layout before the fused attention projection: each ``qkv``
     weight and bias split into separate ``q``, ``k``, ``v`` entries."""

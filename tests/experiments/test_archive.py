@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from conftest import tiny_train_overrides
+from conftest import tiny_compare_overrides
 
 from dmao.config import load_config
 from dmao.experiments import comparison_status, run_comparison
@@ -15,15 +15,7 @@ from dmao.experiments.jobs import train_if_needed
 
 
 def _overrides(tiny_corpus, tmp_path) -> list[str]:
-    return [
-        *tiny_train_overrides(tiny_corpus.root, tmp_path / "manifests"),
-        "train.max_steps=8",
-        "train.valid_every_steps=4",
-        "train.checkpoint_every_steps=4",
-        "dmao.score_every_steps=2",
-        "dmao.last_event_fraction=0.5",
-        "dmao.total_fraction=0.25",
-    ]
+    return tiny_compare_overrides(tiny_corpus.root, tmp_path / "manifests")
 
 
 def test_a_lost_comparison_folder_is_restored_from_the_archive(tiny_corpus, tmp_path):

@@ -6,7 +6,7 @@ import csv
 import json
 
 import pytest
-from conftest import tiny_train_overrides
+from conftest import tiny_compare_overrides, tiny_train_overrides
 
 from dmao.config import load_config
 from dmao.experiments import (
@@ -23,15 +23,7 @@ from dmao.training.metrics import read_metrics
 
 
 def test_compare_trains_scores_and_skips_finished_runs(tiny_corpus, tmp_path):
-    overrides = [
-        *tiny_train_overrides(tiny_corpus.root, tmp_path / "manifests"),
-        "train.max_steps=8",
-        "train.valid_every_steps=4",
-        "train.checkpoint_every_steps=4",
-        "dmao.score_every_steps=2",
-        "dmao.last_event_fraction=0.5",
-        "dmao.total_fraction=0.25",
-    ]
+    overrides = tiny_compare_overrides(tiny_corpus.root, tmp_path / "manifests")
     out = tmp_path / "cmp"
     late = Variant("late", ("dmao.last_event_fraction=0.75",))
     options = {
