@@ -39,12 +39,11 @@ def test_compare_status_lists_the_plan_without_training(tmp_path, capsys):
     args = ["compare", "--status", "--out", str(out), "--seeds", "0", "1", "--control"]
     assert main([*args, "--variant", "late:dmao.last_event_fraction=0.4"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    # In the order they train: seed by seed, each seed's control after its systems.
     assert [row[0] for row in rows[1:9]] == [
-        *(f"{system}/seed{k}" for k in (0, 1) for system in ("baseline", "dmao", "late")),
-        "control/seed0",
-        "control/seed1",
+        f"{system}/seed{k}" for k in (0, 1) for system in ("baseline", "dmao", "late", "control")
     ]
-    assert rows[7][-3:] == ["waits", "for", "dmao/seed0"]
+    assert rows[4][-3:] == ["waits", "for", "dmao/seed0"]
     assert rows[-1][:4] == ["0", "of", "8", "runs"]
     assert not out.exists()  # nothing was trained or written
 
