@@ -75,9 +75,15 @@ class DecodeResult:
     checkpoint: str
 
 
-def resolve_checkpoint(run_dir: Path, which: str) -> Path:
-    """``best`` → ``best.pt`` (falls back to the newest), ``last`` → newest, else a file name."""
+def resolve_checkpoint(run_dir: Path, which: str, *, ema: bool = False) -> Path:
+    """``best`` → ``best.pt`` (falls back to the newest), ``last`` → newest, else a file name.
+
+    ``ema``: for the running average of the weights, ``best`` is ``best-ema.pt`` (the checkpoint
+    whose average had the lowest dev WER) where the run has one, else as above.
+    """
     ckpt_dir = run_dir / "checkpoints"
+    if which == "best" and ema and (ckpt_dir / "best-ema.pt").is_file():
+        return ckpt_dir / "best-ema.pt"
     if which == "best" and (ckpt_dir / "best.pt").is_file():
         return ckpt_dir / "best.pt"
     if which in ("best", "last"):
@@ -94,11 +100,7 @@ def load_trained_model(run_dir: Path, which: str, device: torch.device, *, ema: 
     mode, plus the run's config, tokenizer and the checkpoint path. ``ema``: the running average
     of the weights the checkpoint holds (``train.ema_decay``; :mod:`dmao.training.ema`) instead
     of its live weights; ``best`` is then ``best-ema.pt`` where the run has one."""
-    path = resolve_checkpoint(run_dir, which)
-    if ema and which == "best" and (run_dir / "checkpoints" / "best-ema.pt").is_file():
-        # The checkpoint whose average had the lowest dev WER (validated since train.ema_decay
-        # runs score both); best.pt is chosen by the live weights' WER.
-        path = run_dir / "checkpoints" / "best-ema.pt"
+    path = resolve_checkpoint(run_dir, which, ema=ema)
     state = load_checkpoint(path, map_location=device)
     config = config_from_dict(state["config"], source=str(path))
     tokenizer = load_tokenizer(run_dir / "tokenizer")

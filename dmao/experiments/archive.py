@@ -32,15 +32,14 @@ from pathlib import Path
 
 import yaml
 
-from dmao.config import ExperimentConfig, config_to_dict
-from dmao.experiments.jobs import finished_summary
+from dmao.config import ExperimentConfig, config_from_dict, config_to_dict
+from dmao.experiments.jobs import finished_summary, has_checkpoints
 
 __all__ = [
     "RECORD",
     "ArchivedScore",
     "archive_run",
     "archived_score",
-    "has_checkpoints",
     "has_record",
     "restore_run",
 ]
@@ -66,11 +65,6 @@ def has_record(run_dir: Path, steps: int) -> bool:
     when the finished run was archived; the table then reads its scores from it)."""
     path = run_dir / RECORD
     return path.is_file() and json.loads(path.read_text()).get("steps") == steps
-
-
-def has_checkpoints(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds step checkpoints (a restored record holds none)."""
-    return any((run_dir / "checkpoints").glob("step-*"))
 
 
 def archive_run(run_dir: Path, dest: Path, splits: Sequence[str], steps: int) -> bool:
@@ -126,10 +120,13 @@ def restore_run(source: Path, run_dir: Path, config: ExperimentConfig) -> bool:
     from dmao.training.checkpoint import CheckpointError
     from dmao.training.data_setup import check_resume_compatible
 
-    with open(source / "config.yaml") as f:
-        saved = yaml.safe_load(f)
+    path = source / "config.yaml"
+    with open(path) as f:
+        # Through the dataclasses, as a resume reads a checkpoint's config: settings added since
+        # the record was written take their defaults.
+        saved = config_to_dict(config_from_dict(yaml.safe_load(f), source=str(path)))
     try:
-        check_resume_compatible(saved, config_to_dict(config), source / "config.yaml")
+        check_resume_compatible(saved, config_to_dict(config), path)
     except CheckpointError as exc:
         raise ValueError(f"the archived record does not belong to {run_dir}: {exc}") from None
     if has_checkpoints(run_dir):

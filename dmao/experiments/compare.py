@@ -46,15 +46,8 @@ from pathlib import Path
 
 from dmao.config import ExperimentConfig, load_config
 from dmao.decoding.decode_run import decode_split
-from dmao.experiments.archive import (
-    RECORD,
-    archive_run,
-    archived_score,
-    has_checkpoints,
-    has_record,
-    restore_run,
-)
-from dmao.experiments.jobs import Record, train_all, train_if_needed
+from dmao.experiments.archive import RECORD, archive_run, archived_score, has_record, restore_run
+from dmao.experiments.jobs import Record, has_checkpoints, train_all, train_if_needed
 from dmao.experiments.sharing import (
     PREFIX,
     prefixes_to_train,

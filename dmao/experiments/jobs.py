@@ -16,7 +16,7 @@ from dmao.training.recipe import TrainingRecipe
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ["finished_summary", "is_complete", "train_all", "train_if_needed"]
+__all__ = ["finished_summary", "has_checkpoints", "is_complete", "train_all", "train_if_needed"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,12 @@ def finished_summary(run_dir: Path, steps: int) -> dict | None:
     return summary if summary.get("steps") == steps else None
 
 
+def has_checkpoints(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds step checkpoints to resume (or decode) from; a run restored
+    from an archive (:mod:`.archive`) holds none."""
+    return any((run_dir / "checkpoints").glob("step-*"))
+
+
 def is_complete(config: ExperimentConfig, run_dir: Path) -> bool:
     return finished_summary(run_dir, config.train.end_step) is not None
 
@@ -41,8 +47,7 @@ def train_if_needed(config: ExperimentConfig, run_dir: Path) -> dict:
     if summary is not None:
         log.info("%s is complete, skipping training", run_dir)
         return summary
-    resume = (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("step-*"))
-    recipe = TrainingRecipe(config, run_dir, resume=resume)
+    recipe = TrainingRecipe(config, run_dir, resume=has_checkpoints(run_dir))
     try:
         recipe.setup()
         recipe.train()
