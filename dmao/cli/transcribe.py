@@ -8,7 +8,8 @@ their start and end; failed files as id, path, error) or sclite CTM (``--ctm``: 
 word, ``ID A START DURATION WORD``, like ``dmao decode``'s ``hyp.ctm``). An export with an n-gram
 LM (``dmao export --lm``) decodes with it (``--method lm``; ``--lm FILE`` gives another). A file
 that fails is one line on stderr, the others are still transcribed, a summary ends the output
-on stderr, and the exit code is 1 if any file failed.
+on stderr, and the exit code is 1 if any file failed. Consecutive files share acoustic-model
+passes (``--batch-seconds``); results still come out in input order.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--beam-size", type=int, default=None, help="default: the run's (lm: the export's)"
     )
     p.add_argument("--device", default="cpu", help="torch backend device (cpu, cuda, ...)")
+    p.add_argument(
+        "--batch-seconds",
+        type=float,
+        default=60.0,  # dmao.export.transcribe.DEFAULT_BATCH_SECONDS
+        help="consecutive files go through the model together, up to this much padded audio a "
+        "pass (default 60; more on a GPU); 0: one file at a time",
+    )
     # Defaults: dmao.export.transcribe.DEFAULT_* (docs/export.md, "Long recordings").
     long = p.add_argument_group("long recordings (files longer than --long-file-seconds)")
     long.add_argument(
@@ -148,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         chunk_seconds=args.chunk_seconds,
         context_seconds=args.context_seconds,
         pause_seconds=args.pause_seconds,
+        batch_seconds=args.batch_seconds,
     )
     if args.tsv:
         _out("id\ttext\tduration_s\trtf")

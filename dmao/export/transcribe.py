@@ -4,19 +4,26 @@ Each file is read as mono at the model's rate (:func:`~dmao.export.audio.load_au
 the fbank features the model was trained on (the settings stored in the export), run through the
 acoustic model — PyTorch or ONNX Runtime — and decoded with CTC greedy or prefix beam search, or
 with a beam search over an n-gram LM (the export's, ``dmao export --lm``, or one given here).
-Files are processed one at a time, so no utterance's result depends on what it is batched with.
-In a batch (:meth:`Transcriber.transcribe_files`) a file that fails in any way — unreadable,
-too short, or an error inside the model or the decoder — becomes one :class:`Failure` with a
-one-line message, and the other files are still transcribed.
+
+:meth:`Transcriber.transcribe_files` runs consecutive files through the acoustic model together,
+up to ``batch_seconds`` of padded audio a pass (the search is still one file at a time). The
+model zeroes padded frames before every convolution and never attends to them, so a file's
+log-probabilities do not depend on its batch beyond float rounding (different matrix shapes;
+tested). Long files (chunked) go alone. A file that fails in any way — unreadable, too short, or
+an error inside the model or the decoder — becomes one :class:`Failure` with a one-line message,
+and the other files are still transcribed: a batch whose model pass fails is run again file by
+file, so the error is the failing file's only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -36,6 +43,9 @@ from dmao.export.onnx_export import OnnxAcousticModel
 
 __all__ = ["BACKENDS", "METHODS", "Failure", "Transcriber", "Transcription"]
 
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
 BACKENDS = ("torch", "onnx", "onnx-int8")
 METHODS = ("greedy", "beam", "lm")
 # Long files (docs/export.md, "Long recordings"; chunk, context and pause chosen on dev with
@@ -48,6 +58,9 @@ DEFAULT_CONTEXT_SECONDS = 2.0
 """Context on each side of a chunk."""
 DEFAULT_PAUSE_SECONDS = 0.24
 """A pause this long ends a segment of a longer file (6 output frames)."""
+DEFAULT_BATCH_SECONDS = 60.0
+"""Padded audio per acoustic-model pass of :meth:`Transcriber.transcribe_files` (BENCHMARKS.md,
+"Batched transcription")."""
 # The acoustic model needs at least this many feature frames (its frontend subsamples by 4).
 _MIN_FRAMES = 4
 
@@ -57,7 +70,9 @@ class Transcription:
     """The result for one file.
 
     ``processing_seconds`` is the wall time from reading the file to the decoded text
-    (reading, resampling, features, acoustic model, search); ``id`` defaults to the path.
+    (reading, resampling, features, acoustic model, search); for a file that went through the
+    model in a batch, the pass's time is shared among its files by their length. ``id``
+    defaults to the path.
     """
 
     path: Path
@@ -115,6 +130,9 @@ class Transcriber:
         context_seconds: audio on each side of a chunk that its window also sees.
         pause_seconds: in a long file, a pause (the blank best for this long) ends a segment:
             segments are searched alone and joined with a space; 0: one search.
+        batch_seconds: :meth:`transcribe_files` runs consecutive files through the acoustic
+            model together, up to this much padded audio a pass; 0: one file at a time. A file
+            longer than this (or than ``long_file_seconds``) goes alone.
     """
 
     def __init__(
@@ -132,6 +150,7 @@ class Transcriber:
         chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS,
         context_seconds: float = DEFAULT_CONTEXT_SECONDS,
         pause_seconds: float = DEFAULT_PAUSE_SECONDS,
+        batch_seconds: float = DEFAULT_BATCH_SECONDS,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -163,6 +182,8 @@ class Transcriber:
         self._pause = (
             _seconds_to_frames(pause_seconds, shift, "pause_seconds") // SUBSAMPLING_FACTOR
         )
+        # Padded feature frames a batched pass may hold (0: no batches).
+        self._batch_frames = _seconds_to_frames(batch_seconds, shift, "batch_seconds")
         if backend != "torch":
             path = _checked_onnx(exported, int8=backend == "onnx-int8")
             self._onnx = OnnxAcousticModel(path, num_threads=num_threads)
@@ -185,14 +206,34 @@ class Transcriber:
     def log_probs(self, features: Tensor) -> Tensor:
         """``features (T, F)`` of one file → ``(T', V)`` CTC log-probabilities (CPU); a long file
         (:meth:`is_long`) window by window (:func:`~dmao.export.chunking.chunked_log_probs`)."""
+        self._check_length(features)
+        if not self.is_long(features.shape[0] // SUBSAMPLING_FACTOR):
+            return self._model_log_probs(features)
+        return chunked_log_probs(self._model_log_probs, features, *self._chunk)
+
+    @torch.inference_mode()
+    def batch_log_probs(self, features: list[Tensor]) -> list[Tensor]:
+        """One acoustic-model pass over several files: ``features``, each ``(T_i, F)``, padded
+        into ``(B, max T_i, F)`` → each file's ``(T'_i, V)`` log-probabilities (CPU). No
+        chunking: for files that are not :meth:`is_long`."""
+        for item in features:
+            self._check_length(item)
+        lens = torch.tensor([item.shape[0] for item in features], dtype=torch.int64)
+        padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)  # (B, T, F)
+        if self._onnx is not None:
+            log_probs, out_lens = self._onnx(padded, lens)
+        else:
+            device = next(self.exported.model.parameters()).device
+            log_probs, out_lens = self.exported.model(padded.to(device), lens.to(device))
+        log_probs, out_lens = log_probs.cpu(), out_lens.cpu()
+        return [log_probs[i, : int(out_lens[i])] for i in range(len(features))]
+
+    def _check_length(self, features: Tensor) -> None:
         if features.shape[0] < _MIN_FRAMES:
             raise ValueError(
                 f"audio too short: {features.shape[0]} feature frames, the model needs at least "
                 f"{_MIN_FRAMES} ({_MIN_FRAMES * self.exported.features.frame_shift_s:.2f} s)"
             )
-        if not self.is_long(features.shape[0] // SUBSAMPLING_FACTOR):
-            return self._model_log_probs(features)
-        return chunked_log_probs(self._model_log_probs, features, *self._chunk)
 
     @property
     def chunk_frames(self) -> tuple[int, int] | None:
@@ -286,43 +327,132 @@ class Transcriber:
             FileNotFoundError: the file does not exist.
             ValueError: it is not readable audio or is too short for the model.
         """
-        start = time.perf_counter()
-        samples = load_audio(path, self.sampling_rate, raw=self.raw)
-        words = None
-        try:
-            log_probs = self.log_probs(self.features(samples))
-            if self.timestamps:
-                text, words = self.word_times(log_probs)
-            else:
-                text = self.decode(log_probs)
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
-        return Transcription(
-            path=Path(path),
-            text=text,
-            audio_seconds=len(samples) / self.sampling_rate,
-            processing_seconds=time.perf_counter() - start,
-            words=words,
-        )
+        read = self._read(AudioInput.of(path))
+        return self._finish(read, self._with_path(read.audio.path, self.log_probs, read.features))
 
     def transcribe_files(
         self, inputs: Iterable[str | Path | AudioInput]
     ) -> Iterator[Transcription | Failure]:
         """One result per input, in order: a :class:`Transcription`, or a :class:`Failure` for a
         file that could not be transcribed, whatever the reason, so that one bad file never
-        stops the others. (``KeyboardInterrupt`` and other non-``Exception`` errors stop it.)"""
+        stops the others. (``KeyboardInterrupt`` and other non-``Exception`` errors stop it.)
+
+        Consecutive files share an acoustic-model pass up to ``batch_seconds`` of padded audio;
+        a result is yielded when its batch is done."""
+        queue: list[_Read | Failure] = []  # in input order, waiting for the batch to run
+        waiting = longest = 0  # files in the queue to run, and the longest's feature frames
         for item in inputs:
-            audio = AudioInput.of(item)
-            if audio.error is not None:
-                yield Failure(audio.id, audio.path, audio.error, ValueError(audio.error))
+            entry = self._read_or_fail(AudioInput.of(item))
+            if isinstance(entry, Failure):
+                if waiting:
+                    queue.append(entry)
+                else:
+                    yield entry
                 continue
+            frames = entry.features.shape[0]
+            alone = self.is_long(frames // SUBSAMPLING_FACTOR) or frames > self._batch_frames
+            if waiting and (alone or (waiting + 1) * max(longest, frames) > self._batch_frames):
+                yield from self._run_batch(queue)
+                queue, waiting, longest = [], 0, 0
+            if alone:
+                yield from self._run_batch([entry])
+                continue
+            queue.append(entry)
+            waiting, longest = waiting + 1, max(longest, frames)
+        yield from self._run_batch(queue)
+
+    def _read_or_fail(self, audio: AudioInput) -> _Read | Failure:
+        if audio.error is not None:
+            return Failure(audio.id, audio.path, audio.error, ValueError(audio.error))
+        try:
+            return self._read(audio)
+        except Exception as err:  # the per-file boundary: any failure is this file's
+            return Failure(audio.id, audio.path, _failure_message(audio.path, err), err)
+
+    def _read(self, audio: AudioInput) -> _Read:
+        """The file's samples read and turned into features (and checked to be long enough)."""
+        start = time.perf_counter()
+        samples = load_audio(audio.path, self.sampling_rate, raw=self.raw)
+        features = self._with_path(audio.path, self.features, samples)
+        self._with_path(audio.path, self._check_length, features)
+        seconds = len(samples) / self.sampling_rate
+        return _Read(audio, features, seconds, time.perf_counter() - start)
+
+    def _run_batch(self, queue: list[_Read | Failure]) -> Iterator[Transcription | Failure]:
+        """Every file of ``queue`` through the model (one pass; one file: :meth:`log_probs`),
+        searched, and the queue's results yielded in order. A failed pass is run again file by
+        file, so that its error is only the failing file's."""
+        reads = [entry for entry in queue if isinstance(entry, _Read)]
+        outputs: list[Tensor | Exception] = []
+        if len(reads) > 1:
+            start = time.perf_counter()
             try:
-                result = self.transcribe_file(audio.path)
-            except Exception as err:  # the per-file boundary: any failure is this file's
-                yield Failure(audio.id, audio.path, _failure_message(audio.path, err), err)
+                batch = self.batch_log_probs([read.features for read in reads])
+            except Exception as err:  # e.g. out of memory: each file alone says whose it is
+                log.debug("a batch of %d files failed; again one by one", len(reads), exc_info=err)
             else:
-                result.id = audio.id
-                yield result
+                frames = sum(read.features.shape[0] for read in reads)
+                share = (time.perf_counter() - start) / frames
+                for read in reads:
+                    read.seconds += share * read.features.shape[0]
+                outputs = list(batch)
+        if not outputs:
+            for read in reads:
+                start = time.perf_counter()
+                try:
+                    outputs.append(self._with_path(read.audio.path, self.log_probs, read.features))
+                except Exception as err:  # the per-file boundary
+                    outputs.append(err)
+                read.seconds += time.perf_counter() - start
+        results = iter(outputs)
+        for entry in queue:
+            if isinstance(entry, Failure):
+                yield entry
+                continue
+            output = next(results)
+            try:
+                if isinstance(output, Exception):
+                    raise output
+                yield self._finish(entry, output)
+            except Exception as err:  # the per-file boundary
+                audio = entry.audio
+                yield Failure(audio.id, audio.path, _failure_message(audio.path, err), err)
+
+    def _finish(self, read: _Read, log_probs: Tensor) -> Transcription:
+        """The search over one file's ``log_probs (T', V)`` and its result."""
+        start = time.perf_counter()
+        words = None
+        if self.timestamps:
+            text, words = self._with_path(read.audio.path, self.word_times, log_probs)
+        else:
+            text = self._with_path(read.audio.path, self.decode, log_probs)
+        return Transcription(
+            path=read.audio.path,
+            text=text,
+            audio_seconds=read.audio_seconds,
+            processing_seconds=read.seconds + time.perf_counter() - start,
+            id=read.audio.id,
+            words=words,
+        )
+
+    @staticmethod
+    def _with_path(path: Path, fn: Callable[..., _T], *args: object) -> _T:
+        """``fn(*args)``, with a ValueError's message prefixed by the file (``FILE: reason``)."""
+        try:
+            return fn(*args)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+
+
+@dataclass
+class _Read:
+    """A file read and turned into features ``(T, F)``, waiting for the acoustic model;
+    ``seconds``: the processing time spent on it so far."""
+
+    audio: AudioInput
+    features: Tensor
+    audio_seconds: float
+    seconds: float
 
 
 def _failure_message(path: Path, err: Exception) -> str:

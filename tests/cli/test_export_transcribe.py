@@ -154,6 +154,11 @@ def test_a_folder_and_a_list_as_tsv_with_a_progress_bar(
     assert all(float(row[2]) > 0.4 and float(row[3]) > 0 for row in rows[1:])
     assert f"{2 * len(files)}/{2 * len(files)}" in stderr.getvalue()  # the bar reached the end
     assert f"{2 * len(files)} of {2 * len(files)} file(s) transcribed" in stderr.getvalue()
+    # One file at a time (--batch-seconds 0): the same files, texts and durations.
+    args = ["transcribe", "--model", str(tiny_export), "--tsv", "--batch-seconds", "0"]
+    assert main([*args, str(folder), f"@{listing}"]) == 0
+    alone = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [row[:3] for row in alone] == [row[:3] for row in rows]
 
 
 def test_raw_options_are_checked_before_anything_runs(tiny_export, capsys):

@@ -133,6 +133,7 @@ def test_cli_defaults_are_the_library_defaults():
     assert args.chunk_seconds == transcribe_module.DEFAULT_CHUNK_SECONDS
     assert args.context_seconds == transcribe_module.DEFAULT_CONTEXT_SECONDS
     assert math.isclose(args.pause_seconds, transcribe_module.DEFAULT_PAUSE_SECONDS)
+    assert args.batch_seconds == transcribe_module.DEFAULT_BATCH_SECONDS
 
 
 def test_the_cli_passes_the_long_file_settings(tiny_export, tiny_dmao_run, tmp_path, capsys):

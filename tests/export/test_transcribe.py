@@ -1,7 +1,8 @@
 """Transcribing audio files with an export: the same features, log-probs and text as ``dmao
 decode``; the ONNX backend gives PyTorch's results; a 48 kHz stereo copy of an utterance gives the
-original's features up to the resampler; any failure of one file (unreadable, too short, an
-error in the model) is one line for that file, and the rest of the batch is transcribed.
+original's features up to the resampler; files batched through the model get their own results;
+any failure of one file (unreadable, too short, an error in the model) is one line for that
+file, and the rest of the batch is transcribed.
 
 Why some comparisons carry a tolerance: ``dmao decode`` reads the fbank cached at data
 preparation, which lhotse stores lilcom-compressed (values rounded to 1/32, so off by at most
@@ -26,6 +27,7 @@ from dmao.data.manifests import load_cuts
 from dmao.decoding.decode_run import decode_split
 from dmao.evaluation.wer import score_corpus
 from dmao.export import Failure, RawFormat, Transcriber, Transcription, load_audio, load_exported
+from dmao.export.transcribe import DEFAULT_BATCH_SECONDS
 
 RATE = 16000
 # lhotse's LilcomChunkyWriter rounds the cached log-mel values to multiples of 2**-5.
@@ -142,11 +144,14 @@ def _mixed_inputs(good: Path, folder: Path) -> list[tuple[Path, str | None]]:
     ]
 
 
+@pytest.mark.parametrize("batch_seconds", [0.0, DEFAULT_BATCH_SECONDS])
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
-def test_a_batch_survives_bad_files(tiny_export, test_cuts, tmp_path, backend):
+def test_a_batch_survives_bad_files(tiny_export, test_cuts, tmp_path, backend, batch_seconds):
     exported = load_exported(tiny_export)
     raw = RawFormat("s16le", RATE)
-    transcriber = Transcriber(exported, backend=backend, num_threads=1, raw=raw)
+    transcriber = Transcriber(
+        exported, backend=backend, num_threads=1, raw=raw, batch_seconds=batch_seconds
+    )
     cases = _mixed_inputs(test_cuts[-1][1], tmp_path / "mixed")
     results = list(transcriber.transcribe_files([path for path, _ in cases]))
     assert len(results) == len(cases)
@@ -171,12 +176,17 @@ def test_a_batch_survives_bad_files(tiny_export, test_cuts, tmp_path, backend):
     assert "--raw-format s16le --raw-sample-rate 16000" in failure.message
 
 
-def test_an_error_inside_the_model_fails_that_file_only(tiny_export, test_cuts, monkeypatch):
+@pytest.mark.parametrize("batch_seconds", [0.0, DEFAULT_BATCH_SECONDS])
+def test_an_error_inside_the_model_fails_that_file_only(
+    tiny_export, test_cuts, monkeypatch, batch_seconds
+):
     """Not only unreadable audio: whatever goes wrong for one file (here the acoustic model
-    raising for the second file) is that file's failure, one line, and the batch goes on."""
-    transcriber = Transcriber(load_exported(tiny_export))
+    raising for the second file) is that file's failure, one line, and the batch goes on. A
+    batched pass that fails (here: always, as out of memory would) is run again file by file,
+    so the error lands on the file that causes it."""
+    transcriber = Transcriber(load_exported(tiny_export), batch_seconds=batch_seconds)
     real_log_probs = transcriber.log_probs
-    calls = []
+    calls, batches = [], []
 
     def flaky(features):
         calls.append(len(calls))
@@ -184,14 +194,61 @@ def test_an_error_inside_the_model_fails_that_file_only(tiny_export, test_cuts, 
             raise RuntimeError("CUDA out of memory.\nTried to allocate 2.00 GiB")
         return real_log_probs(features)
 
+    def batch_out_of_memory(features):
+        batches.append(len(features))
+        raise RuntimeError("CUDA out of memory.")
+
     monkeypatch.setattr(transcriber, "log_probs", flaky)
+    monkeypatch.setattr(transcriber, "batch_log_probs", batch_out_of_memory)
     paths = [path for _, path in test_cuts[:3]]
     first, second, third = transcriber.transcribe_files(paths)
+    assert batches == ([3] if batch_seconds else [])
+    assert len(calls) == 3
     assert isinstance(first, Transcription) and isinstance(third, Transcription)
     assert isinstance(second, Failure) and isinstance(second.error, RuntimeError)
     assert second.message == (
         f"{paths[1]}: RuntimeError: CUDA out of memory.; Tried to allocate 2.00 GiB"
     )
+
+
+def test_batched_files_get_their_own_results(tiny_export, test_cuts, monkeypatch):
+    """Files padded into one acoustic-model pass get the log-probs they get alone (up to float
+    rounding: other matrix shapes), whatever they are batched with; transcribe_files groups
+    consecutive files within the padded-audio budget and returns their results in input order."""
+    exported = load_exported(tiny_export)
+    alone = Transcriber(exported, batch_seconds=0)
+    paths = [path for _, path in test_cuts]  # shortest first
+    features = [alone.features(load_audio(path, RATE)) for path in paths]
+    expected = [alone.log_probs(f) for f in features]
+    # Longest first: every shorter file is padded, the shortest the most.
+    together = alone.batch_log_probs(features[::-1])[::-1]
+    for got, want in zip(together, expected, strict=True):
+        assert got.shape == want.shape
+        assert torch.allclose(got, want, atol=1e-4, rtol=0)
+    texts = [alone.decode(lp) for lp in expected]
+    assert [r.text for r in alone.transcribe_files(paths)] == texts
+
+    # A budget of ~2.5 of the longest files: passes of two or three, and a file alone at the end.
+    longest = max(f.shape[0] for f in features)
+    budget_frames = 4 * (int(2.5 * longest) // 4)  # the budget is a multiple of 4 frames
+    batched = Transcriber(exported, batch_seconds=budget_frames * exported.features.frame_shift_s)
+    passes = []
+    real_batch = batched.batch_log_probs
+
+    def recorded(items):
+        passes.append([item.shape[0] for item in items])
+        return real_batch(items)
+
+    monkeypatch.setattr(batched, "batch_log_probs", recorded)
+    inputs = paths + paths[::-1]
+    results = list(batched.transcribe_files(inputs))
+    assert [r.path for r in results] == inputs
+    assert [r.text for r in results] == texts + texts[::-1]
+    assert passes and all(len(p) >= 2 for p in passes)
+    assert all(len(p) * max(p) <= budget_frames for p in passes)
+    # Any two files fit, so only the last group can be a single file (which runs alone).
+    assert sum(len(p) for p in passes) in (len(inputs), len(inputs) - 1)
+    assert all(r.processing_seconds > 0 for r in results)
 
 
 def test_bad_settings_are_refused(tiny_export, tmp_path):
