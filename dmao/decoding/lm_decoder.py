@@ -27,10 +27,14 @@ paths the lexicon allows, so it equals greedy decoding when the greedy words are
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +77,39 @@ def _flashlight():
             "LM decoding needs flashlight-text (`pip install flashlight-text`)"
         ) from e
     return decoder, dictionary, KenLM
+
+
+def _load_kenlm(kenlm_class: type, lm_path: Path, dictionary: object) -> object:
+    """``KenLM(lm_path, dictionary)``, with what KenLM prints while loading an ARPA file (a hint
+    to build a binary and a progress bar, on file descriptor 2) in the debug log instead of on
+    the console, where ``dmao transcribe`` and ``dmao decode`` keep stderr for errors."""
+    with _native_stderr_to_debug_log(f"KenLM loading {lm_path}"):
+        return kenlm_class(str(lm_path), dictionary)
+
+
+@contextlib.contextmanager
+def _native_stderr_to_debug_log(what: str) -> Iterator[None]:
+    """File descriptor 2 — where C++ code writes, past Python's ``sys.stderr`` — goes to a
+    temporary file while the block runs; its text is then logged at debug level. Without a
+    usable descriptor 2 (a closed stderr), the block runs as it is."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", errors="replace").strip()
+            if text:
+                log.debug("%s printed:\n%s", what, text)
 
 
 def arpa_unigrams(path: str | Path) -> set[str] | None:
@@ -321,7 +358,7 @@ class CTCLMDecoder:
         if self.lexicon is None:
             non_blank = [t for i, t in enumerate(self.symbols) if i != blank_id]
             _check_lm_vocabulary(lm_path, non_blank, lexicon=False)
-            self._lm = KenLM(str(lm_path), self._token_dict)
+            self._lm = _load_kenlm(KenLM, lm_path, self._token_dict)
             self._decoder = decoder.LexiconFreeDecoder(
                 decoder.LexiconFreeDecoderOptions(
                     beam_size=opt.beam_size,
@@ -344,7 +381,7 @@ class CTCLMDecoder:
             self._word_dict.add_entry(word)
         if UNK_WORD not in self.lexicon:
             self._word_dict.add_entry(UNK_WORD)
-        self._lm = KenLM(str(lm_path), self._word_dict)
+        self._lm = _load_kenlm(KenLM, lm_path, self._word_dict)
         trie = decoder.Trie(len(self.symbols), self._sil_id)
         start = self._lm.start(False)
         token_id = {symbol: i for i, symbol in enumerate(self.symbols)}

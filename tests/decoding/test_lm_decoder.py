@@ -7,6 +7,7 @@ ahead (so greedy decoding reads KAT); the LM, built from a handful of sentences,
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -165,6 +166,20 @@ def test_mismatched_lm_and_lexicon_are_refused(lms):
         CTCLMDecoder.from_tokenizer(TOKENIZER, lms / "word.arpa", None)
     with pytest.raises(FileNotFoundError, match="dmao lm build"):
         CTCLMDecoder.from_tokenizer(TOKENIZER, lms / "missing.arpa", None)
+
+
+@pytest.mark.parametrize("lexicon", [True, False], ids=["lexicon", "lexicon-free"])
+def test_kenlm_loading_prints_nothing_on_the_console(lms, lexicon, capfd, caplog):
+    """KenLM writes a build-a-binary hint and a progress bar to file descriptor 2 while it reads
+    an ARPA file (past sys.stderr, so capfd, not capsys); that goes to the debug log, and the
+    descriptor is restored afterwards."""
+    caplog.set_level("DEBUG", logger="dmao.decoding.lm_decoder")
+    assert _decoder(lms, lexicon).decode(AMBIGUOUS).text
+    assert capfd.readouterr().err == ""
+    printed = [r.getMessage() for r in caplog.records if "printed" in r.getMessage()]
+    assert len(printed) == 1 and "----5---10" in printed[0], printed
+    os.write(2, b"still the console\n")
+    assert capfd.readouterr().err == "still the console\n"
 
 
 def test_orders_above_what_kenlm_loads_are_a_clear_error(tmp_path):
