@@ -5,14 +5,13 @@ the fbank features the model was trained on (the settings stored in the export),
 acoustic model — PyTorch or ONNX Runtime — and decoded with CTC greedy or prefix beam search, or
 with a beam search over an n-gram LM (the export's, ``dmao export --lm``, or one given here).
 
-:meth:`Transcriber.transcribe_files` runs consecutive files through the acoustic model together,
-up to ``batch_seconds`` of padded audio a pass (the search is still one file at a time). The
-model zeroes padded frames before every convolution and never attends to them, so a file's
-log-probabilities do not depend on its batch beyond float rounding (different matrix shapes;
-tested). Long files (chunked) go alone. A file that fails in any way — unreadable, too short, or
-an error inside the model or the decoder — becomes one :class:`Failure` with a one-line message,
-and the other files are still transcribed: a batch whose model pass fails is run again file by
-file, so the error is the failing file's only.
+:meth:`Transcriber.transcribe_files` reads files ahead, sorts them by length and runs them
+through the acoustic model together, up to ``batch_seconds`` of padded audio a pass (the search
+is one file at a time; results in input order). The model masks padding, so a file's
+log-probabilities do not depend on its batch beyond float rounding (tested). Long files go alone.
+A file that fails in any way — unreadable, too short, an error in the model or the decoder —
+becomes one :class:`Failure` with a one-line message and the others are still transcribed (a
+failed pass is run again file by file, so the error is the failing file's only).
 """
 
 from __future__ import annotations
@@ -63,6 +62,8 @@ DEFAULT_BATCH_SECONDS = 60.0
 "Batched transcription")."""
 # The acoustic model needs at least this many feature frames (its frontend subsamples by 4).
 _MIN_FRAMES = 4
+# transcribe_files reads this many batch budgets of audio ahead and sorts them by length.
+_WINDOW_BATCHES = 8
 
 
 @dataclass
@@ -337,29 +338,31 @@ class Transcriber:
         file that could not be transcribed, whatever the reason, so that one bad file never
         stops the others. (``KeyboardInterrupt`` and other non-``Exception`` errors stop it.)
 
-        Consecutive files share an acoustic-model pass up to ``batch_seconds`` of padded audio;
-        a result is yielded when its batch is done."""
-        queue: list[_Read | Failure] = []  # in input order, waiting for the batch to run
-        waiting = longest = 0  # files in the queue to run, and the longest's feature frames
+        Files are read ahead ``_WINDOW_BATCHES`` budgets of audio at a time; a window's files,
+        sorted by length (so that little is padded), share acoustic-model passes of up to
+        ``batch_seconds`` of padded audio; its results are then yielded in input order."""
+        window: list[_Read | Failure] = []  # in input order; it starts with a file to run
+        window_frames = 0
         for item in inputs:
             entry = self._read_or_fail(AudioInput.of(item))
             if isinstance(entry, Failure):
-                if waiting:
-                    queue.append(entry)
+                if window:
+                    window.append(entry)
                 else:
                     yield entry
                 continue
             frames = entry.features.shape[0]
-            alone = self.is_long(frames // SUBSAMPLING_FACTOR) or frames > self._batch_frames
-            if waiting and (alone or (waiting + 1) * max(longest, frames) > self._batch_frames):
-                yield from self._run_batch(queue)
-                queue, waiting, longest = [], 0, 0
-            if alone:
-                yield from self._run_batch([entry])
+            if self.is_long(frames // SUBSAMPLING_FACTOR) or frames > self._batch_frames:
+                yield from self._run_window(window)  # the files before it first, in order
+                yield from self._run_window([entry])  # alone
+                window, window_frames = [], 0
                 continue
-            queue.append(entry)
-            waiting, longest = waiting + 1, max(longest, frames)
-        yield from self._run_batch(queue)
+            window.append(entry)
+            window_frames += frames
+            if window_frames >= _WINDOW_BATCHES * self._batch_frames:
+                yield from self._run_window(window)
+                window, window_frames = [], 0
+        yield from self._run_window(window)
 
     def _read_or_fail(self, audio: AudioInput) -> _Read | Failure:
         if audio.error is not None:
@@ -378,45 +381,59 @@ class Transcriber:
         seconds = len(samples) / self.sampling_rate
         return _Read(audio, features, seconds, time.perf_counter() - start)
 
-    def _run_batch(self, queue: list[_Read | Failure]) -> Iterator[Transcription | Failure]:
-        """Every file of ``queue`` through the model (one pass; one file: :meth:`log_probs`),
-        searched, and the queue's results yielded in order. A failed pass is run again file by
-        file, so that its error is only the failing file's."""
-        reads = [entry for entry in queue if isinstance(entry, _Read)]
-        outputs: list[Tensor | Exception] = []
-        if len(reads) > 1:
-            start = time.perf_counter()
-            try:
-                batch = self.batch_log_probs([read.features for read in reads])
-            except Exception as err:  # e.g. out of memory: each file alone says whose it is
-                log.debug("a batch of %d files failed; again one by one", len(reads), exc_info=err)
-            else:
-                frames = sum(read.features.shape[0] for read in reads)
-                share = (time.perf_counter() - start) / frames
-                for read in reads:
-                    read.seconds += share * read.features.shape[0]
-                outputs = list(batch)
-        if not outputs:
-            for read in reads:
-                start = time.perf_counter()
-                try:
-                    outputs.append(self._with_path(read.audio.path, self.log_probs, read.features))
-                except Exception as err:  # the per-file boundary
-                    outputs.append(err)
-                read.seconds += time.perf_counter() - start
-        results = iter(outputs)
-        for entry in queue:
+    def _run_window(self, window: list[_Read | Failure]) -> Iterator[Transcription | Failure]:
+        """The window's files through the model, shortest first, in passes of up to
+        ``batch_seconds`` of padded audio, each searched; then every result in window order."""
+        reads = sorted(
+            (entry for entry in window if isinstance(entry, _Read)),
+            key=lambda read: read.features.shape[0],
+        )
+        outputs: dict[int, Tensor | Exception] = {}  # by id() of the read
+        group: list[_Read] = []
+        for read in reads:
+            if group and (len(group) + 1) * read.features.shape[0] > self._batch_frames:
+                outputs.update(self._run_pass(group))
+                group = []
+            group.append(read)
+        if group:
+            outputs.update(self._run_pass(group))
+        for entry in window:
             if isinstance(entry, Failure):
                 yield entry
                 continue
-            output = next(results)
             try:
+                output = outputs[id(entry)]
                 if isinstance(output, Exception):
                     raise output
                 yield self._finish(entry, output)
             except Exception as err:  # the per-file boundary
                 audio = entry.audio
                 yield Failure(audio.id, audio.path, _failure_message(audio.path, err), err)
+
+    def _run_pass(self, reads: list[_Read]) -> dict[int, Tensor | Exception]:
+        """``reads`` through the model in one pass (one file: :meth:`log_probs`), by ``id()``
+        of each read. A failed pass is run again file by file, so that its error is only the
+        failing file's."""
+        if len(reads) > 1:
+            start = time.perf_counter()
+            try:
+                batch = self.batch_log_probs([read.features for read in reads])
+            except Exception as err:  # e.g. out of memory: each file alone says whose it is
+                log.debug("a pass of %d files failed; again one by one", len(reads), exc_info=err)
+            else:
+                share = (time.perf_counter() - start) / sum(r.features.shape[0] for r in reads)
+                for read in reads:
+                    read.seconds += share * read.features.shape[0]
+                return {id(read): output for read, output in zip(reads, batch, strict=True)}
+        outputs: dict[int, Tensor | Exception] = {}
+        for read in reads:
+            start = time.perf_counter()
+            try:
+                outputs[id(read)] = self._with_path(read.audio.path, self.log_probs, read.features)
+            except Exception as err:  # the per-file boundary
+                outputs[id(read)] = err
+            read.seconds += time.perf_counter() - start
+        return outputs
 
     def _finish(self, read: _Read, log_probs: Tensor) -> Transcription:
         """The search over one file's ``log_probs (T', V)`` and its result."""

@@ -213,8 +213,9 @@ def test_an_error_inside_the_model_fails_that_file_only(
 
 def test_batched_files_get_their_own_results(tiny_export, test_cuts, monkeypatch):
     """Files padded into one acoustic-model pass get the log-probs they get alone (up to float
-    rounding: other matrix shapes), whatever they are batched with; transcribe_files groups
-    consecutive files within the padded-audio budget and returns their results in input order."""
+    rounding: other matrix shapes), whatever they are batched with; transcribe_files sorts the
+    files it reads ahead by length, groups them within the padded-audio budget and returns
+    their results in input order."""
     exported = load_exported(tiny_export)
     alone = Transcriber(exported, batch_seconds=0)
     paths = [path for _, path in test_cuts]  # shortest first
@@ -248,6 +249,8 @@ def test_batched_files_get_their_own_results(tiny_export, test_cuts, monkeypatch
     assert all(len(p) * max(p) <= budget_frames for p in passes)
     # Any two files fit, so only the last group can be a single file (which runs alone).
     assert sum(len(p) for p in passes) in (len(inputs), len(inputs) - 1)
+    lengths = [frames for p in passes for frames in p]
+    assert lengths == sorted(lengths)  # read ahead and sorted, so that little is padded
     assert all(r.processing_seconds > 0 for r in results)
 
 
