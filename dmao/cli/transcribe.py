@@ -8,8 +8,8 @@ their start and end; failed files as id, path, error) or sclite CTM (``--ctm``: 
 word, ``ID A START DURATION WORD``, like ``dmao decode``'s ``hyp.ctm``). An export with an n-gram
 LM (``dmao export --lm``) decodes with it (``--method lm``; ``--lm FILE`` gives another). A file
 that fails is one line on stderr, the others are still transcribed, a summary ends the output
-on stderr, and the exit code is 1 if any file failed. Consecutive files share acoustic-model
-passes (``--batch-seconds``); results still come out in input order.
+on stderr, and the exit code is 1 if any file failed. Files share acoustic-model passes, sorted
+by length (``--batch-seconds``); results still come out in input order.
 """
 
 from __future__ import annotations
@@ -66,8 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--batch-seconds",
         type=float,
         default=60.0,  # dmao.export.transcribe.DEFAULT_BATCH_SECONDS
-        help="consecutive files go through the model together, up to this much padded audio a "
-        "pass (default 60; more on a GPU); 0: one file at a time",
+        help="files, sorted by length, go through the model together, up to this much padded "
+        "audio a pass (default 60; try more on a GPU); 0: one file at a time",
     )
     # Defaults: dmao.export.transcribe.DEFAULT_* (docs/export.md, "Long recordings").
     long = p.add_argument_group("long recordings (files longer than --long-file-seconds)")

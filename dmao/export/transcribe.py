@@ -131,9 +131,10 @@ class Transcriber:
         context_seconds: audio on each side of a chunk that its window also sees.
         pause_seconds: in a long file, a pause (the blank best for this long) ends a segment:
             segments are searched alone and joined with a space; 0: one search.
-        batch_seconds: :meth:`transcribe_files` runs consecutive files through the acoustic
-            model together, up to this much padded audio a pass; 0: one file at a time. A file
-            longer than this (or than ``long_file_seconds``) goes alone.
+        batch_seconds: :meth:`transcribe_files` sorts the files it reads ahead by length and
+            runs them through the acoustic model together, up to this much padded audio a pass;
+            0: one file at a time. A file longer than this (or than ``long_file_seconds``) goes
+            alone.
     """
 
     def __init__(
@@ -219,15 +220,7 @@ class Transcriber:
         chunking: for files that are not :meth:`is_long`."""
         for item in features:
             self._check_length(item)
-        lens = torch.tensor([item.shape[0] for item in features], dtype=torch.int64)
-        padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)  # (B, T, F)
-        if self._onnx is not None:
-            log_probs, out_lens = self._onnx(padded, lens)
-        else:
-            device = next(self.exported.model.parameters()).device
-            log_probs, out_lens = self.exported.model(padded.to(device), lens.to(device))
-        log_probs, out_lens = log_probs.cpu(), out_lens.cpu()
-        return [log_probs[i, : int(out_lens[i])] for i in range(len(features))]
+        return self._model_pass(features)
 
     def _check_length(self, features: Tensor) -> None:
         if features.shape[0] < _MIN_FRAMES:
@@ -248,13 +241,20 @@ class Transcriber:
 
     def _model_log_probs(self, features: Tensor) -> Tensor:
         """One pass of the acoustic model: ``(T, F)`` → ``(T', V)``."""
-        lens = torch.tensor([features.shape[0]], dtype=torch.int64)
+        return self._model_pass([features])[0]
+
+    def _model_pass(self, features: list[Tensor]) -> list[Tensor]:
+        """``features``, each ``(T_i, F)``, zero-padded into ``(B, max T_i, F)`` and through the
+        model once → each ``(T'_i, V)`` on the CPU."""
+        lens = torch.tensor([item.shape[0] for item in features], dtype=torch.int64)
+        padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)  # (B, T, F)
         if self._onnx is not None:
-            log_probs, out_lens = self._onnx(features[None], lens)
+            log_probs, out_lens = self._onnx(padded, lens)
         else:
             device = next(self.exported.model.parameters()).device
-            log_probs, out_lens = self.exported.model(features[None].to(device), lens.to(device))
-        return log_probs[0, : int(out_lens[0])].cpu()
+            log_probs, out_lens = self.exported.model(padded.to(device), lens.to(device))
+        log_probs, out_lens = log_probs.cpu(), out_lens.cpu()
+        return [log_probs[i, : int(out_lens[i])] for i in range(len(features))]
 
     def decode(self, log_probs: Tensor) -> str:
         """``log_probs (T', V)`` of one file → text (a long file: searched between pauses)."""
