@@ -1,9 +1,10 @@
 """``dmao export RUN --out DIR [--checkpoint best|last|PATH] [--avg N] [--int8]
-[--lm FILE [--lexicon FILE] | --lm-from RESULT]``."""
+[--lm FILE [--lexicon FILE] | --lm-from RESULT] [--prior-scale S]``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -47,16 +48,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_lm_arguments(lm)
     lm.add_argument("--beam-size", type=int, default=None, help="LM beam search width")
+    prior = p.add_argument_group(
+        "CTC prior, stored in the export for `dmao transcribe` (as `dmao decode --prior-scale`)"
+    )
+    prior.add_argument(
+        "--prior-scale",
+        type=float,
+        default=None,
+        metavar="S",
+        help="store the checkpoint's CTC prior (estimated from the run's training data, or "
+        "RUN/ctc_prior.pt) with default scale S; with --lm-from: default the result's scale",
+    )
+    prior.add_argument(
+        "--prior-utterances",
+        type=int,
+        default=None,
+        metavar="N",
+        help="training utterances the CTC prior is estimated from (default 1000)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES
     from dmao.export import export_run, load_exported
 
     if args.avg is not None and args.avg < 1:
         raise ValueError(f"--avg must be at least 1, got {args.avg}")
     if args.avg is not None and args.ema:
         raise ValueError("--ema and --avg both average weights: choose one")
+    prior_scale = args.prior_scale
+    if prior_scale is None and args.lm_from is not None:  # the scale the LM was tuned with
+        prior_scale = _decode_prior_scale(args.lm_from)
+    if args.prior_utterances is not None and not prior_scale:
+        raise ValueError("--prior-utterances applies with --prior-scale only")
     start = time.perf_counter()
     checkpoint = args.checkpoint or "best"
     if args.avg is not None:  # as `dmao decode --avg`: ends at --checkpoint, by default the last
@@ -70,9 +95,12 @@ def run(args: argparse.Namespace) -> int:
         onnx=not args.no_onnx,
         int8=args.int8,
         language_model=_language_model(args),
+        prior_scale=prior_scale or 0.0,
+        prior_utterances=args.prior_utterances or DEFAULT_PRIOR_UTTERANCES,
         ema=args.ema,
         overwrite=args.force,
         verbose=args.verbose,  # the ONNX exporter's own log lines only with `dmao -v export`
+        progress_bar=True,
     )
     seconds = time.perf_counter() - start
     manifest = load_exported(out).manifest
@@ -100,7 +128,25 @@ def run(args: argparse.Namespace) -> int:
             f"  n-gram LM: {lm['source']['lm']} ({order}{lm['mode']}); {settings}; `dmao "
             "transcribe` decodes with it unless --method greedy|beam"
         )
+    if manifest.get("prior") is not None:
+        prior = manifest["prior"]
+        print(
+            f"  CTC prior: scale {prior['scale']:g}, from {prior['num_utterances']:,} training "
+            f"utterances ({prior['num_frames']:,} frames) of {prior['checkpoint']}; `dmao "
+            "transcribe` subtracts it unless --prior-scale 0"
+        )
     return 0
+
+
+def _decode_prior_scale(result: Path) -> float | None:
+    """The prior scale of a `dmao decode` result (its result.json or folder), None without."""
+    path = result / "result.json" if result.is_dir() else result
+    try:
+        record = json.loads(path.read_text(encoding="utf-8")).get("prior") or {}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None  # language_model_from_decode says what is wrong with the file
+    scale = record.get("scale") if isinstance(record, dict) else None
+    return float(scale) if isinstance(scale, (int, float)) and scale > 0 else None
 
 
 def _language_model(args: argparse.Namespace):

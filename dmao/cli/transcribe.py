@@ -63,6 +63,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="cpu", help="torch backend device (cpu, cuda, ...)")
     p.add_argument(
+        "--prior-scale",
+        type=float,
+        default=None,
+        metavar="S",
+        help="subtract S * log CTC prior before the search (needs an export made with "
+        "--prior-scale; default: the export's scale, none without a prior; 0: off)",
+    )
+    p.add_argument(
         "--batch-seconds",
         type=float,
         default=60.0,  # dmao.export.transcribe.DEFAULT_BATCH_SECONDS
@@ -157,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
         context_seconds=args.context_seconds,
         pause_seconds=args.pause_seconds,
         batch_seconds=args.batch_seconds,
+        prior_scale=args.prior_scale,
     )
     if args.tsv:
         _out("id\ttext\tduration_s\trtf")

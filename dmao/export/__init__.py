@@ -1,6 +1,6 @@
 """Using a trained model outside its run: a self-contained export folder (safetensors weights,
 architecture, tokenizer, feature settings, ONNX graph and its optional int8 copy, an optional
-n-gram LM) and transcription of audio files."""
+n-gram LM and CTC prior) and transcription of audio files."""
 
 from dmao.export.artefact import ExportedModel, FeatureSettings, export_run, load_exported
 from dmao.export.audio import RawFormat, load_audio

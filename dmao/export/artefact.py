@@ -12,6 +12,7 @@ Layout of an export folder::
     model.onnx          the acoustic model for ONNX Runtime (optional; see ``onnx_export``)
     model.int8.onnx     the same with int8 weights (optional, ``--int8``; see ``quantize``)
     lm/                 an n-gram LM, its lexicon (optional, ``--lm``; see ``language_model``)
+    ctc_prior.json      the CTC label prior to divide out (optional, ``--prior-scale``; ``prior``)
     manifest.json       format version, package versions, source run (its folder name and the
                         SHA-256 of its config and checkpoint: no absolute paths), default
                         decoding settings, and the size and SHA-256 of every file above
@@ -39,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lhotse import Fbank, FbankConfig
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -49,6 +49,8 @@ from dmao.config import config_from_dict
 from dmao.config.schema import ModelConfig
 from dmao.data.features import fbank_extractor
 from dmao.data.tokenizer import Tokenizer, load_tokenizer
+from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES
+from dmao.export.features import FeatureSettings
 from dmao.export.files import (
     default_modes,
     file_table,
@@ -62,6 +64,7 @@ from dmao.export.language_model import (
     bundle_language_model,
     bundled_language_model,
 )
+from dmao.export.prior import ExportedPrior, bundle_prior, bundled_prior
 from dmao.models.architecture import EncoderArchitecture
 from dmao.models.normalization import GlobalFeatureNorm
 from dmao.training.model_setup import build_model_from_config
@@ -80,8 +83,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 EXPORT_FORMAT = "dmao-export"
-EXPORT_FORMAT_VERSION = 1
-"""Bumped whenever the layout or the meaning of a file in an export changes incompatibly."""
+EXPORT_FORMAT_VERSION = 2
+"""Bumped whenever the layout or the meaning of a file in an export changes incompatibly. An
+export is written with the lowest version that holds it: 2 only with a CTC prior (which an older
+reader would ignore, giving other transcripts), else 1, which every dmao since the first reads."""
+READ_FORMAT_VERSIONS = (1, 2)
 
 WEIGHTS_FILE = "model.safetensors"
 MODEL_FILE = "model.json"
@@ -103,62 +109,6 @@ _VERSIONED_PACKAGES = (
 )
 
 
-@dataclass(frozen=True)
-class FeatureSettings:
-    """How audio becomes model input: rate, and lhotse's Kaldi-compatible fbank settings.
-
-    ``fbank`` is :class:`lhotse.FbankConfig` as a dict, exactly as used in training
-    (:func:`dmao.data.features.fbank_extractor`); ``normalisation_buffers`` names the model
-    buffers that hold the global mean/variance normalisation (applied inside the model, so the
-    features given to the model are raw log-mel fbank).
-    """
-
-    sampling_rate: int
-    fbank: dict[str, Any]
-    normalisation_buffers: tuple[str, ...] = ()
-
-    @property
-    def num_features(self) -> int:
-        """Feature bins F per frame."""
-        return int(self.fbank["num_filters"])
-
-    @property
-    def frame_shift_s(self) -> float:
-        """Seconds between feature frames."""
-        return float(self.fbank["frame_shift"])
-
-    def extractor(self) -> Fbank:
-        """The lhotse extractor; ``extract(samples (N,), rate)`` gives ``(T, F)`` float32."""
-        return Fbank(FbankConfig.from_dict(dict(self.fbank)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sampling_rate": self.sampling_rate,
-            "extractor": "lhotse.Fbank",
-            "fbank": dict(self.fbank),
-            "normalisation": {
-                "kind": "global mean/variance, inside the model: (x - mean) * inv_std",
-                "buffers": list(self.normalisation_buffers),
-            },
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str) -> FeatureSettings:
-        try:
-            fbank = dict(data["fbank"])
-            FbankConfig.from_dict(dict(fbank))  # unknown or missing keys fail here
-            return cls(
-                sampling_rate=int(data["sampling_rate"]),
-                fbank=fbank,
-                normalisation_buffers=tuple(data.get("normalisation", {}).get("buffers", ())),
-            )
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(
-                f"{source}: expected {{'sampling_rate': int, 'fbank': lhotse FbankConfig dict, "
-                f"...}}: {err!r}"
-            ) from err
-
-
 @dataclass
 class ExportedModel:
     """An export loaded back: the model (eval mode), its tokenizer and feature settings."""
@@ -168,6 +118,8 @@ class ExportedModel:
     tokenizer: Tokenizer
     features: FeatureSettings
     manifest: dict[str, Any]
+    prior: ExportedPrior | None = None
+    """The CTC prior and its default scale (``dmao export --prior-scale``), or None."""
 
     @property
     def onnx_path(self) -> Path | None:
@@ -211,9 +163,12 @@ def export_run(
     onnx: bool = True,
     int8: bool = False,
     language_model: LanguageModel | None = None,
+    prior_scale: float = 0.0,
+    prior_utterances: int = DEFAULT_PRIOR_UTTERANCES,
     ema: bool = False,
     overwrite: bool = False,
     verbose: bool = False,
+    progress_bar: bool = False,
 ) -> Path:
     """Write the model of ``run_dir`` at ``checkpoint`` as an export folder ``out_dir``.
 
@@ -230,11 +185,16 @@ def export_run(
         language_model: an n-gram LM, its lexicon and search settings to copy into ``lm/``, for
             ``dmao transcribe --method lm`` (loaded once with the run's tokenizer first, so an
             LM that does not fit fails here; :mod:`dmao.export.language_model`).
+        prior_scale: > 0: also store the checkpoint's CTC prior (estimated from
+            ``prior_utterances`` training utterances, or ``RUN/ctc_prior.pt`` when that is for
+            this checkpoint) with this default scale, for ``dmao transcribe``
+            (:mod:`dmao.export.prior`); needs the run's training data.
         ema: export the checkpoint's running average of the weights (``train.ema_decay``,
             :mod:`dmao.training.ema`) instead of its live weights.
         overwrite: replace an existing export at ``out_dir`` (only a folder that holds a
             ``manifest.json`` is ever replaced).
         verbose: let the ONNX exporter log its passes (~70 INFO lines for the tiny model).
+        progress_bar: show a progress bar while the CTC prior is estimated.
 
     Returns:
         ``out_dir``.
@@ -244,14 +204,22 @@ def export_run(
         FileExistsError: ``out_dir`` exists and ``overwrite`` is off, or it is not an export.
         CheckpointError: the checkpoint is missing or unreadable.
         ValueError: ``int8`` without ``onnx``; a ``language_model`` that does not fit the
-            model's tokens.
+            model's tokens; a negative ``prior_scale`` or one with ``ema``.
     """
     from dmao.decoding.decode_run import load_trained_model  # the run-side view of a model
+    from dmao.decoding.prior import ctc_prior_for_run
     from dmao.training.checkpoint import load_checkpoint
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if int8 and not onnx:
         raise ValueError("an int8 export quantises model.onnx: int8 needs onnx (drop --no-onnx)")
+    if not prior_scale >= 0:
+        raise ValueError(f"--prior-scale must be >= 0, got {prior_scale}")
+    if prior_scale and ema:
+        raise ValueError(
+            "a CTC prior is estimated for a checkpoint's live weights, not --ema (--prior-scale 0: "
+            "export without one)"
+        )
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a dmao run folder (no config.yaml)")
     _check_target(out_dir, overwrite)
@@ -261,6 +229,18 @@ def export_run(
     step = load_checkpoint(ckpt_path).get("step")
     tokenizer = load_tokenizer(run_dir / TOKENIZER_DIR)
     vocab_size = tokenizer.vocab_size
+    prior = None
+    if prior_scale:  # before the folder exists: it reads the training data, which may be gone
+        prior = ctc_prior_for_run(
+            run_dir,
+            model,
+            config,
+            tokenizer,
+            ckpt_path,
+            device=torch.device("cpu"),
+            num_utterances=prior_utterances,
+            progress_bar=progress_bar,
+        )
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Not tempfile.mkdtemp: its folders are 0700, and this one becomes the export.
@@ -281,6 +261,7 @@ def export_run(
         lm_info = None
         if language_model is not None:
             lm_info = bundle_language_model(language_model, tmp, tokenizer)
+        prior_info = None if prior is None else bundle_prior(prior, prior_scale, tmp)
         onnx_info = None
         if onnx:
             from dmao.export.onnx_export import export_onnx
@@ -297,7 +278,7 @@ def export_run(
             )
         manifest = {
             "format": EXPORT_FORMAT,
-            "format_version": EXPORT_FORMAT_VERSION,
+            "format_version": EXPORT_FORMAT_VERSION if prior is not None else 1,
             "readme": (
                 "A dmao CTC speech recogniser. Load with dmao.export.load_exported(DIR) or run "
                 "`dmao transcribe --model DIR FILE...`. model.onnx maps raw log-mel fbank "
@@ -305,7 +286,9 @@ def export_run(
                 "(B, T', V) float32 and out_lens (B,) int64, blank = 0 (model.int8.onnx, where "
                 "present, is the same graph with int8 weights); features.json says how to "
                 "compute the features, tokenizer/ maps label ids to text; lm/, where present, "
-                "holds an n-gram LM for beam search (the 'lm' record)."
+                "holds an n-gram LM for beam search (the 'lm' record); ctc_prior.json, where "
+                "present, the log label prior to subtract, scaled, before the search (the "
+                "'prior' record)."
             ),
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"
@@ -326,6 +309,7 @@ def export_run(
             "onnx": onnx_info,
             "onnx_int8": int8_info,
             "lm": lm_info,
+            "prior": prior_info,
             "files": file_table(tmp),
         }
         write_json(tmp / MANIFEST_FILE, manifest)
@@ -367,10 +351,10 @@ def load_exported(
         raise ValueError(
             f"{manifest_path}: format is {manifest.get('format')!r}, not a dmao export"
         )
-    if manifest.get("format_version") != EXPORT_FORMAT_VERSION:
+    if manifest.get("format_version") not in READ_FORMAT_VERSIONS:
         raise ValueError(
             f"{manifest_path}: export format version {manifest.get('format_version')!r}; this "
-            f"dmao {__version__} reads version {EXPORT_FORMAT_VERSION}"
+            f"dmao {__version__} reads versions {', '.join(map(str, READ_FORMAT_VERSIONS))}"
         )
     if verify:
         lm = manifest.get("lm") or {}
@@ -407,6 +391,7 @@ def load_exported(
         tokenizer=tokenizer,
         features=features,
         manifest=manifest,
+        prior=bundled_prior(directory, manifest, MANIFEST_FILE, vocab_size),
     )
 
 

@@ -31,6 +31,7 @@ from torch import Tensor
 from dmao.decoding.alignment import ctc_best_path
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
 from dmao.decoding.lm_decoder import CTCLMDecoder, token_symbols, word_boundary_symbol
+from dmao.decoding.prior import apply_prior
 from dmao.decoding.timing import SUBSAMPLING_FACTOR, WordTiming, word_timings
 from dmao.export.artefact import MANIFEST_FILE, ONNX_FILE, ONNX_INT8_FILE, ExportedModel
 from dmao.export.audio import RawFormat, load_audio
@@ -39,6 +40,7 @@ from dmao.export.files import verify_files
 from dmao.export.inputs import AudioInput
 from dmao.export.language_model import LanguageModel
 from dmao.export.onnx_export import OnnxAcousticModel
+from dmao.export.results import Failure, Transcription, failure_message
 
 __all__ = ["BACKENDS", "METHODS", "Failure", "Transcriber", "Transcription"]
 
@@ -66,47 +68,6 @@ _MIN_FRAMES = 4
 _WINDOW_BATCHES = 8
 
 
-@dataclass
-class Transcription:
-    """The result for one file.
-
-    ``processing_seconds`` is the wall time from reading the file to the decoded text
-    (reading, resampling, features, acoustic model, search); for a file that went through the
-    model in a batch, the pass's time is shared among its files by their length. ``id``
-    defaults to the path.
-    """
-
-    path: Path
-    text: str
-    audio_seconds: float
-    processing_seconds: float = 0.0
-    id: str = ""
-    words: list[WordTiming] | None = None
-    """Each word's start and duration (``Transcriber(timestamps=True)``), else None."""
-
-    def __post_init__(self) -> None:
-        self.id = self.id or str(self.path)
-
-    @property
-    def real_time_factor(self) -> float:
-        """Processing time per second of audio (< 1: faster than real time)."""
-        return self.processing_seconds / self.audio_seconds if self.audio_seconds else 0.0
-
-
-@dataclass
-class Failure:
-    """A file that could not be transcribed.
-
-    ``message`` is one line that starts with the file: ``FILE: what is wrong; what was
-    expected``; ``error`` is the exception behind it (for a traceback with ``dmao -v``).
-    """
-
-    id: str
-    path: Path
-    message: str
-    error: Exception
-
-
 class Transcriber:
     """Transcribes audio files with an exported model.
 
@@ -131,6 +92,9 @@ class Transcriber:
         context_seconds: audio on each side of a chunk that its window also sees.
         pause_seconds: in a long file, a pause (the blank best for this long) ends a segment:
             segments are searched alone and joined with a space; 0: one search.
+        prior_scale: divide the export's CTC prior (``dmao export --prior-scale``) out of the
+            posteriors before the search with this scale, as ``dmao decode --prior-scale``;
+            None: the export's own scale (no prior when it has none); 0: off.
         batch_seconds: :meth:`transcribe_files` sorts the files it reads ahead by length and
             runs them through the acoustic model together, up to this much padded audio a pass;
             0: one file at a time. A file longer than this (or than ``long_file_seconds``) goes
@@ -153,6 +117,7 @@ class Transcriber:
         context_seconds: float = DEFAULT_CONTEXT_SECONDS,
         pause_seconds: float = DEFAULT_PAUSE_SECONDS,
         batch_seconds: float = DEFAULT_BATCH_SECONDS,
+        prior_scale: float | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -161,6 +126,7 @@ class Transcriber:
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         self.exported = exported
+        self.prior_scale = _prior_scale(exported, prior_scale)
         self.backend = backend
         self.method = method
         self.beam_size = beam_size
@@ -272,9 +238,16 @@ class Transcriber:
 
     def search(self, log_probs: Tensor) -> str:
         """Text of one greedy, beam or LM search over all of ``log_probs (T', V)``."""
+        log_probs = self._prior_corrected(log_probs)
         if self._lm_decoder is not None:
             return self._lm_decoder.decode(log_probs).text
         return self.exported.tokenizer.decode(self._tokens(log_probs))
+
+    def _prior_corrected(self, log_probs: Tensor) -> Tensor:
+        """``log_probs (T', V) - prior_scale · log_prior``: what the search scores."""
+        if not self.prior_scale:
+            return log_probs
+        return apply_prior(log_probs, self.exported.prior.log_prior, self.prior_scale)
 
     def _tokens(self, log_probs: Tensor) -> list[int]:
         lens = torch.tensor([log_probs.shape[0]], dtype=torch.int64)
@@ -287,6 +260,7 @@ class Transcriber:
         """The search's text and the frame path (``(T',)`` token per frame) that spells it, as
         ``dmao decode`` takes word times from: the argmax path (greedy), the best path of the
         hypothesis (beam) or the LM search's own path (lm)."""
+        log_probs = self._prior_corrected(log_probs)
         if self._lm_decoder is not None:
             hypothesis = self._lm_decoder.decode(log_probs)
             return hypothesis.text, hypothesis.frame_tokens
@@ -370,7 +344,7 @@ class Transcriber:
         try:
             return self._read(audio)
         except Exception as err:  # the per-file boundary: any failure is this file's
-            return Failure(audio.id, audio.path, _failure_message(audio.path, err), err)
+            return Failure(audio.id, audio.path, failure_message(audio.path, err), err)
 
     def _read(self, audio: AudioInput) -> _Read:
         """The file's samples read and turned into features (and checked to be long enough)."""
@@ -408,7 +382,7 @@ class Transcriber:
                 yield self._finish(entry, output)
             except Exception as err:  # the per-file boundary
                 audio = entry.audio
-                yield Failure(audio.id, audio.path, _failure_message(audio.path, err), err)
+                yield Failure(audio.id, audio.path, failure_message(audio.path, err), err)
 
     def _run_pass(self, reads: list[_Read]) -> dict[int, Tensor | Exception]:
         """``reads`` through the model in one pass (one file: :meth:`log_probs`), by ``id()``
@@ -472,14 +446,18 @@ class _Read:
     seconds: float
 
 
-def _failure_message(path: Path, err: Exception) -> str:
-    """One line that starts with ``path``: our own errors already read ``FILE: reason``;
-    anything else (an error inside ONNX Runtime, the model or the search) gets the file and the
-    exception's type in front."""
-    reason = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
-    if isinstance(err, (FileNotFoundError, ValueError)) and reason.startswith(f"{path}: "):
-        return reason
-    return f"{path}: {type(err).__name__}: {reason or 'no message'}"
+def _prior_scale(exported: ExportedModel, scale: float | None) -> float:
+    """The prior scale to search with: ``scale``, else the export's (0 without a prior)."""
+    if scale is None:
+        return exported.prior.scale if exported.prior is not None else 0.0
+    if not scale >= 0:
+        raise ValueError(f"prior_scale must be >= 0, got {scale}")
+    if scale and exported.prior is None:
+        raise ValueError(
+            f"export {exported.directory} has no CTC prior: export with `dmao export "
+            "--prior-scale S`, or transcribe without --prior-scale"
+        )
+    return float(scale)
 
 
 def _seconds_to_frames(seconds: float, frame_shift_s: float, name: str) -> int:

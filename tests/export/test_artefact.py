@@ -51,6 +51,7 @@ def test_export_folder_is_complete_and_self_describing(tiny_dmao_run, tiny_expor
         "weights": "live",  # not the running average (dmao export --ema)
     }
     assert manifest["lm"] is None  # no n-gram LM unless given (dmao export --lm)
+    assert manifest["prior"] is None  # no CTC prior unless asked (dmao export --prior-scale)
     assert manifest["onnx"]["max_abs_diff"] < 1e-4
 
     # The architecture is the one DMAO reached (non-uniform), as stored in the checkpoint.
