@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="S",
         help="subtract S * log CTC prior before the search (needs an export made with "
-        "--prior-scale; default: the export's scale, none without a prior; 0: off)",
+        "--prior-scale; default: the export's scale with the export's default method, else "
+        "none; 0: off)",
     )
     p.add_argument(
         "--batch-seconds",

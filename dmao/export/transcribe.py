@@ -94,7 +94,9 @@ class Transcriber:
             segments are searched alone and joined with a space; 0: one search.
         prior_scale: divide the export's CTC prior (``dmao export --prior-scale``) out of the
             posteriors before the search with this scale, as ``dmao decode --prior-scale``;
-            None: the export's own scale (no prior when it has none); 0: off.
+            None: the export's own scale with the export's default method (the search it was
+            chosen with, :attr:`ExportedModel.decode_method`), no prior with another method or
+            an export without one; 0: off.
         batch_seconds: :meth:`transcribe_files` sorts the files it reads ahead by length and
             runs them through the acoustic model together, up to this much padded audio a pass;
             0: one file at a time. A file longer than this (or than ``long_file_seconds``) goes
@@ -126,7 +128,7 @@ class Transcriber:
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         self.exported = exported
-        self.prior_scale = _prior_scale(exported, prior_scale)
+        self.prior_scale = _prior_scale(exported, prior_scale, method)
         self.backend = backend
         self.method = method
         self.beam_size = beam_size
@@ -446,10 +448,12 @@ class _Read:
     seconds: float
 
 
-def _prior_scale(exported: ExportedModel, scale: float | None) -> float:
-    """The prior scale to search with: ``scale``, else the export's (0 without a prior)."""
+def _prior_scale(exported: ExportedModel, scale: float | None, method: str) -> float:
+    """The prior scale to search with: ``scale``; else the export's with its default method (a
+    prior chosen for an LM search makes greedy decoding worse: docs/export.md), 0 otherwise."""
     if scale is None:
-        return exported.prior.scale if exported.prior is not None else 0.0
+        default = exported.prior is not None and method == exported.decode_method
+        return exported.prior.scale if default else 0.0
     if not scale >= 0:
         raise ValueError(f"prior_scale must be >= 0, got {scale}")
     if scale and exported.prior is None:

@@ -74,7 +74,8 @@ def test_transcribe_subtracts_the_prior_as_dmao_decode(
         )
     )
     exported = load_exported(prior_export)
-    with_prior = Transcriber(exported)  # the export's scale
+    assert exported.decode_method == "greedy"  # the run's; the export has no LM
+    with_prior = Transcriber(exported)  # the export's scale with its default method
     without = Transcriber(exported, prior_scale=0)
     strong = Transcriber(exported, prior_scale=2.0)
     assert (with_prior.prior_scale, without.prior_scale, strong.prior_scale) == (SCALE, 0, 2)
@@ -154,7 +155,12 @@ def test_lm_from_a_decode_with_a_prior_carries_its_scale(tiny_dmao_run, tmp_path
     capsys.readouterr()
     export = ["export", str(tiny_dmao_run), "--no-onnx", "--lm-from", str(tmp_path / "dev")]
     assert main([*export, "--out", str(tmp_path / "tuned")]) == 0
-    assert load_exported(tmp_path / "tuned").prior.scale == 0.7
+    tuned = load_exported(tmp_path / "tuned")
+    assert tuned.prior.scale == 0.7 and tuned.decode_method == "lm"
+    # The prior goes with the search it was chosen for; other searches ask for it explicitly.
+    assert Transcriber(tuned, method="lm").prior_scale == 0.7
+    assert Transcriber(tuned, method="greedy").prior_scale == 0
+    assert Transcriber(tuned, method="greedy", prior_scale=0.7).prior_scale == 0.7
     assert main([*export, "--out", str(tmp_path / "off"), "--prior-scale", "0"]) == 0
     assert load_exported(tmp_path / "off").manifest["prior"] is None
 
