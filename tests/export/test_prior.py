@@ -7,6 +7,7 @@ prior asked of an export without one fails in one line."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,11 @@ def test_a_prior_that_does_not_fit_is_refused(prior_export, tmp_path):
         bundled_prior(bad, {**manifest, "prior": {**manifest["prior"], "scale": -1}}, "m", vocab)
     with pytest.raises(ValueError, match="prior_scale must be >= 0"):
         Transcriber(exported, prior_scale=-0.5)
+
+    # A version this dmao does not know is refused in one line (1 and 2 load).
+    newer = tmp_path / "newer"
+    shutil.copytree(prior_export, newer)
+    manifest_path = newer / "manifest.json"
+    manifest_path.write_text(json.dumps({**manifest, "format_version": 3}))
+    with pytest.raises(ValueError, match=r"format version 3; this dmao \S+ reads versions 1, 2"):
+        load_exported(newer)
