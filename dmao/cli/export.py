@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -72,14 +71,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES
     from dmao.export import export_run, load_exported
+    from dmao.export.prior import prior_scale_from_decode
 
     if args.avg is not None and args.avg < 1:
         raise ValueError(f"--avg must be at least 1, got {args.avg}")
     if args.avg is not None and args.ema:
         raise ValueError("--ema and --avg both average weights: choose one")
+    language_model = _language_model(args)  # first: it says what is wrong with --lm-from
     prior_scale = args.prior_scale
     if prior_scale is None and args.lm_from is not None:  # the scale the LM was tuned with
-        prior_scale = _decode_prior_scale(args.lm_from)
+        prior_scale = prior_scale_from_decode(args.lm_from)
     if args.prior_utterances is not None and not prior_scale:
         raise ValueError("--prior-utterances applies with --prior-scale only")
     start = time.perf_counter()
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=checkpoint,
         onnx=not args.no_onnx,
         int8=args.int8,
-        language_model=_language_model(args),
+        language_model=language_model,
         prior_scale=prior_scale or 0.0,
         prior_utterances=args.prior_utterances or DEFAULT_PRIOR_UTTERANCES,
         ema=args.ema,
@@ -136,17 +137,6 @@ def run(args: argparse.Namespace) -> int:
             "transcribe` subtracts it unless --prior-scale 0"
         )
     return 0
-
-
-def _decode_prior_scale(result: Path) -> float | None:
-    """The prior scale of a `dmao decode` result (its result.json or folder), None without."""
-    path = result / "result.json" if result.is_dir() else result
-    try:
-        record = json.loads(path.read_text(encoding="utf-8")).get("prior") or {}
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None  # language_model_from_decode says what is wrong with the file
-    scale = record.get("scale") if isinstance(record, dict) else None
-    return float(scale) if isinstance(scale, (int, float)) and scale > 0 else None
 
 
 def _language_model(args: argparse.Namespace):

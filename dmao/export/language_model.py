@@ -36,6 +36,7 @@ __all__ = [
     "bundle_language_model",
     "bundled_language_model",
     "language_model_from_decode",
+    "read_decode_result",
     "recorded_options",
 ]
 
@@ -168,19 +169,34 @@ def language_model_from_decode(result: str | Path) -> LanguageModel:
         FileNotFoundError: no ``result.json`` there.
         ValueError: it is not the result of an LM decode.
     """
+    path, data = read_decode_result(result)
+    try:
+        record = data["lm"]
+        lexicon = record["lexicon_path"]
+        options = LMDecoderOptions(**{key: record[key] for key in LM_OPTION_FIELDS})
+        lm_path = Path(record["lm_path"])
+    except (KeyError, TypeError) as err:
+        raise ValueError(
+            f"{path}: not the result of `dmao decode --method lm` (no complete 'lm' record: "
+            f"{err!r})"
+        ) from err
+    return LanguageModel(lm_path, Path(lexicon) if lexicon else None, options)
+
+
+def read_decode_result(result: str | Path) -> tuple[Path, Any]:
+    """The path and parsed content of a ``dmao decode`` ``result.json`` (given as the file or
+    the folder that holds it).
+
+    Raises:
+        FileNotFoundError: no ``result.json`` there.
+        ValueError: it is not JSON.
+    """
     path = Path(result)
     if path.is_dir():
         path = path / "result.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist (expected a `dmao decode` result.json)")
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))["lm"]
-        lexicon = record["lexicon_path"]
-        options = LMDecoderOptions(**{key: record[key] for key in LM_OPTION_FIELDS})
-        lm_path = Path(record["lm_path"])
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(
-            f"{path}: not the result of `dmao decode --method lm` (no complete 'lm' record: "
-            f"{err!r})"
-        ) from err
-    return LanguageModel(lm_path, Path(lexicon) if lexicon else None, options)
+        return path, json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not a `dmao decode` result.json (not JSON: {err})") from err

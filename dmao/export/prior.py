@@ -27,8 +27,15 @@ import torch
 
 from dmao.decoding.prior import CTCPrior
 from dmao.export.files import read_json, write_json
+from dmao.export.language_model import read_decode_result
 
-__all__ = ["PRIOR_JSON", "ExportedPrior", "bundle_prior", "bundled_prior"]
+__all__ = [
+    "PRIOR_JSON",
+    "ExportedPrior",
+    "bundle_prior",
+    "bundled_prior",
+    "prior_scale_from_decode",
+]
 
 PRIOR_JSON = "ctc_prior.json"
 
@@ -98,3 +105,16 @@ def bundled_prior(
             f"shape {tuple(log_prior.shape)}"
         )
     return ExportedPrior(log_prior, scale)
+
+
+def prior_scale_from_decode(result: str | Path) -> float | None:
+    """The prior scale a ``dmao decode`` result was decoded with (its ``result.json`` or folder;
+    ``dmao decode --prior-scale``), or None when it used no prior.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`~dmao.export.language_model.read_decode_result`.
+    """
+    _, data = read_decode_result(result)
+    record = data.get("prior") if isinstance(data, dict) else None
+    scale = record.get("scale") if isinstance(record, dict) else None
+    return float(scale) if isinstance(scale, (int, float)) and scale > 0 else None
