@@ -62,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from dmao.config import config_from_dict
+    from dmao.decoding.confidence import ConfidenceMeasure
     from dmao.decoding.decode_run import decode_split
     from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES
     from dmao.evaluation.wer import format_results_table
@@ -109,6 +110,13 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"{split} ({result.method}, {result.checkpoint}): {result.score.summary()}")
         print(f"  hypotheses: {result.hypotheses_path}  RTF {result.real_time_factor:.4f}")
+        quality = result.confidence
+        if quality is not None and quality.num_wrong and quality.num_wrong < quality.num_words:
+            print(
+                f"  word confidence ({ConfidenceMeasure().label}, in hyp.ctm): AUC-ROC "
+                f"{quality.auc_roc:.3f}, NCE {quality.nce:.3f} ({quality.num_wrong} of "
+                f"{quality.num_words} words wrong)"
+            )
         if args.align == "sclite":
             print("  errors counted with sclite's alignment (substitution 4, insertion/deletion 3)")
         out = result.hypotheses_path.parent

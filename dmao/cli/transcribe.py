@@ -4,12 +4,13 @@ INPUT is a file, a folder (its audio files) or ``@LIST`` (a file listing ``PATH`
 ``ID<TAB>PATH`` a line; see :mod:`dmao.export.inputs`). Output, one record per transcribed file:
 ``ID<TAB>text`` (default), a TSV table with a header (``--tsv``: id, text, duration_s, rtf),
 JSON Lines (``--json``: id, path, text, duration_s, rtf, with ``--timestamps`` also words with
-their start and end; failed files as id, path, error) or sclite CTM (``--ctm``: one line per
-word, ``ID A START DURATION WORD``, like ``dmao decode``'s ``hyp.ctm``). An export with an n-gram
-LM (``dmao export --lm``) decodes with it (``--method lm``; ``--lm FILE`` gives another). A file
-that fails is one line on stderr, the others are still transcribed, a summary ends the output
-on stderr, and the exit code is 1 if any file failed. Files share acoustic-model passes, sorted
-by length (``--batch-seconds``); results still come out in input order.
+their start, end and confidence; failed files as id, path, error) or sclite CTM (``--ctm``: one
+line per word, ``ID A START DURATION WORD CONFIDENCE``, like ``dmao decode``'s ``hyp.ctm``). An
+export with an n-gram LM (``dmao export --lm``) decodes with it (``--method lm``; ``--lm FILE``
+gives another). A file that fails is one line on stderr, the others are still transcribed, a
+summary ends the output on stderr, and the exit code is 1 if any file failed. Files share
+acoustic-model passes, sorted by length (``--batch-seconds``); results still come out in input
+order.
 """
 
 from __future__ import annotations
@@ -131,13 +132,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     output.add_argument(
         "--ctm",
         action="store_true",
-        help="word times as sclite CTM: ID A START DURATION WORD, one line per word (seconds; "
-        "whitespace in an ID becomes _)",
+        help="word times as sclite CTM: ID A START DURATION WORD CONFIDENCE, one line per word "
+        "(seconds; confidence in [0, 1]; whitespace in an ID becomes _)",
     )
     p.add_argument(
         "--timestamps",
         action="store_true",
-        help="with --json: each word's start and end in seconds (40 ms resolution)",
+        help="with --json: each word's start and end in seconds (40 ms resolution) and its "
+        "confidence in [0, 1] (normalised Tsallis entropy of the posteriors, min over the "
+        "word's frames)",
     )
     p.set_defaults(func=run)
 
@@ -206,7 +209,8 @@ def run(args: argparse.Namespace) -> int:
                 if result.words is not None:
                     record["words"] = [
                         {"word": w.word, "start": round(w.start_s, 2),
-                         "end": round(w.start_s + w.duration_s, 2)}
+                         "end": round(w.start_s + w.duration_s, 2),
+                         "confidence": round(w.confidence, 3)}
                         for w in result.words
                     ]  # fmt: skip
                 _out(json.dumps(record, ensure_ascii=False))

@@ -28,6 +28,7 @@ from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.pipeline import load_parts
 from dmao.data.tokenizer import Tokenizer, load_tokenizer
 from dmao.decoding.alignment import ctc_best_path
+from dmao.decoding.confidence import ConfidenceMeasure, frame_confidence
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
 from dmao.decoding.lm_decoder import (
     LM_OPTION_FIELDS,
@@ -38,6 +39,7 @@ from dmao.decoding.lm_decoder import (
 )
 from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES, apply_prior, ctc_prior_for_run
 from dmao.decoding.timing import WordTiming, word_timings
+from dmao.evaluation.confidence import ConfidenceQuality, confidence_quality
 from dmao.evaluation.sclite import find_sclite, score_with_sclite, trn_id, write_ctm, write_trn
 from dmao.evaluation.wer import ALIGNERS, ErrorCounts, ScoreResult, write_hypotheses
 from dmao.models.architecture import EncoderArchitecture
@@ -73,6 +75,8 @@ class DecodeResult:
     real_time_factor: float
     """Decoding wall time divided by the audio duration."""
     checkpoint: str
+    confidence: ConfidenceQuality | None = None
+    """How well the words' confidences (in ``hyp.ctm``) tell correct words from errors."""
 
 
 def resolve_checkpoint(run_dir: Path, which: str, *, ema: bool = False) -> Path:
@@ -199,6 +203,8 @@ class Decoded:
     hyps: list[str]
     timings: list[list[WordTiming]]
     decode_seconds: float
+    paths: list[list[int]]
+    """Each utterance's frame path (``(T',)`` token per frame) that spells its hypothesis."""
 
 
 def decode_posteriors(
@@ -209,6 +215,7 @@ def decode_posteriors(
     *,
     log_prior: torch.Tensor | None = None,
     prior_scale: float = 0.0,
+    confidence: ConfidenceMeasure | None = None,
 ) -> Decoded:
     """Decode precomputed log-probabilities with the method of ``dec`` (``lm_decoder`` reuses an
     already built LM decoder for ``method=lm``).
@@ -216,17 +223,22 @@ def decode_posteriors(
     Args:
         log_prior, prior_scale: a ``(V,)`` CTC log-prior; each utterance is decoded from
             ``log_probs - prior_scale · log_prior`` (:func:`dmao.decoding.prior.apply_prior`).
+        confidence: how each word's confidence is computed from the model's posteriors (before
+            the prior; :mod:`dmao.decoding.confidence`); default NeMo's Tsallis entropy / min.
     """
+    confidence = confidence or ConfidenceMeasure()
     if prior_scale and log_prior is None:
         raise ValueError("prior_scale needs a log_prior (dmao.decoding.prior.ctc_prior_for_run)")
     symbols = token_symbols(tokenizer)
     boundary = word_boundary_symbol(tokenizer)
     hyps: list[str] = []
     timings: list[list[WordTiming]] = []
+    paths: list[list[int]] = []
     if dec.method == "lm" and lm_decoder is None:
         lm_decoder = build_lm_decoder(dec, tokenizer)
     start = time.perf_counter()
     for log_probs in posteriors.log_probs:
+        frame_conf = frame_confidence(log_probs, confidence).tolist()  # (T',)
         if prior_scale:
             log_probs = apply_prior(log_probs, log_prior, prior_scale)  # (T', V)
         if dec.method == "greedy":
@@ -245,8 +257,18 @@ def decode_posteriors(
             hypothesis = lm_decoder.decode(log_probs)
             path = hypothesis.frame_tokens
             hyps.append(hypothesis.text)
-        timings.append(word_timings(path, symbols, tokenizer.blank_id, boundary))
-    return Decoded(hyps, timings, time.perf_counter() - start)
+        paths.append(list(path))
+        timings.append(
+            word_timings(
+                path,
+                symbols,
+                tokenizer.blank_id,
+                boundary,
+                frame_confidence=frame_conf,
+                aggregation=confidence.aggregation,
+            )
+        )
+    return Decoded(hyps, timings, time.perf_counter() - start, paths)
 
 
 def decode_split(
@@ -364,6 +386,11 @@ def decode_split(
     write_trn(out_dir / "ref.trn", {i: u.ref for i, u in zip(trn_ids, utterances, strict=True)})
     write_trn(out_dir / "hyp.trn", {i: u.hyp for i, u in zip(trn_ids, utterances, strict=True)})
     write_ctm(out_dir / "hyp.ctm", dict(zip(trn_ids, decoded.timings, strict=True)))
+    quality = confidence_quality(
+        [u.ref for u in utterances],
+        [[w.word for w in words] for words in decoded.timings],
+        [[w.confidence for w in words] for words in decoded.timings],
+    )
     result = DecodeResult(
         split=split,
         method=label,
@@ -371,6 +398,7 @@ def decode_split(
         hypotheses_path=hyp_path,
         real_time_factor=elapsed / max(posteriors.audio_seconds, 1e-9),
         checkpoint=checkpoint_label,
+        confidence=quality,
     )
     record = {
         "run": str(run_dir),
@@ -401,6 +429,7 @@ def decode_split(
             "num_frames": prior.num_frames,
             "parts": prior.parts,
         }
+    record["word_confidence"] = {"measure": ConfidenceMeasure().label, **quality.as_dict()}
     if dec.method == "lm":
         record["lm"] = {
             key: getattr(dec, key) for key in ("lm_path", "lexicon_path", *LM_OPTION_FIELDS)

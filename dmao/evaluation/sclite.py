@@ -7,7 +7,8 @@
   an id is not. Lines are sorted by id; texts are written as scored (normalised).
 * ``ctm``: one word per line, ``utterance-id channel start duration WORD`` with times in seconds
   (two decimals, the 10 ms resolution of the features), channel ``A``, sorted by utterance id
-  and start time.
+  and start time; a sixth field, where present, is the word's confidence in [0, 1] (NIST's
+  ``[confidence]``; :mod:`dmao.decoding.confidence`).
 
 ``sclite`` does not count minimum-edit-distance errors: it aligns with weighted costs
 (substitution 4, insertion and deletion 3; :mod:`dmao.evaluation.sclite_align`), so on
@@ -94,13 +95,17 @@ def read_trn(path: str | Path) -> dict[str, str]:
 
 def ctm_lines(utt_id: str, timings: Sequence[WordTiming], channel: str = "A") -> list[str]:
     """The ``ctm`` lines of one utterance, by start time: ``ID CHANNEL START DURATION WORD``
-    (seconds, 2 decimals; ``utt_id`` without whitespace). Raises ValueError for a word with a
-    negative start or no duration."""
+    (seconds, 2 decimals; ``utt_id`` without whitespace), followed by `` CONFIDENCE`` (3
+    decimals) for a word that has one. Raises ValueError for a word with a negative start or no
+    duration."""
     lines = []
     for word in sorted(timings, key=lambda w: w.start_s):
         if word.duration_s <= 0 or word.start_s < 0:
             raise ValueError(f"{utt_id}: word {word.word!r} has an invalid span {word}")
-        lines.append(f"{utt_id} {channel} {word.start_s:.2f} {word.duration_s:.2f} {word.word}")
+        line = f"{utt_id} {channel} {word.start_s:.2f} {word.duration_s:.2f} {word.word}"
+        if word.confidence is not None:
+            line += f" {word.confidence:.3f}"
+        lines.append(line)
     return lines
 
 
@@ -117,7 +122,8 @@ def write_ctm(
 
 
 def read_ctm(path: str | Path) -> dict[str, list[WordTiming]]:
-    """Read a ``ctm`` file into ``{utterance id: [WordTiming]}`` (file order kept).
+    """Read a ``ctm`` file into ``{utterance id: [WordTiming]}`` (file order kept; a sixth field
+    is the word's confidence).
 
     Raises:
         ValueError: naming the file and line of a line that is not ``id channel start dur word``.
@@ -131,7 +137,8 @@ def read_ctm(path: str | Path) -> dict[str, list[WordTiming]]:
         try:
             if len(fields) not in (5, 6):
                 raise ValueError
-            word = WordTiming(fields[4], float(fields[2]), float(fields[3]))
+            confidence = float(fields[5]) if len(fields) == 6 else None
+            word = WordTiming(fields[4], float(fields[2]), float(fields[3]), confidence)
         except ValueError:
             raise ValueError(
                 f"{path}:{number}: expected 'utterance-id channel start duration word "

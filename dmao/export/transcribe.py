@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from dmao.decoding.alignment import ctc_best_path
+from dmao.decoding.confidence import ConfidenceMeasure, frame_confidence
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
 from dmao.decoding.lm_decoder import CTCLMDecoder, token_symbols, word_boundary_symbol
 from dmao.decoding.prior import apply_prior
@@ -85,7 +86,9 @@ class Transcriber:
             with a message asking for it).
         timestamps: also give each word's time span (:attr:`Transcription.words`): from the
             argmax path (greedy) or the best path that spells the beam search's hypothesis
-            (:func:`~dmao.decoding.alignment.ctc_best_path`); 40 ms resolution.
+            (:func:`~dmao.decoding.alignment.ctc_best_path`); 40 ms resolution; and its
+            confidence in [0, 1] from the model's posteriors (:mod:`dmao.decoding.confidence`).
+        confidence: how the word confidences are computed; default NeMo's Tsallis entropy / min.
         long_file_seconds: a file longer than this goes through the acoustic model in chunks
             and is searched between pauses (:mod:`dmao.export.chunking`); shorter ones whole.
         chunk_seconds: chunk length of a long file; None or 0: every file whole, however long.
@@ -114,6 +117,7 @@ class Transcriber:
         num_threads: int | None = None,
         raw: RawFormat | None = None,
         timestamps: bool = False,
+        confidence: ConfidenceMeasure | None = None,
         long_file_seconds: float = DEFAULT_LONG_FILE_SECONDS,
         chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS,
         context_seconds: float = DEFAULT_CONTEXT_SECONDS,
@@ -134,6 +138,7 @@ class Transcriber:
         self.beam_size = beam_size
         self.raw = raw
         self.timestamps = timestamps
+        self.confidence = confidence or ConfidenceMeasure()
         self.sampling_rate = exported.features.sampling_rate
         self._extractor = exported.features.extractor()
         self._onnx: OnnxAcousticModel | None = None
@@ -290,7 +295,15 @@ class Transcriber:
         if self._symbols is None:
             self._symbols = token_symbols(tokenizer)
         boundary = word_boundary_symbol(tokenizer)
-        words = word_timings(path, self._symbols, tokenizer.blank_id, boundary, frame_seconds)
+        words = word_timings(
+            path,
+            self._symbols,
+            tokenizer.blank_id,
+            boundary,
+            frame_seconds,
+            frame_confidence(log_probs, self.confidence).tolist(),
+            self.confidence.aggregation,
+        )
         return text, words
 
     def transcribe_samples(self, samples: np.ndarray) -> str:

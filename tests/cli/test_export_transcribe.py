@@ -219,10 +219,18 @@ def test_word_times_as_json_and_as_ctm(tiny_export, tiny_corpus, capsys, method)
         for w, nxt in zip(words, [*words[1:], None], strict=True):
             assert 0 <= w["start"] < w["end"] <= record["duration_s"] + 0.04
             assert nxt is None or w["end"] <= nxt["start"]
+            assert 0.0 <= w["confidence"] <= 1.0
     assert main([*base, "--ctm"]) == 0
     ctm = [line.split() for line in capsys.readouterr().out.splitlines()]
     expected = [
-        [r["id"], "A", f"{w['start']:.2f}", f"{w['end'] - w['start']:.2f}", w["word"]]
+        [
+            r["id"],
+            "A",
+            f"{w['start']:.2f}",
+            f"{w['end'] - w['start']:.2f}",
+            w["word"],
+            f"{w['confidence']:.3f}",
+        ]
         for r in records
         for w in r["words"]
     ]

@@ -11,6 +11,7 @@ from conftest import tiny_train_overrides, train_tiny_run
 
 from dmao.cli.main import main
 from dmao.decoding.decode_run import decode_split
+from dmao.evaluation.confidence import confidence_quality
 from dmao.evaluation.sclite import (
     SCLITE_MISSING,
     find_sclite,
@@ -92,6 +93,22 @@ def _check_outputs(out) -> None:
         assert all(w.duration_s > 0 for w in words)
         assert all(end <= nxt.start_s + 1e-9 for end, nxt in zip(ends, words[1:], strict=False))
     assert set(read_ctm(out / "hyp.ctm")) == {i for i, text in hyps.items() if text}
+    # Every word has a confidence; result.json's numbers are those of hyp.ctm against ref.trn.
+    ctm = read_ctm(out / "hyp.ctm")
+    assert all(len(line.split()) == 6 for line in lines)
+    assert all(0.0 <= w.confidence <= 1.0 for words in ctm.values() for w in words)
+    ids = sorted(ctm)
+    quality = confidence_quality(
+        [refs[i] for i in ids],
+        [[w.word for w in ctm[i]] for i in ids],
+        [[w.confidence for w in ctm[i]] for i in ids],
+    )
+    recorded = record["word_confidence"]
+    assert recorded["measure"] == "entropy(a=0.33)/min"
+    assert recorded["num_words"] == quality.num_words == sum(len(w) for w in ctm.values())
+    assert recorded["num_wrong"] == quality.num_wrong
+    if quality.num_wrong and quality.num_wrong < quality.num_words:
+        assert recorded["auc_roc"] == pytest.approx(quality.auc_roc, abs=2e-3)  # CTM: 3 decimals
 
 
 def test_greedy_decode_writes_consistent_trn_and_ctm(run, tmp_path):

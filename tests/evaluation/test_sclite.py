@@ -78,6 +78,15 @@ def test_ctm_is_sorted_by_utterance_and_time(tmp_path):
         write_ctm(tmp_path / "bad.ctm", {"u1": [WordTiming("A", 0.1, 0.0)]})
 
 
+def test_ctm_confidence_is_a_sixth_field_read_back(tmp_path):
+    timings = {"u1": [WordTiming("A", 0.0, 0.04, 0.91234), WordTiming("B", 0.08, 0.04)]}
+    write_ctm(tmp_path / "c.ctm", timings)
+    lines = (tmp_path / "c.ctm").read_text().splitlines()
+    assert lines == ["u1 A 0.00 0.04 A 0.912", "u1 A 0.08 0.04 B"]
+    back = read_ctm(tmp_path / "c.ctm")["u1"]
+    assert [w.confidence for w in back] == [0.912, None]
+
+
 @pytest.mark.skipif(find_sclite() is None, reason=SCLITE_MISSING)
 def test_sclite_counts_the_errors_of_our_sclite_alignment(tmp_path):
     # Per-utterance parity on high-error pairs: tests/evaluation/test_sclite_align.py.
