@@ -62,7 +62,6 @@ def run(args: argparse.Namespace) -> int:
     import yaml
 
     from dmao.config import config_from_dict
-    from dmao.decoding.confidence import ConfidenceMeasure
     from dmao.decoding.decode_run import decode_split
     from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES
     from dmao.evaluation.wer import format_results_table
@@ -113,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         quality = result.confidence
         if quality is not None and quality.num_wrong and quality.num_wrong < quality.num_words:
             print(
-                f"  word confidence ({ConfidenceMeasure().label}, in hyp.ctm): AUC-ROC "
+                f"  word confidence ({result.confidence_measure}, in hyp.ctm): AUC-ROC "
                 f"{quality.auc_roc:.3f}, NCE {quality.nce:.3f} ({quality.num_wrong} of "
                 f"{quality.num_words} words wrong)"
             )

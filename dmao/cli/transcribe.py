@@ -139,8 +139,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--timestamps",
         action="store_true",
         help="with --json: each word's start and end in seconds (40 ms resolution) and its "
-        "confidence in [0, 1] (normalised Tsallis entropy of the posteriors, min over the "
-        "word's frames)",
+        "confidence in [0, 1] (normalised entropy of the posteriors over the word's frames: "
+        "min, mean after an LM search)",
     )
     p.set_defaults(func=run)
 

@@ -13,13 +13,17 @@ for end-to-end automatic speech recognition" (SLT 2022), as NeMo implements them
 
 2. **Word confidence**: the frame confidences of the frames in which the word's tokens are
    emitted or repeated (blank frames excluded, as NeMo's ``exclude_blank``), aggregated by
-   ``min`` (the default), ``mean`` or ``prod``.
+   ``min``, ``mean`` or ``prod``.
 
 It is computed from the model's own posteriors — before a CTC prior is divided out, whichever
-search (greedy, beam, LM) chose the words — so it says how sure the *acoustic model* was. The
-defaults are NeMo's (Tsallis, α = 0.33, min); BENCHMARKS.md ("Word confidence") compares the
-measures on dev and test of the built-in corpus by how well they separate correct from wrong
-words (AUC-ROC, normalized cross entropy: :mod:`dmao.evaluation.confidence`).
+search (greedy, beam, LM) chose the words — so it says how sure the *acoustic model* was.
+
+The defaults were chosen on dev of the built-in corpus by how well the confidences separate
+correct from wrong words (AUC-ROC, :mod:`dmao.evaluation.confidence`; BENCHMARKS.md, "Word
+confidence", ``benchmarks/bench_confidence.py``): the Gibbs entropy (α = 1) for every search,
+aggregated by ``min`` for greedy and beam search and by ``mean`` for the LM search
+(:meth:`ConfidenceMeasure.for_method`). NeMo's default (Tsallis, α = 0.33, min) ranked words
+almost as well after greedy decoding but gave confidences near 0 (NCE far below 0).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ __all__ = [
     "frame_confidence",
 ]
 
+DEFAULT_ALPHA = 1.0
+
 MEASURES = ("entropy", "max_prob")
 AGGREGATIONS = ("min", "mean", "prod")
 
@@ -46,11 +52,18 @@ AGGREGATIONS = ("min", "mean", "prod")
 @dataclass(frozen=True)
 class ConfidenceMeasure:
     """How a word's confidence is computed: the frame ``measure`` (``entropy`` or
-    ``max_prob``), the entropy's ``alpha`` (> 0; 1 = Gibbs) and the word ``aggregation``."""
+    ``max_prob``), the entropy's ``alpha`` (> 0; 1 = Gibbs, else Tsallis) and the word
+    ``aggregation``."""
 
     measure: str = "entropy"
-    alpha: float = 0.33
+    alpha: float = DEFAULT_ALPHA
     aggregation: str = "min"
+
+    @classmethod
+    def for_method(cls, method: str) -> ConfidenceMeasure:
+        """The default for a search (``greedy``, ``beam``, ``lm``): Gibbs entropy, ``mean``
+        over the word's frames after the LM search, ``min`` otherwise (chosen on dev)."""
+        return cls(aggregation="mean" if method == "lm" else "min")
 
     def __post_init__(self) -> None:
         if self.measure not in MEASURES:
@@ -76,8 +89,8 @@ def frame_confidence(log_probs: Tensor, measure: ConfidenceMeasure | None = None
     Args:
         log_probs: ``(T, V)`` log-probabilities over the ``V`` labels (blank included); rows
             are renormalised, so log-softmax outputs and their float16 roundings both work.
-        measure: the frame measure (default :class:`ConfidenceMeasure`'s); its aggregation is
-            not used here.
+        measure: the frame measure (default: the Gibbs entropy); its aggregation is not used
+            here.
 
     Returns:
         ``(T,)`` float32 in [0, 1]: 1 for a one-hot frame, 0 for a uniform one.

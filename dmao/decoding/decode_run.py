@@ -77,6 +77,8 @@ class DecodeResult:
     checkpoint: str
     confidence: ConfidenceQuality | None = None
     """How well the words' confidences (in ``hyp.ctm``) tell correct words from errors."""
+    confidence_measure: str = ""
+    """How they were computed (:attr:`dmao.decoding.confidence.ConfidenceMeasure.label`)."""
 
 
 def resolve_checkpoint(run_dir: Path, which: str, *, ema: bool = False) -> Path:
@@ -224,9 +226,10 @@ def decode_posteriors(
         log_prior, prior_scale: a ``(V,)`` CTC log-prior; each utterance is decoded from
             ``log_probs - prior_scale · log_prior`` (:func:`dmao.decoding.prior.apply_prior`).
         confidence: how each word's confidence is computed from the model's posteriors (before
-            the prior; :mod:`dmao.decoding.confidence`); default NeMo's Tsallis entropy / min.
+            the prior; :mod:`dmao.decoding.confidence`); default
+            :meth:`~dmao.decoding.confidence.ConfidenceMeasure.for_method`.
     """
-    confidence = confidence or ConfidenceMeasure()
+    confidence = confidence or ConfidenceMeasure.for_method(dec.method)
     if prior_scale and log_prior is None:
         raise ValueError("prior_scale needs a log_prior (dmao.decoding.prior.ctc_prior_for_run)")
     symbols = token_symbols(tokenizer)
@@ -399,6 +402,7 @@ def decode_split(
         real_time_factor=elapsed / max(posteriors.audio_seconds, 1e-9),
         checkpoint=checkpoint_label,
         confidence=quality,
+        confidence_measure=ConfidenceMeasure.for_method(dec.method).label,
     )
     record = {
         "run": str(run_dir),
@@ -429,7 +433,7 @@ def decode_split(
             "num_frames": prior.num_frames,
             "parts": prior.parts,
         }
-    record["word_confidence"] = {"measure": ConfidenceMeasure().label, **quality.as_dict()}
+    record["word_confidence"] = {"measure": result.confidence_measure, **quality.as_dict()}
     if dec.method == "lm":
         record["lm"] = {
             key: getattr(dec, key) for key in ("lm_path", "lexicon_path", *LM_OPTION_FIELDS)

@@ -88,7 +88,8 @@ class Transcriber:
             argmax path (greedy) or the best path that spells the beam search's hypothesis
             (:func:`~dmao.decoding.alignment.ctc_best_path`); 40 ms resolution; and its
             confidence in [0, 1] from the model's posteriors (:mod:`dmao.decoding.confidence`).
-        confidence: how the word confidences are computed; default NeMo's Tsallis entropy / min.
+        confidence: how the word confidences are computed; default
+            :meth:`~dmao.decoding.confidence.ConfidenceMeasure.for_method` of ``method``.
         long_file_seconds: a file longer than this goes through the acoustic model in chunks
             and is searched between pauses (:mod:`dmao.export.chunking`); shorter ones whole.
         chunk_seconds: chunk length of a long file; None or 0: every file whole, however long.
@@ -138,7 +139,7 @@ class Transcriber:
         self.beam_size = beam_size
         self.raw = raw
         self.timestamps = timestamps
-        self.confidence = confidence or ConfidenceMeasure()
+        self.confidence = confidence or ConfidenceMeasure.for_method(method)
         self.sampling_rate = exported.features.sampling_rate
         self._extractor = exported.features.extractor()
         self._onnx: OnnxAcousticModel | None = None

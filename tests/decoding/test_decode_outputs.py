@@ -104,7 +104,8 @@ def _check_outputs(out) -> None:
         [[w.confidence for w in ctm[i]] for i in ids],
     )
     recorded = record["word_confidence"]
-    assert recorded["measure"] == "entropy(a=0.33)/min"
+    method = "mean" if record["method"].startswith("lm") else "min"
+    assert recorded["measure"] == f"entropy(a=1)/{method}"
     assert recorded["num_words"] == quality.num_words == sum(len(w) for w in ctm.values())
     assert recorded["num_wrong"] == quality.num_wrong
     if quality.num_wrong and quality.num_wrong < quality.num_words:

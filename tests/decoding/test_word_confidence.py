@@ -11,8 +11,8 @@ from dmao.decoding.confidence import ConfidenceMeasure, aggregate, frame_confide
 from dmao.decoding.timing import word_timings
 
 MEASURES = [
-    ConfidenceMeasure(),  # Tsallis, alpha 0.33
-    ConfidenceMeasure(alpha=1.0),  # Gibbs
+    ConfidenceMeasure(alpha=0.33),  # Tsallis, NeMo's default
+    ConfidenceMeasure(),  # Gibbs
     ConfidenceMeasure(measure="max_prob"),
 ]
 
@@ -47,6 +47,12 @@ def test_known_values():
     assert frame_confidence(log_p + 3.0, ConfidenceMeasure(measure="max_prob")).item() == (
         pytest.approx(0.55)
     )
+
+
+def test_defaults_per_search():
+    assert ConfidenceMeasure.for_method("greedy") == ConfidenceMeasure("entropy", 1.0, "min")
+    assert ConfidenceMeasure.for_method("beam").aggregation == "min"
+    assert ConfidenceMeasure.for_method("lm").label == "entropy(a=1)/mean"
 
 
 def test_bad_settings_are_refused():
