@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from dmao.cli.checkpoint_args import add_checkpoint_arguments
+from dmao.cli.confidence_args import add_confidence_arguments, confidence_from_args
 
 __all__ = ["register"]
 
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="decode the checkpoint's running average of the weights (train.ema_decay)",
     )
     p.add_argument("--device", default="auto")
+    add_confidence_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--avg must be at least 1, got {args.avg}")
     if args.prior_utterances is not None and not args.prior_scale:
         raise ValueError("--prior-utterances applies with --prior-scale only")
+    confidence = confidence_from_args(args, args.method or config.decode.method)
     rows = []
     for split in splits:
         result = decode_split(
@@ -106,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             prior_scale=args.prior_scale,
             prior_utterances=args.prior_utterances or DEFAULT_PRIOR_UTTERANCES,
             ema=args.ema,
+            confidence=confidence,
         )
         print(f"{split} ({result.method}, {result.checkpoint}): {result.score.summary()}")
         print(f"  hypotheses: {result.hypotheses_path}  RTF {result.real_time_factor:.4f}")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
+from dmao.cli.confidence_args import add_confidence_arguments, confidence_from_args
 from dmao.cli.lm_args import add_lm_arguments, lm_search_settings, lm_settings_given
 
 if TYPE_CHECKING:
@@ -142,6 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "confidence in [0, 1] (normalised entropy of the posteriors over the word's frames: "
         "min, mean after an LM search)",
     )
+    add_confidence_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -170,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         pause_seconds=args.pause_seconds,
         batch_seconds=args.batch_seconds,
         prior_scale=args.prior_scale,
+        confidence=confidence_from_args(args, method),
     )
     if args.tsv:
         _out("id\ttext\tduration_s\trtf")

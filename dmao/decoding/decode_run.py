@@ -290,6 +290,7 @@ def decode_split(
     prior_scale: float = 0.0,
     prior_utterances: int = DEFAULT_PRIOR_UTTERANCES,
     ema: bool = False,
+    confidence: ConfidenceMeasure | None = None,
 ) -> DecodeResult:
     """Decode corpus part ``split`` with the run's model and score it.
 
@@ -313,6 +314,8 @@ def decode_split(
             and kept in ``RUN/ctc_prior.pt``.
         ema: decode the checkpoint's running average of the weights (``train.ema_decay``) instead
             of its live weights; written to ``RUN/decode/<split>-<method>-ema/`` by default.
+        confidence: how the words' confidences in ``hyp.ctm`` are computed (default
+            :meth:`~dmao.decoding.confidence.ConfidenceMeasure.for_method`).
     """
     if ema and avg is not None:
         raise ValueError("--ema and --avg both average weights: choose one")
@@ -372,6 +375,7 @@ def decode_split(
         lm_decoder,
         log_prior=prior.log_prior if prior is not None else None,
         prior_scale=prior_scale,
+        confidence=confidence,
     )
     elapsed = posteriors.forward_seconds + decoded.decode_seconds
     refs, hyps, ids = posteriors.refs, decoded.hyps, posteriors.ids
@@ -402,7 +406,7 @@ def decode_split(
         real_time_factor=elapsed / max(posteriors.audio_seconds, 1e-9),
         checkpoint=checkpoint_label,
         confidence=quality,
-        confidence_measure=ConfidenceMeasure.for_method(dec.method).label,
+        confidence_measure=(confidence or ConfidenceMeasure.for_method(dec.method)).label,
     )
     record = {
         "run": str(run_dir),

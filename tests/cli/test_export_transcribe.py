@@ -239,3 +239,18 @@ def test_word_times_as_json_and_as_ctm(tiny_export, tiny_corpus, capsys, method)
     assert durations == pytest.approx([float(row[3]) for row in expected], abs=0.011)
     assert main([*base, "--timestamps"]) == 2
     assert "--timestamps adds word times to --json" in capsys.readouterr().err
+    # Another measure: per frame exp(-H) <= p_max, and a mean is >= the min, so max-prob/mean
+    # is never below the default (Gibbs entropy/min) for the same words.
+    other = ["--confidence-measure", "max_prob", "--confidence-aggregation", "mean"]
+    assert main([*base, "--json", "--timestamps", *other]) == 0
+    lenient = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    pairs = [
+        (w["confidence"], v["confidence"])
+        for r, s in zip(records, lenient, strict=True)
+        for w, v in zip(r["words"], s["words"], strict=True)
+    ]
+    assert pairs and all(c <= d + 1e-3 for c, d in pairs)
+    assert any(c < d for c, d in pairs)
+    assert main([*base, "--ctm", "--confidence-alpha", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "confidence alpha must be > 0" in err and len(err.splitlines()) == 1

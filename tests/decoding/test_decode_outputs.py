@@ -64,7 +64,7 @@ def _decode(run, tmp_path, method, **overrides):
     return result, out
 
 
-def _check_outputs(out) -> None:
+def _check_outputs(out, measure: str | None = None) -> None:
     record = json.loads((out / "result.json").read_text())
     ref_lines = (out / "ref.trn").read_text().splitlines()
     hyp_lines = (out / "hyp.trn").read_text().splitlines()
@@ -104,8 +104,8 @@ def _check_outputs(out) -> None:
         [[w.confidence for w in ctm[i]] for i in ids],
     )
     recorded = record["word_confidence"]
-    method = "mean" if record["method"].startswith("lm") else "min"
-    assert recorded["measure"] == f"entropy(a=1)/{method}"
+    aggregation = "mean" if record["method"].startswith("lm") else "min"
+    assert recorded["measure"] == (measure or f"entropy(a=1)/{aggregation}")
     assert recorded["num_words"] == quality.num_words == sum(len(w) for w in ctm.values())
     assert recorded["num_wrong"] == quality.num_wrong
     if quality.num_wrong and quality.num_wrong < quality.num_words:
@@ -139,11 +139,12 @@ def test_lm_decode_with_lexicon(run, lms, tmp_path):
 def test_cli_lexicon_free_decode(run, lms, tmp_path, capsys):
     out = tmp_path / "lexfree"
     args = ["decode", str(run), "--split", "test", "--method", "lm", "--lm", str(lms / "c4.arpa")]
-    assert main([*args, "--lm-weight", "0.3", "--out-dir", str(out)]) == 0
+    args += ["--lm-weight", "0.3", "--out-dir", str(out), "--confidence-measure", "max_prob"]
+    assert main(args) == 0
     printed = capsys.readouterr().out
     assert "lm-lexfree8" in printed
     assert "ref.trn hyp.trn hyp.ctm" in printed
-    _check_outputs(out)
+    _check_outputs(out, measure="max_prob/mean")  # the LM search's default aggregation
 
 
 def test_cli_refuses_lm_options_without_lm_method(run, lms, capsys):
