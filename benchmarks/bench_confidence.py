@@ -12,7 +12,9 @@ frame measure (:mod:`dmao.decoding.confidence`: Tsallis entropy for several α, 
 max-prob) and every word aggregation (min, mean, prod) scores the same words, computed by
 :func:`dmao.decoding.timing.word_timings` from the search's frame path, against the reference:
 AUC-ROC and NCE (:mod:`dmao.evaluation.confidence`). The measure with the best dev AUC-ROC is
-named per search; its test numbers are the ones to quote. Prints a Markdown table.
+named per search; its test numbers are the ones to quote. Each measure is also calibrated
+(Platt scaling fitted on the dev words, :func:`dmao.evaluation.confidence.fit_calibration`) and
+its test NCE after calibration given. Prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -36,7 +39,7 @@ from dmao.decoding.decode_run import (
 from dmao.decoding.lm_decoder import token_symbols, word_boundary_symbol
 from dmao.decoding.prior import ctc_prior_for_run
 from dmao.decoding.timing import word_timings
-from dmao.evaluation.confidence import confidence_quality
+from dmao.evaluation.confidence import confidence_quality, fit_calibration, nce, word_correctness
 from dmao.evaluation.wer import score_corpus
 
 SPLITS = ("dev", "test")
@@ -54,11 +57,15 @@ def measures() -> list[ConfidenceMeasure]:
     return [replace(m, aggregation=a) for m in FRAME_MEASURES for a in AGGREGATIONS]
 
 
-def score_measures(posteriors, decoded, tokenizer, refs: list[str]) -> list[dict]:
-    """AUC-ROC and NCE of every measure on the words of ``decoded`` (same words for all)."""
+def score_measures(
+    posteriors, decoded, tokenizer, refs: list[str]
+) -> tuple[list[dict], dict[str, tuple[list[float], list[bool]]]]:
+    """AUC-ROC and NCE of every measure on the words of ``decoded`` (same words for all), and
+    per measure every word's confidence and whether it is right."""
     symbols = token_symbols(tokenizer)
     boundary = word_boundary_symbol(tokenizer)
     rows = []
+    labelled = {}
     for measure in measures():
         words = []
         for log_probs, path in zip(posteriors.log_probs, decoded.paths, strict=True):
@@ -79,7 +86,12 @@ def score_measures(posteriors, decoded, tokenizer, refs: list[str]) -> list[dict
             [[w.confidence for w in ws] for ws in words],
         )
         rows.append({"measure": measure.label, **quality.as_dict()})
-    return rows
+        confidences, correct = [], []
+        for ref, ws in zip(refs, words, strict=True):
+            correct += word_correctness(ref.split(), [w.word for w in ws])
+            confidences += [w.confidence for w in ws]
+        labelled[measure.label] = (confidences, correct)
+    return rows, labelled
 
 
 def main() -> None:
@@ -122,6 +134,7 @@ def main() -> None:
 
     results: dict = {"run": str(args.run), "checkpoint": path.name, "settings": vars(args)}
     results["settings"] = {k: str(v) for k, v in vars(args).items()}
+    labelled: dict[str, dict] = {}
     for split in SPLITS:
         start = time.perf_counter()
         posteriors = compute_posteriors(
@@ -148,13 +161,25 @@ def main() -> None:
             )
             score = score_corpus(posteriors.refs, decoded.hyps)
             refs = [u.ref for u in score.utterances]
+            rows, labelled[f"{split}/{name}"] = score_measures(posteriors, decoded, tokenizer, refs)
             results[f"{split}/{name}"] = {
                 "wer": score.wer,
                 "summary": score.summary(),
-                "measures": score_measures(posteriors, decoded, tokenizer, refs),
+                "measures": rows,
             }
         print(f"{split}: {time.perf_counter() - start:.0f} s", flush=True)
 
+    for name in searches:  # Platt scaling fitted on dev, NCE on test
+        for row in results[f"test/{name}"]["measures"]:
+            row["calibration"] = row["nce_calibrated"] = None
+            try:
+                calibration = fit_calibration(*labelled[f"dev/{name}"][row["measure"]])
+            except ValueError:  # dev words all right or all wrong
+                continue
+            confidences, correct = labelled[f"test/{name}"][row["measure"]]
+            row["calibration"] = {"a": calibration.a, "b": calibration.b}
+            calibrated = nce([calibration(c) for c in confidences], correct)
+            row["nce_calibrated"] = None if math.isnan(calibrated) else calibrated
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     print(table(results, list(searches)))
@@ -165,8 +190,8 @@ def table(results: dict, searches: list[str]) -> str:
     the best dev AUC-ROC per search marked."""
     lines = [
         "| search | measure | dev AUC-ROC | dev NCE | test AUC-ROC | test NCE |"
-        " test mean conf. correct / wrong |",
-        "|---|---|---|---|---|---|---|",
+        " test NCE, calibrated on dev | test mean conf. correct / wrong |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in searches:
         dev = results[f"dev/{name}"]["measures"]
@@ -177,7 +202,7 @@ def table(results: dict, searches: list[str]) -> str:
             mark = " **(best on dev)**" if row["measure"] == best else ""
             lines.append(
                 f"| {name} | {row['measure']}{mark} | {_f(row['auc_roc'])} | {_f(row['nce'])} | "
-                f"{_f(t['auc_roc'])} | {_f(t['nce'])} | "
+                f"{_f(t['auc_roc'])} | {_f(t['nce'])} | {_f(t['nce_calibrated'])} | "
                 f"{_f(t['mean_correct'])} / {_f(t['mean_wrong'])} |"
             )
     return "\n".join(lines)

@@ -13,6 +13,10 @@ Two standard numbers (the ones NeMo and NIST sclite report):
   perfect, 0 no better than that constant, negative worse (confidences that are not
   probabilities, e.g. too close to 1 on wrong words). Confidences are clipped to ``[1e-6, 1 −
   1e-6]``.
+
+Raw confidences rank words but are not probabilities. :func:`fit_calibration` fits Platt scaling
+on a labelled set (dev): ``p = sigmoid(a · logit(c) + b)``, a monotone map (the ranking, hence
+AUC-ROC, is unchanged) whose output reads as the chance that the word is right.
 """
 
 from __future__ import annotations
@@ -21,11 +25,22 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit, logit
 from scipy.stats import mannwhitneyu
 
 from dmao.evaluation.wer import align_words
 
-__all__ = ["ConfidenceQuality", "auc_roc", "confidence_quality", "nce", "word_correctness"]
+__all__ = [
+    "Calibration",
+    "ConfidenceQuality",
+    "auc_roc",
+    "confidence_quality",
+    "fit_calibration",
+    "nce",
+    "word_correctness",
+]
 
 _CLIP = 1e-6
 
@@ -114,3 +129,43 @@ def confidence_quality(
         mean_correct=sum(right) / len(right) if right else math.nan,
         mean_wrong=sum(wrong) / len(wrong) if wrong else math.nan,
     )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Platt scaling of word confidences: ``sigmoid(a · logit(c) + b)``; ``a > 0`` keeps the
+    order."""
+
+    a: float
+    b: float
+
+    def __call__(self, confidence: float) -> float:
+        """The calibrated confidence of one raw confidence in [0, 1]."""
+        c = min(max(float(confidence), _CLIP), 1 - _CLIP)
+        return float(expit(self.a * logit(c) + self.b))
+
+
+def fit_calibration(confidences: Sequence[float], correct: Sequence[bool]) -> Calibration:
+    """Platt scaling fitted by maximum likelihood (log-loss, L-BFGS) to words labelled right or
+    wrong, e.g. a dev decode's (``hyp.ctm`` against ``ref.trn``).
+
+    Raises:
+        ValueError: without both right and wrong words (nothing to fit).
+    """
+    x = logit(np.clip(np.asarray(confidences, dtype=np.float64), _CLIP, 1 - _CLIP))
+    y = np.asarray(correct, dtype=np.float64)
+    if x.shape != y.shape or not 0 < y.sum() < len(y):
+        raise ValueError(
+            f"calibration needs right and wrong words: {int(y.sum())} right of {len(y)} words "
+            f"({len(x)} confidences)"
+        )
+
+    def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        z = theta[0] * x + theta[1]
+        # log(1 + e^z) - y z, the negative log-likelihood, and its gradient.
+        value = np.logaddexp(0.0, z) - y * z
+        residual = expit(z) - y
+        return float(value.mean()), np.array([(residual * x).mean(), residual.mean()])
+
+    fit = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    return Calibration(float(fit.x[0]), float(fit.x[1]))

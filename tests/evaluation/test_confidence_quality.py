@@ -5,9 +5,17 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 
-from dmao.evaluation.confidence import auc_roc, confidence_quality, nce, word_correctness
+from dmao.evaluation.confidence import (
+    Calibration,
+    auc_roc,
+    confidence_quality,
+    fit_calibration,
+    nce,
+    word_correctness,
+)
 
 
 def test_hypothesis_words_are_labelled_by_the_alignment():
@@ -57,3 +65,20 @@ def test_quality_over_utterances():
     assert empty.as_dict()["auc_roc"] is None and empty.as_dict()["nce"] is None
     with pytest.raises(ValueError, match="1 confidences for 2 words"):
         confidence_quality(["A"], [["A", "B"]], [[0.5]])
+
+
+def test_platt_scaling_recovers_the_map_that_made_the_labels():
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0.02, 0.98, size=20_000)
+    truth = Calibration(a=2.0, b=-0.5)
+    correct = [bool(rng.random() < truth(c)) for c in raw]
+    fitted = fit_calibration(raw.tolist(), correct)
+    assert fitted.a == pytest.approx(2.0, abs=0.1) and fitted.b == pytest.approx(-0.5, abs=0.1)
+    calibrated = [fitted(c) for c in raw]
+    assert auc_roc(calibrated, correct) == pytest.approx(auc_roc(raw.tolist(), correct))
+    # The identity (a=1, b=0) is one of the maps fitted over: on the fitting data the fit is
+    # at least as likely, so its NCE is at least the raw confidences'.
+    assert nce(calibrated, correct) >= nce(raw.tolist(), correct)
+    assert nce(calibrated, correct) > 0
+    with pytest.raises(ValueError, match="needs right and wrong words: 2 right of 2"):
+        fit_calibration([0.2, 0.9], [True, True])
