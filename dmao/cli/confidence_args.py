@@ -10,9 +10,10 @@ from dmao.decoding.confidence import AGGREGATIONS, MEASURES, ConfidenceMeasure
 __all__ = ["add_confidence_arguments", "confidence_from_args"]
 
 
-def add_confidence_arguments(p: argparse.ArgumentParser) -> None:
+def add_confidence_arguments(p: argparse.ArgumentParser, *, calibration: bool = False) -> None:
     """``--confidence-measure``, ``--confidence-alpha``, ``--confidence-aggregation`` (each
-    defaulting to the search's default, :meth:`ConfidenceMeasure.for_method`)."""
+    defaulting to the search's default, :meth:`ConfidenceMeasure.for_method`); with
+    ``calibration`` also ``--raw-confidence`` (no export calibration)."""
     group = p.add_argument_group(
         "word confidence (in the CTM; docs/decoding.md, 'Word confidence')"
     )
@@ -35,6 +36,13 @@ def add_confidence_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="a word's frames to one value (default: mean after an LM search, else min)",
     )
+    if calibration:
+        group.add_argument(
+            "--raw-confidence",
+            action="store_true",
+            help="do not map confidences through the export's calibration (dmao export "
+            "--confidence-from)",
+        )
 
 
 def confidence_from_args(args: argparse.Namespace, method: str) -> ConfidenceMeasure:

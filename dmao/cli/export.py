@@ -1,5 +1,5 @@
 """``dmao export RUN --out DIR [--checkpoint best|last|PATH] [--avg N] [--int8]
-[--lm FILE [--lexicon FILE] | --lm-from RESULT] [--prior-scale S]``."""
+[--lm FILE [--lexicon FILE] | --lm-from RESULT] [--prior-scale S] [--confidence-from RESULT]``."""
 
 from __future__ import annotations
 
@@ -65,12 +65,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="training utterances the CTC prior is estimated from (default 1000)",
     )
+    p.add_argument(
+        "--confidence-from",
+        type=Path,
+        default=None,
+        metavar="RESULT",
+        help="calibrate `dmao transcribe`'s word confidences as fitted on a `dmao decode` "
+        "result (its result.json or folder; a dev decode with the search you will use); "
+        "default: --lm-from's, where it has one",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES
     from dmao.export import export_run, load_exported
+    from dmao.export.confidence import calibration_from_decode
     from dmao.export.prior import prior_scale_from_decode
 
     if args.avg is not None and args.avg < 1:
@@ -83,6 +93,16 @@ def run(args: argparse.Namespace) -> int:
         prior_scale = prior_scale_from_decode(args.lm_from)
     if args.prior_utterances is not None and not prior_scale:
         raise ValueError("--prior-utterances applies with --prior-scale only")
+    calibration = None
+    if args.confidence_from is not None:
+        calibration = calibration_from_decode(args.confidence_from)
+        if calibration is None:
+            raise ValueError(
+                f"{args.confidence_from}: the result has no word-confidence calibration "
+                "(decoded by an older dmao, or all its words right or all wrong): decode again"
+            )
+    elif args.lm_from is not None:
+        calibration = calibration_from_decode(args.lm_from)
     start = time.perf_counter()
     checkpoint = args.checkpoint or "best"
     if args.avg is not None:  # as `dmao decode --avg`: ends at --checkpoint, by default the last
@@ -98,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         language_model=language_model,
         prior_scale=prior_scale or 0.0,
         prior_utterances=args.prior_utterances or DEFAULT_PRIOR_UTTERANCES,
+        confidence_calibration=calibration,
         ema=args.ema,
         overwrite=args.force,
         verbose=args.verbose,  # the ONNX exporter's own log lines only with `dmao -v export`
@@ -135,6 +156,13 @@ def run(args: argparse.Namespace) -> int:
             f"  CTC prior: scale {prior['scale']:g}, from {prior['num_utterances']:,} training "
             f"utterances ({prior['num_frames']:,} frames) of {prior['checkpoint']}; `dmao "
             "transcribe` subtracts it unless --prior-scale 0"
+        )
+    if manifest.get("confidence") is not None:
+        fit = manifest["confidence"]
+        print(
+            f"  word confidence: calibrated as fitted on {fit['split']} ({fit['source']}, "
+            f"{fit['num_words']:,} words) for {fit['measure']}; `dmao transcribe` applies it "
+            "with that measure unless --raw-confidence"
         )
     return 0
 

@@ -143,7 +143,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "confidence in [0, 1] (normalised entropy of the posteriors over the word's frames: "
         "min, mean after an LM search)",
     )
-    add_confidence_arguments(p)
+    add_confidence_arguments(p, calibration=True)
     p.set_defaults(func=run)
 
 
@@ -173,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         batch_seconds=args.batch_seconds,
         prior_scale=args.prior_scale,
         confidence=confidence_from_args(args, method),
+        calibrate=not args.raw_confidence,
     )
     if args.tsv:
         _out("id\ttext\tduration_s\trtf")

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from dmao.decoding.lm_decoder import (
 )
 from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES, apply_prior, ctc_prior_for_run
 from dmao.decoding.timing import WordTiming, word_timings
-from dmao.evaluation.confidence import ConfidenceQuality, confidence_quality
+from dmao.evaluation.confidence import ConfidenceQuality, calibration_on, confidence_quality
 from dmao.evaluation.sclite import find_sclite, score_with_sclite, trn_id, write_ctm, write_trn
 from dmao.evaluation.wer import ALIGNERS, ErrorCounts, ScoreResult, write_hypotheses
 from dmao.models.architecture import EncoderArchitecture
@@ -393,11 +393,15 @@ def decode_split(
     write_trn(out_dir / "ref.trn", {i: u.ref for i, u in zip(trn_ids, utterances, strict=True)})
     write_trn(out_dir / "hyp.trn", {i: u.hyp for i, u in zip(trn_ids, utterances, strict=True)})
     write_ctm(out_dir / "hyp.ctm", dict(zip(trn_ids, decoded.timings, strict=True)))
-    quality = confidence_quality(
+    # How well the words' confidences tell right from wrong, and their Platt scaling fitted on
+    # this split (for `dmao export --confidence-from` of a dev decode).
+    labelled = (
         [u.ref for u in utterances],
         [[w.word for w in words] for words in decoded.timings],
         [[w.confidence for w in words] for words in decoded.timings],
     )
+    quality = confidence_quality(*labelled)
+    calibration = calibration_on(*labelled)
     result = DecodeResult(
         split=split,
         method=label,
@@ -437,7 +441,11 @@ def decode_split(
             "num_frames": prior.num_frames,
             "parts": prior.parts,
         }
-    record["word_confidence"] = {"measure": result.confidence_measure, **quality.as_dict()}
+    record["word_confidence"] = {
+        "measure": result.confidence_measure,
+        **quality.as_dict(),
+        "calibration": None if calibration is None else asdict(calibration),
+    }
     if dec.method == "lm":
         record["lm"] = {
             key: getattr(dec, key) for key in ("lm_path", "lexicon_path", *LM_OPTION_FIELDS)

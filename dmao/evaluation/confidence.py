@@ -36,6 +36,7 @@ __all__ = [
     "Calibration",
     "ConfidenceQuality",
     "auc_roc",
+    "calibration_on",
     "confidence_quality",
     "fit_calibration",
     "nce",
@@ -102,6 +103,20 @@ class ConfidenceQuality:
         }
 
 
+def _labelled(
+    refs: Sequence[str], hyp_words: Sequence[Sequence[str]], confidences: Sequence[Sequence[float]]
+) -> tuple[list[float], list[bool]]:
+    """Every hypothesis word's confidence and whether it is right, over all utterances."""
+    flat_conf: list[float] = []
+    flat_ok: list[bool] = []
+    for ref, words, conf in zip(refs, hyp_words, confidences, strict=True):
+        if len(words) != len(conf):
+            raise ValueError(f"{len(conf)} confidences for {len(words)} words: {' '.join(words)}")
+        flat_ok += word_correctness(ref.split(), words)
+        flat_conf += [float(c) for c in conf]
+    return flat_conf, flat_ok
+
+
 def confidence_quality(
     refs: Sequence[str], hyp_words: Sequence[Sequence[str]], confidences: Sequence[Sequence[float]]
 ) -> ConfidenceQuality:
@@ -112,13 +127,7 @@ def confidence_quality(
         hyp_words: each utterance's hypothesis words.
         confidences: each utterance's word confidences, one per hypothesis word.
     """
-    flat_conf: list[float] = []
-    flat_ok: list[bool] = []
-    for ref, words, conf in zip(refs, hyp_words, confidences, strict=True):
-        if len(words) != len(conf):
-            raise ValueError(f"{len(conf)} confidences for {len(words)} words: {' '.join(words)}")
-        flat_ok += word_correctness(ref.split(), words)
-        flat_conf += [float(c) for c in conf]
+    flat_conf, flat_ok = _labelled(refs, hyp_words, confidences)
     right = [c for c, ok in zip(flat_conf, flat_ok, strict=True) if ok]
     wrong = [c for c, ok in zip(flat_conf, flat_ok, strict=True) if not ok]
     return ConfidenceQuality(
@@ -169,3 +178,14 @@ def fit_calibration(confidences: Sequence[float], correct: Sequence[bool]) -> Ca
 
     fit = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
     return Calibration(float(fit.x[0]), float(fit.x[1]))
+
+
+def calibration_on(
+    refs: Sequence[str], hyp_words: Sequence[Sequence[str]], confidences: Sequence[Sequence[float]]
+) -> Calibration | None:
+    """:func:`fit_calibration` on the words of a set of utterances (arguments as
+    :func:`confidence_quality`'s); None when they are all right or all wrong."""
+    flat_conf, flat_ok = _labelled(refs, hyp_words, confidences)
+    if not 0 < sum(flat_ok) < len(flat_ok):
+        return None
+    return fit_calibration(flat_conf, flat_ok)

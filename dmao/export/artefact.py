@@ -15,7 +15,9 @@ Layout of an export folder::
     ctc_prior.json      the CTC label prior to divide out (optional, ``--prior-scale``; ``prior``)
     manifest.json       format version, package versions, source run (its folder name and the
                         SHA-256 of its config and checkpoint: no absolute paths), default
-                        decoding settings, and the size and SHA-256 of every file above
+                        decoding settings, the word-confidence calibration (optional,
+                        ``--confidence-from``; ``confidence``), and the size and SHA-256 of
+                        every file above
 
 Files and folders get the modes a plain ``open``/``mkdir`` gives under the caller's umask (0644 and
 0755 with the usual 022), whatever the libraries that write them would choose (safetensors writes
@@ -35,6 +37,7 @@ import os
 import platform
 import shutil
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,7 @@ from dmao.config.schema import ModelConfig
 from dmao.data.features import fbank_extractor
 from dmao.data.tokenizer import Tokenizer, load_tokenizer
 from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES
+from dmao.export.confidence import ExportedCalibration, bundled_calibration
 from dmao.export.features import FeatureSettings
 from dmao.export.files import (
     default_modes,
@@ -120,6 +124,8 @@ class ExportedModel:
     manifest: dict[str, Any]
     prior: ExportedPrior | None = None
     """The CTC prior and its default scale (``dmao export --prior-scale``), or None."""
+    calibration: ExportedCalibration | None = None
+    """The word-confidence calibration (``dmao export --confidence-from``), or None."""
 
     @property
     def onnx_path(self) -> Path | None:
@@ -165,6 +171,7 @@ def export_run(
     language_model: LanguageModel | None = None,
     prior_scale: float = 0.0,
     prior_utterances: int = DEFAULT_PRIOR_UTTERANCES,
+    confidence_calibration: Mapping[str, Any] | None = None,
     ema: bool = False,
     overwrite: bool = False,
     verbose: bool = False,
@@ -189,6 +196,8 @@ def export_run(
             ``prior_utterances`` training utterances, or ``RUN/ctc_prior.pt`` when that is for
             this checkpoint) with this default scale, for ``dmao transcribe``
             (:mod:`dmao.export.prior`); needs the run's training data.
+        confidence_calibration: the word-confidence calibration record of a dev decode
+            (:func:`dmao.export.confidence.calibration_from_decode`), for ``dmao transcribe``.
         ema: export the checkpoint's running average of the weights (``train.ema_decay``,
             :mod:`dmao.training.ema`) instead of its live weights.
         overwrite: replace an existing export at ``out_dir`` (only a folder that holds a
@@ -310,6 +319,7 @@ def export_run(
             "onnx_int8": int8_info,
             "lm": lm_info,
             "prior": prior_info,
+            "confidence": None if confidence_calibration is None else dict(confidence_calibration),
             "files": file_table(tmp),
         }
         write_json(tmp / MANIFEST_FILE, manifest)
@@ -392,6 +402,7 @@ def load_exported(
         features=features,
         manifest=manifest,
         prior=bundled_prior(directory, manifest, MANIFEST_FILE, vocab_size),
+        calibration=bundled_calibration(manifest, str(directory / MANIFEST_FILE)),
     )
 
 

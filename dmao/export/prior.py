@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,12 +29,16 @@ from dmao.decoding.prior import CTCPrior
 from dmao.export.files import read_json, write_json
 from dmao.export.language_model import read_decode_result
 
+if TYPE_CHECKING:
+    from dmao.export.artefact import ExportedModel
+
 __all__ = [
     "PRIOR_JSON",
     "ExportedPrior",
     "bundle_prior",
     "bundled_prior",
     "prior_scale_from_decode",
+    "search_prior_scale",
 ]
 
 PRIOR_JSON = "ctc_prior.json"
@@ -118,3 +122,19 @@ def prior_scale_from_decode(result: str | Path) -> float | None:
     record = data.get("prior") if isinstance(data, dict) else None
     scale = record.get("scale") if isinstance(record, dict) else None
     return float(scale) if isinstance(scale, (int, float)) and scale > 0 else None
+
+
+def search_prior_scale(exported: ExportedModel, scale: float | None, method: str) -> float:
+    """The prior scale to search with: ``scale``; else the export's with its default method (a
+    prior chosen for an LM search makes greedy decoding worse: docs/export.md), 0 otherwise."""
+    if scale is None:
+        default = exported.prior is not None and method == exported.decode_method
+        return exported.prior.scale if default else 0.0
+    if not scale >= 0:
+        raise ValueError(f"prior_scale must be >= 0, got {scale}")
+    if scale and exported.prior is None:
+        raise ValueError(
+            f"export {exported.directory} has no CTC prior: export with `dmao export "
+            "--prior-scale S`, or transcribe without --prior-scale"
+        )
+    return float(scale)

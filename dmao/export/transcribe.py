@@ -34,6 +34,7 @@ from dmao.decoding.ctc import beam_search_batch, greedy_decode
 from dmao.decoding.lm_decoder import CTCLMDecoder, token_symbols, word_boundary_symbol
 from dmao.decoding.prior import apply_prior
 from dmao.decoding.timing import SUBSAMPLING_FACTOR, WordTiming, word_timings
+from dmao.evaluation.confidence import Calibration
 from dmao.export.artefact import MANIFEST_FILE, ONNX_FILE, ONNX_INT8_FILE, ExportedModel
 from dmao.export.audio import RawFormat, load_audio
 from dmao.export.chunking import chunked_log_probs, pause_segments
@@ -41,6 +42,7 @@ from dmao.export.files import verify_files
 from dmao.export.inputs import AudioInput
 from dmao.export.language_model import LanguageModel
 from dmao.export.onnx_export import OnnxAcousticModel
+from dmao.export.prior import search_prior_scale
 from dmao.export.results import Failure, Transcription, failure_message
 
 __all__ = ["BACKENDS", "METHODS", "Failure", "Transcriber", "Transcription"]
@@ -90,6 +92,8 @@ class Transcriber:
             confidence in [0, 1] from the model's posteriors (:mod:`dmao.decoding.confidence`).
         confidence: how the word confidences are computed; default
             :meth:`~dmao.decoding.confidence.ConfidenceMeasure.for_method` of ``method``.
+        calibrate: map them through the export's calibration (``dmao export
+            --confidence-from``) when it was fitted for this measure; False: raw confidences.
         long_file_seconds: a file longer than this goes through the acoustic model in chunks
             and is searched between pauses (:mod:`dmao.export.chunking`); shorter ones whole.
         chunk_seconds: chunk length of a long file; None or 0: every file whole, however long.
@@ -119,6 +123,7 @@ class Transcriber:
         raw: RawFormat | None = None,
         timestamps: bool = False,
         confidence: ConfidenceMeasure | None = None,
+        calibrate: bool = True,
         long_file_seconds: float = DEFAULT_LONG_FILE_SECONDS,
         chunk_seconds: float | None = DEFAULT_CHUNK_SECONDS,
         context_seconds: float = DEFAULT_CONTEXT_SECONDS,
@@ -133,13 +138,18 @@ class Transcriber:
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         self.exported = exported
-        self.prior_scale = _prior_scale(exported, prior_scale, method)
+        self.prior_scale = search_prior_scale(exported, prior_scale, method)
         self.backend = backend
         self.method = method
         self.beam_size = beam_size
         self.raw = raw
         self.timestamps = timestamps
         self.confidence = confidence or ConfidenceMeasure.for_method(method)
+        fitted = exported.calibration
+        self.calibration: Calibration | None = None
+        """Applied to every word confidence (the export's, if fitted for this measure)."""
+        if calibrate and fitted is not None and fitted.measure == self.confidence.label:
+            self.calibration = fitted.calibration
         self.sampling_rate = exported.features.sampling_rate
         self._extractor = exported.features.extractor()
         self._onnx: OnnxAcousticModel | None = None
@@ -305,6 +315,9 @@ class Transcriber:
             frame_confidence(log_probs, self.confidence).tolist(),
             self.confidence.aggregation,
         )
+        if self.calibration is not None:
+            calibrated = self.calibration
+            words = [dataclasses.replace(w, confidence=calibrated(w.confidence)) for w in words]
         return text, words
 
     def transcribe_samples(self, samples: np.ndarray) -> str:
@@ -460,22 +473,6 @@ class _Read:
     features: Tensor
     audio_seconds: float
     seconds: float
-
-
-def _prior_scale(exported: ExportedModel, scale: float | None, method: str) -> float:
-    """The prior scale to search with: ``scale``; else the export's with its default method (a
-    prior chosen for an LM search makes greedy decoding worse: docs/export.md), 0 otherwise."""
-    if scale is None:
-        default = exported.prior is not None and method == exported.decode_method
-        return exported.prior.scale if default else 0.0
-    if not scale >= 0:
-        raise ValueError(f"prior_scale must be >= 0, got {scale}")
-    if scale and exported.prior is None:
-        raise ValueError(
-            f"export {exported.directory} has no CTC prior: export with `dmao export "
-            "--prior-scale S`, or transcribe without --prior-scale"
-        )
-    return float(scale)
 
 
 def _seconds_to_frames(seconds: float, frame_shift_s: float, name: str) -> int:

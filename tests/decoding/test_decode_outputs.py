@@ -110,6 +110,9 @@ def _check_outputs(out, measure: str | None = None) -> None:
     assert recorded["num_wrong"] == quality.num_wrong
     if quality.num_wrong and quality.num_wrong < quality.num_words:
         assert recorded["auc_roc"] == pytest.approx(quality.auc_roc, abs=2e-3)  # CTM: 3 decimals
+        assert set(recorded["calibration"]) == {"a", "b"}  # Platt scaling fitted on these words
+    else:
+        assert recorded["calibration"] is None  # nothing to fit
 
 
 def test_greedy_decode_writes_consistent_trn_and_ctm(run, tmp_path):
