@@ -161,8 +161,8 @@ def run(args: argparse.Namespace) -> int:
         fit = manifest["confidence"]
         print(
             f"  word confidence: calibrated as fitted on {fit['split']} ({fit['source']}, "
-            f"{fit['num_words']:,} words) for {fit['measure']}; `dmao transcribe` applies it "
-            "with that measure unless --raw-confidence"
+            f"{fit['num_words']:,} words) for {fit['search']} search, {fit['measure']}; `dmao "
+            "transcribe` applies it with that search and measure unless --raw-confidence"
         )
     return 0
 

@@ -6,14 +6,15 @@ probability. ``dmao decode`` fits Platt scaling to the decoded split's words
 (``word_confidence.calibration``); ``dmao export --confidence-from DEV_RESULT`` (and
 ``--lm-from``, which names such a result anyway) copies it into ``manifest.json``::
 
-    "confidence": {"measure": "entropy(a=1)/mean", "a": 2.1, "b": 1.3,
+    "confidence": {"search": "lm", "measure": "entropy(a=1)/mean", "a": 2.1, "b": 1.3,
                    "split": "dev", "num_words": 1588, "source": "dev-lm"}
 
-``dmao transcribe`` then maps each word's confidence through it — when it computes confidences
-with the measure the calibration was fitted for (the same search's default; ``--confidence-*``
-options that change it give raw confidences) — so that 0.8 reads as "right 8 times in 10" on data
-like the dev set. BENCHMARKS.md ("Word confidence"): test NCE 0.21 → 0.29 (greedy) and −0.23 →
-0.13 (LM) with the dev fit. An older dmao ignores the record and gives raw confidences.
+``dmao transcribe`` then maps each word's confidence through it — when it searches as the
+calibrated decode did (greedy, beam or LM) and computes confidences with the same measure
+(another search, or ``--confidence-*`` options that change the measure, give raw confidences) —
+so that 0.8 reads as "right 8 times in 10" on data like the dev set. BENCHMARKS.md ("Word
+confidence"): test NCE 0.21 → 0.29 (greedy) and −0.23 → 0.13 (LM) with the dev fit. An older
+dmao ignores the record and gives raw confidences.
 """
 
 from __future__ import annotations
@@ -30,12 +31,16 @@ from dmao.export.language_model import read_decode_result
 __all__ = ["ExportedCalibration", "bundled_calibration", "calibration_from_decode"]
 
 RECORD = "confidence"
+SEARCHES = ("greedy", "beam", "lm")
 
 
 @dataclass(frozen=True)
 class ExportedCalibration:
-    """The word-confidence calibration of an export and the measure it was fitted for."""
+    """The word-confidence calibration of an export, and the search and measure it was fitted
+    for."""
 
+    search: str
+    """``greedy``, ``beam`` or ``lm``: the search of the decode it was fitted on."""
     measure: str
     """:attr:`dmao.decoding.confidence.ConfidenceMeasure.label`, e.g. ``entropy(a=1)/min``."""
     calibration: Calibration
@@ -55,7 +60,9 @@ def calibration_from_decode(result: str | Path) -> dict[str, Any] | None:
     fit = record.get("calibration") if isinstance(record, dict) else None
     if not isinstance(fit, dict):
         return None
+    method = str(data.get("method", ""))
     manifest_record = {
+        "search": next((s for s in SEARCHES if method.startswith(s)), method),
         "measure": record.get("measure"),
         "a": fit.get("a"),
         "b": fit.get("b"),
@@ -82,16 +89,18 @@ def bundled_calibration(manifest: Mapping[str, Any], where: str) -> ExportedCali
 def _parse(record: Any, where: str) -> ExportedCalibration:
     if not isinstance(record, Mapping):
         raise ValueError(f"{where} must be an object, got {type(record).__name__}")
-    measure, a, b = record.get("measure"), record.get("a"), record.get("b")
+    search, measure = record.get("search"), record.get("measure")
+    a, b = record.get("a"), record.get("b")
     numbers = all(
         isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in (a, b)
     )
-    if not isinstance(measure, str) or not measure or not numbers:
+    if search not in SEARCHES or not isinstance(measure, str) or not measure or not numbers:
         raise ValueError(
-            f"{where}: expected a measure name and finite numbers a, b, got measure={measure!r}, "
-            f"a={a!r}, b={b!r}"
+            f"{where}: expected a search ({', '.join(SEARCHES)}), a measure name and finite "
+            f"numbers a, b, got search={search!r}, measure={measure!r}, a={a!r}, b={b!r}"
         )
     return ExportedCalibration(
+        search=search,
         measure=measure,
         calibration=Calibration(float(a), float(b)),
         split=str(record.get("split") or "?"),

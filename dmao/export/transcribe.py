@@ -93,7 +93,8 @@ class Transcriber:
         confidence: how the word confidences are computed; default
             :meth:`~dmao.decoding.confidence.ConfidenceMeasure.for_method` of ``method``.
         calibrate: map them through the export's calibration (``dmao export
-            --confidence-from``) when it was fitted for this measure; False: raw confidences.
+            --confidence-from``) when it was fitted for this search and measure; False: raw
+            confidences.
         long_file_seconds: a file longer than this goes through the acoustic model in chunks
             and is searched between pauses (:mod:`dmao.export.chunking`); shorter ones whole.
         chunk_seconds: chunk length of a long file; None or 0: every file whole, however long.
@@ -147,8 +148,12 @@ class Transcriber:
         self.confidence = confidence or ConfidenceMeasure.for_method(method)
         fitted = exported.calibration
         self.calibration: Calibration | None = None
-        """Applied to every word confidence (the export's, if fitted for this measure)."""
-        if calibrate and fitted is not None and fitted.measure == self.confidence.label:
+        """Applied to every word confidence (the export's, if fitted for this search/measure)."""
+        if (
+            calibrate
+            and fitted is not None
+            and (fitted.search, fitted.measure) == (method, self.confidence.label)
+        ):
             self.calibration = fitted.calibration
         self.sampling_rate = exported.features.sampling_rate
         self._extractor = exported.features.extractor()

@@ -34,6 +34,7 @@ def test_a_decode_result_gives_the_manifest_record(tmp_path):
     folder = _result(tmp_path / "dev-greedy", {"a": 2.0, "b": -1.0})
     record = calibration_from_decode(folder)
     assert record == {
+        "search": "greedy",
         "measure": GREEDY,
         "a": 2.0,
         "b": -1.0,
@@ -45,8 +46,10 @@ def test_a_decode_result_gives_the_manifest_record(tmp_path):
     assert fitted.calibration == Calibration(2.0, -1.0) and fitted.measure == GREEDY
     assert bundled_calibration({"confidence": None}, "m.json") is None
     assert calibration_from_decode(_result(tmp_path / "none", None)) is None
-    with pytest.raises(ValueError, match=r"m\.json: 'confidence': expected a measure name"):
-        bundled_calibration({"confidence": {"measure": GREEDY, "a": "x", "b": 0}}, "m.json")
+    with pytest.raises(ValueError, match=r"m\.json: 'confidence': expected a search"):
+        bundled_calibration({"confidence": {**record, "a": "x"}}, "m.json")
+    with pytest.raises(ValueError, match="search='viterbi'"):
+        bundled_calibration({"confidence": {**record, "search": "viterbi"}}, "m.json")
     bad = _result(tmp_path / "bad", {"a": float("nan"), "b": 0.0})
     with pytest.raises(ValueError, match=r"bad/result\.json: word_confidence: expected"):
         calibration_from_decode(bad)
@@ -71,9 +74,9 @@ def test_transcribe_applies_the_export_calibration_for_its_measure(
         pairs += [(w.confidence, v.confidence) for w, v in zip(a.words, b.words, strict=True)]
     assert pairs  # the tiny model emits words
     assert all(v == pytest.approx(calibration(w)) for w, v in pairs)
-    # Beam search's default measure is greedy's; another measure gets raw confidences, not a
-    # mapping fitted for something else.
-    assert Transcriber(exported, method="beam").calibration == calibration
+    # Another search (even with the same measure) or another measure gets raw confidences,
+    # not a mapping fitted for something else.
+    assert Transcriber(exported, method="beam").calibration is None
     other = Transcriber(exported, timestamps=True, confidence=ConfidenceMeasure("max_prob"))
     assert other.calibration is None
 
@@ -83,7 +86,7 @@ def test_export_and_transcribe_on_the_command_line(tiny_dmao_run, tiny_corpus, t
     out = tmp_path / "model"
     args = ["export", str(tiny_dmao_run), "--out", str(out), "--no-onnx"]
     assert main([*args, "--confidence-from", str(result)]) == 0
-    assert "word confidence: calibrated as fitted on dev (dev-greedy, 321 words)" in (
+    assert "calibrated as fitted on dev (dev-greedy, 321 words) for greedy search" in (
         capsys.readouterr().out
     )
     files = [str(f) for f in sorted((tiny_corpus.root / "test").rglob("*.flac"))[:3]]
