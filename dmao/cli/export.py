@@ -133,37 +133,9 @@ def run(args: argparse.Namespace) -> int:
     )
     for name, entry in manifest["files"].items():
         print(f"  {name:<28} {entry['bytes']:>12,} bytes")
-    if manifest["onnx"] is not None:
-        print(f"  ONNX vs PyTorch: max |Δ log-prob| {manifest['onnx']['max_abs_diff']:.2e}")
-    if manifest.get("onnx_int8") is not None:
-        int8 = manifest["onnx_int8"]
-        print(
-            f"  int8 vs float32 ONNX: {int8['quantized_products']} matrix products in int8, "
-            f"max |Δ log-prob| {int8['max_abs_diff']:.2e} on random input (the WER cost on real "
-            "audio: benchmarks/bench_export.py)"
-        )
-    if manifest.get("lm") is not None:
-        lm = manifest["lm"]
-        settings = ", ".join(f"{key} {value}" for key, value in lm["options"].items())
-        order = f"{lm['order']}-gram, " if lm["order"] else ""
-        print(
-            f"  n-gram LM: {lm['source']['lm']} ({order}{lm['mode']}); {settings}; `dmao "
-            "transcribe` decodes with it unless --method greedy|beam"
-        )
-    if manifest.get("prior") is not None:
-        prior = manifest["prior"]
-        print(
-            f"  CTC prior: scale {prior['scale']:g}, from {prior['num_utterances']:,} training "
-            f"utterances ({prior['num_frames']:,} frames) of {prior['checkpoint']}; `dmao "
-            "transcribe` subtracts it unless --prior-scale 0"
-        )
-    if manifest.get("confidence") is not None:
-        fit = manifest["confidence"]
-        print(
-            f"  word confidence: calibrated as fitted on {fit['split']} ({fit['source']}, "
-            f"{fit['num_words']:,} words) for {fit['search']} search, {fit['measure']}; `dmao "
-            "transcribe` applies it with that search and measure unless --raw-confidence"
-        )
+    for key, describe in _RECORD_LINES.items():
+        if manifest.get(key) is not None:
+            print(f"  {describe(manifest[key])}")
     return 0
 
 
@@ -190,3 +162,31 @@ def _language_model(args: argparse.Namespace):
     options = lm_decoder_options(load_config(config_path).decode)
     lexicon = Path(args.lexicon_path) if args.lexicon_path is not None else None
     return LanguageModel(Path(args.lm_path), lexicon, options).with_options(**settings)
+
+
+# One line for each optional record of the manifest that an export has.
+_RECORD_LINES = {
+    "onnx": lambda onnx: f"ONNX vs PyTorch: max |Δ log-prob| {onnx['max_abs_diff']:.2e}",
+    "onnx_int8": lambda int8: (
+        f"int8 vs float32 ONNX: {int8['quantized_products']} matrix products in int8, max "
+        f"|Δ log-prob| {int8['max_abs_diff']:.2e} on random input (the WER cost on real audio: "
+        "benchmarks/bench_export.py)"
+    ),
+    "lm": lambda lm: (
+        f"n-gram LM: {lm['source']['lm']} ("
+        + (f"{lm['order']}-gram, " if lm["order"] else "")
+        + f"{lm['mode']}); "
+        + ", ".join(f"{key} {value}" for key, value in lm["options"].items())
+        + "; `dmao transcribe` decodes with it unless --method greedy|beam"
+    ),
+    "prior": lambda prior: (
+        f"CTC prior: scale {prior['scale']:g}, from {prior['num_utterances']:,} training "
+        f"utterances ({prior['num_frames']:,} frames) of {prior['checkpoint']}; `dmao "
+        "transcribe` subtracts it unless --prior-scale 0"
+    ),
+    "confidence": lambda fit: (
+        f"word confidence: calibrated as fitted on {fit['split']} ({fit['source']}, "
+        f"{fit['num_words']:,} words) for {fit['search']} search, {fit['measure']}; `dmao "
+        "transcribe` applies it with that search and measure unless --raw-confidence"
+    ),
+}
