@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from dmao.config import ExperimentConfig
-from dmao.perf.counters import OpCounter, PeakMemory, current_rss_bytes
+from dmao.perf.counters import OpCounter, PeakMemory, current_rss_bytes, release_free_memory
 from dmao.perf.driver import Batch, StepDriver
 from dmao.perf.flops import FlopCount, count_flops
 from dmao.perf.loader import LoaderResult, loader_throughput
@@ -171,6 +171,7 @@ def run_benchmark(
     log = log or (lambda message: None)
     scratch = run_dir is None
     run_path = Path(tempfile.mkdtemp(prefix="dmao-bench-")) if scratch else Path(run_dir)
+    release_free_memory()  # else memory freed earlier in this process can hide the steps
     baseline_rss = current_rss_bytes()
     recipe = TrainingRecipe(config, run_path)
     try:

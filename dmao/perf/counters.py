@@ -8,7 +8,8 @@
   (reset at the window's start: weights, gradients, optimizer state and activations); on CPU the
   peak resident set size (``VmHWM`` of ``/proc/self/status``, reset at the window's start by
   writing ``5`` to ``/proc/self/clear_refs``, Linux >= 4.0) minus a baseline RSS taken before the
-  model was built, so Python and torch's libraries are left out. Where ``clear_refs`` cannot be
+  model was built (after :func:`release_free_memory`), so Python and torch's libraries are left
+  out. Where ``clear_refs`` cannot be
   written the high-water mark of the whole process (``resource.getrusage().ru_maxrss``) is used,
   which may include an earlier peak (the method is reported). Work that is not part of a training
   step (counting FLOPs on a copy of the model) runs inside :meth:`PeakMemory.excluded`.
@@ -17,6 +18,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import resource
 import sys
 from collections import Counter
@@ -27,7 +30,7 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["OpCounter", "PeakMemory", "current_rss_bytes"]
+__all__ = ["OpCounter", "PeakMemory", "current_rss_bytes", "release_free_memory"]
 
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -67,6 +70,16 @@ def _ru_maxrss_bytes() -> int:
     """``ru_maxrss`` in bytes (KiB on Linux, bytes on macOS)."""
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(maxrss) if sys.platform == "darwin" else int(maxrss) * 1024
+
+
+def release_free_memory() -> None:
+    """Collect garbage and hand the C heap's free pages back to the OS (glibc ``malloc_trim``;
+    a no-op elsewhere), so that an RSS taken next holds no freed-but-kept memory that later
+    allocations would reuse unseen: in a long-lived process (a test session, a notebook) that
+    memory once hid a whole training step from the peak-minus-baseline measurement."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def current_rss_bytes() -> int:
