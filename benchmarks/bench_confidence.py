@@ -39,7 +39,7 @@ from dmao.decoding.decode_run import (
 from dmao.decoding.lm_decoder import token_symbols, word_boundary_symbol
 from dmao.decoding.prior import ctc_prior_for_run
 from dmao.decoding.timing import word_timings
-from dmao.evaluation.confidence import confidence_quality, fit_calibration, nce, word_correctness
+from dmao.evaluation.confidence import fit_calibration, labelled_words, nce, quality_of
 from dmao.evaluation.wer import score_corpus
 
 SPLITS = ("dev", "test")
@@ -80,17 +80,12 @@ def score_measures(
                     aggregation=measure.aggregation,
                 )
             )
-        quality = confidence_quality(
+        labelled[measure.label] = labelled_words(
             refs,
             [[w.word for w in ws] for ws in words],
             [[w.confidence for w in ws] for ws in words],
         )
-        rows.append({"measure": measure.label, **quality.as_dict()})
-        confidences, correct = [], []
-        for ref, ws in zip(refs, words, strict=True):
-            correct += word_correctness(ref.split(), [w.word for w in ws])
-            confidences += [w.confidence for w in ws]
-        labelled[measure.label] = (confidences, correct)
+        rows.append({"measure": measure.label, **quality_of(*labelled[measure.label]).as_dict()})
     return rows, labelled
 
 
@@ -132,8 +127,8 @@ def main() -> None:
         )
         lm_decoder = build_lm_decoder(searches["lm"], tokenizer)
 
-    results: dict = {"run": str(args.run), "checkpoint": path.name, "settings": vars(args)}
-    results["settings"] = {k: str(v) for k, v in vars(args).items()}
+    settings = {k: str(v) for k, v in vars(args).items()}
+    results: dict = {"run": str(args.run), "checkpoint": path.name, "settings": settings}
     labelled: dict[str, dict] = {}
     for split in SPLITS:
         start = time.perf_counter()

@@ -39,7 +39,12 @@ from dmao.decoding.lm_decoder import (
 )
 from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES, apply_prior, ctc_prior_for_run
 from dmao.decoding.timing import WordTiming, word_timings
-from dmao.evaluation.confidence import ConfidenceQuality, calibration_on, confidence_quality
+from dmao.evaluation.confidence import (
+    ConfidenceQuality,
+    calibration_on,
+    labelled_words,
+    quality_of,
+)
 from dmao.evaluation.sclite import find_sclite, score_with_sclite, trn_id, write_ctm, write_trn
 from dmao.evaluation.wer import ALIGNERS, ErrorCounts, ScoreResult, write_hypotheses
 from dmao.models.architecture import EncoderArchitecture
@@ -342,6 +347,7 @@ def decode_split(
     if avg is not None:  # --avg 1 is the end checkpoint itself
         end = checkpoint if checkpoint is not None else "last"
         dec = replace(dec, checkpoint=str(averaged_checkpoint(run_dir, avg, end)))
+    confidence = confidence or ConfidenceMeasure.for_method(dec.method)
     model, config, tokenizer, ckpt_path = load_trained_model(run_dir, dec.checkpoint, dev, ema=ema)
     checkpoint_label = f"{ckpt_path.name}+ema" if ema else ckpt_path.name
     config.decode = dec
@@ -395,12 +401,12 @@ def decode_split(
     write_ctm(out_dir / "hyp.ctm", dict(zip(trn_ids, decoded.timings, strict=True)))
     # How well the words' confidences tell right from wrong, and their Platt scaling fitted on
     # this split (for `dmao export --confidence-from` of a dev decode).
-    labelled = (
+    labelled = labelled_words(
         [u.ref for u in utterances],
         [[w.word for w in words] for words in decoded.timings],
         [[w.confidence for w in words] for words in decoded.timings],
     )
-    quality = confidence_quality(*labelled)
+    quality = quality_of(*labelled)
     calibration = calibration_on(*labelled)
     result = DecodeResult(
         split=split,
@@ -410,7 +416,7 @@ def decode_split(
         real_time_factor=elapsed / max(posteriors.audio_seconds, 1e-9),
         checkpoint=checkpoint_label,
         confidence=quality,
-        confidence_measure=(confidence or ConfidenceMeasure.for_method(dec.method)).label,
+        confidence_measure=confidence.label,
     )
     record = {
         "run": str(run_dir),

@@ -39,7 +39,9 @@ __all__ = [
     "calibration_on",
     "confidence_quality",
     "fit_calibration",
+    "labelled_words",
     "nce",
+    "quality_of",
     "word_correctness",
 ]
 
@@ -103,10 +105,11 @@ class ConfidenceQuality:
         }
 
 
-def _labelled(
+def labelled_words(
     refs: Sequence[str], hyp_words: Sequence[Sequence[str]], confidences: Sequence[Sequence[float]]
 ) -> tuple[list[float], list[bool]]:
-    """Every hypothesis word's confidence and whether it is right, over all utterances."""
+    """Every hypothesis word's confidence and whether it is right (:func:`word_correctness`),
+    over all utterances (arguments as :func:`confidence_quality`'s)."""
     flat_conf: list[float] = []
     flat_ok: list[bool] = []
     for ref, words, conf in zip(refs, hyp_words, confidences, strict=True):
@@ -127,7 +130,11 @@ def confidence_quality(
         hyp_words: each utterance's hypothesis words.
         confidences: each utterance's word confidences, one per hypothesis word.
     """
-    flat_conf, flat_ok = _labelled(refs, hyp_words, confidences)
+    return quality_of(*labelled_words(refs, hyp_words, confidences))
+
+
+def quality_of(flat_conf: Sequence[float], flat_ok: Sequence[bool]) -> ConfidenceQuality:
+    """AUC-ROC and NCE of words already labelled (:func:`labelled_words`)."""
     right = [c for c, ok in zip(flat_conf, flat_ok, strict=True) if ok]
     wrong = [c for c, ok in zip(flat_conf, flat_ok, strict=True) if not ok]
     return ConfidenceQuality(
@@ -180,12 +187,9 @@ def fit_calibration(confidences: Sequence[float], correct: Sequence[bool]) -> Ca
     return Calibration(float(fit.x[0]), float(fit.x[1]))
 
 
-def calibration_on(
-    refs: Sequence[str], hyp_words: Sequence[Sequence[str]], confidences: Sequence[Sequence[float]]
-) -> Calibration | None:
-    """:func:`fit_calibration` on the words of a set of utterances (arguments as
-    :func:`confidence_quality`'s); None when they are all right or all wrong."""
-    flat_conf, flat_ok = _labelled(refs, hyp_words, confidences)
+def calibration_on(flat_conf: Sequence[float], flat_ok: Sequence[bool]) -> Calibration | None:
+    """:func:`fit_calibration` on words already labelled (:func:`labelled_words`); None when
+    they are all right or all wrong."""
     if not 0 < sum(flat_ok) < len(flat_ok):
         return None
     return fit_calibration(flat_conf, flat_ok)

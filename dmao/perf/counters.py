@@ -9,9 +9,9 @@
   peak resident set size (``VmHWM`` of ``/proc/self/status``, reset at the window's start by
   writing ``5`` to ``/proc/self/clear_refs``, Linux >= 4.0) minus a baseline RSS taken before the
   model was built (after :func:`release_free_memory`), so Python and torch's libraries are left
-  out. Where ``clear_refs`` cannot be
-  written the high-water mark of the whole process (``resource.getrusage().ru_maxrss``) is used,
-  which may include an earlier peak (the method is reported). Work that is not part of a training
+  out. Where ``clear_refs`` cannot be written the high-water mark of the whole process
+  (``resource.getrusage().ru_maxrss``) is used, which may include an earlier peak (the method is
+  reported). Work that is not part of a training
   step (counting FLOPs on a copy of the model) runs inside :meth:`PeakMemory.excluded`.
 """
 
