@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dmao.cli.checkpoint_args import add_checkpoint_arguments
 from dmao.cli.confidence_args import add_confidence_arguments, confidence_from_args
+from dmao.config.schema import DECODE_METHODS
 
 __all__ = ["register"]
 
@@ -16,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("decode", help="decode a corpus split with a trained run and score it")
     p.add_argument("run", type=Path, help="run folder written by `dmao train`")
     p.add_argument("--split", nargs="+", default=None, help="corpus parts (default: test parts)")
-    p.add_argument("--method", choices=("greedy", "beam", "lm"), default=None)
+    p.add_argument("--method", choices=DECODE_METHODS, default=None)
     p.add_argument("--beam-size", type=int, default=None)
     lm = p.add_argument_group("LM decoding (--method lm; docs/decoding.md)")
     lm.add_argument("--lm", dest="lm_path", default=None, help="n-gram LM (ARPA or KenLM binary)")

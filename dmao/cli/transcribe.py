@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from dmao.cli.confidence_args import add_confidence_arguments, confidence_from_args
 from dmao.cli.lm_args import add_lm_arguments, lm_search_settings, lm_settings_given
+from dmao.config.schema import DECODE_METHODS
 
 if TYPE_CHECKING:
     from dmao.export import ExportedModel, RawFormat
@@ -56,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--method",
-        choices=("greedy", "beam", "lm"),  # dmao.export.transcribe.METHODS
+        choices=DECODE_METHODS,
         default=None,
         help="default: lm for an export with an n-gram LM or with --lm, else the run's",
     )

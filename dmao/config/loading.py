@@ -47,6 +47,13 @@ def _check_value(value: Any, hint: Any, key: str, source: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{source}: invalid value for {key!r}")
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(
+                f"{source}: {key!r} must be one of {', '.join(map(str, choices))}, got {value!r}"
+            )
+        return value
     if origin is list:
         (item_hint,) = typing.get_args(hint)
         if not isinstance(value, (list, tuple)):

@@ -8,11 +8,19 @@ folder and into every checkpoint.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dmao.method.config import DmaoConfig
 
 __all__ = [
+    "BAD_AUDIO_MODES",
+    "COMPILE_MODES",
+    "CORPUS_KINDS",
+    "DECODE_METHODS",
+    "PRECISION_NAMES",
+    "TOKENIZER_KINDS",
     "DataConfig",
     "DecodeConfig",
     "DmaoConfig",
@@ -23,12 +31,30 @@ __all__ = [
     "TrainConfig",
 ]
 
+# The settings that take one of a few names. The loader (dmao.config.loading) refuses any other
+# value when the config is read, naming the key and the choices; the code that acts on a setting
+# takes its tuple of names from here, so each vocabulary is written once.
+CorpusKind = Literal["synthetic", "librispeech", "tedlium2", "switchboard"]
+BadAudioMode = Literal["strict", "skip"]
+TokenizerKind = Literal["char", "bpe"]
+PrecisionName = Literal["fp32", "bf16", "fp16"]
+CompileMode = Literal["none", "dynamic", "static", "cudagraphs"]
+DecodeMethod = Literal["greedy", "beam", "lm"]
+
+CORPUS_KINDS: tuple[str, ...] = typing.get_args(CorpusKind)
+BAD_AUDIO_MODES: tuple[str, ...] = typing.get_args(BadAudioMode)
+TOKENIZER_KINDS: tuple[str, ...] = typing.get_args(TokenizerKind)
+PRECISION_NAMES: tuple[str, ...] = typing.get_args(PrecisionName)
+COMPILE_MODES: tuple[str, ...] = typing.get_args(CompileMode)
+DECODE_METHODS: tuple[str, ...] = typing.get_args(DecodeMethod)
+"""``decode.method``: the searches of ``dmao decode``, ``dmao transcribe`` and an export."""
+
 
 @dataclass
 class DataConfig:
     """Where the corpus is and how batches are formed."""
 
-    corpus: str = "synthetic"
+    corpus: CorpusKind = "synthetic"
     """Corpus kind. ``synthetic`` (built in, generated when missing), ``librispeech`` (any
     corpus in the LibriSpeech layout: ``<part>/<spk>/<chapter>/*.flac`` + ``*.trans.txt``),
     ``tedlium2`` (TED-LIUM release 2) or ``switchboard`` (Switchboard-1 + Hub5'00); see
@@ -90,7 +116,7 @@ class DataConfig:
     """Training utterances shorter than this are excluded (seconds)."""
     max_duration_s: float = 30.0
     """Training utterances longer than this are excluded (seconds)."""
-    bad_audio: str = "strict"
+    bad_audio: BadAudioMode = "strict"
     """What corpus preparation does with missing or corrupt audio (0 bytes, unreadable or
     truncated, NaN/inf samples): ``strict`` lists every bad file (also in
     ``<manifest_dir>/bad_audio.json``) and stops before training; ``skip`` logs each once and
@@ -104,7 +130,7 @@ class DataConfig:
 class TokenizerConfig:
     """Output units of the CTC model."""
 
-    kind: str = "bpe"
+    kind: TokenizerKind = "bpe"
     """``char`` (characters + word boundary) or ``bpe`` (sentencepiece BPE)."""
     vocab_size: int = 256
     """BPE vocabulary size (ignored for ``char``), without the CTC blank."""
@@ -213,7 +239,7 @@ class TrainConfig:
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``. Under torchrun each process uses
     ``cuda:LOCAL_RANK`` (``auto``/``cuda``); see docs/distributed.md."""
-    precision: str = "fp32"
+    precision: PrecisionName = "fp32"
     """``fp32``, ``bf16`` or ``fp16``: autocast dtype of forward passes (fp16 adds a GradScaler).
     bf16 needs no loss scaling and also runs on CPU."""
     accum_grad_steps: int = 1
@@ -221,7 +247,7 @@ class TrainConfig:
     ``world_size × accum_grad_steps × data.max_batch_seconds`` of audio at most."""
     num_threads: int = 0
     """torch intra-op threads on CPU (0 = leave torch's default)."""
-    compile: str = "none"
+    compile: CompileMode = "none"
     """``torch.compile`` of the training forward (docs/performance.md): ``none``; ``dynamic``
     (one graph for every batch shape); ``static`` (one graph per shape: use with
     ``data.pad_to_bucket``, refused without it); ``cudagraphs`` (``static`` plus CUDA graphs,
@@ -244,7 +270,7 @@ class TrainConfig:
 class DecodeConfig:
     """Decoding settings used by ``dmao decode`` and the demo."""
 
-    method: str = "greedy"
+    method: DecodeMethod = "greedy"
     """``greedy``, ``beam`` (CTC prefix beam search) or ``lm`` (beam search with the n-gram LM
     ``lm_path``, over the words of ``lexicon_path`` or lexicon-free; docs/decoding.md)."""
     beam_size: int = 8

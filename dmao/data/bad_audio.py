@@ -45,6 +45,7 @@ import soundfile as sf
 from lhotse import RecordingSet
 from lhotse.utils import fastcopy
 
+from dmao.config.schema import BAD_AUDIO_MODES
 from dmao.data.sphere import read_sphere_header, shorten_error
 
 __all__ = [
@@ -61,7 +62,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BAD_AUDIO_MODES = ("strict", "skip")
 REPORT_NAME = "bad_audio.json"
 _MAX_LISTED = 20
 STAGING_DIR = ".bad_audio_staging"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from dmao.config.schema import DataConfig
+from dmao.config.schema import CORPUS_KINDS, DataConfig
 from dmao.data.bad_audio import check_bad_audio_settings
 from dmao.data.manifests import prepare_manifests
 from dmao.data.sphere import install_audio_backend
@@ -22,8 +22,6 @@ from dmao.data.sphere import install_audio_backend
 __all__ = ["CORPUS_KINDS", "ensure_corpus", "join_parts", "load_parts", "prepare_parts"]
 
 log = logging.getLogger(__name__)
-
-CORPUS_KINDS = ("synthetic", "librispeech", "tedlium2", "switchboard")
 
 
 def ensure_corpus(config: DataConfig, *, num_jobs: int = 2) -> Path:

@@ -23,6 +23,7 @@ import yaml
 from tqdm import tqdm
 
 from dmao.config import DecodeConfig, config_from_dict
+from dmao.config.schema import DECODE_METHODS
 from dmao.data.dataset import build_dataloader, build_eval_sampler
 from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.pipeline import load_parts
@@ -341,8 +342,10 @@ def decode_split(
     if unknown:
         raise ValueError(f"unknown decode settings {unknown}; see DecodeConfig in dmao/config")
     dec = replace(run_config.decode, **given)
-    if dec.method not in ("greedy", "beam", "lm"):
-        raise ValueError(f"decoding method must be 'greedy', 'beam' or 'lm', got {dec.method!r}")
+    if dec.method not in DECODE_METHODS:
+        raise ValueError(
+            f"decoding method must be one of {', '.join(DECODE_METHODS)}, got {dec.method!r}"
+        )
     dev = resolve_device(device)
     if avg is not None:  # --avg 1 is the end checkpoint itself
         end = checkpoint if checkpoint is not None else "last"

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dmao.config.schema import DECODE_METHODS
 from dmao.evaluation.confidence import Calibration
 from dmao.export.language_model import read_decode_result
 
 __all__ = ["ExportedCalibration", "bundled_calibration", "calibration_from_decode"]
 
 RECORD = "confidence"
-SEARCHES = ("greedy", "beam", "lm")
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def calibration_from_decode(result: str | Path) -> dict[str, Any] | None:
         return None
     method = str(data.get("method", ""))
     manifest_record = {
-        "search": next((s for s in SEARCHES if method.startswith(s)), method),
+        "search": next((s for s in DECODE_METHODS if method.startswith(s)), method),
         "measure": record.get("measure"),
         "a": fit.get("a"),
         "b": fit.get("b"),
@@ -94,9 +94,9 @@ def _parse(record: Any, where: str) -> ExportedCalibration:
     numbers = all(
         isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in (a, b)
     )
-    if search not in SEARCHES or not isinstance(measure, str) or not measure or not numbers:
+    if search not in DECODE_METHODS or not isinstance(measure, str) or not measure or not numbers:
         raise ValueError(
-            f"{where}: expected a search ({', '.join(SEARCHES)}), a measure name and finite "
+            f"{where}: expected a search ({', '.join(DECODE_METHODS)}), a measure name and finite "
             f"numbers a, b, got search={search!r}, measure={measure!r}, a={a!r}, b={b!r}"
         )
     return ExportedCalibration(

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dmao.config.schema import DECODE_METHODS
 from dmao.decoding.alignment import ctc_best_path
 from dmao.decoding.confidence import ConfidenceMeasure, frame_confidence
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
@@ -45,13 +46,12 @@ from dmao.export.onnx_export import OnnxAcousticModel
 from dmao.export.prior import search_prior_scale
 from dmao.export.results import Failure, Transcription, failure_message
 
-__all__ = ["BACKENDS", "METHODS", "Failure", "Transcriber", "Transcription"]
+__all__ = ["BACKENDS", "Failure", "Transcriber", "Transcription"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-METHODS = ("greedy", "beam", "lm")
 # Long files (docs/export.md, "Long recordings"; chunk, context and pause chosen on dev with
 # benchmarks/bench_long_audio.py).
 DEFAULT_LONG_FILE_SECONDS = 30.0
@@ -134,8 +134,10 @@ class Transcriber:
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        if method not in METHODS:
-            raise ValueError(f"decoding method must be one of {', '.join(METHODS)}, got {method!r}")
+        if method not in DECODE_METHODS:
+            raise ValueError(
+                f"decoding method must be one of {', '.join(DECODE_METHODS)}, got {method!r}"
+            )
         if beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         self.exported = exported

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["COMPILE_MODES", "check_compile_config", "compile_forward", "compiled_graphs"]
+from dmao.config.schema import COMPILE_MODES
 
-COMPILE_MODES = ("none", "dynamic", "static", "cudagraphs")
+__all__ = ["COMPILE_MODES", "check_compile_config", "compile_forward", "compiled_graphs"]
 
 
 def check_compile_config(mode: str, *, pad_to_bucket: bool, device: torch.device) -> None:

@@ -6,6 +6,14 @@ import pytest
 import yaml
 
 from dmao.config import ConfigError, config_from_dict, config_to_dict, load_config, save_config
+from dmao.config.schema import (
+    BAD_AUDIO_MODES,
+    COMPILE_MODES,
+    CORPUS_KINDS,
+    DECODE_METHODS,
+    PRECISION_NAMES,
+    TOKENIZER_KINDS,
+)
 
 
 def test_defaults_round_trip(tmp_path):
@@ -34,11 +42,52 @@ def test_overrides_are_typed(tmp_path):
         ("train.progress_bar=maybe", "'train.progress_bar' must be true or false"),
         ("nosection.x=1", "unknown key(s) nosection"),
         ("model.d_model", "must look like section.key=value"),
+        ("decode.method=gredy", "'decode.method' must be one of greedy, beam, lm, got 'gredy'"),
+        ("train.precision=fp8", "'train.precision' must be one of fp32, bf16, fp16, got 'fp8'"),
+        ("train.compile=yes", "'train.compile' must be one of none, dynamic, static, cudagraphs"),
+        ("data.corpus=timit", "'data.corpus' must be one of synthetic, librispeech, tedlium2"),
+        ("data.bad_audio=ignore", "'data.bad_audio' must be one of strict, skip, got 'ignore'"),
+        ("tokenizer.kind=wordpiece", "'tokenizer.kind' must be one of char, bpe"),
     ],
 )
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(None, [override])
+
+
+def test_a_bad_name_in_a_file_names_the_file_and_the_choices(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("decode:\n  method: beamsearch\n")
+    with pytest.raises(ConfigError, match=r"recipe\.yaml: 'decode\.method' must be one of greedy"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "names"),
+    [
+        ("decode.method", DECODE_METHODS),
+        ("train.precision", PRECISION_NAMES),
+        ("train.compile", COMPILE_MODES),
+        ("data.corpus", CORPUS_KINDS),
+        ("data.bad_audio", BAD_AUDIO_MODES),
+        ("tokenizer.kind", TOKENIZER_KINDS),
+    ],
+)
+def test_every_name_of_a_choice_is_accepted(key, names):
+    section, field = key.split(".")
+    for name in names:
+        config = load_config(None, [f"{key}={name}"])
+        assert getattr(getattr(config, section), field) == name
+
+
+def test_the_code_acts_on_exactly_the_names_the_config_accepts():
+    """Each vocabulary is written once (dmao.config.schema); the code that maps a name to what it
+    does must know every name the loader lets through, and no other."""
+    from dmao.data.tokenizer import _KINDS
+    from dmao.training.precision import PRECISIONS
+
+    assert set(PRECISIONS) == set(PRECISION_NAMES)
+    assert set(_KINDS) == set(TOKENIZER_KINDS)
 
 
 def test_bad_file_names_the_file(tmp_path):
