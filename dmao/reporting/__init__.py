@@ -1,5 +1,7 @@
-"""Reports on finished runs: per-layer architecture tables and figures."""
+"""Reports on finished runs: per-layer architecture tables and figures; over several runs (seeds),
+the mean allocation and whether the runs agree."""
 
 from dmao.reporting.architecture import ArchitectureReport, build_report, save_figures
+from dmao.reporting.seeds import AllocationSummary
 
-__all__ = ["ArchitectureReport", "build_report", "save_figures"]
+__all__ = ["AllocationSummary", "ArchitectureReport", "build_report", "save_figures"]

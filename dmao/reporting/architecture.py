@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import yaml
 
-from dmao.config import config_from_dict
+from dmao.config import ExperimentConfig, config_from_dict
 from dmao.models.architecture import EncoderArchitecture
 from dmao.training.metrics import read_metrics
 
@@ -47,6 +47,8 @@ class ArchitectureReport:
     events: list[dict[str, Any]] = field(default_factory=list)
     score_records: list[dict[str, Any]] = field(default_factory=list)
     """``dmao_scores`` metric records: per measurement, the mean smoothed score per module."""
+    config: ExperimentConfig | None = None
+    """The run's resolved config (``RUN/config.yaml``)."""
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -105,7 +107,7 @@ def build_report(run_dir: str | Path) -> ArchitectureReport:
     events = read_metrics(run_dir, "dmao_event")
     scores = read_metrics(run_dir, "dmao_scores")
     return ArchitectureReport(
-        run_dir, final, default, components, default_components, events, scores
+        run_dir, final, default, components, default_components, events, scores, config
     )
 
 
