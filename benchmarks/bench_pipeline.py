@@ -134,7 +134,7 @@ def main() -> None:
 
     train = load_parts(config.data, config.data.train_parts).to_eager()
     if args.run is not None:
-        from dmao.decoding.decode_run import load_trained_model
+        from dmao.decoding.run_loading import load_trained_model
 
         model, _, tokenizer, _ = load_trained_model(args.run, "last", torch.device("cpu"))
     else:

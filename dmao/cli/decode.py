@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dmao.cli.checkpoint_args import add_checkpoint_arguments
 from dmao.cli.confidence_args import add_confidence_arguments, confidence_from_args
+from dmao.cli.run_args import (
+    add_align_argument,
+    add_checkpoint_arguments,
+    add_prior_utterances_argument,
+)
 from dmao.config.schema import DECODE_METHODS
 
 __all__ = ["register"]
@@ -38,19 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="subtract S * log CTC prior (from training posteriors, kept in RUN/ctc_prior.pt)",
     )
-    p.add_argument(
-        "--prior-utterances",
-        type=int,
-        default=None,
-        metavar="N",
-        help="training utterances the CTC prior is estimated from (default 1000)",
-    )
-    p.add_argument(
-        "--align",
-        choices=("kaldialign", "sclite"),
-        default="kaldialign",
-        help="count errors by minimum edit distance (default) or as NIST sclite does",
-    )
+    add_prior_utterances_argument(p)
+    add_align_argument(p)
     p.add_argument(
         "--ema",
         action="store_true",
@@ -62,18 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import yaml
-
-    from dmao.config import config_from_dict
+    from dmao.config import load_run_config
     from dmao.decoding.decode_run import decode_split
     from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES
     from dmao.evaluation.wer import format_results_table
 
-    cfg_path = args.run / "config.yaml"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{args.run} is not a dmao run folder (no config.yaml)")
-    with open(cfg_path) as f:
-        config = config_from_dict(yaml.safe_load(f), source=str(cfg_path))
+    config = load_run_config(args.run)
     lm_keys = (
         "lm_path",
         "lexicon_path",

@@ -7,8 +7,8 @@ import argparse
 import time
 from pathlib import Path
 
-from dmao.cli.checkpoint_args import add_checkpoint_arguments
 from dmao.cli.lm_args import add_lm_arguments, lm_search_settings, lm_settings_given
+from dmao.cli.run_args import add_checkpoint_arguments, add_prior_utterances_argument
 
 __all__ = ["register"]
 
@@ -58,13 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="store the checkpoint's CTC prior (estimated from the run's training data, or "
         "RUN/ctc_prior.pt) with default scale S; with --lm-from: default the result's scale",
     )
-    prior.add_argument(
-        "--prior-utterances",
-        type=int,
-        default=None,
-        metavar="N",
-        help="training utterances the CTC prior is estimated from (default 1000)",
-    )
+    add_prior_utterances_argument(prior)
     p.add_argument(
         "--confidence-from",
         type=Path,
@@ -141,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _language_model(args: argparse.Namespace):
     """The LM that ``--lm`` / ``--lm-from`` and the search settings describe, or None."""
-    from dmao.config import load_config
+    from dmao.config import load_run_config
     from dmao.decoding.decode_run import lm_decoder_options
     from dmao.export.language_model import LanguageModel, language_model_from_decode
 
@@ -155,11 +149,8 @@ def _language_model(args: argparse.Namespace):
         if given:
             raise ValueError(f"{', '.join(given)} describe an LM: give it with --lm or --lm-from")
         return None
-    config_path = args.run / "config.yaml"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{args.run} is not a dmao run folder (no config.yaml)")
     # What `dmao decode RUN --method lm --lm FILE` would use.
-    options = lm_decoder_options(load_config(config_path).decode)
+    options = lm_decoder_options(load_run_config(args.run).decode)
     lexicon = Path(args.lexicon_path) if args.lexicon_path is not None else None
     return LanguageModel(Path(args.lm_path), lexicon, options).with_options(**settings)
 

@@ -85,7 +85,8 @@ def _load_sources(args: argparse.Namespace, need_tokenizer: bool):
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from dmao.decoding.lm_decoder import MAX_LM_ORDER, build_lexicon, write_lexicon
+    from dmao.decoding.lexicon import build_lexicon, write_lexicon
+    from dmao.decoding.lm_decoder import MAX_LM_ORDER
     from dmao.lm.ngram import NgramCounts, estimate_kneser_ney, write_arpa
     from dmao.lm.text import token_sentences
 
@@ -124,7 +125,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_lexicon(args: argparse.Namespace) -> int:
-    from dmao.decoding.lm_decoder import build_lexicon, write_lexicon
+    from dmao.decoding.lexicon import build_lexicon, write_lexicon
 
     sentences, tokenizer = _load_sources(args, need_tokenizer=True)
     lexicon = build_lexicon((w for s in sentences for w in s.split()), tokenizer)

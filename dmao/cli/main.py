@@ -20,6 +20,7 @@ from dmao.cli import (
     results,
     train,
     transcribe,
+    tune,
     validate,
 )
 from dmao.training.checkpoint import CheckpointError
@@ -31,6 +32,7 @@ _COMMANDS = (
     validate,
     train,
     decode,
+    tune,
     results,
     info,
     report,

@@ -6,6 +6,7 @@ from dmao.config.loading import (
     config_from_dict,
     config_to_dict,
     load_config,
+    load_run_config,
     save_config,
 )
 from dmao.config.schema import (
@@ -33,5 +34,6 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_config",
+    "load_run_config",
     "save_config",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_config",
+    "load_run_config",
     "save_config",
 ]
 
@@ -201,6 +202,19 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         data = apply_overrides(data, overrides)
         source += " + command-line overrides"
     return config_from_dict(data, source)
+
+
+def load_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The resolved config of a run folder (``RUN/config.yaml``, written by ``dmao train``).
+
+    Raises:
+        FileNotFoundError: naming the folder, when it holds no ``config.yaml``.
+        ConfigError: naming the file and the key, when the file is not a valid config.
+    """
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a dmao run folder (no config.yaml)")
+    return load_config(path)
 
 
 def save_config(config: ExperimentConfig, path: str | Path) -> None:

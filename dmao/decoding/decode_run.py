@@ -14,20 +14,18 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from tqdm import tqdm
 
-from dmao.config import DecodeConfig, config_from_dict
-from dmao.config.schema import DECODE_METHODS
+from dmao.config import DecodeConfig
 from dmao.data.dataset import build_dataloader, build_eval_sampler
 from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.pipeline import load_parts
-from dmao.data.tokenizer import Tokenizer, load_tokenizer
+from dmao.data.tokenizer import Tokenizer
 from dmao.decoding.alignment import ctc_best_path
 from dmao.decoding.confidence import ConfidenceMeasure, frame_confidence
 from dmao.decoding.ctc import beam_search_batch, greedy_decode
@@ -39,6 +37,7 @@ from dmao.decoding.lm_decoder import (
     word_boundary_symbol,
 )
 from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES, apply_prior, ctc_prior_for_run
+from dmao.decoding.run_loading import load_for_decoding
 from dmao.decoding.timing import WordTiming, word_timings
 from dmao.evaluation.confidence import (
     ConfidenceQuality,
@@ -48,12 +47,7 @@ from dmao.evaluation.confidence import (
 )
 from dmao.evaluation.sclite import find_sclite, score_with_sclite, trn_id, write_ctm, write_trn
 from dmao.evaluation.wer import ALIGNERS, ErrorCounts, ScoreResult, write_hypotheses
-from dmao.models.architecture import EncoderArchitecture
-from dmao.training.averaging import averaged_checkpoint
-from dmao.training.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from dmao.training.ema import averaged_weights
-from dmao.training.model_setup import build_model_from_config
-from dmao.training.recipe import resolve_device
+from dmao.training.checkpoint import load_checkpoint
 
 __all__ = [
     "DecodeResult",
@@ -63,8 +57,8 @@ __all__ = [
     "compute_posteriors",
     "decode_posteriors",
     "decode_split",
-    "load_trained_model",
-    "resolve_checkpoint",
+    "decoder_label",
+    "lm_decoder_options",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,44 +79,6 @@ class DecodeResult:
     """How well the words' confidences (in ``hyp.ctm``) tell correct words from errors."""
     confidence_measure: str = ""
     """How they were computed (:attr:`dmao.decoding.confidence.ConfidenceMeasure.label`)."""
-
-
-def resolve_checkpoint(run_dir: Path, which: str, *, ema: bool = False) -> Path:
-    """``best`` → ``best.pt`` (falls back to the newest), ``last`` → newest, else a file name.
-
-    ``ema``: for the running average of the weights, ``best`` is ``best-ema.pt`` (the checkpoint
-    whose average had the lowest dev WER) where the run has one, else as above.
-    """
-    ckpt_dir = run_dir / "checkpoints"
-    if which == "best" and ema and (ckpt_dir / "best-ema.pt").is_file():
-        return ckpt_dir / "best-ema.pt"
-    if which == "best" and (ckpt_dir / "best.pt").is_file():
-        return ckpt_dir / "best.pt"
-    if which in ("best", "last"):
-        path = latest_checkpoint(ckpt_dir)
-        if path is None:
-            raise CheckpointError(f"no checkpoint in {ckpt_dir}; has the run trained?")
-        return path
-    path = Path(which)
-    return path if path.is_file() else ckpt_dir / which
-
-
-def load_trained_model(run_dir: Path, which: str, device: torch.device, *, ema: bool = False):
-    """The model of a run at the given checkpoint (with its own per-layer architecture), in eval
-    mode, plus the run's config, tokenizer and the checkpoint path. ``ema``: the running average
-    of the weights the checkpoint holds (``train.ema_decay``; :mod:`dmao.training.ema`) instead
-    of its live weights; ``best`` is then ``best-ema.pt`` where the run has one."""
-    path = resolve_checkpoint(run_dir, which, ema=ema)
-    state = load_checkpoint(path, map_location=device)
-    config = config_from_dict(state["config"], source=str(path))
-    tokenizer = load_tokenizer(run_dir / "tokenizer")
-    model = build_model_from_config(
-        config.model,
-        tokenizer.vocab_size,
-        architecture=EncoderArchitecture.from_dict(state["architecture"]),
-    )
-    model.load_state_dict(averaged_weights(state, path) if ema else state["model"])
-    return model.to(device).eval(), config, tokenizer, path
 
 
 @dataclass
@@ -183,7 +139,8 @@ def compute_posteriors(
     )
 
 
-def _decoder_label(dec: DecodeConfig) -> str:
+def decoder_label(dec: DecodeConfig) -> str:
+    """How a decode is named in folders and tables: ``greedy``, ``beam8``, ``lm-lexicon50``."""
     if dec.method == "greedy":
         return "greedy"
     if dec.method == "beam":
@@ -332,28 +289,25 @@ def decode_split(
     if prior_scale < 0:
         raise ValueError(f"--prior-scale must be >= 0, got {prior_scale}")
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a dmao run folder (no config.yaml)")
-    with open(run_dir / "config.yaml") as f:
-        run_config = config_from_dict(yaml.safe_load(f), source=str(run_dir / "config.yaml"))
-    given = {"method": method, "beam_size": beam_size, "checkpoint": checkpoint}
-    given = {k: v for k, v in given.items() if v is not None} | dict(decode_overrides or {})
-    unknown = sorted(set(given) - {f.name for f in fields(DecodeConfig)})
-    if unknown:
-        raise ValueError(f"unknown decode settings {unknown}; see DecodeConfig in dmao/config")
-    dec = replace(run_config.decode, **given)
-    if dec.method not in DECODE_METHODS:
-        raise ValueError(
-            f"decoding method must be one of {', '.join(DECODE_METHODS)}, got {dec.method!r}"
-        )
-    dev = resolve_device(device)
-    if avg is not None:  # --avg 1 is the end checkpoint itself
-        end = checkpoint if checkpoint is not None else "last"
-        dec = replace(dec, checkpoint=str(averaged_checkpoint(run_dir, avg, end)))
+    loaded = load_for_decoding(
+        run_dir,
+        method=method,
+        beam_size=beam_size,
+        checkpoint=checkpoint,
+        device=device,
+        decode_overrides=decode_overrides,
+        avg=avg,
+        ema=ema,
+    )
+    dec, dev, model, config, tokenizer = (
+        loaded.dec,
+        loaded.device,
+        loaded.model,
+        loaded.config,
+        loaded.tokenizer,
+    )
+    ckpt_path, checkpoint_label = loaded.checkpoint_path, loaded.checkpoint_label
     confidence = confidence or ConfidenceMeasure.for_method(dec.method)
-    model, config, tokenizer, ckpt_path = load_trained_model(run_dir, dec.checkpoint, dev, ema=ema)
-    checkpoint_label = f"{ckpt_path.name}+ema" if ema else ckpt_path.name
-    config.decode = dec
     # Build the LM decoder before the forward pass so that a bad LM/lexicon fails fast.
     lm_decoder = build_lm_decoder(dec, tokenizer) if dec.method == "lm" else None
     posteriors = compute_posteriors(
@@ -389,7 +343,7 @@ def decode_split(
     elapsed = posteriors.forward_seconds + decoded.decode_seconds
     refs, hyps, ids = posteriors.refs, decoded.hyps, posteriors.ids
 
-    label = _decoder_label(dec)
+    label = decoder_label(dec)
     default_out = run_dir / "decode" / f"{split}-{dec.method}{'-ema' if ema else ''}"
     out_dir = Path(out_dir) if out_dir is not None else default_out
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ paths the lexicon allows, so it equals greedy decoding when the greedy words are
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
@@ -37,10 +38,12 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from dmao.data.tokenizer import BPETokenizer, CharTokenizer, Tokenizer
+from dmao.data.tokenizer import Tokenizer
+from dmao.decoding.lexicon import read_lexicon, token_symbols, word_boundary_symbol
 
 __all__ = [
     "LM_OPTION_FIELDS",
@@ -50,12 +53,9 @@ __all__ = [
     "LMHypothesis",
     "arpa_order",
     "arpa_unigrams",
-    "build_lexicon",
-    "read_lexicon",
-    "spell_word",
+    # re-exported from dmao.decoding.lexicon, where they live
     "token_symbols",
     "word_boundary_symbol",
-    "write_lexicon",
 ]
 
 log = logging.getLogger(__name__)
@@ -178,91 +178,6 @@ def _check_lm_vocabulary(lm_path: Path, words: Iterable[str], lexicon: bool) -> 
         )
 
 
-def token_symbols(tokenizer: Tokenizer) -> list[str]:
-    """The output symbols of ``tokenizer`` by id: ``<blk>``, ``|`` and characters for a
-    :class:`~dmao.data.tokenizer.CharTokenizer`, the sentencepiece pieces for BPE. These are the
-    token names of lexicon spellings and the words of a token-level LM."""
-    if isinstance(tokenizer, CharTokenizer):
-        return list(tokenizer.symbols)
-    if isinstance(tokenizer, BPETokenizer):
-        import sentencepiece as spm
-
-        sp = spm.SentencePieceProcessor(model_file=str(tokenizer.model_path))
-        return [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
-    raise TypeError(f"no token symbols for a tokenizer of type {type(tokenizer).__name__}")
-
-
-def word_boundary_symbol(tokenizer: Tokenizer) -> str | None:
-    """``|`` for character tokenizers; ``None`` for BPE, whose pieces carry the boundary."""
-    return CharTokenizer.WORD_BOUNDARY if isinstance(tokenizer, CharTokenizer) else None
-
-
-def spell_word(word: str, tokenizer: Tokenizer) -> list[str]:
-    """The token spelling of one (normalised) word: its characters and ``|`` for a character
-    tokenizer, its sentencepiece pieces for BPE.
-
-    Raises:
-        ValueError: the word holds whitespace or characters the tokenizer cannot encode.
-    """
-    if not word or any(ch.isspace() for ch in word):
-        raise ValueError(f"{word!r} is not a single word")
-    symbols = token_symbols(tokenizer)
-    spelling = [symbols[i] for i in tokenizer.encode(word)]
-    boundary = word_boundary_symbol(tokenizer)
-    return [*spelling, boundary] if boundary is not None else spelling
-
-
-def build_lexicon(words: Iterable[str], tokenizer: Tokenizer) -> dict[str, list[list[str]]]:
-    """A lexicon ``{word: [spelling]}`` of the distinct ``words`` (sorted) spelled by
-    :func:`spell_word`. Words the tokenizer cannot encode are skipped with a warning."""
-    lexicon: dict[str, list[list[str]]] = {}
-    skipped = []
-    for word in sorted(set(words)):
-        if tokenizer.can_encode(word):
-            lexicon[word] = [spell_word(word, tokenizer)]
-        else:
-            skipped.append(word)
-    if skipped:
-        log.warning(
-            "lexicon: skipped %d words the tokenizer cannot spell: %s", len(skipped), skipped[:10]
-        )
-    return lexicon
-
-
-def write_lexicon(lexicon: Mapping[str, Sequence[Sequence[str]]], path: str | Path) -> None:
-    """Write one ``WORD<TAB>t1 t2 …`` line per spelling (flashlight/torchaudio lexicon format)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [
-        f"{word}\t{' '.join(spelling)}"
-        for word, spellings in lexicon.items()
-        for spelling in spellings
-    ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def read_lexicon(path: str | Path) -> dict[str, list[list[str]]]:
-    """Read a lexicon file (``WORD t1 t2 …`` per line, whitespace separated; a word may have
-    several lines, one per spelling).
-
-    Raises:
-        ValueError: naming the file and line of a line without a spelling.
-    """
-    path = Path(path)
-    lexicon: dict[str, list[list[str]]] = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) < 2:
-                raise ValueError(f"{path}:{number}: expected 'WORD token token ...', got {line!r}")
-            lexicon.setdefault(fields[0], []).append(fields[1:])
-    if not lexicon:
-        raise ValueError(f"{path}: the lexicon is empty")
-    return lexicon
-
-
 LM_OPTION_FIELDS = (
     "lm_weight",
     "word_score",
@@ -349,39 +264,27 @@ class CTCLMDecoder:
         for symbol in self.symbols:
             self._token_dict.add_entry(symbol)
         self._sil_id = self.symbols.index(word_boundary) if word_boundary else blank_id
-        opt = self.options
-        beam_size_token = opt.beam_size_token or len(self.symbols)
-        criterion = decoder.CriterionType.CTC
         self.lexicon = (
             None if lexicon is None else {w: [list(s) for s in sp] for w, sp in lexicon.items()}
         )
+        self._trie = None
         if self.lexicon is None:
             non_blank = [t for i, t in enumerate(self.symbols) if i != blank_id]
             _check_lm_vocabulary(lm_path, non_blank, lexicon=False)
             self._lm = _load_kenlm(KenLM, lm_path, self._token_dict)
-            self._decoder = decoder.LexiconFreeDecoder(
-                decoder.LexiconFreeDecoderOptions(
-                    beam_size=opt.beam_size,
-                    beam_size_token=beam_size_token,
-                    beam_threshold=opt.beam_threshold,
-                    lm_weight=opt.lm_weight,
-                    sil_score=opt.sil_score,
-                    log_add=opt.log_add,
-                    criterion_type=criterion,
-                ),
-                self._lm,
-                self._sil_id,
-                blank_id,
-                [],
-            )
-            return
-        _check_lm_vocabulary(lm_path, self.lexicon, lexicon=True)
-        self._word_dict = dictionary.Dictionary()
-        for word in self.lexicon:
-            self._word_dict.add_entry(word)
-        if UNK_WORD not in self.lexicon:
-            self._word_dict.add_entry(UNK_WORD)
-        self._lm = _load_kenlm(KenLM, lm_path, self._word_dict)
+        else:
+            _check_lm_vocabulary(lm_path, self.lexicon, lexicon=True)
+            self._word_dict = dictionary.Dictionary()
+            for word in self.lexicon:
+                self._word_dict.add_entry(word)
+            if UNK_WORD not in self.lexicon:
+                self._word_dict.add_entry(UNK_WORD)
+            self._lm = _load_kenlm(KenLM, lm_path, self._word_dict)
+            self._trie = self._lexicon_trie(decoder)
+        self._decoder = self._search(self.options)
+
+    def _lexicon_trie(self, decoder: Any) -> Any:
+        """The lexicon's spellings as flashlight's trie, smeared with the words' unigram scores."""
         trie = decoder.Trie(len(self.symbols), self._sil_id)
         start = self._lm.start(False)
         token_id = {symbol: i for i, symbol in enumerate(self.symbols)}
@@ -397,26 +300,48 @@ class CTCLMDecoder:
                     )
                 trie.insert([token_id[t] for t in spelling], word_id, unigram)
         trie.smear(decoder.SmearingMode.MAX)
-        self._decoder = decoder.LexiconDecoder(
+        return trie
+
+    def _search(self, opt: LMDecoderOptions) -> Any:
+        """Flashlight's decoder with the search settings ``opt`` over the loaded LM (and trie)."""
+        decoder, _, _ = _flashlight()
+        common = dict(
+            beam_size=opt.beam_size,
+            beam_size_token=opt.beam_size_token or len(self.symbols),
+            beam_threshold=opt.beam_threshold,
+            lm_weight=opt.lm_weight,
+            sil_score=opt.sil_score,
+            log_add=opt.log_add,
+            criterion_type=decoder.CriterionType.CTC,
+        )
+        if self._trie is None:
+            return decoder.LexiconFreeDecoder(
+                decoder.LexiconFreeDecoderOptions(**common),
+                self._lm,
+                self._sil_id,
+                self.blank_id,
+                [],
+            )
+        return decoder.LexiconDecoder(
             decoder.LexiconDecoderOptions(
-                beam_size=opt.beam_size,
-                beam_size_token=beam_size_token,
-                beam_threshold=opt.beam_threshold,
-                lm_weight=opt.lm_weight,
-                word_score=opt.word_score,
-                unk_score=opt.unk_score,
-                sil_score=opt.sil_score,
-                log_add=opt.log_add,
-                criterion_type=criterion,
+                **common, word_score=opt.word_score, unk_score=opt.unk_score
             ),
-            trie,
+            self._trie,
             self._lm,
             self._sil_id,
-            blank_id,
+            self.blank_id,
             self._word_dict.get_index(UNK_WORD),
             [],
             False,
         )
+
+    def with_options(self, options: LMDecoderOptions) -> CTCLMDecoder:
+        """The same LM, lexicon and tokens searched with other settings (e.g. another
+        ``lm_weight``), without loading the LM again: for grids of settings (``dmao tune``)."""
+        other = copy.copy(self)
+        other.options = options
+        other._decoder = self._search(options)
+        return other
 
     @classmethod
     def from_tokenizer(

@@ -215,8 +215,8 @@ def export_run(
         ValueError: ``int8`` without ``onnx``; a ``language_model`` that does not fit the
             model's tokens; a negative ``prior_scale`` or one with ``ema``.
     """
-    from dmao.decoding.decode_run import load_trained_model  # the run-side view of a model
     from dmao.decoding.prior import ctc_prior_for_run
+    from dmao.decoding.run_loading import load_trained_model  # the run-side view of a model
     from dmao.training.checkpoint import load_checkpoint
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)

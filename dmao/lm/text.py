@@ -6,8 +6,6 @@ import logging
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
-
 from dmao.data.text import normalize_transcript
 from dmao.data.tokenizer import Tokenizer
 
@@ -32,16 +30,12 @@ def read_sentences(path: str | Path) -> list[str]:
 def run_training_sentences(run_dir: str | Path) -> list[str]:
     """The normalised transcripts of a run's training parts (``data.train_parts`` of its
     ``config.yaml``), read from the manifests (prepared if missing, as training does)."""
-    from dmao.config import config_from_dict
+    from dmao.config import load_run_config
     from dmao.data.manifests import cut_transcript
     from dmao.data.pipeline import load_parts
 
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a dmao run folder (no config.yaml)")
-    with open(config_path) as f:
-        config = config_from_dict(yaml.safe_load(f), source=str(config_path))
+    config = load_run_config(run_dir)
     cuts = load_parts(config.data, config.data.train_parts)
     sentences = [s for s in (cut_transcript(cut) for cut in cuts) if s]
     if not sentences:

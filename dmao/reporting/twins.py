@@ -16,7 +16,7 @@ __all__ = ["twin_table"]
 def twin_table(run_dir: str | Path, checkpoint: str = "last", min_cosine: float = 0.999) -> str:
     """Markdown table: per module kind and layer, ``twins/width`` (units whose input weights are
     identical to another unit's within ``min_cosine``), for the run's ``checkpoint``."""
-    from dmao.decoding.decode_run import load_trained_model
+    from dmao.decoding.run_loading import load_trained_model
 
     model, _, _, path = load_trained_model(Path(run_dir), checkpoint, torch.device("cpu"))
     rows: dict[str, dict[int, str]] = {}

@@ -7,7 +7,7 @@ import pytest
 
 from dmao.cli.main import main
 from dmao.data.tokenizer import CharTokenizer
-from dmao.decoding.lm_decoder import read_lexicon
+from dmao.decoding.lexicon import read_lexicon
 from dmao.lm.ngram import read_arpa
 
 TEXT = "The cat sat.\nA dog ran home!\n\nthe cat ran\n"

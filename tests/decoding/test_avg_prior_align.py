@@ -10,8 +10,9 @@ import torch
 from conftest import tiny_train_overrides, train_tiny_run
 
 from dmao.cli.main import main
-from dmao.decoding.decode_run import decode_split, load_trained_model
+from dmao.decoding.decode_run import decode_split
 from dmao.decoding.prior import PRIOR_FILE, apply_prior, ctc_prior_for_run, estimate_log_prior
+from dmao.decoding.run_loading import load_trained_model
 from dmao.evaluation.sclite import find_sclite
 from dmao.evaluation.wer import score_corpus
 from dmao.training.checkpoint import load_checkpoint

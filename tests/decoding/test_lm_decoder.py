@@ -14,15 +14,14 @@ import torch
 
 from dmao.data.tokenizer import CharTokenizer
 from dmao.decoding.ctc import greedy_decode
-from dmao.decoding.lm_decoder import (
-    CTCLMDecoder,
-    LMDecoderOptions,
+from dmao.decoding.lexicon import (
     build_lexicon,
     read_lexicon,
     spell_word,
     token_symbols,
     write_lexicon,
 )
+from dmao.decoding.lm_decoder import CTCLMDecoder, LMDecoderOptions
 from dmao.lm.ngram import NgramCounts, estimate_kneser_ney, write_arpa
 from dmao.lm.text import token_sentences
 
@@ -138,6 +137,33 @@ def test_word_score_and_sil_score_trade_word_count(lms):
     assert _decoder(lms, False, lm_weight=0.0, sil_score=-5.0, **WIDE).decode(CATSAT).text == (
         "CATSAT"
     )
+
+
+@pytest.mark.parametrize("lexicon", [True, False], ids=["lexicon", "lexicon-free"])
+def test_with_options_searches_as_a_decoder_built_with_them(lms, lexicon):
+    """`dmao tune` loads the LM once and changes only the search settings: each result must be
+    that of a decoder loaded anew with those settings, and the original must stay as it was."""
+    base = _decoder(lms, lexicon, lm_weight=1.0, beam_size=20)
+    before = base.decode(AMBIGUOUS)
+    # Random posteriors: no two paths tie, so the search's result is unique (on the hand-made
+    # frames, whose unnamed symbols share one probability, flashlight breaks ties arbitrarily).
+    generator = torch.Generator().manual_seed(1)
+    utterances = [(2 * torch.randn(12, 11, generator=generator)).log_softmax(-1) for _ in range(6)]
+    for settings in (
+        {"lm_weight": 0.0, "sil_score": -5.0},
+        {"lm_weight": 2.0, "word_score": -1.0} if lexicon else {"lm_weight": 2.0, "sil_score": 1.0},
+        {"lm_weight": 0.5, "beam_size": 3, "beam_threshold": 5.0},
+    ):
+        options = LMDecoderOptions(**settings)
+        other, fresh = base.with_options(options), _decoder(lms, lexicon, **settings)
+        assert other.options == options
+        for log_probs in utterances:
+            ours, theirs = other.decode(log_probs), fresh.decode(log_probs)
+            assert (ours.text, ours.frame_tokens) == (theirs.text, theirs.frame_tokens)
+            assert ours.score == pytest.approx(theirs.score)
+    after = base.decode(AMBIGUOUS)
+    assert (after.text, after.score) == (before.text, before.score)
+    assert base.decode(CATSAT).text == "CAT SAT"
 
 
 def test_batch_decoding_respects_lengths(lms):

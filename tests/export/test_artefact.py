@@ -17,7 +17,7 @@ from lhotse.dataset.collation import collate_features
 
 from dmao.data.features import fbank_extractor
 from dmao.data.manifests import load_cuts
-from dmao.decoding.decode_run import load_trained_model
+from dmao.decoding.run_loading import load_trained_model
 from dmao.export import OnnxAcousticModel, export_run, load_exported
 from dmao.training.checkpoint import load_checkpoint
 

@@ -14,7 +14,8 @@ from conftest import flip_last_byte
 
 from dmao.cli.main import main
 from dmao.decoding.decode_run import decode_split
-from dmao.decoding.lm_decoder import LMDecoderOptions, read_lexicon
+from dmao.decoding.lexicon import read_lexicon
+from dmao.decoding.lm_decoder import LMDecoderOptions
 from dmao.export import Transcriber, export_run, load_audio, load_exported
 from dmao.export.language_model import LanguageModel, language_model_from_decode
 

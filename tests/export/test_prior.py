@@ -16,8 +16,9 @@ import torch
 from dmao.cli.main import main
 from dmao.data.manifests import load_cuts
 from dmao.decoding.ctc import greedy_decode
-from dmao.decoding.decode_run import decode_split, load_trained_model
+from dmao.decoding.decode_run import decode_split
 from dmao.decoding.prior import PRIOR_FILE, apply_prior, ctc_prior_for_run
+from dmao.decoding.run_loading import load_trained_model
 from dmao.export import Transcriber, export_run, load_exported
 from dmao.export.prior import bundled_prior
 

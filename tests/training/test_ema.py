@@ -15,7 +15,8 @@ from torch import nn
 
 from dmao.cli.main import main
 from dmao.config import load_config
-from dmao.decoding.decode_run import decode_split, load_trained_model
+from dmao.decoding.decode_run import decode_split
+from dmao.decoding.run_loading import load_trained_model
 from dmao.export import load_exported
 from dmao.training.checkpoint import load_checkpoint
 from dmao.training.ema import WeightAverage, averaged_weights
