@@ -2,7 +2,7 @@
 
     python benchmarks/verdict_convergence.py --gate RUN --steps 6000
     python benchmarks/verdict_convergence.py results/final/results.csv --steps 6000 \
-        [--systems baseline ...]
+        [--systems baseline ...] [--runs results/final/runs]
 
 ``--gate RUN``: the check ``benchmarks/verdict_stage2.sh`` makes on its first run, from the dev
 WERs the run validated at steps ``steps − steps // 10`` and ``steps`` (its ``metrics.jsonl``);
@@ -10,7 +10,10 @@ prints the curve and exits 3 if the WER moved by 1 point or more (2 if a step wa
 what follows a failure is the protocol's to say (docs/protocol.md, Amendment 1).
 
 With a ``dmao compare`` results.csv: the same movement for every run of the named systems (the
-``run_dir`` column), as the Markdown table RESULTS.md shows beside the final numbers.
+``run_dir`` column), as the Markdown table RESULTS.md shows beside the final numbers. ``--runs
+DIR`` reads each run from ``DIR/<system>/seed<k>`` instead: the records ``dmao compare
+--archive`` keeps (with their ``metrics.jsonl``), so the committed CSV and records give the table
+on any machine, after the run folders are gone.
 """
 
 from __future__ import annotations
@@ -70,10 +73,18 @@ def gate(run: Path, steps: int) -> int:
     return 0
 
 
-def table(csv_path: Path, steps: int, systems: list[str]) -> str:
-    """Markdown: one row per run of ``systems`` in a results.csv, with its last-10 % movement."""
+def table(csv_path: Path, steps: int, systems: list[str], runs_dir: Path | None = None) -> str:
+    """Markdown: one row per run of ``systems`` in a results.csv, with its last-10 % movement
+    (each run read from its ``run_dir``, or from ``runs_dir/<system>/seed<k>``)."""
     with open(csv_path, newline="") as f:
-        runs = {(r["system"], int(r["seed"])): Path(r["run_dir"]) for r in csv.DictReader(f)}
+        runs = {
+            (r["system"], int(r["seed"])): (
+                Path(r["run_dir"])
+                if runs_dir is None
+                else runs_dir / r["system"] / f"seed{r['seed']}"
+            )
+            for r in csv.DictReader(f)
+        }
     lines = [
         f"| system | seed | dev WER at step {last_tenth_start(steps):,} | at {steps:,} "
         f"| moved (points) | < {THRESHOLD:g} point |",
@@ -96,13 +107,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gate", type=Path, metavar="RUN", help="check one run; exit 3: failed")
     parser.add_argument("--steps", type=int, required=True, help="the recipe's train.max_steps")
     parser.add_argument("--systems", nargs="+", default=["baseline"], help="rows of the table")
+    parser.add_argument(
+        "--runs", type=Path, default=None, help="read runs from DIR/SYSTEM/seedK (an --archive)"
+    )
     args = parser.parse_args(argv)
     if (args.gate is None) == (args.csv is None):
         parser.error("give either --gate RUN or a results.csv")
     try:
         if args.gate is not None:
             return gate(args.gate, args.steps)
-        print(table(args.csv, args.steps, args.systems))
+        print(table(args.csv, args.steps, args.systems, args.runs))
     except (OSError, KeyError, ValueError) as err:
         print(f"verdict_convergence: {err}", file=sys.stderr)
         return 2
