@@ -23,6 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", nargs="+", default=None, help="corpus parts (default: test parts)")
     p.add_argument("--method", choices=DECODE_METHODS, default=None)
     p.add_argument("--beam-size", type=int, default=None)
+    p.add_argument(
+        "--nbest",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also write each utterance's N best hypotheses (nbest.txt; beam and lm) and their "
+        "oracle WER",
+    )
     lm = p.add_argument_group("LM decoding (--method lm; docs/decoding.md)")
     lm.add_argument("--lm", dest="lm_path", default=None, help="n-gram LM (ARPA or KenLM binary)")
     lm.add_argument("--lexicon", dest="lexicon_path", default=None, help="lexicon file")
@@ -78,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--out-dir takes one split at a time")
     if args.avg is not None and args.avg < 1:
         raise ValueError(f"--avg must be at least 1, got {args.avg}")
+    if args.nbest < 0:
+        raise ValueError(f"--nbest must be >= 0, got {args.nbest}")
     if args.prior_utterances is not None and not args.prior_scale:
         raise ValueError("--prior-utterances applies with --prior-scale only")
     confidence = confidence_from_args(args, args.method or config.decode.method)
@@ -98,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             prior_utterances=args.prior_utterances or DEFAULT_PRIOR_UTTERANCES,
             ema=args.ema,
             confidence=confidence,
+            nbest=args.nbest,
         )
         print(f"{split} ({result.method}, {result.checkpoint}): {result.score.summary()}")
         print(f"  hypotheses: {result.hypotheses_path}  RTF {result.real_time_factor:.4f}")
@@ -107,6 +118,12 @@ def run(args: argparse.Namespace) -> int:
                 f"  word confidence ({result.confidence_measure}, in hyp.ctm): AUC-ROC "
                 f"{quality.auc_roc:.3f}, NCE {quality.nce:.3f} ({quality.num_wrong} of "
                 f"{quality.num_words} words wrong)"
+            )
+        if result.oracle is not None:
+            oracle = result.oracle
+            print(
+                f"  {args.nbest}-best (nbest.txt, {oracle.mean_length:.1f} a list): oracle WER "
+                f"{100 * oracle.wer:.2f} %"
             )
         if args.align == "sclite":
             print("  errors counted with sclite's alignment (substitution 4, insertion/deletion 3)")

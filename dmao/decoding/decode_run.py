@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from dmao.data.pipeline import load_parts
 from dmao.data.tokenizer import Tokenizer
 from dmao.decoding.alignment import ctc_best_path
 from dmao.decoding.confidence import ConfidenceMeasure, frame_confidence
-from dmao.decoding.ctc import beam_search_batch, greedy_decode
+from dmao.decoding.ctc import greedy_decode, prefix_beam_search
 from dmao.decoding.lm_decoder import (
     LM_OPTION_FIELDS,
     CTCLMDecoder,
@@ -45,6 +45,7 @@ from dmao.evaluation.confidence import (
     labelled_words,
     quality_of,
 )
+from dmao.evaluation.nbest import NBest, OracleScore, oracle_score, write_nbest
 from dmao.evaluation.sclite import find_sclite, score_with_sclite, trn_id, write_ctm, write_trn
 from dmao.evaluation.wer import ALIGNERS, ErrorCounts, ScoreResult, write_hypotheses
 from dmao.training.checkpoint import load_checkpoint
@@ -79,6 +80,8 @@ class DecodeResult:
     """How well the words' confidences (in ``hyp.ctm``) tell correct words from errors."""
     confidence_measure: str = ""
     """How they were computed (:attr:`dmao.decoding.confidence.ConfidenceMeasure.label`)."""
+    oracle: OracleScore | None = None
+    """With ``nbest``: the oracle WER of the N-best lists (:mod:`dmao.evaluation.nbest`)."""
 
 
 @dataclass
@@ -170,6 +173,8 @@ class Decoded:
     decode_seconds: float
     paths: list[list[int]]
     """Each utterance's frame path (``(T',)`` token per frame) that spells its hypothesis."""
+    nbests: list[NBest] | None = None
+    """With ``nbest``: each utterance's best hypotheses with different texts, best first."""
 
 
 def decode_posteriors(
@@ -181,6 +186,7 @@ def decode_posteriors(
     log_prior: torch.Tensor | None = None,
     prior_scale: float = 0.0,
     confidence: ConfidenceMeasure | None = None,
+    nbest: int = 0,
 ) -> Decoded:
     """Decode precomputed log-probabilities with the method of ``dec`` (``lm_decoder`` reuses an
     already built LM decoder for ``method=lm``).
@@ -191,7 +197,14 @@ def decode_posteriors(
         confidence: how each word's confidence is computed from the model's posteriors (before
             the prior; :mod:`dmao.decoding.confidence`); default
             :meth:`~dmao.decoding.confidence.ConfidenceMeasure.for_method`.
+        nbest: also keep each utterance's ``nbest`` best hypotheses with different texts
+            (``beam``: the prefix beam's, at most ``beam_size``; ``lm``: the LM search's final
+            ones); the first is the hypothesis decoded without it.
     """
+    if nbest and dec.method == "greedy":
+        raise ValueError("greedy search keeps one hypothesis: N-best needs --method beam or lm")
+    if nbest < 0:
+        raise ValueError(f"nbest must be >= 0, got {nbest}")
     confidence = confidence or ConfidenceMeasure.for_method(dec.method)
     if prior_scale and log_prior is None:
         raise ValueError("prior_scale needs a log_prior (dmao.decoding.prior.ctc_prior_for_run)")
@@ -200,6 +213,7 @@ def decode_posteriors(
     hyps: list[str] = []
     timings: list[list[WordTiming]] = []
     paths: list[list[int]] = []
+    nbests: list[NBest] = []
     if dec.method == "lm" and lm_decoder is None:
         lm_decoder = build_lm_decoder(dec, tokenizer)
     start = time.perf_counter()
@@ -214,13 +228,18 @@ def decode_posteriors(
                 tokenizer.decode(greedy_decode(log_probs[None], lengths, tokenizer.blank_id)[0])
             )
         elif dec.method == "beam":
-            lengths = torch.tensor([log_probs.shape[0]])
-            tokens = beam_search_batch(log_probs[None], lengths, dec.beam_size, tokenizer.blank_id)
-            hyps.append(tokenizer.decode(tokens[0]))
+            beam = prefix_beam_search(log_probs, dec.beam_size, tokenizer.blank_id)
+            tokens = beam[0][0]  # the best prefix, as beam_search_batch returns it
+            hyps.append(tokenizer.decode(tokens))
+            if nbest:
+                nbests.append(_distinct(((tokenizer.decode(p), sc) for p, sc in beam), nbest))
             # The search keeps no frame path: the best one that spells its hypothesis.
-            path = ctc_best_path(log_probs, tokens[0], tokenizer.blank_id)
+            path = ctc_best_path(log_probs, tokens, tokenizer.blank_id)
         else:
-            hypothesis = lm_decoder.decode(log_probs)
+            found = lm_decoder.decode_nbest(log_probs, max(nbest, 1))
+            hypothesis = found[0]
+            if nbest:
+                nbests.append([(h.text, h.score) for h in found])
             path = hypothesis.frame_tokens
             hyps.append(hypothesis.text)
         paths.append(list(path))
@@ -234,7 +253,18 @@ def decode_posteriors(
                 aggregation=confidence.aggregation,
             )
         )
-    return Decoded(hyps, timings, time.perf_counter() - start, paths)
+    return Decoded(hyps, timings, time.perf_counter() - start, paths, nbests if nbest else None)
+
+
+def _distinct(scored: Iterable[tuple[str, float]], n: int) -> NBest:
+    """The first ``n`` of ``scored`` (best first) with different texts."""
+    kept: NBest = []
+    for text, score in scored:
+        if all(text != seen for seen, _ in kept):
+            kept.append((text, score))
+            if len(kept) == n:
+                break
+    return kept
 
 
 def decode_split(
@@ -254,6 +284,7 @@ def decode_split(
     prior_utterances: int = DEFAULT_PRIOR_UTTERANCES,
     ema: bool = False,
     confidence: ConfidenceMeasure | None = None,
+    nbest: int = 0,
 ) -> DecodeResult:
     """Decode corpus part ``split`` with the run's model and score it.
 
@@ -279,6 +310,8 @@ def decode_split(
             of its live weights; written to ``RUN/decode/<split>-<method>-ema/`` by default.
         confidence: how the words' confidences in ``hyp.ctm`` are computed (default
             :meth:`~dmao.decoding.confidence.ConfidenceMeasure.for_method`).
+        nbest: also write each utterance's ``nbest`` best hypotheses (``nbest.txt``; beam and
+            LM search) and record their oracle WER.
     """
     if ema and avg is not None:
         raise ValueError("--ema and --avg both average weights: choose one")
@@ -339,6 +372,7 @@ def decode_split(
         log_prior=prior.log_prior if prior is not None else None,
         prior_scale=prior_scale,
         confidence=confidence,
+        nbest=nbest,
     )
     elapsed = posteriors.forward_seconds + decoded.decode_seconds
     refs, hyps, ids = posteriors.refs, decoded.hyps, posteriors.ids
@@ -365,6 +399,10 @@ def decode_split(
     )
     quality = quality_of(*labelled)
     calibration = calibration_on(*labelled)
+    oracle = None
+    if decoded.nbests is not None:
+        write_nbest(out_dir / "nbest.txt", ids, decoded.nbests)  # ids as in hypotheses.txt
+        oracle = oracle_score(refs, decoded.nbests, aligner=align)
     result = DecodeResult(
         split=split,
         method=label,
@@ -374,6 +412,7 @@ def decode_split(
         checkpoint=checkpoint_label,
         confidence=quality,
         confidence_measure=confidence.label,
+        oracle=oracle,
     )
     record = {
         "run": str(run_dir),
@@ -409,6 +448,15 @@ def decode_split(
         **quality.as_dict(),
         "calibration": None if calibration is None else asdict(calibration),
     }
+    if oracle is not None:
+        record["nbest"] = {
+            "n": nbest,
+            "file": "nbest.txt",
+            "mean_hypotheses": oracle.mean_length,
+            "oracle_wer": oracle.wer,
+            "oracle_word_counts": _counts(oracle.word),
+            "oracle_not_first": sum(r > 1 for r in oracle.chosen_ranks) / max(len(refs), 1),
+        }
     if dec.method == "lm":
         record["lm"] = {
             key: getattr(dec, key) for key in ("lm_path", "lexicon_path", *LM_OPTION_FIELDS)

@@ -371,13 +371,26 @@ class CTCLMDecoder:
         Returns:
             The best hypothesis (for ``T = 0``, the empty one).
         """
+        return self.decode_nbest(log_probs, 1)[0]
+
+    def decode_nbest(self, log_probs: torch.Tensor, n: int) -> list[LMHypothesis]:
+        """The ``n`` best hypotheses of one utterance with different texts, best first (fewer
+        when the beam ends with fewer): the search's final hypotheses in its order, a text seen
+        before (another path to the same words) left out.
+
+        Args:
+            log_probs: ``(T, V)`` CTC log-probabilities, already cut to the utterance's length.
+            n: how many, at least 1.
+        """
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
         if log_probs.dim() != 2 or log_probs.shape[1] != len(self.symbols):
             raise ValueError(
                 f"log_probs must be (T, V={len(self.symbols)}), got {tuple(log_probs.shape)}"
             )
         T = log_probs.shape[0]
         if T == 0:
-            return LMHypothesis("", [], 0.0, 0.0)
+            return [LMHypothesis("", [], 0.0, 0.0)]
         emissions = log_probs.detach().to("cpu", torch.float32)
         lexicon_boundary = self.lexicon is not None and self.word_boundary is not None
         if lexicon_boundary:
@@ -391,14 +404,24 @@ class CTCLMDecoder:
                 "the LM beam search kept no hypothesis (is beam_threshold too small, or are the "
                 "acoustic evidence and the lexicon incompatible with unk_score=-inf?)"
             )
-        best = results[0]
-        # tokens[0] is the start state and tokens[-1] the end state; frames lie in between.
-        frame_tokens = list(best.tokens)[1 : T + 1]
-        if self.lexicon is not None:
-            text = " ".join(self._word_dict.get_entry(w) for w in best.words if w >= 0)
-        else:
-            text = self._tokens_to_text(frame_tokens)
-        return LMHypothesis(text, frame_tokens, float(best.score), float(best.lmScore))
+        hypotheses: list[LMHypothesis] = []
+        seen: set[str] = set()
+        for result in results:
+            # tokens[0] is the start state and tokens[-1] the end state; frames lie in between.
+            frame_tokens = list(result.tokens)[1 : T + 1]
+            if self.lexicon is not None:
+                text = " ".join(self._word_dict.get_entry(w) for w in result.words if w >= 0)
+            else:
+                text = self._tokens_to_text(frame_tokens)
+            if text in seen:
+                continue
+            seen.add(text)
+            hypotheses.append(
+                LMHypothesis(text, frame_tokens, float(result.score), float(result.lmScore))
+            )
+            if len(hypotheses) == n:
+                break
+        return hypotheses
 
     def _tokens_to_text(self, frame_tokens: Sequence[int]) -> str:
         """Collapse a CTC frame path to words (repeats merged, blanks dropped)."""

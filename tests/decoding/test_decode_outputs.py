@@ -10,8 +10,10 @@ import pytest
 from conftest import tiny_train_overrides, train_tiny_run
 
 from dmao.cli.main import main
+from dmao.data.text import normalize_transcript
 from dmao.decoding.decode_run import decode_split
 from dmao.evaluation.confidence import confidence_quality
+from dmao.evaluation.nbest import read_nbest
 from dmao.evaluation.sclite import (
     SCLITE_MISSING,
     find_sclite,
@@ -180,3 +182,41 @@ def test_results_tabulates_every_decode_below_the_folders(run, tmp_path, capsys)
     assert [float(row[4]) for row in rows] == sorted(float(row[4]) for row in rows)
     assert main(["results", str(tmp_path), "--csv", "--split", "dev"]) == 2
     assert "no decode results (result.json)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["beam", "lm"])
+def test_nbest_lists_start_with_the_decoded_hypothesis(run, lms, tmp_path, method):
+    lm = {"lm_path": str(lms / "w3.arpa"), "lexicon_path": str(lms / "lexicon.txt")}
+    settings = {"beam_size": 8, **(lm if method == "lm" else {})}
+    result = decode_split(
+        run, "test", method=method, decode_overrides=settings, out_dir=tmp_path / "n",
+        nbest=5, progress_bar=False,
+    )  # fmt: skip
+    lists = read_nbest(tmp_path / "n" / "nbest.txt")
+    hyps = {}
+    for line in (tmp_path / "n" / "hypotheses.txt").read_text().splitlines()[1:-1]:
+        fields = line.split("\t")  # id, errors, ref_words, ref, hyp (normalised)
+        hyps[fields[0]] = fields[4]
+    assert set(lists) == set(hyps)
+    for utt, nbest in lists.items():
+        assert 1 <= len(nbest) <= 5
+        assert normalize_transcript(nbest[0][0]) == hyps[utt]  # rank 1: what the decode chose
+        assert len({text for text, _ in nbest}) == len(nbest)  # different texts
+        assert [s for _, s in nbest] == sorted((s for _, s in nbest), reverse=True)
+    assert max(len(n) for n in lists.values()) > 1  # the beam held alternatives
+    record = json.loads((tmp_path / "n" / "result.json").read_text())["nbest"]
+    assert record["n"] == 5 and record["oracle_wer"] == result.oracle.wer
+    assert result.oracle.wer <= result.score.wer
+    # A 1-best list's oracle is the decode itself.
+    one = decode_split(
+        run, "test", method=method, decode_overrides=settings, out_dir=tmp_path / "one",
+        nbest=1, progress_bar=False,
+    )  # fmt: skip
+    assert one.oracle.word == one.score.word
+
+
+def test_greedy_search_has_no_nbest(run, capsys):
+    with pytest.raises(ValueError, match="N-best needs --method beam or lm"):
+        decode_split(run, "test", method="greedy", nbest=3, progress_bar=False)
+    assert main(["decode", str(run), "--method", "greedy", "--nbest", "-1"]) == 2
+    assert "--nbest must be >= 0" in capsys.readouterr().err

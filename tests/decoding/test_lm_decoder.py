@@ -166,6 +166,21 @@ def test_with_options_searches_as_a_decoder_built_with_them(lms, lexicon):
     assert base.decode(CATSAT).text == "CAT SAT"
 
 
+@pytest.mark.parametrize("lexicon", [True, False], ids=["lexicon", "lexicon-free"])
+def test_nbest_starts_with_the_best_and_has_different_texts(lms, lexicon):
+    decoder = _decoder(lms, lexicon, lm_weight=1.0, beam_size=20)
+    nbest = decoder.decode_nbest(AMBIGUOUS, 5)
+    assert nbest[0] == decoder.decode(AMBIGUOUS)
+    assert nbest[0].text == "THE CAT SAT"
+    assert 1 < len(nbest) <= 5
+    assert len({h.text for h in nbest}) == len(nbest)
+    assert all(len(h.frame_tokens) == AMBIGUOUS.shape[0] for h in nbest)
+    if lexicon:  # the acoustically preferred spelling is the runner-up the LM pushed down
+        assert "THE KAT SAT" in [h.text for h in nbest]
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        decoder.decode_nbest(AMBIGUOUS, 0)
+
+
 def test_batch_decoding_respects_lengths(lms):
     decoder = _decoder(lms, True, lm_weight=1.0)
     batch = torch.stack([AMBIGUOUS, AMBIGUOUS])
