@@ -2,9 +2,10 @@
 
 The model's log-probabilities are computed once per split (:func:`compute_posteriors`) and then
 decoded (:func:`decode_posteriors`) greedily, by prefix beam search or by LM beam search
-(:mod:`dmao.decoding.lm_decoder`); benchmarks reuse the two steps to sweep LM settings. Options:
-the model can be the average of the last checkpoints (``avg``, :mod:`dmao.training.averaging`),
-a CTC prior can be divided out of the posteriors (``prior_scale``, :mod:`dmao.decoding.prior`),
+(:mod:`dmao.decoding.lm_decoder`); ``dmao tune`` (:mod:`dmao.decoding.tune`) reuses the two steps
+for a grid of search settings. Options: the model can be the average of the last checkpoints
+(``avg``, :mod:`dmao.training.averaging`), a CTC prior can be divided out of the posteriors
+(``prior_scale``, :mod:`dmao.decoding.prior`), N-best lists can be kept (``nbest``),
 and the errors can be counted as NIST sclite counts them (``align="sclite"``).
 """
 
