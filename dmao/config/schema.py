@@ -19,6 +19,7 @@ __all__ = [
     "COMPILE_MODES",
     "CORPUS_KINDS",
     "DECODE_METHODS",
+    "LR_SCHEDULES",
     "PRECISION_NAMES",
     "TOKENIZER_KINDS",
     "DataConfig",
@@ -40,6 +41,7 @@ TokenizerKind = Literal["char", "bpe"]
 PrecisionName = Literal["fp32", "bf16", "fp16"]
 CompileMode = Literal["none", "dynamic", "static", "cudagraphs"]
 DecodeMethod = Literal["greedy", "beam", "lm"]
+LRSchedule = Literal["one_cycle", "warmup_cosine", "noam"]
 
 CORPUS_KINDS: tuple[str, ...] = typing.get_args(CorpusKind)
 BAD_AUDIO_MODES: tuple[str, ...] = typing.get_args(BadAudioMode)
@@ -48,6 +50,7 @@ PRECISION_NAMES: tuple[str, ...] = typing.get_args(PrecisionName)
 COMPILE_MODES: tuple[str, ...] = typing.get_args(CompileMode)
 DECODE_METHODS: tuple[str, ...] = typing.get_args(DecodeMethod)
 """``decode.method``: the searches of ``dmao decode``, ``dmao transcribe`` and an export."""
+LR_SCHEDULES: tuple[str, ...] = typing.get_args(LRSchedule)
 
 
 @dataclass
@@ -174,17 +177,22 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW and the one-cycle learning-rate schedule (METHOD.md §6)."""
+    """AdamW and the learning-rate schedule (default: one-cycle, METHOD.md §6)."""
 
+    schedule: LRSchedule = "one_cycle"
+    """``one_cycle`` (METHOD.md §6), ``warmup_cosine`` (linear warm-up, then a half cosine to
+    ``final_lr``) or ``noam`` (linear warm-up, then inverse square root); dmao/training/schedule.py.
+    """
     peak_lr: float = 4e-4
-    """Peak learning rate of the one-cycle schedule."""
+    """Peak learning rate of the schedule."""
     initial_lr_ratio: float = 0.1
-    """The schedule starts (and returns to) peak_lr * initial_lr_ratio."""
+    """The warm-up starts at peak_lr * initial_lr_ratio (one-cycle also returns to it)."""
     final_lr: float = 1e-6
-    """Learning rate at the last step."""
+    """Learning rate at the last step (one_cycle, warmup_cosine)."""
     warmup_fraction: float = 0.45
-    """Fraction of steps of the linear rise to the peak; the same fraction is used for the fall
-    back to the initial LR, the rest decays linearly to final_lr (RWTH one-cycle schedule)."""
+    """Fraction of steps of the linear rise to the peak. One-cycle (at most 0.5) uses the same
+    fraction for the fall back to the initial LR, the rest decays linearly to final_lr (RWTH
+    one-cycle schedule); for warmup_cosine and noam 0.05–0.1 is usual."""
     weight_decay: float = 1e-3
     """AdamW decoupled weight decay."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])

@@ -59,7 +59,7 @@ from dmao.training.precision import PRECISIONS, clip_to_norm
 from dmao.training.provenance import code_version
 from dmao.training.recipe_state import Progress, RunStateMixin
 from dmao.training.run_lock import RunLock
-from dmao.training.schedule import build_one_cycle_scheduler
+from dmao.training.schedule import build_scheduler
 from dmao.training.signals import StopOnSignal
 from dmao.training.step import StepMixin
 from dmao.training.validation import dev_scores
@@ -180,14 +180,7 @@ class TrainingRecipe(StepMixin, RunStateMixin):
             seed_everything(cfg.train.seed + dist.rank)
         self.model.to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.optim, self.device)
-        self.scheduler = build_one_cycle_scheduler(
-            self.optimizer,
-            cfg.train.max_steps,
-            cfg.optim.peak_lr,
-            initial_lr_ratio=cfg.optim.initial_lr_ratio,
-            final_lr=cfg.optim.final_lr,
-            warmup_fraction=cfg.optim.warmup_fraction,
-        )
+        self.scheduler = build_scheduler(self.optimizer, cfg.train.max_steps, cfg.optim)
         # Loss scaling for fp16 only (bf16 has fp32's exponent range); disabled it is a no-op.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.train.precision == "fp16")
         # The step's batch in micro-batches: as configured, or as many as fit (data.auto_batch).
