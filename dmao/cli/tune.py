@@ -4,6 +4,7 @@ choose decode settings on dev from one forward pass, then decode test once with 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from dmao.cli.run_args import (
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from dmao.config import load_run_config
     from dmao.decoding.decode_run import decode_split
     from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES
-    from dmao.decoding.tune import TUNABLE, tune_split
+    from dmao.decoding.tune import FIXED_LM_SETTINGS, TUNABLE, tune_split
     from dmao.evaluation.wer import format_results_table
 
     config = load_run_config(args.run)
@@ -84,14 +85,11 @@ def run(args: argparse.Namespace) -> int:
     if args.avg is not None and args.avg < 1:
         raise ValueError(f"--avg must be at least 1, got {args.avg}")
     grid = {key: getattr(args, key) for key in TUNABLE if getattr(args, key) is not None}
-    fixed_keys = ("lm_path", "lexicon_path", "beam_threshold", "beam_size_token")
-    fixed = {key: getattr(args, key) for key in fixed_keys if getattr(args, key) is not None}
+    fixed = {k: getattr(args, k) for k in FIXED_LM_SETTINGS if getattr(args, k) is not None}
     if fixed and (args.method or config.decode.method) != "lm":
         raise ValueError(f"{sorted(fixed)} apply to --method lm only")
     prior_utterances = args.prior_utterances or DEFAULT_PRIOR_UTTERANCES
-    points = 1
-    for values in grid.values():
-        points *= len(values)
+    points = math.prod(len(values) for values in grid.values())
     sizes = " × ".join(f"{key} {len(values)}" for key, values in grid.items())
     print(f"tuning on {split}: {points} points ({sizes})")
     result = tune_split(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,13 @@ from dmao.evaluation.confidence import (
     labelled_words,
     quality_of,
 )
-from dmao.evaluation.nbest import NBest, OracleScore, oracle_score, write_nbest
+from dmao.evaluation.nbest import (
+    NBest,
+    OracleScore,
+    distinct_texts,
+    oracle_score,
+    write_nbest,
+)
 from dmao.evaluation.sclite import find_sclite, score_with_sclite, trn_id, write_ctm, write_trn
 from dmao.evaluation.wer import ALIGNERS, ErrorCounts, ScoreResult, write_hypotheses
 from dmao.training.checkpoint import load_checkpoint
@@ -233,7 +239,8 @@ def decode_posteriors(
             tokens = beam[0][0]  # the best prefix, as beam_search_batch returns it
             hyps.append(tokenizer.decode(tokens))
             if nbest:
-                nbests.append(_distinct(((tokenizer.decode(p), sc) for p, sc in beam), nbest))
+                scored = ((tokenizer.decode(prefix), score) for prefix, score in beam)
+                nbests.append(distinct_texts(scored, lambda hypothesis: hypothesis[0], nbest))
             # The search keeps no frame path: the best one that spells its hypothesis.
             path = ctc_best_path(log_probs, tokens, tokenizer.blank_id)
         else:
@@ -255,17 +262,6 @@ def decode_posteriors(
             )
         )
     return Decoded(hyps, timings, time.perf_counter() - start, paths, nbests if nbest else None)
-
-
-def _distinct(scored: Iterable[tuple[str, float]], n: int) -> NBest:
-    """The first ``n`` of ``scored`` (best first) with different texts."""
-    kept: NBest = []
-    for text, score in scored:
-        if all(text != seen for seen, _ in kept):
-            kept.append((text, score))
-            if len(kept) == n:
-                break
-    return kept
 
 
 def decode_split(

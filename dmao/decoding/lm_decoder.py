@@ -44,6 +44,7 @@ import torch
 
 from dmao.data.tokenizer import Tokenizer
 from dmao.decoding.lexicon import read_lexicon, token_symbols, word_boundary_symbol
+from dmao.evaluation.nbest import distinct_texts
 
 __all__ = [
     "LM_OPTION_FIELDS",
@@ -404,24 +405,19 @@ class CTCLMDecoder:
                 "the LM beam search kept no hypothesis (is beam_threshold too small, or are the "
                 "acoustic evidence and the lexicon incompatible with unk_score=-inf?)"
             )
-        hypotheses: list[LMHypothesis] = []
-        seen: set[str] = set()
-        for result in results:
-            # tokens[0] is the start state and tokens[-1] the end state; frames lie in between.
-            frame_tokens = list(result.tokens)[1 : T + 1]
-            if self.lexicon is not None:
-                text = " ".join(self._word_dict.get_entry(w) for w in result.words if w >= 0)
-            else:
-                text = self._tokens_to_text(frame_tokens)
-            if text in seen:
-                continue
-            seen.add(text)
-            hypotheses.append(
-                LMHypothesis(text, frame_tokens, float(result.score), float(result.lmScore))
-            )
-            if len(hypotheses) == n:
-                break
-        return hypotheses
+        return distinct_texts(
+            (self._hypothesis(result, T) for result in results), lambda h: h.text, n
+        )
+
+    def _hypothesis(self, result: Any, T: int) -> LMHypothesis:
+        """One of flashlight's final hypotheses of a ``T``-frame utterance."""
+        # tokens[0] is the start state and tokens[-1] the end state; frames lie in between.
+        frame_tokens = list(result.tokens)[1 : T + 1]
+        if self.lexicon is not None:
+            text = " ".join(self._word_dict.get_entry(w) for w in result.words if w >= 0)
+        else:
+            text = self._tokens_to_text(frame_tokens)
+        return LMHypothesis(text, frame_tokens, float(result.score), float(result.lmScore))
 
     def _tokens_to_text(self, frame_tokens: Sequence[int]) -> str:
         """Collapse a CTC frame path to words (repeats merged, blanks dropped)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +28,7 @@ from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES, ctc_prior_for_run
 from dmao.decoding.run_loading import load_for_decoding
 from dmao.evaluation.wer import score_corpus
 
-__all__ = ["TUNABLE", "Trial", "TuneResult", "tune_split"]
+__all__ = ["FIXED_LM_SETTINGS", "TUNABLE", "Trial", "TuneResult", "check_grid", "tune_split"]
 
 TUNABLE: dict[str, str] = {
     "lm_weight": "--lm-weight",
@@ -39,6 +38,9 @@ TUNABLE: dict[str, str] = {
 }
 """The settings a grid may vary, and their ``dmao decode`` flags. All but ``prior_scale`` are
 LM-search settings (``--method lm``); ``word_score`` needs a lexicon."""
+
+FIXED_LM_SETTINGS = ("lm_path", "lexicon_path", "beam_threshold", "beam_size_token")
+"""The LM-search settings every point of a grid shares (``dmao tune --lm ...``)."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +215,6 @@ def tune_split(
         searcher = (
             None if lm_decoder is None else lm_decoder.with_options(lm_decoder_options(point))
         )
-        start = time.perf_counter()
         decoded = decode_posteriors(
             posteriors,
             point,
@@ -222,22 +223,21 @@ def tune_split(
             log_prior=log_prior if prior_scale else None,
             prior_scale=prior_scale,
         )
-        seconds = time.perf_counter() - start
         score = score_corpus(posteriors.refs, decoded.hyps, aligner=align)
         trials.append(
-            Trial(settings, score.wer, score.cer, score.word.errors, score.word.ref_len, seconds)
+            Trial(
+                settings,
+                score.wer,
+                score.cer,
+                score.word.errors,
+                score.word.ref_len,
+                decoded.decode_seconds,
+            )
         )
     fixed = {
         "method": dec.method,
         "beam_size": dec.beam_size,
-        **(
-            {
-                k: getattr(dec, k)
-                for k in ("lm_path", "lexicon_path", "beam_threshold", "beam_size_token")
-            }
-            if dec.method == "lm"
-            else {}
-        ),
+        **({k: getattr(dec, k) for k in FIXED_LM_SETTINGS} if dec.method == "lm" else {}),
         "avg": avg,
         "ema": ema,
         "aligner": align,

@@ -8,16 +8,34 @@ among what the search kept — the headroom a second pass (another LM, a larger 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from dmao.evaluation.wer import ErrorCounts, count_errors
 
-__all__ = ["NBest", "OracleScore", "oracle_score", "read_nbest", "write_nbest"]
+__all__ = ["NBest", "OracleScore", "distinct_texts", "oracle_score", "read_nbest", "write_nbest"]
+
+_H = TypeVar("_H")
 
 NBest = list[tuple[str, float]]
 """One utterance's hypotheses, best first: ``(text, search score)``."""
+
+
+def distinct_texts(hypotheses: Iterable[_H], text_of: Callable[[_H], str], n: int) -> list[_H]:
+    """The first ``n`` of ``hypotheses`` (best first) whose texts differ: a text reached again
+    (another path to the same words) is kept once, at its best rank."""
+    kept: list[_H] = []
+    seen: set[str] = set()
+    for hypothesis in hypotheses:
+        text = text_of(hypothesis)
+        if text not in seen:
+            seen.add(text)
+            kept.append(hypothesis)
+            if len(kept) == n:
+                break
+    return kept
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,12 @@ For the last two a ``warmup_fraction`` of 0.05–0.1 is usual (one-cycle's is 0.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
 from dmao.config.schema import LR_SCHEDULES, OptimConfig
 
 __all__ = [
-    "build_one_cycle_scheduler",
     "build_scheduler",
     "noam_lr",
     "one_cycle_lr",
@@ -57,34 +55,6 @@ def one_cycle_lr(
     if tail <= 0:
         return low
     return low + (final_lr - low) * (t - fall_end) / tail
-
-
-def build_one_cycle_scheduler(
-    optimizer: torch.optim.Optimizer,
-    total_steps: int,
-    peak_lr: float,
-    *,
-    initial_lr_ratio: float = 0.1,
-    final_lr: float = 1e-6,
-    warmup_fraction: float = 0.45,
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR whose factor times ``peak_lr`` is :func:`one_cycle_lr`.
-
-    The optimizer's base LR must be ``peak_lr``; the scheduler's state (last step) is part of every
-    checkpoint.
-    """
-    return _lambda_scheduler(
-        optimizer,
-        peak_lr,
-        lambda step: one_cycle_lr(
-            step,
-            total_steps,
-            peak_lr,
-            initial_lr_ratio=initial_lr_ratio,
-            final_lr=final_lr,
-            warmup_fraction=warmup_fraction,
-        ),
-    )
 
 
 def _rise(t: float, warmup: float, low: float, peak: float) -> float:
@@ -155,16 +125,10 @@ def build_scheduler(
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR following :func:`schedule_lr` (the optimizer's base LR becomes ``peak_lr``; the
     scheduler's state, its last step, is part of every checkpoint)."""
-    schedule_lr(optim, 0, total_steps)  # a bad setting fails here, not at the first step
-    return _lambda_scheduler(
-        optimizer, optim.peak_lr, lambda step: schedule_lr(optim, step, total_steps)
-    )
-
-
-def _lambda_scheduler(
-    optimizer: torch.optim.Optimizer, peak_lr: float, lr_at: Callable[[int], float]
-) -> torch.optim.lr_scheduler.LambdaLR:
     for group in optimizer.param_groups:
-        group["lr"] = peak_lr
-        group["initial_lr"] = peak_lr
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step) / peak_lr)
+        group["lr"] = optim.peak_lr
+        group["initial_lr"] = optim.peak_lr
+    # LambdaLR evaluates step 0 when built: a bad setting fails here, not at the first step.
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: schedule_lr(optim, step, total_steps) / optim.peak_lr
+    )

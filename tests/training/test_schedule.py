@@ -9,7 +9,6 @@ from conftest import tiny_train_overrides, train_recipe
 from dmao.config import ConfigError, OptimConfig, load_config
 from dmao.training.metrics import read_metrics
 from dmao.training.schedule import (
-    build_one_cycle_scheduler,
     build_scheduler,
     one_cycle_lr,
     schedule_lr,
@@ -32,7 +31,7 @@ def test_one_cycle_shape():
 def test_scheduler_follows_function_and_resumes():
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.AdamW(model.parameters(), lr=1.0)
-    sched = build_one_cycle_scheduler(opt, 100, 2e-3)
+    sched = build_scheduler(opt, 100, _optim(peak_lr=2e-3))
     seen = []
     for _ in range(60):
         seen.append(opt.param_groups[0]["lr"])
@@ -42,7 +41,7 @@ def test_scheduler_follows_function_and_resumes():
     # A fresh optimizer + scheduler restored from their states (as the recipe resumes) continue
     # on the same curve.
     opt2 = torch.optim.AdamW(model.parameters(), lr=1.0)
-    sched2 = build_one_cycle_scheduler(opt2, 100, 2e-3)
+    sched2 = build_scheduler(opt2, 100, _optim(peak_lr=2e-3))
     opt2.load_state_dict(opt.state_dict())
     sched2.load_state_dict(sched.state_dict())
     resumed = []
