@@ -27,14 +27,10 @@ from pathlib import Path
 
 import torch
 
-from dmao.decoding.decode_run import (
-    build_lm_decoder,
-    compute_posteriors,
-    decode_posteriors,
-)
+from dmao.decoding.decode_run import build_lm_decoder, decode_posteriors
 from dmao.decoding.lm_decoder import token_symbols
 from dmao.decoding.prior import ctc_prior_for_run
-from dmao.decoding.run_loading import load_trained_model
+from dmao.decoding.run_loading import compute_posteriors, load_trained_model
 from dmao.evaluation.wer import score_corpus
 from dmao.training.averaging import averaged_checkpoint
 

@@ -30,14 +30,10 @@ from pathlib import Path
 import torch
 
 from dmao.decoding.confidence import AGGREGATIONS, ConfidenceMeasure, frame_confidence
-from dmao.decoding.decode_run import (
-    build_lm_decoder,
-    compute_posteriors,
-    decode_posteriors,
-)
+from dmao.decoding.decode_run import build_lm_decoder, decode_posteriors
 from dmao.decoding.lm_decoder import token_symbols, word_boundary_symbol
 from dmao.decoding.prior import ctc_prior_for_run
-from dmao.decoding.run_loading import load_trained_model
+from dmao.decoding.run_loading import compute_posteriors, load_trained_model
 from dmao.decoding.timing import word_timings
 from dmao.evaluation.confidence import fit_calibration, labelled_words, nce, quality_of
 from dmao.evaluation.wer import score_corpus

@@ -26,14 +26,9 @@ from pathlib import Path
 
 import torch
 
-from dmao.decoding.decode_run import (
-    SplitPosteriors,
-    build_lm_decoder,
-    compute_posteriors,
-    decode_posteriors,
-)
+from dmao.decoding.decode_run import build_lm_decoder, decode_posteriors
 from dmao.decoding.lexicon import build_lexicon, write_lexicon
-from dmao.decoding.run_loading import load_trained_model
+from dmao.decoding.run_loading import SplitPosteriors, compute_posteriors, load_trained_model
 from dmao.evaluation.wer import score_corpus
 from dmao.lm.ngram import NgramCounts, estimate_kneser_ney, write_arpa
 from dmao.lm.text import run_training_sentences, token_sentences

@@ -73,15 +73,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dmao.config import load_run_config
-    from dmao.decoding.decode_run import decode_split
     from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES
     from dmao.decoding.tune import FIXED_LM_SETTINGS, TUNABLE, tune_split
     from dmao.evaluation.wer import format_results_table
 
     config = load_run_config(args.run)
     split = args.split or config.data.dev_parts[0]
-    if args.test and split in args.test:
-        raise ValueError(f"--test {split}: the split tuned on cannot also be the one reported")
     if args.avg is not None and args.avg < 1:
         raise ValueError(f"--avg must be at least 1, got {args.avg}")
     grid = {key: getattr(args, key) for key in TUNABLE if getattr(args, key) is not None}
@@ -105,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
         ema=args.ema,
         prior_utterances=prior_utterances,
         align=args.align,
+        decode_best=True,
+        test=args.test or (),
     )
     out_dir = args.out_dir or args.run / "tune" / f"{split}-{result.method}"
     result.write(out_dir)
@@ -113,31 +112,15 @@ def run(args: argparse.Namespace) -> int:
     best = result.best
     flags = " ".join(result.decode_flags())
     print(f"\nbest on {split}: {flags} (WER {100 * best.wer:.2f} %); grid: {out_dir / 'grid.csv'}")
-    # The tuned split is decoded once more with the best setting, as `dmao decode` would: its
-    # result.json is what `dmao export --lm-from / --confidence-from` take.
-    settings = dict(best.settings)
-    prior_scale = settings.pop("prior_scale", 0.0)
+    # The tuned split was decoded with the best setting, as `dmao decode` would: its result.json
+    # is what `dmao export --lm-from / --confidence-from` take.
     rows = []
-    for part in [split, *(args.test or [])]:
-        decoded = decode_split(
-            args.run,
-            part,
-            method=args.method,
-            beam_size=args.beam_size,
-            checkpoint=args.checkpoint,
-            device=args.device,
-            decode_overrides={**fixed, **settings},
-            align=args.align,
-            avg=args.avg,
-            prior_scale=prior_scale,
-            prior_utterances=prior_utterances,
-            ema=args.ema,
-        )
-        print(f"{part} ({decoded.method}, {flags}): {decoded.score.summary()}")
+    for decoded in result.decodes:
+        print(f"{decoded.split} ({decoded.method}, {flags}): {decoded.score.summary()}")
         print(f"  decode: {decoded.hypotheses_path.parent}")
-        rows.append(decoded.score.table_row(f"{args.run.name} ({decoded.method}, {flags})", part))
-        if part == split:
-            dev_decode = decoded.hypotheses_path.parent
+        label = f"{args.run.name} ({decoded.method}, {flags})"
+        rows.append(decoded.score.table_row(label, decoded.split))
+    dev_decode = result.decodes[0].hypotheses_path.parent
     if not args.test:
         print(f"test with it: dmao decode {args.run} --split TEST {flags} (and the same LM)")
     if result.fixed["method"] == "lm":

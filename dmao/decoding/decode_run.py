@@ -1,6 +1,7 @@
 """Decode a corpus split with a trained run and score it (``dmao decode``).
 
-The model's log-probabilities are computed once per split (:func:`compute_posteriors`) and then
+The model's log-probabilities are computed once per split
+(:func:`dmao.decoding.run_loading.compute_posteriors`) and then
 decoded (:func:`decode_posteriors`) greedily, by prefix beam search or by LM beam search
 (:mod:`dmao.decoding.lm_decoder`); ``dmao tune`` (:mod:`dmao.decoding.tune`) reuses the two steps
 for a grid of search settings. Options: the model can be the average of the last checkpoints
@@ -20,12 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from dmao.config import DecodeConfig
-from dmao.data.dataset import build_dataloader, build_eval_sampler
-from dmao.data.features import FRAME_SHIFT_S
-from dmao.data.pipeline import load_parts
 from dmao.data.tokenizer import Tokenizer
 from dmao.decoding.alignment import ctc_best_path
 from dmao.decoding.confidence import ConfidenceMeasure, frame_confidence
@@ -37,8 +34,8 @@ from dmao.decoding.lm_decoder import (
     token_symbols,
     word_boundary_symbol,
 )
-from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES, apply_prior, ctc_prior_for_run
-from dmao.decoding.run_loading import load_for_decoding
+from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES, CTCPrior, apply_prior
+from dmao.decoding.run_loading import LoadedForDecoding, SplitPosteriors, load_for_decoding
 from dmao.decoding.timing import WordTiming, word_timings
 from dmao.evaluation.confidence import (
     ConfidenceQuality,
@@ -55,17 +52,16 @@ from dmao.evaluation.nbest import (
 )
 from dmao.evaluation.sclite import find_sclite, score_with_sclite, trn_id, write_ctm, write_trn
 from dmao.evaluation.wer import ALIGNERS, ErrorCounts, ScoreResult, write_hypotheses
-from dmao.training.checkpoint import load_checkpoint
 
 __all__ = [
     "DecodeResult",
     "Decoded",
-    "SplitPosteriors",
     "build_lm_decoder",
-    "compute_posteriors",
+    "decode_loaded",
     "decode_posteriors",
     "decode_split",
     "decoder_label",
+    "default_decode_dir",
     "lm_decoder_options",
 ]
 
@@ -89,64 +85,6 @@ class DecodeResult:
     """How they were computed (:attr:`dmao.decoding.confidence.ConfidenceMeasure.label`)."""
     oracle: OracleScore | None = None
     """With ``nbest``: the oracle WER of the N-best lists (:mod:`dmao.evaluation.nbest`)."""
-
-
-@dataclass
-class SplitPosteriors:
-    """The model's CTC log-probabilities for every utterance of a split, computed once so that
-    several decoders (or a grid of LM settings) can run on them."""
-
-    ids: list[str]
-    refs: list[str]
-    """Reference transcripts (as in the manifests)."""
-    log_probs: list[torch.Tensor]
-    """Per utterance ``(T', V)`` log-probabilities, cut to the utterance's frames (CPU)."""
-    audio_seconds: float
-    forward_seconds: float
-    """Wall time of the model's forward passes."""
-    checkpoint: str
-    speakers: list[str | None] | None = None
-    """Speaker of each utterance (from its first supervision), for speaker-first trn ids."""
-
-
-@torch.no_grad()
-def compute_posteriors(
-    model: torch.nn.Module,
-    config,
-    tokenizer,
-    split: str,
-    *,
-    device: torch.device,
-    checkpoint: str = "",
-    progress_bar: bool = True,
-) -> SplitPosteriors:
-    """Run ``model`` over corpus part ``split`` (batches of ``config.decode.max_batch_seconds``
-    of audio, shortest first) and keep each utterance's ``(T', V)`` log-probabilities."""
-    cuts = load_parts(config.data, [split]).to_eager().sort_by_duration()
-    sampler = build_eval_sampler(cuts, max_batch_seconds=config.decode.max_batch_seconds)
-    loader = build_dataloader(cuts, tokenizer, sampler=sampler, train=False, with_targets=False)
-    ids, refs, posteriors = [], [], []
-    audio_seconds = 0.0
-    start = time.perf_counter()
-    for batch in tqdm(loader, desc=f"forward {split}", disable=not progress_bar, leave=False):
-        log_probs, out_lens = model(batch["features"].to(device), batch["feature_lens"].to(device))
-        log_probs, out_lens = log_probs.float().cpu(), out_lens.cpu()
-        posteriors.extend(log_probs[b, : int(n)] for b, n in enumerate(out_lens.tolist()))
-        refs.extend(batch["texts"])
-        ids.extend(batch["cut_ids"])
-        audio_seconds += float(batch["feature_lens"].sum()) * FRAME_SHIFT_S
-    speaker_of = {
-        cut.id: (cut.supervisions[0].speaker if cut.supervisions else None) for cut in cuts
-    }
-    return SplitPosteriors(
-        ids,
-        refs,
-        posteriors,
-        audio_seconds,
-        time.perf_counter() - start,
-        checkpoint,
-        speakers=[speaker_of.get(i) for i in ids],
-    )
 
 
 def decoder_label(dec: DecodeConfig) -> str:
@@ -310,17 +248,12 @@ def decode_split(
         nbest: also write each utterance's ``nbest`` best hypotheses (``nbest.txt``; beam and
             LM search) and record their oracle WER.
     """
-    if ema and avg is not None:
-        raise ValueError("--ema and --avg both average weights: choose one")
-    if ema and prior_scale:
-        raise ValueError("--prior-scale is estimated for a checkpoint's live weights, not --ema")
-    if align not in ALIGNERS:
-        raise ValueError(f"--align must be one of {ALIGNERS}, got {align!r}")
     if prior_scale < 0:
         raise ValueError(f"--prior-scale must be >= 0, got {prior_scale}")
-    run_dir = Path(run_dir)
+    if align not in ALIGNERS:
+        raise ValueError(f"--align must be one of {ALIGNERS}, got {align!r}")
     loaded = load_for_decoding(
-        run_dir,
+        Path(run_dir),
         method=method,
         beam_size=beam_size,
         checkpoint=checkpoint,
@@ -328,39 +261,60 @@ def decode_split(
         decode_overrides=decode_overrides,
         avg=avg,
         ema=ema,
+        prior=bool(prior_scale),
     )
-    dec, dev, model, config, tokenizer = (
-        loaded.dec,
-        loaded.device,
-        loaded.model,
-        loaded.config,
-        loaded.tokenizer,
-    )
-    ckpt_path, checkpoint_label = loaded.checkpoint_path, loaded.checkpoint_label
-    confidence = confidence or ConfidenceMeasure.for_method(dec.method)
     # Build the LM decoder before the forward pass so that a bad LM/lexicon fails fast.
-    lm_decoder = build_lm_decoder(dec, tokenizer) if dec.method == "lm" else None
-    posteriors = compute_posteriors(
-        model,
-        config,
-        tokenizer,
-        split,
-        device=dev,
-        checkpoint=checkpoint_label,
-        progress_bar=progress_bar,
+    lm_decoder = (
+        build_lm_decoder(loaded.dec, loaded.tokenizer) if loaded.dec.method == "lm" else None
     )
+    posteriors = loaded.posteriors(split, progress_bar=progress_bar)
     prior = None
     if prior_scale:
-        prior = ctc_prior_for_run(
-            run_dir,
-            model,
-            config,
-            tokenizer,
-            ckpt_path,
-            device=dev,
-            num_utterances=prior_utterances,
-            progress_bar=progress_bar,
-        )
+        prior = loaded.ctc_prior(prior_utterances, progress_bar=progress_bar)
+    return decode_loaded(
+        loaded,
+        posteriors,
+        split,
+        lm_decoder=lm_decoder,
+        prior=prior,
+        prior_scale=prior_scale,
+        out_dir=out_dir,
+        align=align,
+        confidence=confidence,
+        nbest=nbest,
+    )
+
+
+def default_decode_dir(loaded: LoadedForDecoding, split: str) -> Path:
+    """``RUN/decode/<split>-<method>`` (``-ema`` for the running average of the weights)."""
+    return loaded.run_dir / "decode" / f"{split}-{loaded.dec.method}{'-ema' if loaded.ema else ''}"
+
+
+def decode_loaded(
+    loaded: LoadedForDecoding,
+    posteriors: SplitPosteriors,
+    split: str,
+    *,
+    lm_decoder: CTCLMDecoder | None = None,
+    prior: CTCPrior | None = None,
+    prior_scale: float = 0.0,
+    out_dir: str | Path | None = None,
+    align: str = "kaldialign",
+    confidence: ConfidenceMeasure | None = None,
+    nbest: int = 0,
+) -> DecodeResult:
+    """Decode the posteriors of ``split`` with ``loaded.dec``'s search, score them and write what
+    :func:`decode_split` writes (which calls it after the forward pass; ``dmao tune`` calls it
+    on the posteriors its grid was searched on).
+
+    Args:
+        lm_decoder: an LM decoder already built for ``loaded.dec`` (else built here).
+        prior, prior_scale: the model's CTC prior (:meth:`LoadedForDecoding.ctc_prior`) and the
+            scale it is divided out with.
+        out_dir: default :func:`default_decode_dir`.
+    """
+    dec, tokenizer, run_dir = loaded.dec, loaded.tokenizer, loaded.run_dir
+    confidence = confidence or ConfidenceMeasure.for_method(dec.method)
     decoded = decode_posteriors(
         posteriors,
         dec,
@@ -373,10 +327,10 @@ def decode_split(
     )
     elapsed = posteriors.forward_seconds + decoded.decode_seconds
     refs, hyps, ids = posteriors.refs, decoded.hyps, posteriors.ids
+    checkpoint_label = loaded.checkpoint_label
 
     label = decoder_label(dec)
-    default_out = run_dir / "decode" / f"{split}-{dec.method}{'-ema' if ema else ''}"
-    out_dir = Path(out_dir) if out_dir is not None else default_out
+    out_dir = Path(out_dir) if out_dir is not None else default_decode_dir(loaded, split)
     out_dir.mkdir(parents=True, exist_ok=True)
     hyp_path = out_dir / "hypotheses.txt"
     score = write_hypotheses(hyp_path, ids, refs, hyps, aligner=align)
@@ -429,8 +383,8 @@ def decode_split(
     }
     if align == "sclite" and find_sclite() is not None:
         record["sclite_binary"] = _sclite_check(out_dir, score)
-    if avg is not None and avg > 1:
-        record["averaged_from"] = load_checkpoint(ckpt_path)["averaged_from"]
+    if loaded.averaged_from is not None:
+        record["averaged_from"] = loaded.averaged_from
     if prior is not None:
         record["prior"] = {
             "scale": prior_scale,

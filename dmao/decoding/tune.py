@@ -3,8 +3,8 @@
 The model's posteriors of the split are computed once (and the CTC prior once, if a prior scale
 is tuned); every point of the grid of search settings is then searched and scored on them, the LM
 loaded once for all points. The best point has the lowest WER (ties: lower CER, then the earlier
-point of the grid). Choose on dev, report on test: the chosen settings then decode the test
-splits once, with ``dmao decode`` as usual (``dmao tune --test``).
+point of the grid). Choose on dev, report on test: the chosen settings then decode the tuned split
+(on the same posteriors) and the test splits once, as ``dmao decode`` does (``dmao tune --test``).
 """
 
 from __future__ import annotations
@@ -13,18 +13,19 @@ import csv
 import itertools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from dmao.decoding.decode_run import (
+    DecodeResult,
     build_lm_decoder,
-    compute_posteriors,
+    decode_loaded,
     decode_posteriors,
     decoder_label,
     lm_decoder_options,
 )
-from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES, ctc_prior_for_run
+from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES
 from dmao.decoding.run_loading import load_for_decoding
 from dmao.evaluation.wer import score_corpus
 
@@ -67,6 +68,9 @@ class TuneResult:
     trials: list[Trial]
     fixed: dict[str, Any]
     """The settings not on the grid that the points share (``lm_path``, ``beam_size``...)."""
+    decodes: list[DecodeResult] = field(default_factory=list)
+    """With ``decode_best``: the tuned split decoded with the best point, then each ``test``
+    split (as :func:`dmao.decoding.decode_run.decode_split` writes them)."""
 
     @property
     def best(self) -> Trial:
@@ -162,13 +166,24 @@ def tune_split(
     prior_utterances: int = DEFAULT_PRIOR_UTTERANCES,
     align: str = "kaldialign",
     progress_bar: bool = True,
+    decode_best: bool = False,
+    test: Sequence[str] = (),
 ) -> TuneResult:
     """Search and score ``split`` at every point of ``grid`` (``{setting: [values]}``, settings
     from :data:`TUNABLE`; the points are the product of the value lists, in order).
 
     The other arguments are those of :func:`dmao.decoding.decode_run.decode_split`; a grid
     point's WER equals what ``decode_split`` gives with that point's settings.
+
+    Args:
+        decode_best: decode ``split`` with the best point (on the posteriors the grid was
+            searched on) and write it where ``dmao decode`` would (``RUN/decode/...``), then
+            each of the ``test`` splits.
     """
+    if split in test:
+        raise ValueError(f"--test {split}: the split tuned on cannot also be the one reported")
+    if test and not decode_best:
+        raise ValueError("test splits are decoded with the best point: decode_best=True")
     run_dir = Path(run_dir)
     loaded = load_for_decoding(
         run_dir,
@@ -179,33 +194,16 @@ def tune_split(
         decode_overrides=decode_overrides,
         avg=avg,
         ema=ema,
+        prior=any(grid.get("prior_scale", ())),
     )
     dec, tokenizer = loaded.dec, loaded.tokenizer
     check_grid(grid, dec.method, lexicon=bool(dec.lexicon_path))
-    if ema and any(grid.get("prior_scale", ())):
-        raise ValueError("--prior-scale is estimated for a checkpoint's live weights, not --ema")
     lm_decoder = build_lm_decoder(dec, tokenizer) if dec.method == "lm" else None
-    posteriors = compute_posteriors(
-        loaded.model,
-        loaded.config,
-        tokenizer,
-        split,
-        device=loaded.device,
-        checkpoint=loaded.checkpoint_label,
-        progress_bar=progress_bar,
-    )
-    log_prior = None
+    posteriors = loaded.posteriors(split, progress_bar=progress_bar)
+    prior = None
     if any(grid.get("prior_scale", ())):
-        log_prior = ctc_prior_for_run(
-            run_dir,
-            loaded.model,
-            loaded.config,
-            tokenizer,
-            loaded.checkpoint_path,
-            device=loaded.device,
-            num_utterances=prior_utterances,
-            progress_bar=progress_bar,
-        ).log_prior
+        prior = loaded.ctc_prior(prior_utterances, progress_bar=progress_bar)
+    log_prior = prior.log_prior if prior is not None else None
     keys = list(grid)
     trials = []
     for values in itertools.product(*(grid[k] for k in keys)):
@@ -242,4 +240,26 @@ def tune_split(
         "ema": ema,
         "aligner": align,
     }
-    return TuneResult(run_dir, split, decoder_label(dec), loaded.checkpoint_label, trials, fixed)
+    result = TuneResult(run_dir, split, decoder_label(dec), loaded.checkpoint_label, trials, fixed)
+    if decode_best:
+        settings = dict(result.best.settings)
+        prior_scale = settings.pop("prior_scale", 0.0)
+        chosen = replace(loaded, dec=replace(dec, **settings))
+        searcher = (
+            None if lm_decoder is None else lm_decoder.with_options(lm_decoder_options(chosen.dec))
+        )
+        for part in [split, *test]:
+            result.decodes.append(
+                decode_loaded(
+                    chosen,
+                    posteriors
+                    if part == split
+                    else chosen.posteriors(part, progress_bar=progress_bar),
+                    part,
+                    lm_decoder=searcher,
+                    prior=prior if prior_scale else None,
+                    prior_scale=prior_scale,
+                    align=align,
+                )
+            )
+    return result

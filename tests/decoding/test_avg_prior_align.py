@@ -56,7 +56,7 @@ def test_prior_is_the_mean_training_posterior_and_is_stored_per_checkpoint(run) 
     assert prior.checkpoint == path.name and prior.num_frames > 0
     assert torch.logsumexp(prior.log_prior, 0).item() == pytest.approx(0.0, abs=1e-5)
     # The same average computed by hand over every training utterance (the subset is all of them).
-    from dmao.decoding.decode_run import compute_posteriors
+    from dmao.decoding.run_loading import compute_posteriors
 
     posteriors = compute_posteriors(
         model, config, tokenizer, "train", device=device, progress_bar=False

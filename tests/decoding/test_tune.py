@@ -122,3 +122,31 @@ def test_cli_tunes_on_dev_and_reports_test(run, lms, capsys):
     assert "the split tuned on cannot also be the one reported" in capsys.readouterr().err
     assert main(["tune", str(run), "--split", "dev", "--lm-weight", "1"]) == 2
     assert "--lm-weight applies to --method lm only" in capsys.readouterr().err
+
+
+def test_best_point_decodes_the_tuned_split_from_its_own_posteriors(run, monkeypatch):
+    """The tuned split's decode with the best point reuses the grid's forward pass: one forward
+    pass per split (dev, then test), and the written dev WER is the grid's best."""
+    from dmao.decoding.run_loading import LoadedForDecoding
+
+    forwarded = []
+    real = LoadedForDecoding.posteriors
+
+    def counted(self, split, **kwargs):
+        forwarded.append(split)
+        return real(self, split, **kwargs)
+
+    monkeypatch.setattr(LoadedForDecoding, "posteriors", counted)
+    grid = {"prior_scale": [0.0, 0.5, 1.0]}
+    result = tune_split(
+        run, "dev", grid, method="greedy", decode_best=True, test=["test"], progress_bar=False
+    )
+    assert forwarded == ["dev", "test"]
+    dev, test = result.decodes
+    assert (dev.split, test.split) == ("dev", "test")
+    assert (dev.score.wer, dev.score.cer) == (result.best.wer, result.best.cer)
+    record = json.loads((dev.hypotheses_path.parent / "result.json").read_text())
+    assert record["wer"] == result.best.wer
+    assert record.get("prior", {}).get("scale", 0.0) == result.best.settings["prior_scale"]
+    with pytest.raises(ValueError, match="cannot also be the one reported"):
+        tune_split(run, "dev", grid, method="greedy", decode_best=True, test=["dev"])
