@@ -116,6 +116,8 @@ def test_decode_and_export_use_the_average_when_asked(tiny_corpus, tmp_path, cap
     assert result.hypotheses_path.parent.name == "test-greedy-ema"  # beside the live decode
     with pytest.raises(ValueError, match="choose one"):
         decode_split(run, "test", ema=True, avg=2, progress_bar=False)
+    with pytest.raises(ValueError, match="estimated for a checkpoint's live weights"):
+        decode_split(run, "test", ema=True, prior_scale=0.3, progress_bar=False)
 
     # The benchmark: both weights at every kept checkpoint, from the same decodes.
     assert (
