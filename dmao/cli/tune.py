@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dmao.config import load_run_config
     from dmao.decoding.prior import DEFAULT_PRIOR_UTTERANCES
-    from dmao.decoding.tune import FIXED_LM_SETTINGS, TUNABLE, tune_split
+    from dmao.decoding.tune import FIXED_LM_SETTINGS, TUNABLE, TuneResult, tune_split
     from dmao.evaluation.wer import format_results_table
 
     config = load_run_config(args.run)
@@ -89,6 +89,16 @@ def run(args: argparse.Namespace) -> int:
     points = math.prod(len(values) for values in grid.values())
     sizes = " × ".join(f"{key} {len(values)}" for key, values in grid.items())
     print(f"tuning on {split}: {points} points ({sizes})")
+
+    def show_grid(result: TuneResult) -> None:
+        out_dir = args.out_dir or args.run / "tune" / f"{split}-{result.method}"
+        result.write(out_dir)
+        print(f"\n{split} ({result.method}, {result.checkpoint}), best first:\n")
+        print(result.table(args.show))
+        flags = " ".join(result.decode_flags())
+        wer = 100 * result.best.wer
+        print(f"\nbest on {split}: {flags} (WER {wer:.2f} %); grid: {out_dir / 'grid.csv'}")
+
     result = tune_split(
         args.run,
         split,
@@ -104,14 +114,9 @@ def run(args: argparse.Namespace) -> int:
         align=args.align,
         decode_best=True,
         test=args.test or (),
+        on_grid=show_grid,
     )
-    out_dir = args.out_dir or args.run / "tune" / f"{split}-{result.method}"
-    result.write(out_dir)
-    print(f"\n{split} ({result.method}, {result.checkpoint}), best first:\n")
-    print(result.table(args.show))
-    best = result.best
     flags = " ".join(result.decode_flags())
-    print(f"\nbest on {split}: {flags} (WER {100 * best.wer:.2f} %); grid: {out_dir / 'grid.csv'}")
     # The tuned split was decoded with the best setting, as `dmao decode` would: its result.json
     # is what `dmao export --lm-from / --confidence-from` take.
     rows = []

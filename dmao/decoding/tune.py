@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -168,6 +168,7 @@ def tune_split(
     progress_bar: bool = True,
     decode_best: bool = False,
     test: Sequence[str] = (),
+    on_grid: Callable[[TuneResult], None] | None = None,
 ) -> TuneResult:
     """Search and score ``split`` at every point of ``grid`` (``{setting: [values]}``, settings
     from :data:`TUNABLE`; the points are the product of the value lists, in order).
@@ -179,6 +180,8 @@ def tune_split(
         decode_best: decode ``split`` with the best point (on the posteriors the grid was
             searched on) and write it where ``dmao decode`` would (``RUN/decode/...``), then
             each of the ``test`` splits.
+        on_grid: called with the scored grid before the best point decodes anything (``dmao
+            tune`` writes and prints the grid then).
     """
     if split in test:
         raise ValueError(f"--test {split}: the split tuned on cannot also be the one reported")
@@ -241,6 +244,8 @@ def tune_split(
         "aligner": align,
     }
     result = TuneResult(run_dir, split, decoder_label(dec), loaded.checkpoint_label, trials, fixed)
+    if on_grid is not None:
+        on_grid(result)
     if decode_best:
         settings = dict(result.best.settings)
         prior_scale = settings.pop("prior_scale", 0.0)

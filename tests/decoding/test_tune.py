@@ -117,6 +117,8 @@ def test_cli_tunes_on_dev_and_reports_test(run, lms, capsys):
     assert record["split"] == "test"
     assert {k: record["lm"][k] for k in best["settings"]} == best["settings"]
     assert f"test (lm-lexicon8, {' '.join(best['decode_flags'])}): WER" in out
+    # the grid is written and shown before the best point decodes anything
+    assert out.index("best on dev:") < out.index("dev (lm-lexicon8, --") < out.index("test (lm-")
 
     assert main(["tune", str(run), "--split", "dev", "--test", "dev", *lm, "--lm-weight", "1"]) == 2
     assert "the split tuned on cannot also be the one reported" in capsys.readouterr().err
