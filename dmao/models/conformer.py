@@ -153,23 +153,22 @@ class ConformerCTC(EncoderCTCModel):
         default = EncoderArchitecture.uniform(
             num_layers, d_model, ff_multiplier, head_dim, num_heads
         )
-        architecture = self.resolve_architecture(default, architecture)
-        self.vocab_size = vocab_size
-        self.num_features = num_features
-        self.d_model = d_model
-        self.head_dim = head_dim
-        self.dropout = dropout
-        # The uniform widths this model was sized from: DMAO's budget and dropout scaling
-        # (METHOD.md §4.7) are relative to them.
-        self.default_architecture = default
-        self.encoder = ConformerEncoder(
-            architecture,
+        self.build(
+            vocab_size=vocab_size,
             num_features=num_features,
             d_model=d_model,
             head_dim=head_dim,
-            conv_kernel_size=conv_kernel_size,
             dropout=dropout,
-            frontend_channels=tuple(frontend_channels),
+            default=default,
+            architecture=architecture,
+            make_encoder=lambda widths: ConformerEncoder(
+                widths,
+                num_features=num_features,
+                d_model=d_model,
+                head_dim=head_dim,
+                conv_kernel_size=conv_kernel_size,
+                dropout=dropout,
+                frontend_channels=tuple(frontend_channels),
+            ),
+            dropout_scaling=dropout_scaling,
         )
-        self.output = nn.Linear(d_model, vocab_size)
-        self.scale_dropout_to_widths(dropout_scaling)

@@ -3,12 +3,14 @@
 A model is a frontend + blocks encoder (``model.encoder`` with ``feature_norm``, ``frontend`` and
 ``blocks``; every block has one attribute per module kind and a ``widths`` property) followed by a
 linear CTC output layer. :class:`EncoderCTCModel` gives such a model its ``forward``, its
-``architecture`` and its ``adaptable_modules()``; the subclass declares ``MODULE_KINDS`` and builds
-``encoder`` and ``output`` (in that order: it fixes the order of parameter initialisation).
+``architecture`` and its ``adaptable_modules()``; the subclass declares ``MODULE_KINDS`` and its
+uniform widths, and :meth:`EncoderCTCModel.build` builds ``encoder`` and ``output`` (in that
+order: it fixes the order of parameter initialisation).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from torch import Tensor, nn
@@ -22,14 +24,15 @@ __all__ = ["EncoderCTCModel"]
 class EncoderCTCModel(nn.Module):
     """Base class of the block-encoder CTC models (blank = index 0).
 
-    Subclasses set ``MODULE_KINDS`` and, in their constructor, ``vocab_size``, ``num_features``,
-    ``d_model``, ``dropout``, ``default_architecture``, ``encoder`` and ``output``.
+    Subclasses set ``MODULE_KINDS`` and, in their constructor, check their arguments
+    (:meth:`check_arguments`), derive their uniform architecture and call :meth:`build`.
     """
 
     MODULE_KINDS: ClassVar[tuple[str, ...]] = ()
     vocab_size: int
     num_features: int
     d_model: int
+    head_dim: int
     dropout: float
     default_architecture: EncoderArchitecture
     dropout_scaling: bool = True
@@ -63,6 +66,39 @@ class EncoderCTCModel(nn.Module):
                 f"num_layers={default.num_layers}; pass num_layers={architecture.num_layers}"
             )
         return architecture
+
+    def build(
+        self,
+        *,
+        vocab_size: int,
+        num_features: int,
+        d_model: int,
+        head_dim: int,
+        dropout: float,
+        default: EncoderArchitecture,
+        architecture: EncoderArchitecture | None,
+        make_encoder: Callable[[EncoderArchitecture], nn.Module],
+        dropout_scaling: bool,
+    ) -> None:
+        """Set the model's sizes, build ``encoder`` (``make_encoder(architecture)``) and then the
+        ``(d, V)`` output layer, in that order (it fixes the order of parameter initialisation),
+        and scale the modules' dropout to their widths (:meth:`scale_dropout_to_widths`).
+
+        Args:
+            default: the uniform widths this model was sized from: DMAO's budget and dropout
+                scaling (METHOD.md §4.7) are relative to them.
+            architecture: per-layer widths to build instead (:meth:`resolve_architecture`).
+        """
+        architecture = self.resolve_architecture(default, architecture)
+        self.vocab_size = vocab_size
+        self.num_features = num_features
+        self.d_model = d_model
+        self.head_dim = head_dim
+        self.dropout = dropout
+        self.default_architecture = default
+        self.encoder = make_encoder(architecture)
+        self.output = nn.Linear(d_model, vocab_size)
+        self.scale_dropout_to_widths(dropout_scaling)
 
     def scale_dropout_to_widths(self, enabled: bool) -> None:
         """Make per-module dropout a property of the architecture (METHOD.md §4.7): with

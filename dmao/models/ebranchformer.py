@@ -227,25 +227,25 @@ class EBranchformerCTC(EncoderCTCModel):
                 ff2=ff_hidden,
             ),
         )
-        architecture = self.resolve_architecture(default, architecture)
-        self.vocab_size = vocab_size
-        self.num_features = num_features
-        self.d_model = d_model
-        self.head_dim = head_dim
-        self.dropout = dropout
-        # The uniform widths DMAO's budget and dropout scaling are relative to (METHOD.md §4.7).
-        self.default_architecture = default
-        self.encoder = EBranchformerEncoder(
-            architecture,
+        self.build(
+            vocab_size=vocab_size,
             num_features=num_features,
             d_model=d_model,
             head_dim=head_dim,
-            conv_kernel_size=conv_kernel_size,
             dropout=dropout,
-            frontend_channels=tuple(frontend_channels),
+            default=default,
+            architecture=architecture,
+            make_encoder=lambda widths: EBranchformerEncoder(
+                widths,
+                num_features=num_features,
+                d_model=d_model,
+                head_dim=head_dim,
+                conv_kernel_size=conv_kernel_size,
+                dropout=dropout,
+                frontend_channels=tuple(frontend_channels),
+            ),
+            dropout_scaling=dropout_scaling,
         )
-        self.output = nn.Linear(d_model, vocab_size)
-        self.scale_dropout_to_widths(dropout_scaling)
 
     def adaptable_groups(self) -> list[SharedSubmodule]:
         """Each block's branch merge, used only while its ``mhsa`` or ``cgmlp`` is non-empty."""

@@ -182,21 +182,21 @@ class TransformerCTC(EncoderCTCModel):
                 mhsa=default_num_heads(d_model, head_dim, num_heads), ff=ff_multiplier * d_model
             ),
         )
-        architecture = self.resolve_architecture(default, architecture)
-        self.vocab_size = vocab_size
-        self.num_features = num_features
-        self.d_model = d_model
-        self.head_dim = head_dim
-        self.dropout = dropout
-        # The uniform widths DMAO's budget and dropout scaling are relative to (METHOD.md §4.7).
-        self.default_architecture = default
-        self.encoder = TransformerEncoder(
-            architecture,
+        self.build(
+            vocab_size=vocab_size,
             num_features=num_features,
             d_model=d_model,
             head_dim=head_dim,
             dropout=dropout,
-            frontend_channels=tuple(frontend_channels),
+            default=default,
+            architecture=architecture,
+            make_encoder=lambda widths: TransformerEncoder(
+                widths,
+                num_features=num_features,
+                d_model=d_model,
+                head_dim=head_dim,
+                dropout=dropout,
+                frontend_channels=tuple(frontend_channels),
+            ),
+            dropout_scaling=dropout_scaling,
         )
-        self.output = nn.Linear(d_model, vocab_size)
-        self.scale_dropout_to_widths(dropout_scaling)
