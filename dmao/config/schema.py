@@ -115,6 +115,16 @@ class DataConfig:
     speed perturbation of icefall and ESPnet); their features are computed once and cached as
     ``<part>_sp<f>`` in ``manifest_dir`` (:mod:`dmao.data.speed_perturb`). Empty: off. Dev and
     test are never perturbed; an epoch grows, the recipe's step count does not."""
+    noise_dir: str | None = None
+    """A folder of noise recordings (MUSAN, or any ``.wav``/``.flac``/``.ogg``/``.sph`` files,
+    searched recursively) mixed into training utterances, as icefall's LibriSpeech recipes mix
+    MUSAN (:mod:`dmao.data.noise`); cut into 10 s windows whose features are cached in
+    ``manifest_dir``. None: off. Dev and test are never mixed."""
+    noise_prob: float = 0.5
+    """``noise_dir``: the chance that a training utterance gets noise (icefall: 0.5)."""
+    noise_snr: list[float] = field(default_factory=lambda: [10.0, 20.0])
+    """``noise_dir``: ``[low, high]`` signal-to-noise ratio in dB, drawn uniformly per utterance
+    (icefall: 10–20 dB)."""
     min_duration_s: float = 0.3
     """Training utterances shorter than this are excluded (seconds)."""
     max_duration_s: float = 30.0

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 
 from dmao.data.features import fbank_extractor
 from dmao.data.manifests import cut_transcript
+from dmao.data.noise import NoiseMixer
 from dmao.data.static_shapes import BucketShapes
 from dmao.data.tokenizer import Tokenizer
 
@@ -86,6 +87,7 @@ class AsrBatchDataset(torch.utils.data.Dataset):
         with_targets: bool = True,
         augment_seed: int = 0,
         pad_shapes: BucketShapes | None = None,
+        noise: NoiseMixer | None = None,
     ) -> None:
         """
         Args:
@@ -102,12 +104,16 @@ class AsrBatchDataset(torch.utils.data.Dataset):
             pad_shapes: pad each batch's features to its duration bucket's edge
                 (``data.pad_to_bucket``, :mod:`dmao.data.static_shapes`); None: to its longest
                 utterance.
+            noise: mixes noise into the batch's cuts before their features are read (training
+                only; ``data.noise_dir``), seeded like SpecAugment by ``augment_seed`` and the
+                cut ids.
         """
         self.tokenizer = tokenizer
         self.pad_shapes = pad_shapes
         self.spec_augment = spec_augment
         self.with_targets = with_targets
         self.augment_seed = augment_seed
+        self.noise = noise
         self._on_the_fly: dict[int, OnTheFlyFeatures] = {}
 
     def __getitem__(self, cuts: CutSet) -> dict[str, Any]:
@@ -129,6 +135,8 @@ class AsrBatchDataset(torch.utils.data.Dataset):
         """
         if len(cuts) == 0:
             raise ValueError("AsrBatchDataset got an empty batch of cuts")
+        if self.noise is not None:
+            cuts = self.noise(cuts, _batch_seed(self.augment_seed, cuts))
         features, feature_lens = self._features(cuts)
         feature_lens = feature_lens.to(torch.int64)
         if self.spec_augment is not None:
@@ -365,6 +373,7 @@ def build_dataloader(
     num_workers: int = 0,
     with_targets: bool = True,
     pin_memory: bool = False,
+    noise: NoiseMixer | None = None,
 ) -> DataLoader:
     """A DataLoader over ``sampler``'s batches of ``cuts`` (lhotse's map-style pattern).
 
@@ -382,6 +391,7 @@ def build_dataloader(
         with_targets: see :class:`AsrBatchDataset` (False for decoding).
         pin_memory: collate into page-locked memory, so that ``.to(cuda, non_blocking=True)``
             overlaps the copy with computation (CUDA training only).
+        noise: additive noise for training batches (:func:`dmao.data.noise.noise_mixer`).
     """
     if not sampler.cuts or sampler.cuts[0] is not cuts:
         raise ValueError(
@@ -394,6 +404,7 @@ def build_dataloader(
         with_targets=with_targets,
         augment_seed=sampler.seed if isinstance(sampler.seed, int) else 0,
         pad_shapes=getattr(sampler, "shapes", None),  # a StaticShapeSampler's buckets
+        noise=noise,
     )
     worker_init_fn = None
     if num_workers > 0:

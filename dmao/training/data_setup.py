@@ -23,6 +23,7 @@ from dmao.data.dataset import build_dataloader, build_sampler
 from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.filtering import filter_cuts
 from dmao.data.manifests import cut_transcript
+from dmao.data.noise import check_noise_settings, noise_mixer
 from dmao.data.pipeline import join_parts, load_parts, prepare_parts
 from dmao.data.speed_perturb import check_speed_factors, speed_perturbed
 from dmao.data.static_shapes import StaticShapeSampler, bucket_shapes
@@ -46,6 +47,7 @@ RESUME_MUST_MATCH = (
     "tokenizer",
     "data.train_parts",
     "data.speed_perturb",
+    "data.noise_dir",
     "data.max_batch_seconds",
     "data.num_buckets",
     "data.pad_to_bucket",
@@ -58,6 +60,10 @@ RESUME_MUST_MATCH = (
 """Settings that must not change when a run is resumed: they define the model or the data order
 (the number of ranks too, checked separately: see :func:`check_resume_compatible`)."""
 
+NOISE_MUST_MATCH = ("data.noise_prob", "data.noise_snr")
+"""Compared too where the checkpoint or the config mixes noise (``data.noise_dir``): checkpoints
+from before noise mixing lack them."""
+
 
 def prepare_data(
     config: ExperimentConfig, run_dir: Path, dist: DistributedContext
@@ -69,9 +75,11 @@ def prepare_data(
     """
     cfg = config.data
     check_speed_factors(cfg.speed_perturb)  # before hours of corpus preparation, not after
+    check_noise_settings(cfg.noise_prob, cfg.noise_snr)
 
     def load() -> tuple[CutSet, CutSet, CutSet]:
         train = prepare_parts(cfg, cfg.train_parts)  # the copies are made from the same cuts
+        noise_mixer(cfg)  # the noise windows' features, cached for every rank's loader
         return (
             join_parts(train, cfg.train_parts),
             speed_perturbed(cfg, train),
@@ -173,6 +181,7 @@ def build_train_loader(
         train=config.data.spec_augment,
         num_workers=config.data.num_workers,
         pin_memory=dist.device.type == "cuda",
+        noise=noise_mixer(config.data),  # cached by prepare_data
     )
     return sampler, loader
 
@@ -208,7 +217,10 @@ def check_resume_compatible(
     :func:`dmao.method.prefix.event_time_differences`).
     """
     diffs = []
-    for key in RESUME_MUST_MATCH:
+    keys = list(RESUME_MUST_MATCH)
+    if _lookup(saved, "data.noise_dir") or _lookup(current, "data.noise_dir"):
+        keys += NOISE_MUST_MATCH
+    for key in keys:
         a, b = _lookup(saved, key), _lookup(current, key)
         skipped = {i.removeprefix(key + ".") for i in ignore if i.startswith(key + ".")}
         if skipped and isinstance(a, dict) and isinstance(b, dict):
