@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--manifests", type=Path, default=None, help="also write lhotse manifests + fbank here"
     )
     _add_speed_perturb_arg(s)
+    _add_noise_arg(s)
     s.set_defaults(func=_run_synthetic)
 
     ls = kinds.add_parser("librispeech", help="manifests + fbank for a local LibriSpeech copy")
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls.add_argument("--num-jobs", type=int, default=2)
     _add_bad_audio_args(ls)
     _add_speed_perturb_arg(ls)
+    _add_noise_arg(ls)
     ls.set_defaults(func=_run_librispeech)
 
     ted = kinds.add_parser("tedlium2", help="manifests + fbank for a local TED-LIUM release 2")
@@ -51,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ted.add_argument("--num-jobs", type=int, default=2)
     _add_bad_audio_args(ted)
     _add_speed_perturb_arg(ted)
+    _add_noise_arg(ted)
     ted.set_defaults(func=_run_tedlium2)
 
     swb = kinds.add_parser(
@@ -88,6 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     swb.add_argument("--num-jobs", type=int, default=2)
     _add_bad_audio_args(swb)
     _add_speed_perturb_arg(swb)
+    _add_noise_arg(swb)
     swb.set_defaults(func=_run_switchboard)
 
 
@@ -119,6 +123,34 @@ def _add_speed_perturb_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_noise_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--noise-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also cache the noise windows of DIR (e.g. MUSAN) that data.noise_dir=DIR mixes "
+        "into training (docs/corpora.md)",
+    )
+
+
+def _noise(args: argparse.Namespace, cuts_by_part: dict, out: Path) -> None:
+    """The --noise-dir windows with their features, cached in ``out`` at the corpus's rate."""
+    if args.noise_dir is None:
+        return
+    from dmao.config.schema import DataConfig
+    from dmao.data.noise import noise_part, prepare_noise
+
+    rate = next(iter(next(iter(cuts_by_part.values())))).sampling_rate
+    audio = _bad_audio(args) if hasattr(args, "bad_audio") else {}
+    data = DataConfig(
+        manifest_dir=str(out), noise_dir=str(args.noise_dir), sampling_rate=rate, **audio
+    )
+    windows = prepare_noise(data, num_jobs=args.num_jobs)
+    hours = sum(cut.duration for cut in windows) / 3600
+    print(f"noise: {len(windows)} windows, {hours:.2f} h, cached as {noise_part(args.noise_dir)}")
+
+
 def _speed_perturb(args: argparse.Namespace, cuts_by_part: dict, out: Path) -> None:
     """The --speed-perturb copies of the training parts among ``cuts_by_part``, cached in
     ``out``, and their sizes printed."""
@@ -148,8 +180,9 @@ def _run_synthetic(args: argparse.Namespace) -> int:
     from dmao.data.manifests import prepare_manifests
     from dmao.data.synthetic import prepare_synthetic
 
-    if args.speed_perturb and args.manifests is None:
-        raise ValueError("--speed-perturb needs --manifests (the copies are cached features)")
+    for flag, given in (("--speed-perturb", args.speed_perturb), ("--noise-dir", args.noise_dir)):
+        if given and args.manifests is None:
+            raise ValueError(f"{flag} needs --manifests (it caches features there)")
     corpus = prepare_synthetic(args.out, hours=args.hours, seed=args.seed, num_jobs=args.num_jobs)
     print(f"corpus ready: {corpus}")
     if args.manifests is not None:
@@ -157,6 +190,7 @@ def _run_synthetic(args: argparse.Namespace) -> int:
         cuts = prepare_manifests(corpus, args.manifests, parts, num_jobs=args.num_jobs)
         print(f"manifests ready: {args.manifests}")
         _speed_perturb(args, cuts, args.manifests)
+        _noise(args, cuts, args.manifests)
     return 0
 
 
@@ -168,6 +202,7 @@ def _run_librispeech(args: argparse.Namespace) -> int:
     )
     print(f"manifests for {', '.join(cuts)} ready in {args.out}")
     _speed_perturb(args, cuts, args.out)
+    _noise(args, cuts, args.out)
     return 0
 
 
@@ -183,6 +218,7 @@ def _run_tedlium2(args: argparse.Namespace) -> int:
     cuts = prepare_tedlium2(corpus, args.out, parts, num_jobs=args.num_jobs, **_bad_audio(args))
     _report(cuts, args.out)
     _speed_perturb(args, cuts, args.out)
+    _noise(args, cuts, args.out)
     return 0
 
 
@@ -209,6 +245,7 @@ def _run_switchboard(args: argparse.Namespace) -> int:
     )
     _report(cuts, args.out)
     _speed_perturb(args, cuts, args.out)
+    _noise(args, cuts, args.out)
     return 0
 
 

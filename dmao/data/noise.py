@@ -36,6 +36,7 @@ __all__ = [
     "MIN_WINDOW_SECONDS",
     "WINDOW_SECONDS",
     "NoiseMixer",
+    "check_noise_config",
     "check_noise_settings",
     "noise_mixer",
     "noise_part",
@@ -65,6 +66,14 @@ def check_noise_settings(prob: float, snr: Sequence[float]) -> tuple[float, floa
             f"got {values}"
         )
     return float(values[0]), float(values[1])
+
+
+def check_noise_config(config: DataConfig) -> None:
+    """Refuse impossible noise settings, a missing ``noise_dir`` or one without audio files
+    before anything is prepared (one line naming the field)."""
+    check_noise_settings(config.noise_prob, config.noise_snr)
+    if config.noise_dir:
+        _noise_files(Path(config.noise_dir))
 
 
 def noise_part(noise_dir: Path | str) -> str:

@@ -23,7 +23,7 @@ from dmao.data.dataset import build_dataloader, build_sampler
 from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.filtering import filter_cuts
 from dmao.data.manifests import cut_transcript
-from dmao.data.noise import check_noise_settings, noise_mixer
+from dmao.data.noise import check_noise_config, noise_mixer
 from dmao.data.pipeline import join_parts, load_parts, prepare_parts
 from dmao.data.speed_perturb import check_speed_factors, speed_perturbed
 from dmao.data.static_shapes import StaticShapeSampler, bucket_shapes
@@ -75,7 +75,7 @@ def prepare_data(
     """
     cfg = config.data
     check_speed_factors(cfg.speed_perturb)  # before hours of corpus preparation, not after
-    check_noise_settings(cfg.noise_prob, cfg.noise_snr)
+    check_noise_config(cfg)
 
     def load() -> tuple[CutSet, CutSet, CutSet]:
         train = prepare_parts(cfg, cfg.train_parts)  # the copies are made from the same cuts

@@ -82,6 +82,12 @@ def test_compare_status_with_share_prefix_shows_where_members_start(tmp_path, ca
             "--speed-perturb needs --manifests",
         ),
         (["train", "--out", "x", "data.speed_perturb=[1.0]"], "data.speed_perturb: expected"),
+        (
+            ["prepare", "synthetic", "--out", "c", "--noise-dir", "n"],
+            "--noise-dir needs --manifests",
+        ),
+        (["train", "--out", "x", "data.noise_snr=[20, 10]"], "data.noise_snr: expected"),
+        (["train", "--out", "x", "data.noise_dir=nowhere"], "data.noise_dir: nowhere is not a"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, message, tmp_path, monkeypatch):

@@ -172,3 +172,21 @@ def test_training_with_noise_uses_it_and_resumes_exactly(tiny_corpus, tmp_path):
     check_resume_compatible(
         older, {"data": {"train_parts": ["train"], "noise_prob": 0.5}}, tmp_path
     )
+
+
+def test_prepare_caches_the_windows_that_training_then_loads(tiny_corpus, tmp_path, capsys):
+    from dmao.cli.main import main
+
+    noise = tmp_path / "musan"
+    _write(noise / "a.wav", 14.0)
+    out = tmp_path / "manifests"
+    args = ["prepare", "librispeech", "--corpus-dir", str(tiny_corpus.root), "--out", str(out)]
+    assert main([*args, "--parts", "dev", "--noise-dir", str(noise), "--num-jobs", "1"]) == 0
+    assert f"noise: 2 windows, 0.00 h, cached as {noise_part(noise)}" in capsys.readouterr().out
+    cached = cuts_path(out, noise_part(noise))
+    mtime = cached.stat().st_mtime_ns
+    config = load_config(
+        None, [*tiny_train_overrides(tiny_corpus.root, out), f"data.noise_dir={noise}"]
+    )
+    assert len(prepare_noise(config.data, num_jobs=1)) == 2
+    assert cached.stat().st_mtime_ns == mtime  # loaded, not redone
