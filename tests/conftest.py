@@ -291,6 +291,20 @@ def train_tiny_run(run_dir: Path, overrides: list[str]) -> Path:
     return run_dir
 
 
+def rewind_run(run_dir: Path, to_step: int) -> None:
+    """Make ``run_dir`` look killed right after its checkpoint at ``to_step``: its later step
+    checkpoints and metrics records are removed, so ``--resume`` continues from ``to_step``."""
+    import json
+
+    from dmao.training.metrics import read_metrics
+
+    for path in (run_dir / "checkpoints").glob("step-*.pt"):
+        if int(path.stem.removeprefix("step-")) > to_step:
+            path.unlink()
+    kept = [r for r in read_metrics(run_dir) if r["step"] <= to_step]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
 def train_recipe(config: Any, run_dir: Path, *, resume: bool = False) -> Any:
     """Set up, train and clean up a :class:`~dmao.training.recipe.TrainingRecipe` in-process;
     returns the recipe (its model, optimizer, ... as they are at the end)."""

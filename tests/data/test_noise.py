@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import tiny_train_overrides, train_recipe
+from conftest import rewind_run, tiny_train_overrides, train_recipe
 
 from dmao.config import load_config
 from dmao.config.schema import DataConfig
@@ -145,10 +145,7 @@ def test_training_with_noise_uses_it_and_resumes_exactly(tiny_corpus, tmp_path):
     config = _noisy_config(tiny_corpus, tmp_path, noise_dir)
     train_recipe(config, tmp_path / "a")
     train_recipe(config, tmp_path / "b")
-    (tmp_path / "b" / "checkpoints" / "step-00000006.pt").unlink()
-    (tmp_path / "b" / "metrics.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in read_metrics(tmp_path / "b") if r["step"] <= 3)
-    )
+    rewind_run(tmp_path / "b", 3)
     train_recipe(config, tmp_path / "b", resume=True)
     losses = [r["loss"] for r in read_metrics(tmp_path / "a", "train")]
     assert losses == [r["loss"] for r in read_metrics(tmp_path / "b", "train")]

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import legacy_qkv_state, tiny_train_overrides, train_recipe
+from conftest import legacy_qkv_state, rewind_run, tiny_train_overrides, train_recipe
 
 from dmao.config import load_config
 from dmao.decoding.decode_run import decode_split
@@ -85,10 +85,7 @@ def test_resume_is_bit_exact(tiny_corpus, tmp_path):
     # Same run, killed after its step-6 checkpoint: emulate by removing the later checkpoint
     # of a copy and resuming from step 6.
     train_recipe(full, tmp_path / "b")
-    (tmp_path / "b" / "checkpoints" / "step-00000012.pt").unlink()
-    (tmp_path / "b" / "metrics.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in read_metrics(tmp_path / "b") if r["step"] <= 6)
-    )
+    rewind_run(tmp_path / "b", 6)
     train_recipe(full, tmp_path / "b", resume=True)
 
     losses_a = [r["loss"] for r in read_metrics(tmp_path / "a", "train")]
@@ -214,10 +211,7 @@ def test_resume_with_loader_workers_is_bit_exact(tiny_corpus, tmp_path):
     epoch = mid["sampler"]["diagnostics"]["current_epoch"]
     consumed = mid["sampler"]["diagnostics"]["stats_per_epoch"][epoch]["kept_batches"]
     assert mid["epoch"] == epoch == 0 and consumed == 4
-    (tmp_path / "b" / "checkpoints" / "step-00000007.pt").unlink()
-    (tmp_path / "b" / "metrics.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in read_metrics(tmp_path / "b") if r["step"] <= 4)
-    )
+    rewind_run(tmp_path / "b", 4)
     train_recipe(config, tmp_path / "b", resume=True)
     losses_a = [r["loss"] for r in read_metrics(tmp_path / "a", "train")]
     assert losses_a == [r["loss"] for r in read_metrics(tmp_path / "b", "train")]
