@@ -3,8 +3,9 @@
 
 ``dmao decode`` writes one ``result.json`` per decode (``RUN/decode/<split>-<decoder>/`` or its
 ``--out-dir``); this module finds them, reads what each says — the run, split, decoder,
-checkpoint (or average), CTC prior, WER / CER with their error counts — and prints them as a
-Markdown table ready for a RESULTS file, or as CSV. Nothing is recomputed.
+checkpoint (or average), CTC prior, WER / CER with their error counts and, for a decode with
+``--nbest``, the oracle WER of its N-best lists — and prints them as a Markdown table ready for a
+RESULTS file, or as CSV. Nothing is recomputed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class DecodeRow:
     ref_words: int
     utterances: int
     path: str  # the result.json
+    oracle_wer: float | None = None  # %, of the N-best lists (dmao decode --nbest N)
+    nbest: int | None = None  # their N
 
 
 def _row(path: Path, roots: list[Path]) -> DecodeRow:
@@ -44,6 +47,7 @@ def _row(path: Path, roots: list[Path]) -> DecodeRow:
         if record.get("prior"):
             decoder += f"+prior{record['prior']['scale']:g}"
         counts = record["word_counts"]
+        nbest = record.get("nbest")
         return DecodeRow(
             run=_shortest(run, roots),
             split=record["split"],
@@ -57,6 +61,8 @@ def _row(path: Path, roots: list[Path]) -> DecodeRow:
             ref_words=counts["ref_len"],
             utterances=record["num_utterances"],
             path=str(path),
+            oracle_wer=None if nbest is None else 100 * nbest["oracle_wer"],
+            nbest=None if nbest is None else nbest["n"],
         )
     except (KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a dmao decode result (missing or bad field {err})") from None
@@ -95,16 +101,22 @@ def find_results(folders: list[Path], split: str | None = None) -> list[DecodeRo
 
 
 def format_markdown(rows: list[DecodeRow]) -> str:
-    """A GitHub Markdown table: run, split, decoder, checkpoint, WER, CER, errors, words."""
+    """A GitHub Markdown table: run, split, decoder, checkpoint, WER, CER, errors, words; and the
+    N-best oracle WER where some decode kept N-best lists (``–`` for the others)."""
+    oracle = any(r.oracle_wer is not None for r in rows)
     lines = [
-        "| run | split | decoder | checkpoint | WER % | CER % | ins / del / sub | words |",
-        "|---|---|---|---|---:|---:|---:|---:|",
+        "| run | split | decoder | checkpoint | WER % | CER % | ins / del / sub | words |"
+        + (" N-best oracle WER % |" if oracle else ""),
+        "|---|---|---|---|---:|---:|---:|---:|" + ("---:|" if oracle else ""),
     ]
     for r in rows:
-        lines.append(
+        line = (
             f"| {r.run} | {r.split} | {r.decoder} | {r.checkpoint} | {r.wer:.2f} | {r.cer:.2f} "
             f"| {r.ins} / {r.dels} / {r.subs} | {r.ref_words:,} |"
         )
+        if oracle:
+            line += " – |" if r.oracle_wer is None else f" {r.oracle_wer:.2f} ({r.nbest}-best) |"
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dmao.evaluation.results_table import find_results, format_markdown
+from dmao.evaluation.results_table import find_results, format_csv, format_markdown
 
 
 def _write(folder, wer, **extra):
@@ -38,3 +38,20 @@ def test_a_foreign_result_json_is_named(tmp_path):
     (tmp_path / "other" / "result.json").write_text(json.dumps({"accuracy": 0.9}))
     with pytest.raises(ValueError, match=r"other/result.json: not a dmao decode result"):
         find_results([tmp_path])
+
+
+def test_decodes_with_nbest_lists_show_their_oracle_wer(tmp_path):
+    _write(tmp_path / "a", 0.20)
+    nbest = {"n": 10, "file": "nbest.txt", "oracle_wer": 0.125}
+    _write(tmp_path / "b", 0.15, method="lm-lexicon50", nbest=nbest)
+    rows = find_results([tmp_path])
+    assert [(r.decoder, r.oracle_wer, r.nbest) for r in rows] == [
+        ("lm-lexicon50", 12.5, 10),
+        ("greedy", None, None),
+    ]
+    table = format_markdown(rows).splitlines()
+    assert table[0].endswith("| words | N-best oracle WER % |")
+    assert table[2].endswith("| 100 | 12.50 (10-best) |") and table[3].endswith("| 100 | – |")
+    assert "oracle" not in format_markdown(rows[1:])  # no N-best list: no column
+    csv_header = format_csv(rows).splitlines()[0].split(",")
+    assert csv_header[-2:] == ["oracle_wer", "nbest"]
