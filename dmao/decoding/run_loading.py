@@ -157,6 +157,11 @@ class LoadedForDecoding:
     averaged_from: list[str] | None = None
     """For an average of checkpoints (``avg`` > 1): their file names, oldest first."""
 
+    def with_decode(self, **settings: Any) -> LoadedForDecoding:
+        """The same loaded model with other decode settings (``dec`` and ``config.decode``)."""
+        dec = replace(self.dec, **settings)
+        return replace(self, dec=dec, config=replace(self.config, decode=dec))
+
     def posteriors(self, split: str, *, progress_bar: bool = True) -> SplitPosteriors:
         """The model's log-probabilities of every utterance of corpus part ``split``."""
         return compute_posteriors(

@@ -249,7 +249,7 @@ def tune_split(
     if decode_best:
         settings = dict(result.best.settings)
         prior_scale = settings.pop("prior_scale", 0.0)
-        chosen = replace(loaded, dec=replace(dec, **settings))
+        chosen = loaded.with_decode(**settings)
         searcher = (
             None if lm_decoder is None else lm_decoder.with_options(lm_decoder_options(chosen.dec))
         )
