@@ -37,7 +37,7 @@ __all__ = [
 # takes its tuple of names from here, so each vocabulary is written once.
 CorpusKind = Literal["synthetic", "librispeech", "tedlium2", "switchboard"]
 BadAudioMode = Literal["strict", "skip"]
-TokenizerKind = Literal["char", "bpe"]
+TokenizerKind = Literal["char", "bpe", "unigram"]
 PrecisionName = Literal["fp32", "bf16", "fp16"]
 CompileMode = Literal["none", "dynamic", "static", "cudagraphs"]
 DecodeMethod = Literal["greedy", "beam", "lm"]
@@ -144,9 +144,11 @@ class TokenizerConfig:
     """Output units of the CTC model."""
 
     kind: TokenizerKind = "bpe"
-    """``char`` (characters + word boundary) or ``bpe`` (sentencepiece BPE)."""
+    """``char`` (characters + word boundary), ``bpe`` (sentencepiece BPE, icefall's choice) or
+    ``unigram`` (sentencepiece unigram, ESPnet's default)."""
     vocab_size: int = 256
-    """BPE vocabulary size (ignored for ``char``), without the CTC blank."""
+    """Subword vocabulary size (``bpe``, ``unigram``; ignored for ``char``): every unit, the CTC
+    blank and ``<unk>`` included (the model's output size)."""
 
 
 @dataclass

@@ -1,9 +1,11 @@
-"""CTC output units: characters or sentencepiece BPE, with the CTC blank at id 0 in both.
+"""CTC output units: characters or sentencepiece subwords (BPE or unigram), with the CTC blank at
+id 0 in all.
 
-Both tokenisers work on normalised transcripts (:func:`dmao.data.text.normalize_transcript`), for
+Every tokeniser works on normalised transcripts (:func:`dmao.data.text.normalize_transcript`), for
 which ``decode(encode(text)) == text``. A tokeniser is saved as a folder holding ``tokenizer.json``
-(``{"kind": "char" | "bpe", ...}``) plus, for BPE, the sentencepiece model; :func:`load_tokenizer`
-reads either kind back.
+(``{"kind": "char" | "bpe" | "unigram", ...}``) plus, for subwords, the sentencepiece model;
+:func:`load_tokenizer` reads any kind back. ``bpe`` is icefall's choice, ``unigram`` ESPnet's
+default (``bpemode=unigram``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ __all__ = [
     "BLANK_ID",
     "BPETokenizer",
     "CharTokenizer",
+    "SentencePieceTokenizer",
     "Tokenizer",
+    "UnigramTokenizer",
     "load_tokenizer",
     "train_tokenizer",
 ]
@@ -152,8 +156,9 @@ class CharTokenizer(Tokenizer):
         return tokenizer
 
 
-class BPETokenizer(Tokenizer):
-    """Sentencepiece BPE. Sentencepiece's own ids are used unchanged:
+class SentencePieceTokenizer(Tokenizer):
+    """Sentencepiece subwords (:class:`BPETokenizer`, :class:`UnigramTokenizer`). Sentencepiece's
+    own ids are used unchanged:
 
     the blank is sentencepiece's padding symbol, placed at id 0 (``pad_id=0``, piece ``"<blk>"``,
     a control symbol that encoding never produces and decoding skips); ``<unk>`` is id 1; there
@@ -165,8 +170,10 @@ class BPETokenizer(Tokenizer):
     otherwise make the tokeniser disagree with the scorer).
     """
 
-    kind = "bpe"
-    MODEL_NAME = "bpe.model"
+    kind: str
+    MODEL_NAME: str
+    MODEL_TYPE: str
+    """Sentencepiece's ``model_type``."""
 
     def __init__(self, model_path: Path | str) -> None:
         """Args: model_path: a sentencepiece model trained by :meth:`train`."""
@@ -176,12 +183,14 @@ class BPETokenizer(Tokenizer):
             raise ValueError(
                 f"{self.model_path}: expected a sentencepiece model with pad_id=0 (the CTC blank) "
                 f"and unk_id != 0, got pad_id={self._sp.pad_id()}, unk_id={self._sp.unk_id()}; "
-                "train it with BPETokenizer.train"
+                f"train it with {type(self).__name__}.train"
             )
 
     @classmethod
-    def train(cls, texts: Iterable[str], out_dir: Path | str, *, vocab_size: int) -> BPETokenizer:
-        """Train a BPE model on (normalised) transcripts; writes ``out_dir/bpe.model``.
+    def train(
+        cls, texts: Iterable[str], out_dir: Path | str, *, vocab_size: int
+    ) -> SentencePieceTokenizer:
+        """Train a model on (normalised) transcripts; writes ``out_dir/<MODEL_NAME>``.
 
         Args:
             texts: training transcripts; normalised here, empty ones skipped.
@@ -195,12 +204,14 @@ class BPETokenizer(Tokenizer):
         out_dir.mkdir(parents=True, exist_ok=True)
         sentences = [t for t in (normalize_transcript(x) for x in texts) if t]
         if not sentences:
-            raise ValueError("cannot train a BPE tokenizer: the training transcripts are empty")
+            raise ValueError(
+                f"cannot train a {cls.kind} tokenizer: the training transcripts are empty"
+            )
         try:
             spm.SentencePieceTrainer.train(
                 sentence_iterator=iter(sentences),
                 model_prefix=str(out_dir / Path(cls.MODEL_NAME).stem),
-                model_type="bpe",
+                model_type=cls.MODEL_TYPE,
                 vocab_size=vocab_size,
                 character_coverage=1.0,
                 byte_fallback=False,
@@ -218,7 +229,7 @@ class BPETokenizer(Tokenizer):
             )
         except RuntimeError as e:
             raise ValueError(
-                f"sentencepiece could not train a BPE model with vocab_size={vocab_size} on "
+                f"sentencepiece could not train a {cls.kind} model with vocab_size={vocab_size} on "
                 f"{len(sentences)} transcripts ({e}); a smaller vocab_size may fit this text"
             ) from e
         return cls(out_dir / cls.MODEL_NAME)
@@ -242,7 +253,7 @@ class BPETokenizer(Tokenizer):
                 {ch for ch in text if ch != " " and self._sp.piece_to_id(ch) == self.unk_id}
             )
             raise ValueError(
-                f"{text!r} encodes to <unk> (characters not seen in BPE training, e.g. "
+                f"{text!r} encodes to <unk> (characters not seen in {self.kind} training, e.g. "
                 f"{unknown[:5]}); filter such utterances first"
             )
         return ids
@@ -264,7 +275,7 @@ class BPETokenizer(Tokenizer):
         (out_dir / _CONFIG_NAME).write_text(json.dumps(config, indent=1) + "\n")
 
     @classmethod
-    def load(cls, in_dir: Path | str) -> BPETokenizer:
+    def load(cls, in_dir: Path | str) -> SentencePieceTokenizer:
         config = _read_config(Path(in_dir), expected_kind=cls.kind)
         tokenizer = cls(Path(in_dir) / config["model"])
         if tokenizer.vocab_size != config["vocab_size"]:
@@ -275,9 +286,26 @@ class BPETokenizer(Tokenizer):
         return tokenizer
 
 
-_KINDS: dict[str, type[CharTokenizer] | type[BPETokenizer]] = {
+class BPETokenizer(SentencePieceTokenizer):
+    """Sentencepiece BPE (icefall's LibriSpeech recipes: 500 units)."""
+
+    kind = "bpe"
+    MODEL_NAME = "bpe.model"
+    MODEL_TYPE = "bpe"
+
+
+class UnigramTokenizer(SentencePieceTokenizer):
+    """Sentencepiece unigram language-model segmentation (ESPnet's default ``bpemode``)."""
+
+    kind = "unigram"
+    MODEL_NAME = "unigram.model"
+    MODEL_TYPE = "unigram"
+
+
+_KINDS: dict[str, type[CharTokenizer] | type[SentencePieceTokenizer]] = {
     CharTokenizer.kind: CharTokenizer,
     BPETokenizer.kind: BPETokenizer,
+    UnigramTokenizer.kind: UnigramTokenizer,
 }
 
 
@@ -302,7 +330,7 @@ def load_tokenizer(in_dir: Path | str) -> Tokenizer:
 
 
 def train_tokenizer(
-    kind: Literal["char", "bpe"],
+    kind: Literal["char", "bpe", "unigram"],
     texts: Iterable[str],
     out_dir: Path | str,
     *,
@@ -311,10 +339,11 @@ def train_tokenizer(
     """Train a tokeniser on training transcripts and save it to ``out_dir``.
 
     Args:
-        kind: ``"char"`` (characters + word boundary) or ``"bpe"`` (sentencepiece BPE).
+        kind: ``"char"`` (characters + word boundary), ``"bpe"`` or ``"unigram"`` (sentencepiece
+            subwords).
         texts: training transcripts (normalised here; already-normalised text is unchanged).
         out_dir: where the tokeniser is saved; :func:`load_tokenizer` reads it back.
-        vocab_size: BPE only (required there): total units including blank and ``<unk>``.
+        vocab_size: subwords only (required there): total units including blank and ``<unk>``.
 
     Returns:
         The trained tokeniser.
@@ -326,11 +355,11 @@ def train_tokenizer(
                 f"got vocab_size={vocab_size}"
             )
         tokenizer: Tokenizer = CharTokenizer.train(texts)
-    elif kind == "bpe":
+    elif kind in ("bpe", "unigram"):
         if vocab_size is None:
-            raise ValueError("kind='bpe' needs a vocab_size (e.g. 500 for LibriSpeech 960 h)")
-        tokenizer = BPETokenizer.train(texts, out_dir, vocab_size=vocab_size)
+            raise ValueError(f"kind={kind!r} needs a vocab_size (e.g. 500 for LibriSpeech 960 h)")
+        tokenizer = _KINDS[kind].train(texts, out_dir, vocab_size=vocab_size)
     else:
-        raise ValueError(f"tokenizer kind must be 'char' or 'bpe', got {kind!r}")
+        raise ValueError(f"tokenizer kind must be 'char', 'bpe' or 'unigram', got {kind!r}")
     tokenizer.save(out_dir)
     return tokenizer

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from dmao.data.tokenizer import BPETokenizer, CharTokenizer, Tokenizer
+from dmao.data.tokenizer import CharTokenizer, SentencePieceTokenizer, Tokenizer
 
 __all__ = [
     "build_lexicon",
@@ -24,11 +24,11 @@ log = logging.getLogger(__name__)
 
 def token_symbols(tokenizer: Tokenizer) -> list[str]:
     """The output symbols of ``tokenizer`` by id: ``<blk>``, ``|`` and characters for a
-    :class:`~dmao.data.tokenizer.CharTokenizer`, the sentencepiece pieces for BPE. These are the
-    token names of lexicon spellings and the words of a token-level LM."""
+    :class:`~dmao.data.tokenizer.CharTokenizer`, the sentencepiece pieces for subwords. These are
+    the token names of lexicon spellings and the words of a token-level LM."""
     if isinstance(tokenizer, CharTokenizer):
         return list(tokenizer.symbols)
-    if isinstance(tokenizer, BPETokenizer):
+    if isinstance(tokenizer, SentencePieceTokenizer):
         import sentencepiece as spm
 
         sp = spm.SentencePieceProcessor(model_file=str(tokenizer.model_path))
@@ -37,13 +37,13 @@ def token_symbols(tokenizer: Tokenizer) -> list[str]:
 
 
 def word_boundary_symbol(tokenizer: Tokenizer) -> str | None:
-    """``|`` for character tokenizers; ``None`` for BPE, whose pieces carry the boundary."""
+    """``|`` for character tokenizers; ``None`` for subwords, whose pieces carry the boundary."""
     return CharTokenizer.WORD_BOUNDARY if isinstance(tokenizer, CharTokenizer) else None
 
 
 def spell_word(word: str, tokenizer: Tokenizer) -> list[str]:
     """The token spelling of one (normalised) word: its characters and ``|`` for a character
-    tokenizer, its sentencepiece pieces for BPE.
+    tokenizer, its sentencepiece pieces for subwords.
 
     Raises:
         ValueError: the word holds whitespace or characters the tokenizer cannot encode.

@@ -127,7 +127,7 @@ def _setup_tokenizer(config: ExperimentConfig, train_cuts: CutSet, tok_dir: Path
     texts = [cut_transcript(c) for c in train_cuts]
     texts = [t for t in texts if t]
     cfg = config.tokenizer
-    vocab_size = cfg.vocab_size if cfg.kind == "bpe" else None
+    vocab_size = None if cfg.kind == "char" else cfg.vocab_size
     return train_tokenizer(cfg.kind, texts, tok_dir, vocab_size=vocab_size)
 
 

@@ -38,7 +38,7 @@ def test_there_are_paper_recipes_for_every_corpus_size_and_variant():
 @pytest.mark.parametrize("path", ALL, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_recipe_loads_and_builds_its_model(path):
     config = load_config(path)
-    vocab = config.tokenizer.vocab_size + 1 if config.tokenizer.kind == "bpe" else 40
+    vocab = 40 if config.tokenizer.kind == "char" else config.tokenizer.vocab_size
     model = build_model_from_config(config.model, vocab_size=vocab)
     params = sum(p.numel() for p in model.parameters())
     assert params > 0

@@ -10,6 +10,8 @@ from dmao.data.tokenizer import (
     BLANK_ID,
     BPETokenizer,
     CharTokenizer,
+    SentencePieceTokenizer,
+    UnigramTokenizer,
     load_tokenizer,
     train_tokenizer,
 )
@@ -33,12 +35,18 @@ def training_texts() -> list[str]:
     return _sentences(400, seed=0)
 
 
-@pytest.fixture(scope="module")
-def bpe(training_texts, tmp_path_factory) -> BPETokenizer:
+SUBWORDS = {"bpe": BPETokenizer, "unigram": UnigramTokenizer}
+VOCAB = {"bpe": 120, "unigram": 90}  # unigram keeps fewer pieces of this small text (<= 98)
+
+
+@pytest.fixture(scope="module", params=sorted(SUBWORDS))
+def bpe(request, training_texts, tmp_path_factory) -> SentencePieceTokenizer:
+    """Each sentencepiece kind in turn (the ``bpe`` tests run for ``unigram`` too)."""
+    kind = request.param
     tokenizer = train_tokenizer(
-        "bpe", training_texts, tmp_path_factory.mktemp("bpe"), vocab_size=120
+        kind, training_texts, tmp_path_factory.mktemp(kind), vocab_size=VOCAB[kind]
     )
-    assert isinstance(tokenizer, BPETokenizer)
+    assert type(tokenizer) is SUBWORDS[kind] and tokenizer.kind == kind
     return tokenizer
 
 
@@ -101,14 +109,14 @@ def test_char_training_normalises_text(tmp_path) -> None:
 # --- BPE tokenizer -------------------------------------------------------------------------------
 
 
-def test_bpe_vocabulary_layout(bpe: BPETokenizer) -> None:
-    assert bpe.vocab_size == 120
+def test_bpe_vocabulary_layout(bpe: SentencePieceTokenizer) -> None:
+    assert bpe.vocab_size == VOCAB[bpe.kind]
     assert bpe.blank_id == 0
     assert bpe.unk_id == 1
     assert bpe._sp.id_to_piece(0) == "<blk>"
 
 
-def test_bpe_round_trip_without_unk(bpe: BPETokenizer, training_texts) -> None:
+def test_bpe_round_trip_without_unk(bpe: SentencePieceTokenizer, training_texts) -> None:
     for text in training_texts + _sentences(200, seed=2):
         ids = bpe.encode(text)
         assert bpe.blank_id not in ids
@@ -119,39 +127,41 @@ def test_bpe_round_trip_without_unk(bpe: BPETokenizer, training_texts) -> None:
     assert len(bpe.encode("THE THE THE")) < len("THE THE THE")
 
 
-def test_bpe_known_characters_in_new_words_never_give_unk(bpe: BPETokenizer) -> None:
+def test_bpe_known_characters_in_new_words_never_give_unk(bpe: SentencePieceTokenizer) -> None:
     # character_coverage=1.0: any word spelled with training characters encodes without <unk>.
     text = "ZAX QUOTH BEWILDERMENT'S"
     assert bpe.can_encode(text)
     assert bpe.decode(bpe.encode(text)) == text
 
 
-def test_bpe_unknown_characters(bpe: BPETokenizer) -> None:
+def test_bpe_unknown_characters(bpe: SentencePieceTokenizer) -> None:
     assert not bpe.can_encode("THE F\u00d6X")
     assert not bpe.can_encode("CHAPTER 7")
     with pytest.raises(ValueError, match=r"encodes to <unk>.*'7'"):
         bpe.encode("CHAPTER 7")
 
 
-def test_bpe_decode_skips_blanks(bpe: BPETokenizer) -> None:
+def test_bpe_decode_skips_blanks(bpe: SentencePieceTokenizer) -> None:
     ids = bpe.encode("HE WAS THERE")
     assert bpe.decode([0, *ids[:1], 0, 0, *ids[1:], 0]) == "HE WAS THERE"
     with pytest.raises(ValueError, match="out of range"):
         bpe.decode([bpe.vocab_size])
 
 
-def test_bpe_save_load(bpe: BPETokenizer, tmp_path, training_texts) -> None:
+def test_bpe_save_load(bpe: SentencePieceTokenizer, tmp_path, training_texts) -> None:
     bpe.save(tmp_path)
     config = json.loads((tmp_path / "tokenizer.json").read_text())
-    assert config == {"kind": "bpe", "model": "bpe.model", "vocab_size": 120}
+    assert config == {"kind": bpe.kind, "model": f"{bpe.kind}.model", "vocab_size": VOCAB[bpe.kind]}
     loaded = load_tokenizer(tmp_path)
-    assert isinstance(loaded, BPETokenizer)
+    assert type(loaded) is type(bpe)
     for text in training_texts[:50]:
         assert loaded.encode(text) == bpe.encode(text)
 
 
-def test_bpe_training_is_deterministic(training_texts, tmp_path, bpe: BPETokenizer) -> None:
-    again = train_tokenizer("bpe", training_texts, tmp_path, vocab_size=120)
+def test_bpe_training_is_deterministic(
+    training_texts, tmp_path, bpe: SentencePieceTokenizer
+) -> None:
+    again = train_tokenizer(bpe.kind, training_texts, tmp_path, vocab_size=bpe.vocab_size)
     for text in training_texts[:50]:
         assert again.encode(text) == bpe.encode(text)
 
@@ -168,7 +178,7 @@ def test_bpe_trains_on_raw_text_through_normalisation(tmp_path) -> None:
 
 
 def test_train_tokenizer_argument_errors(tmp_path, training_texts) -> None:
-    with pytest.raises(ValueError, match="'char' or 'bpe'"):
+    with pytest.raises(ValueError, match="'char', 'bpe' or 'unigram'"):
         train_tokenizer("wordpiece", training_texts, tmp_path)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs a vocab_size"):
         train_tokenizer("bpe", training_texts, tmp_path)
@@ -186,8 +196,28 @@ def test_load_tokenizer_errors(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match=r"tokenizer\.json does not exist"):
         load_tokenizer(tmp_path)
     (tmp_path / "tokenizer.json").write_text('{"kind": "words"}')
-    with pytest.raises(ValueError, match="field 'kind' must be 'char' or 'bpe', got 'words'"):
+    with pytest.raises(ValueError, match="field 'kind' must be 'char' or 'bpe' or 'unigram', got"):
         load_tokenizer(tmp_path)
     (tmp_path / "tokenizer.json").write_text('{"kind": "char", "symbols": ["A", "B"]}')
     with pytest.raises(ValueError, match="symbols must start with"):
         load_tokenizer(tmp_path)
+
+
+def test_a_run_trains_and_decodes_with_a_unigram_tokenizer(tiny_corpus, tmp_path) -> None:
+    from conftest import tiny_train_overrides, train_tiny_run
+
+    from dmao.decoding.decode_run import decode_split
+
+    overrides = [
+        *tiny_train_overrides(tiny_corpus.root, tmp_path / "manifests"),
+        "tokenizer.kind=unigram",
+        "tokenizer.vocab_size=40",
+        "train.max_steps=2",
+        "train.valid_every_steps=2",
+        "train.checkpoint_every_steps=2",
+    ]
+    run = train_tiny_run(tmp_path / "run", overrides)
+    tokenizer = load_tokenizer(run / "tokenizer")
+    assert type(tokenizer) is UnigramTokenizer and tokenizer.vocab_size == 40
+    result = decode_split(run, "test", method="beam", beam_size=2, progress_bar=False)
+    assert result.score.word.ref_len > 0
