@@ -91,3 +91,18 @@ def test_paper_recipe_settings(path):
     assert epochs == pytest.approx(
         {"librispeech": 30, "tedlium2": 50, "switchboard": 50}[corpus], rel=0.01
     )
+
+
+def test_the_100h_recipes_change_only_the_data_and_length_of_the_960h_ones():
+    """librispeech_100h/: the 960 h recipes on train-clean-100 with 3-way speed perturbation for
+    70 epochs — nothing else differs (the DMAO one has the 960 h DMAO section)."""
+    for name in ("conformer_256", "conformer_256_dmao"):
+        small = dataclasses.asdict(load_config(CONFIGS / "librispeech_100h" / f"{name}.yaml"))
+        full = dataclasses.asdict(load_config(CONFIGS / "librispeech" / f"{name}.yaml"))
+        assert small["data"].pop("train_parts") == ["train-clean-100"]
+        assert small["data"].pop("speed_perturb") == [0.9, 1.1]
+        full["data"].pop("train_parts"), full["data"].pop("speed_perturb")
+        # 100.6 h x 3 / 540 s of audio per step x 70 epochs
+        assert small["train"].pop("max_steps") == round(100.6 * 3600 * 3 / 540) * 70
+        full["train"].pop("max_steps")
+        assert small == full
