@@ -121,7 +121,8 @@ def prepare_noise(config: DataConfig, *, num_jobs: int = 2) -> CutSet:
     def read(missing: list[str], bad: BadAudioLog) -> dict[str, CutSet]:
         files = _noise_files(noise_dir)
         bad.listed[part] = len(files)
-        ids = {path: path.relative_to(noise_dir).with_suffix("").as_posix() for path in files}
+        # The path below the folder, suffix kept (a.wav and a.flac are two recordings).
+        ids = {path: path.relative_to(noise_dir).as_posix() for path in files}
         for path, (reason, detail) in scan_audio(files).items():
             bad.add(BadAudio(part, ids[path], str(path), reason, detail))
         bad.check([part], stage="pre-scan of the noise files")

@@ -39,18 +39,20 @@ def test_every_file_is_cut_into_windows_with_features_cached_once(tmp_path):
     _write(noise / "noise" / "a.wav", 25.0)
     _write(noise / "music" / "b.flac", 3.0, seed=1)
     _write(noise / "c.wav", 0.5, seed=2)  # shorter than a window may be: not used
+    _write(noise / "noise" / "a.flac", 1.5, seed=3)  # same name, another file
     (noise / "README").write_text("not audio")
     cuts = prepare_noise(_data(tmp_path, noise), num_jobs=1)
     assert [(c.id, c.duration) for c in cuts] == [
-        ("music/b-0000000", 3.0),
-        ("noise/a-0000000", 10.0),
-        ("noise/a-0001000", 10.0),
-        ("noise/a-0002000", 5.0),
+        ("music/b.flac-0000000", 3.0),
+        ("noise/a.flac-0000000", 1.5),
+        ("noise/a.wav-0000000", 10.0),
+        ("noise/a.wav-0001000", 10.0),
+        ("noise/a.wav-0002000", 5.0),
     ]
     assert all(c.has_features and abs(c.num_frames - 100 * c.duration) <= 1 for c in cuts)
     # the windows are the file's audio, in order
     a = sf.read(noise / "noise" / "a.wav", dtype="float32")[0]
-    np.testing.assert_allclose(cuts[2].load_audio()[0], a[10 * RATE : 20 * RATE], atol=1e-4)
+    np.testing.assert_allclose(cuts[3].load_audio()[0], a[10 * RATE : 20 * RATE], atol=1e-4)
 
     cached = cuts_path(tmp_path / "manifests", noise_part(noise))
     mtime = cached.stat().st_mtime_ns
@@ -69,7 +71,7 @@ def test_a_bad_noise_file_is_named_and_skip_mode_leaves_it_out(tmp_path):
 
     data = _data(tmp_path, noise, bad_audio="skip", max_bad_audio_fraction=0.5)
     cuts = prepare_noise(data, num_jobs=1)
-    assert [c.id for c in cuts] == ["a-0000000", "a-0001000"]
+    assert [c.id for c in cuts] == ["a.wav-0000000", "a.wav-0001000"]
     report = json.loads((tmp_path / "manifests" / "bad_audio.json").read_text())
     assert "broken" in json.dumps(report) and "empty_file" in json.dumps(report)
 
