@@ -305,6 +305,21 @@ def rewind_run(run_dir: Path, to_step: int) -> None:
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
+def assert_same_training(run_a: Path, run_b: Path, step: int) -> dict:
+    """The two runs logged the same training losses and hold bit-identical weights at ``step``;
+    returns ``run_a``'s checkpoint there."""
+    from dmao.training.checkpoint import load_checkpoint
+    from dmao.training.metrics import read_metrics
+
+    losses = [[r["loss"] for r in read_metrics(run, "train")] for run in (run_a, run_b)]
+    assert losses[0] == losses[1]
+    name = f"step-{step:08d}.pt"
+    a, b = (load_checkpoint(run / "checkpoints" / name) for run in (run_a, run_b))
+    for key, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][key]), key
+    return a
+
+
 def train_recipe(config: Any, run_dir: Path, *, resume: bool = False) -> Any:
     """Set up, train and clean up a :class:`~dmao.training.recipe.TrainingRecipe` in-process;
     returns the recipe (its model, optimizer, ... as they are at the end)."""

@@ -7,7 +7,13 @@ import shutil
 
 import pytest
 import torch
-from conftest import legacy_qkv_state, rewind_run, tiny_train_overrides, train_recipe
+from conftest import (
+    assert_same_training,
+    legacy_qkv_state,
+    rewind_run,
+    tiny_train_overrides,
+    train_recipe,
+)
 
 from dmao.config import load_config
 from dmao.decoding.decode_run import decode_split
@@ -88,13 +94,8 @@ def test_resume_is_bit_exact(tiny_corpus, tmp_path):
     rewind_run(tmp_path / "b", 6)
     train_recipe(full, tmp_path / "b", resume=True)
 
-    losses_a = [r["loss"] for r in read_metrics(tmp_path / "a", "train")]
-    losses_b = [r["loss"] for r in read_metrics(tmp_path / "b", "train")]
-    assert losses_a == losses_b
-    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "step-00000012.pt")
+    a = assert_same_training(tmp_path / "a", tmp_path / "b", 12)
     b = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-00000012.pt")
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
     for key, slot in a["optimizer"]["state"].items():
         assert torch.equal(slot["exp_avg"], b["optimizer"]["state"][key]["exp_avg"])
@@ -213,21 +214,13 @@ def test_resume_with_loader_workers_is_bit_exact(tiny_corpus, tmp_path):
     assert mid["epoch"] == epoch == 0 and consumed == 4
     rewind_run(tmp_path / "b", 4)
     train_recipe(config, tmp_path / "b", resume=True)
-    losses_a = [r["loss"] for r in read_metrics(tmp_path / "a", "train")]
-    assert losses_a == [r["loss"] for r in read_metrics(tmp_path / "b", "train")]
-    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "step-00000007.pt")
-    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-00000007.pt")
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
+    assert_same_training(tmp_path / "a", tmp_path / "b", 7)
 
     # The same seed without workers gives the same run: augmentation does not depend on the
     # number of workers (RELIABILITY.md 10).
     config.data.num_workers = 0
     train_recipe(config, tmp_path / "c")
-    assert losses_a == [r["loss"] for r in read_metrics(tmp_path / "c", "train")]
-    c = load_checkpoint(tmp_path / "c" / "checkpoints" / "step-00000007.pt")
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, c["model"][name]), name
+    assert_same_training(tmp_path / "a", tmp_path / "c", 7)
 
 
 def test_a_checkpoint_with_separate_q_k_v_decodes_but_does_not_resume(
