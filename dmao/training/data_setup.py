@@ -23,7 +23,7 @@ from dmao.data.dataset import build_dataloader, build_sampler
 from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.filtering import filter_cuts
 from dmao.data.manifests import cut_transcript
-from dmao.data.noise import check_noise_config, noise_mixer
+from dmao.data.noise import NoiseMixer, check_noise_config, noise_mixer, noise_part
 from dmao.data.pipeline import join_parts, load_parts, prepare_parts
 from dmao.data.speed_perturb import check_speed_factors, speed_perturbed
 from dmao.data.static_shapes import StaticShapeSampler, bucket_shapes
@@ -77,17 +77,17 @@ def prepare_data(
     check_speed_factors(cfg.speed_perturb)  # before hours of corpus preparation, not after
     check_noise_config(cfg)
 
-    def load() -> tuple[CutSet, CutSet, CutSet]:
+    def load() -> tuple[CutSet, CutSet, CutSet, NoiseMixer | None]:
         train = prepare_parts(cfg, cfg.train_parts)  # the copies are made from the same cuts
-        noise_mixer(cfg)  # the noise windows' features, cached for every rank's loader
         return (
             join_parts(train, cfg.train_parts),
             speed_perturbed(cfg, train),
             load_parts(cfg, cfg.dev_parts),
+            noise_mixer(cfg),  # the noise windows' features, cached for every rank's loader
         )
 
     loaded = dist.run_on_main(load)
-    train_cuts, perturbed, dev_cuts = loaded if loaded is not None else load()
+    train_cuts, perturbed, dev_cuts, noise = loaded if loaded is not None else load()
     tok_dir = run_dir / "tokenizer"
     # The tokeniser sees each transcript once: speed-perturbed copies repeat the originals'.
     tokenizer = dist.run_on_main(lambda: _setup_tokenizer(config, train_cuts, tok_dir))
@@ -113,6 +113,15 @@ def prepare_data(
         if rep.num_kept < rep.num_input and dist.is_main:
             log.warning("%s: %s", name, rep.summary())
         kept.append(good.to_eager())
+    if noise is not None:
+        report["noise"] = {
+            "dir": str(cfg.noise_dir),
+            "part": noise_part(cfg.noise_dir),
+            "windows": len(noise.noise),
+            "hours": sum(cut.duration for cut in noise.noise) / 3600,
+            "prob": noise.prob,
+            "snr_db": list(noise.snr),
+        }
     if dist.is_main:
         with open(run_dir / "data_report.json", "w") as f:
             json.dump(report, f, indent=1)

@@ -150,6 +150,9 @@ def test_training_with_noise_uses_it_and_resumes_exactly(tiny_corpus, tmp_path):
     rewind_run(tmp_path / "b", 3)
     train_recipe(config, tmp_path / "b", resume=True)
     a = assert_same_training(tmp_path / "a", tmp_path / "b", 6)
+    report = json.loads((tmp_path / "a" / "data_report.json").read_text())["noise"]
+    assert (report["windows"], report["prob"], report["snr_db"]) == (3, 1.0, [5.0, 5.0])
+    assert report["part"] == noise_part(noise_dir) and report["hours"] == 30 / 3600
     losses = [r["loss"] for r in read_metrics(tmp_path / "a", "train")]
 
     # the same run without noise trains on other features
