@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config, args.overrides)
     args.run_dir.mkdir(parents=True, exist_ok=True)
     dist = DistributedContext.from_env("cpu")
-    _, cuts, _ = prepare_data(config, args.run_dir, dist)
+    cuts = prepare_data(config, args.run_dir, dist).train
     cuts = CutSet.from_cuts(list(cuts))
     S, seed = config.data.max_batch_seconds, config.train.seed
     hours = sum(c.duration for c in cuts) / 3600

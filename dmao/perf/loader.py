@@ -53,7 +53,7 @@ def _endless(recipe: TrainingRecipe, workers: int) -> Iterator[dict[str, Any]]:
     cfg = recipe.config
     config = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, num_workers=workers))
     sampler, loader = build_train_loader(
-        config, recipe.train_cuts, recipe.tokenizer, recipe.dist,
+        config, recipe.train_cuts, recipe.tokenizer, recipe.dist, noise=recipe.noise,
         max_batch_seconds=recipe.micro_seconds,  # the micro-batches the step consumes
     )  # fmt: skip
     epoch = 0

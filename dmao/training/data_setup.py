@@ -13,7 +13,7 @@ import logging
 import math
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lhotse import CutSet
 from torch.utils.data import DataLoader
@@ -34,6 +34,7 @@ from dmao.training.distributed import DistributedContext
 
 __all__ = [
     "RESUME_MUST_MATCH",
+    "PreparedData",
     "build_train_loader",
     "check_resume_compatible",
     "prepare_data",
@@ -65,10 +66,20 @@ NOISE_MUST_MATCH = ("data.noise_prob", "data.noise_snr")
 from before noise mixing lack them."""
 
 
-def prepare_data(
-    config: ExperimentConfig, run_dir: Path, dist: DistributedContext
-) -> tuple[Tokenizer, CutSet, CutSet]:
-    """Tokeniser, filtered training cuts and the fixed dev subset (sorted by duration).
+class PreparedData(NamedTuple):
+    """What :func:`prepare_data` gives a run."""
+
+    tokenizer: Tokenizer
+    train: CutSet
+    """The filtered training cuts (speed-perturbed copies included)."""
+    dev: CutSet
+    """The fixed dev subset, sorted by duration."""
+    noise: NoiseMixer | None
+    """The noise windows mixed into training batches (``data.noise_dir``), loaded once."""
+
+
+def prepare_data(config: ExperimentConfig, run_dir: Path, dist: DistributedContext) -> PreparedData:
+    """Tokeniser, filtered training cuts, the fixed dev subset and the noise to mix.
 
     Rank 0 prepares corpus, manifests and tokeniser (reusing ``run_dir/tokenizer`` if present)
     and writes ``run_dir/data_report.json``; the other ranks then load the same files.
@@ -127,7 +138,7 @@ def prepare_data(
             json.dump(report, f, indent=1)
     n_dev = config.train.max_valid_utterances
     dev = kept[1].subset(first=min(n_dev, len(kept[1]))) if n_dev > 0 else kept[1]
-    return tokenizer, kept[0], dev.sort_by_duration()
+    return PreparedData(tokenizer, kept[0], dev.sort_by_duration(), noise)
 
 
 def _setup_tokenizer(config: ExperimentConfig, train_cuts: CutSet, tok_dir: Path) -> Tokenizer:
@@ -146,11 +157,13 @@ def build_train_loader(
     tokenizer: Tokenizer,
     dist: DistributedContext,
     *,
+    noise: NoiseMixer | None,
     max_batch_seconds: float | None = None,
 ) -> tuple[Any, DataLoader]:
     """This rank's shard of the training batches: the sampler (``state_dict`` for resume) and
     the DataLoader over it (pinned memory on CUDA). With ``data.pad_to_bucket`` the sampler is a
     :class:`~dmao.data.static_shapes.StaticShapeSampler` (``sampler.shapes``: the batch shapes).
+    ``noise``: :attr:`PreparedData.noise` (required, so that no loader forgets the run's noise);
     ``max_batch_seconds``: the micro-batch (default ``data.max_batch_seconds``)."""
     seconds = config.data.max_batch_seconds if max_batch_seconds is None else max_batch_seconds
     if config.data.pad_to_bucket:
@@ -190,7 +203,7 @@ def build_train_loader(
         train=config.data.spec_augment,
         num_workers=config.data.num_workers,
         pin_memory=dist.device.type == "cuda",
-        noise=noise_mixer(config.data),  # cached by prepare_data
+        noise=noise,
     )
     return sampler, loader
 

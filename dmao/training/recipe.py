@@ -151,7 +151,9 @@ class TrainingRecipe(StepMixin, RunStateMixin):
             init = open_init_source(cfg.train.init_from)
         if init is not None:  # the tokeniser its output layer was trained for
             dist.run_on_main(lambda: init.adopt_tokenizer(self.run_dir, cfg.train.init_exclude))
-        self.tokenizer, self.train_cuts, self.dev_cuts = prepare_data(cfg, self.run_dir, dist)
+        data = prepare_data(cfg, self.run_dir, dist)
+        self.tokenizer, self.train_cuts, self.dev_cuts = data.tokenizer, data.train, data.dev
+        self.noise = data.noise  # loaded once, for every loader of this run
 
         # Seeded right before the model is built so that data preparation cannot shift the stream;
         # every rank builds the same initial weights.
@@ -189,8 +191,9 @@ class TrainingRecipe(StepMixin, RunStateMixin):
             self.tokenizer.vocab_size, self.device, dist, self.run_dir,
         )  # fmt: skip
         self.sampler, self.train_loader = build_train_loader(
-            cfg, self.train_cuts, self.tokenizer, dist, max_batch_seconds=self.micro_seconds
-        )
+            cfg, self.train_cuts, self.tokenizer, dist,
+            noise=self.noise, max_batch_seconds=self.micro_seconds,
+        )  # fmt: skip
         self.dev_shard = shard_cuts(self.dev_cuts, dist)
         self.allocator = None
         if cfg.dmao.enabled:
