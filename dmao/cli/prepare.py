@@ -141,8 +141,7 @@ def _noise(args: argparse.Namespace, cuts_by_part: dict, out: Path) -> None:
     from dmao.config.schema import DataConfig
     from dmao.data.noise import noise_part, prepare_noise
 
-    rate = next(iter(next(iter(cuts_by_part.values())))).sampling_rate
-    audio = _bad_audio(args) if hasattr(args, "bad_audio") else {}
+    rate, audio = _audio_settings(args, cuts_by_part)
     data = DataConfig(
         manifest_dir=str(out), noise_dir=str(args.noise_dir), sampling_rate=rate, **audio
     )
@@ -164,12 +163,19 @@ def _speed_perturb(args: argparse.Namespace, cuts_by_part: dict, out: Path) -> N
             f"--speed-perturb: no training part (a name starting with 'train') among "
             f"{', '.join(cuts_by_part)}"
         )
-    rate = next(iter(next(iter(train.values())))).sampling_rate
-    audio = _bad_audio(args) if hasattr(args, "bad_audio") else {}
+    rate, audio = _audio_settings(args, train)
     copies = perturb_parts(
         out, train, args.speed_perturb, sampling_rate=rate, num_jobs=args.num_jobs, **audio
     )
     _report(copies, out)
+
+
+def _audio_settings(args: argparse.Namespace, cuts_by_part: dict) -> tuple[int, dict]:
+    """The sampling rate of the first cut among ``cuts_by_part`` (one corpus: one rate) and the
+    bad-audio keyword arguments of the command (none for the built-in corpus, which has no such
+    flags)."""
+    rate = next(iter(next(iter(cuts_by_part.values())))).sampling_rate
+    return rate, _bad_audio(args) if hasattr(args, "bad_audio") else {}
 
 
 def _bad_audio(args: argparse.Namespace) -> dict:
