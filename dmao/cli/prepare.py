@@ -26,8 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--manifests", type=Path, default=None, help="also write lhotse manifests + fbank here"
     )
-    _add_speed_perturb_arg(s)
-    _add_noise_arg(s)
+    _add_augmentation_args(s)
     s.set_defaults(func=_run_synthetic)
 
     ls = kinds.add_parser("librispeech", help="manifests + fbank for a local LibriSpeech copy")
@@ -38,8 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ls.add_argument("--num-jobs", type=int, default=2)
     _add_bad_audio_args(ls)
-    _add_speed_perturb_arg(ls)
-    _add_noise_arg(ls)
+    _add_augmentation_args(ls)
     ls.set_defaults(func=_run_librispeech)
 
     ted = kinds.add_parser("tedlium2", help="manifests + fbank for a local TED-LIUM release 2")
@@ -52,8 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ted.add_argument("--num-jobs", type=int, default=2)
     _add_bad_audio_args(ted)
-    _add_speed_perturb_arg(ted)
-    _add_noise_arg(ted)
+    _add_augmentation_args(ted)
     ted.set_defaults(func=_run_tedlium2)
 
     swb = kinds.add_parser(
@@ -90,8 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     swb.add_argument("--num-jobs", type=int, default=2)
     _add_bad_audio_args(swb)
-    _add_speed_perturb_arg(swb)
-    _add_noise_arg(swb)
+    _add_augmentation_args(swb)
     swb.set_defaults(func=_run_switchboard)
 
 
@@ -111,7 +107,9 @@ def _add_bad_audio_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_speed_perturb_arg(p: argparse.ArgumentParser) -> None:
+def _add_augmentation_args(p: argparse.ArgumentParser) -> None:
+    """--speed-perturb, --rir-dir, --reverb-copies and --noise-dir: the training copies and
+    noise windows a recipe's data.* augmentation settings train on, cached with the corpus."""
     p.add_argument(
         "--speed-perturb",
         type=float,
@@ -121,9 +119,21 @@ def _add_speed_perturb_arg(p: argparse.ArgumentParser) -> None:
         help="also cache the training parts (train*) at these speeds, e.g. 0.9 1.1, as "
         "<part>_sp<F> (what data.speed_perturb trains on; docs/corpora.md)",
     )
-
-
-def _add_noise_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--rir-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also cache the training parts reverberated with the room impulse responses of DIR "
+        "(e.g. RIRS_NOISES), as data.rir_dir=DIR trains on (docs/corpora.md)",
+    )
+    p.add_argument(
+        "--reverb-copies",
+        type=int,
+        default=1,
+        metavar="N",
+        help="--rir-dir: reverberated copies per utterance (data.reverb_copies; default 1)",
+    )
     p.add_argument(
         "--noise-dir",
         type=Path,
@@ -132,6 +142,13 @@ def _add_noise_arg(p: argparse.ArgumentParser) -> None:
         help="also cache the noise windows of DIR (e.g. MUSAN) that data.noise_dir=DIR mixes "
         "into training (docs/corpora.md)",
     )
+
+
+def _augment(args: argparse.Namespace, cuts_by_part: dict, out: Path) -> None:
+    """The speed-perturbed and reverberated copies and the noise windows the flags ask for."""
+    _speed_perturb(args, cuts_by_part, out)
+    _reverb(args, cuts_by_part, out)
+    _noise(args, cuts_by_part, out)
 
 
 def _noise(args: argparse.Namespace, cuts_by_part: dict, out: Path) -> None:
@@ -157,17 +174,41 @@ def _speed_perturb(args: argparse.Namespace, cuts_by_part: dict, out: Path) -> N
         return
     from dmao.data.speed_perturb import perturb_parts
 
-    train = {part: cuts for part, cuts in cuts_by_part.items() if part.startswith("train")}
-    if not train:
-        raise ValueError(
-            f"--speed-perturb: no training part (a name starting with 'train') among "
-            f"{', '.join(cuts_by_part)}"
-        )
+    train = _train_parts(cuts_by_part, "--speed-perturb")
     rate, audio = _audio_settings(args, train)
     copies = perturb_parts(
         out, train, args.speed_perturb, sampling_rate=rate, num_jobs=args.num_jobs, **audio
     )
     _report(copies, out)
+
+
+def _reverb(args: argparse.Namespace, cuts_by_part: dict, out: Path) -> None:
+    """The --rir-dir copies of the training parts among ``cuts_by_part``, cached in ``out``."""
+    if args.rir_dir is None:
+        return
+    from dmao.config.schema import DataConfig
+    from dmao.data.reverb import check_reverb_config, reverberate_parts
+
+    check_reverb_config(DataConfig(rir_dir=str(args.rir_dir), reverb_copies=args.reverb_copies))
+    train = _train_parts(cuts_by_part, "--rir-dir")
+    rate, audio = _audio_settings(args, train)
+    copies = reverberate_parts(
+        out, train, args.rir_dir, args.reverb_copies, sampling_rate=rate,
+        num_jobs=args.num_jobs, **audio,
+    )  # fmt: skip
+    _report(copies, out)
+
+
+def _train_parts(cuts_by_part: dict, flag: str) -> dict:
+    """The training parts (names starting with ``train``) of ``cuts_by_part``, or a
+    :class:`ValueError` naming ``flag`` when there is none."""
+    train = {part: cuts for part, cuts in cuts_by_part.items() if part.startswith("train")}
+    if not train:
+        raise ValueError(
+            f"{flag}: no training part (a name starting with 'train') among "
+            f"{', '.join(cuts_by_part)}"
+        )
+    return train
 
 
 def _audio_settings(args: argparse.Namespace, cuts_by_part: dict) -> tuple[int, dict]:
@@ -186,7 +227,11 @@ def _run_synthetic(args: argparse.Namespace) -> int:
     from dmao.data.manifests import prepare_manifests
     from dmao.data.synthetic import prepare_synthetic
 
-    for flag, given in (("--speed-perturb", args.speed_perturb), ("--noise-dir", args.noise_dir)):
+    for flag, given in (
+        ("--speed-perturb", args.speed_perturb),
+        ("--rir-dir", args.rir_dir),
+        ("--noise-dir", args.noise_dir),
+    ):
         if given and args.manifests is None:
             raise ValueError(f"{flag} needs --manifests (it caches features there)")
     corpus = prepare_synthetic(args.out, hours=args.hours, seed=args.seed, num_jobs=args.num_jobs)
@@ -195,8 +240,7 @@ def _run_synthetic(args: argparse.Namespace) -> int:
         parts = ["train", "dev", "test"]
         cuts = prepare_manifests(corpus, args.manifests, parts, num_jobs=args.num_jobs)
         print(f"manifests ready: {args.manifests}")
-        _speed_perturb(args, cuts, args.manifests)
-        _noise(args, cuts, args.manifests)
+        _augment(args, cuts, args.manifests)
     return 0
 
 
@@ -207,8 +251,7 @@ def _run_librispeech(args: argparse.Namespace) -> int:
         args.corpus_dir, args.out, args.parts, num_jobs=args.num_jobs, **_bad_audio(args)
     )
     print(f"manifests for {', '.join(cuts)} ready in {args.out}")
-    _speed_perturb(args, cuts, args.out)
-    _noise(args, cuts, args.out)
+    _augment(args, cuts, args.out)
     return 0
 
 
@@ -223,8 +266,7 @@ def _run_tedlium2(args: argparse.Namespace) -> int:
         )
     cuts = prepare_tedlium2(corpus, args.out, parts, num_jobs=args.num_jobs, **_bad_audio(args))
     _report(cuts, args.out)
-    _speed_perturb(args, cuts, args.out)
-    _noise(args, cuts, args.out)
+    _augment(args, cuts, args.out)
     return 0
 
 
@@ -250,8 +292,7 @@ def _run_switchboard(args: argparse.Namespace) -> int:
         **_bad_audio(args),
     )
     _report(cuts, args.out)
-    _speed_perturb(args, cuts, args.out)
-    _noise(args, cuts, args.out)
+    _augment(args, cuts, args.out)
     return 0
 
 

@@ -125,6 +125,14 @@ class DataConfig:
     noise_snr: list[float] = field(default_factory=lambda: [10.0, 20.0])
     """``noise_dir``: ``[low, high]`` signal-to-noise ratio in dB, drawn uniformly per utterance
     (icefall: 10–20 dB)."""
+    rir_dir: str | None = None
+    """A folder of room impulse responses (OpenSLR 28's ``RIRS_NOISES``, or any
+    ``.wav``/``.flac``/``.ogg``/``.sph`` files, searched recursively): the training parts are
+    extended with ``reverb_copies`` reverberated copies of every utterance, each with an RIR drawn
+    from the folder, features cached as ``<part>_rvb<k>_<hash>`` in ``manifest_dir``
+    (:mod:`dmao.data.reverb`). None: off. Dev and test are never reverberated."""
+    reverb_copies: int = 1
+    """``rir_dir``: reverberated copies of each training utterance (1–10)."""
     min_duration_s: float = 0.3
     """Training utterances shorter than this are excluded (seconds)."""
     max_duration_s: float = 30.0

@@ -36,15 +36,17 @@ __all__ = [
     "MIN_WINDOW_SECONDS",
     "WINDOW_SECONDS",
     "NoiseMixer",
+    "audio_files",
     "check_noise_config",
     "check_noise_settings",
+    "folder_digest",
     "noise_mixer",
     "noise_part",
     "prepare_noise",
 ]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".sph")
-"""Files below ``data.noise_dir`` read as noise."""
+"""Files below ``data.noise_dir`` (and ``data.rir_dir``) read as audio."""
 WINDOW_SECONDS = 10.0
 """Noise recordings are cut into windows this long (icefall's MUSAN preparation)."""
 MIN_WINDOW_SECONDS = 1.0
@@ -73,25 +75,29 @@ def check_noise_config(config: DataConfig) -> None:
     before anything is prepared (one line naming the field)."""
     check_noise_settings(config.noise_prob, config.noise_snr)
     if config.noise_dir:
-        _noise_files(Path(config.noise_dir))
+        audio_files(Path(config.noise_dir), "data.noise_dir")
+
+
+def folder_digest(folder: Path | str) -> str:
+    """8 hex digits of the folder's absolute path: names its cached windows or copies."""
+    return hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:8]
 
 
 def noise_part(noise_dir: Path | str) -> str:
     """The cache name of a noise folder's windows: ``noise_<8 hex digits of its path>``."""
-    digest = hashlib.sha256(str(Path(noise_dir).resolve()).encode()).hexdigest()[:8]
-    return f"noise_{digest}"
+    return f"noise_{folder_digest(noise_dir)}"
 
 
-def _noise_files(noise_dir: Path) -> list[Path]:
-    if not noise_dir.is_dir():
-        raise ValueError(f"data.noise_dir: {noise_dir} is not a folder")
+def audio_files(folder: Path, field: str) -> list[Path]:
+    """The files with an :data:`AUDIO_SUFFIXES` suffix below ``folder``, sorted by path, or a
+    :class:`ValueError` naming the setting ``field`` when there is no such folder or file."""
+    if not folder.is_dir():
+        raise ValueError(f"{field}: {folder} is not a folder")
     files = sorted(
-        p for p in noise_dir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
     )
     if not files:
-        raise ValueError(
-            f"data.noise_dir: no audio files ({', '.join(AUDIO_SUFFIXES)}) below {noise_dir}"
-        )
+        raise ValueError(f"{field}: no audio files ({', '.join(AUDIO_SUFFIXES)}) below {folder}")
     return files
 
 
@@ -119,7 +125,7 @@ def prepare_noise(config: DataConfig, *, num_jobs: int = 2) -> CutSet:
     part = noise_part(noise_dir)
 
     def read(missing: list[str], bad: BadAudioLog) -> dict[str, CutSet]:
-        files = _noise_files(noise_dir)
+        files = audio_files(noise_dir, "data.noise_dir")
         bad.listed[part] = len(files)
         # The path below the folder, suffix kept (a.wav and a.flac are two recordings).
         ids = {path: path.relative_to(noise_dir).as_posix() for path in files}

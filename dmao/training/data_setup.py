@@ -25,6 +25,7 @@ from dmao.data.filtering import filter_cuts
 from dmao.data.manifests import cut_transcript
 from dmao.data.noise import NoiseMixer, check_noise_config, noise_mixer, noise_part
 from dmao.data.pipeline import join_parts, load_parts, prepare_parts
+from dmao.data.reverb import check_reverb_config, reverberated
 from dmao.data.speed_perturb import check_speed_factors, speed_perturbed
 from dmao.data.static_shapes import StaticShapeSampler, bucket_shapes
 from dmao.data.tokenizer import Tokenizer, load_tokenizer, train_tokenizer
@@ -49,6 +50,7 @@ RESUME_MUST_MATCH = (
     "data.train_parts",
     "data.speed_perturb",
     "data.noise_dir",
+    "data.rir_dir",
     "data.max_batch_seconds",
     "data.num_buckets",
     "data.pad_to_bucket",
@@ -64,6 +66,9 @@ RESUME_MUST_MATCH = (
 NOISE_MUST_MATCH = ("data.noise_prob", "data.noise_snr")
 """Compared too where the checkpoint or the config mixes noise (``data.noise_dir``): checkpoints
 from before noise mixing lack them."""
+
+REVERB_MUST_MATCH = ("data.reverb_copies",)
+"""Compared too where the checkpoint or the config reverberates (``data.rir_dir``)."""
 
 
 class PreparedData(NamedTuple):
@@ -87,18 +92,20 @@ def prepare_data(config: ExperimentConfig, run_dir: Path, dist: DistributedConte
     cfg = config.data
     check_speed_factors(cfg.speed_perturb)  # before hours of corpus preparation, not after
     check_noise_config(cfg)
+    check_reverb_config(cfg)
 
-    def load() -> tuple[CutSet, CutSet, CutSet, NoiseMixer | None]:
+    def load() -> tuple[CutSet, CutSet, CutSet, CutSet, NoiseMixer | None]:
         train = prepare_parts(cfg, cfg.train_parts)  # the copies are made from the same cuts
         return (
             join_parts(train, cfg.train_parts),
             speed_perturbed(cfg, train),
+            reverberated(cfg, train),
             load_parts(cfg, cfg.dev_parts),
             noise_mixer(cfg),  # the noise windows' features, cached for every rank's loader
         )
 
     loaded = dist.run_on_main(load)
-    train_cuts, perturbed, dev_cuts, noise = loaded if loaded is not None else load()
+    train_cuts, perturbed, reverberant, dev_cuts, noise = loaded if loaded is not None else load()
     tok_dir = run_dir / "tokenizer"
     # The tokeniser sees each transcript once: speed-perturbed copies repeat the originals'.
     tokenizer = dist.run_on_main(lambda: _setup_tokenizer(config, train_cuts, tok_dir))
@@ -106,6 +113,8 @@ def prepare_data(config: ExperimentConfig, run_dir: Path, dist: DistributedConte
         tokenizer = load_tokenizer(tok_dir)
     if cfg.speed_perturb:
         train_cuts = train_cuts + perturbed
+    if cfg.rir_dir:
+        train_cuts = train_cuts + reverberant
 
     report: dict[str, Any] = {}
     kept = []
@@ -132,6 +141,13 @@ def prepare_data(config: ExperimentConfig, run_dir: Path, dist: DistributedConte
             "hours": sum(cut.duration for cut in noise.noise) / 3600,
             "prob": noise.prob,
             "snr_db": list(noise.snr),
+        }
+    if cfg.rir_dir:
+        report["reverb"] = {
+            "rir_dir": str(cfg.rir_dir),
+            "copies": cfg.reverb_copies,
+            "utterances": len(reverberant),
+            "hours": sum(cut.duration for cut in reverberant) / 3600,
         }
     if dist.is_main:
         with open(run_dir / "data_report.json", "w") as f:
@@ -242,6 +258,8 @@ def check_resume_compatible(
     keys = list(RESUME_MUST_MATCH)
     if _lookup(saved, "data.noise_dir") or _lookup(current, "data.noise_dir"):
         keys += NOISE_MUST_MATCH
+    if _lookup(saved, "data.rir_dir") or _lookup(current, "data.rir_dir"):
+        keys += REVERB_MUST_MATCH
     for key in keys:
         a, b = _lookup(saved, key), _lookup(current, key)
         skipped = {i.removeprefix(key + ".") for i in ignore if i.startswith(key + ".")}

@@ -1,0 +1,175 @@
+"""Reverberated copies of the training data (``data.rir_dir``), as Kaldi's
+``reverberate_data_dir.py`` and ESPnet's ``rir_scp`` add room acoustics.
+
+The training parts are extended with ``data.reverb_copies`` copies of every utterance convolved
+with a room impulse response (RIR) from a folder of RIR recordings (OpenSLR 28's
+``RIRS_NOISES/simulated_rirs`` or ``real_rirs_isotropic_noises``, or any ``.wav``/``.flac``/
+``.ogg``/``.sph`` files, searched recursively; the first channel of a multi-channel file). Each
+copy draws its RIR with a generator seeded by the utterance id and the copy's number, so the same
+folder always gives the same copies. The reverberant audio is aligned to the direct path and
+scaled to the original's energy (lhotse's :meth:`~lhotse.cut.MonoCut.reverb_rir`; an RIR at
+another sampling rate is resampled to the utterance's first). A copy's cut id is
+``<id>_rvb<k>`` and its transcript is the original's.
+
+Like speed perturbation (:mod:`dmao.data.speed_perturb`), the copies get their own fbank
+features, computed once and cached as the part ``<part>_rvb<k>_<hash of the folder's path>`` in
+``data.manifest_dir`` through :func:`dmao.data.manifests.load_or_prepare`. The RIR files are
+checked first: one that cannot be read is listed with its reason (part ``rir_<hash>``), and
+``data.bad_audio: skip`` leaves it out. Copies are made of the original training parts (not of
+speed-perturbed copies); additive noise (``data.noise_dir``) is mixed into originals and copies
+alike during training. Dev and test are never reverberated. lhotse's simulated RIRs need
+torchaudio, which does not install beside the pinned torch, so a folder of RIRs is required.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from lhotse import CutSet, Recording
+from lhotse.cut import Cut
+from lhotse.utils import fastcopy
+
+from dmao.config.schema import DataConfig
+from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
+from dmao.data.manifests import load_or_prepare
+from dmao.data.noise import audio_files, folder_digest
+from dmao.data.pipeline import join_parts
+
+__all__ = [
+    "check_reverb_config",
+    "reverb_part",
+    "reverberate_parts",
+    "reverberated",
+    "rir_part",
+]
+
+
+def check_reverb_config(config: DataConfig) -> None:
+    """Refuse a bad ``data.reverb_copies``, a missing ``data.rir_dir`` or one without audio
+    files before anything is prepared (one line naming the field)."""
+    copies = config.reverb_copies
+    if isinstance(copies, bool) or not isinstance(copies, int) or not 1 <= copies <= 10:
+        raise ValueError(
+            f"data.reverb_copies: expected a whole number of reverberated copies per training "
+            f"utterance from 1 to 10, got {copies!r}"
+        )
+    if config.rir_dir:
+        audio_files(Path(config.rir_dir), "data.rir_dir")
+
+
+def rir_part(rir_dir: Path | str) -> str:
+    """The name under which the RIR files' bad audio is listed: ``rir_<8 hex digits>``."""
+    return f"rir_{folder_digest(rir_dir)}"
+
+
+def reverb_part(part: str, copy: int, rir_dir: Path | str) -> str:
+    """The cache name of copy ``copy`` (from 1) of ``part`` reverberated with the RIRs of
+    ``rir_dir``: ``train`` → ``train_rvb1_<8 hex digits of the folder's path>``."""
+    return f"{part}_rvb{copy}_{folder_digest(rir_dir)}"
+
+
+def _load_rirs(rir_dir: Path, bad: BadAudioLog) -> list[Recording]:
+    """The readable RIR recordings below ``rir_dir`` (ids: paths below it, suffix kept)."""
+    files = audio_files(rir_dir, "data.rir_dir")
+    part = rir_part(rir_dir)
+    bad.listed[part] = len(files)
+    ids = {path: path.relative_to(rir_dir).as_posix() for path in files}
+    for path, (reason, detail) in scan_audio(files).items():
+        bad.add(BadAudio(part, ids[path], str(path), reason, detail))
+    bad.check([part], stage="pre-scan of the room impulse responses")
+    excluded = bad.excluded(part)
+    if excluded:  # skip mode: in bad_audio.json beside the copies' parts, which are reported later
+        bad.write_report([part])
+    return [
+        Recording.from_file(path, recording_id=ids[path])
+        for path in files
+        if ids[path] not in excluded
+    ]
+
+
+def _reverberate(cut: Cut, rir: Recording, copy: int) -> Cut:
+    """``cut`` (features dropped) convolved with ``rir``; ids affixed with ``_rvb<copy>``."""
+    affix = f"_rvb{copy}"
+    if rir.sampling_rate != cut.sampling_rate:
+        rir = rir.resample(cut.sampling_rate)
+    out = cut.drop_features().reverb_rir(rir, affix_id=False)
+    return fastcopy(
+        out,
+        id=cut.id + affix,
+        recording=fastcopy(out.recording, id=out.recording.id + affix),
+        supervisions=[fastcopy(s, id=s.id + affix, recording_id=s.recording_id + affix)
+                      for s in out.supervisions],
+    )  # fmt: skip
+
+
+def reverberate_parts(
+    manifest_dir: Path | str,
+    originals: dict[str, CutSet],
+    rir_dir: Path | str,
+    copies: int = 1,
+    *,
+    sampling_rate: int = 16000,
+    num_jobs: int = 2,
+    bad_audio: str = "strict",
+    max_bad_audio_fraction: float = 0.01,
+) -> dict[str, CutSet]:
+    """``{<part>_rvb<k>_<hash>: CutSet}``: ``copies`` reverberated copies of every part of
+    ``originals`` (prepared cuts), features cached in ``manifest_dir``, loaded when cached.
+
+    The keyword arguments are :func:`~dmao.data.manifests.load_or_prepare`'s.
+
+    Raises:
+        ValueError: ``rir_dir`` is missing or holds no readable audio, or bad RIR files
+            (``bad_audio``: strict), every one listed.
+    """
+    rir_dir = Path(rir_dir)
+    source = {
+        reverb_part(part, k, rir_dir): (part, k) for part in originals for k in range(1, copies + 1)
+    }
+
+    def read(missing: list[str], bad: BadAudioLog) -> dict[str, CutSet]:
+        rirs = _load_rirs(rir_dir, bad)
+        if not rirs:
+            raise ValueError(f"data.rir_dir: no readable room impulse response below {rir_dir}")
+        built = {}
+        for name in missing:
+            part, k = source[name]
+            bad.listed[name] = len(originals[part])
+            built[name] = CutSet.from_cuts(
+                _reverberate(cut, random.Random(f"dmao-rir-{cut.id}-{k}").choice(rirs), k)
+                for cut in originals[part]
+            )
+        return built
+
+    return load_or_prepare(
+        manifest_dir,
+        list(source),
+        read,
+        sampling_rate=sampling_rate,
+        num_jobs=num_jobs,
+        bad_audio=bad_audio,
+        max_bad_audio_fraction=max_bad_audio_fraction,
+    )
+
+
+def reverberated(config: DataConfig, originals: dict[str, CutSet], *, num_jobs: int = 2) -> CutSet:
+    """The reverberated copies ``config`` asks for of the prepared parts ``originals`` (``{part:
+    CutSet}``, from :func:`~dmao.data.pipeline.prepare_parts`), in the order part, then copy; an
+    empty :class:`~lhotse.CutSet` without ``data.rir_dir`` (:func:`reverberate_parts`)."""
+    check_reverb_config(config)
+    if not config.rir_dir:
+        return CutSet.from_cuts([])
+    by_name = reverberate_parts(
+        config.manifest_dir,
+        originals,
+        config.rir_dir,
+        config.reverb_copies,
+        sampling_rate=config.sampling_rate,
+        num_jobs=num_jobs,
+        bad_audio=config.bad_audio,
+        max_bad_audio_fraction=config.max_bad_audio_fraction,
+    )
+    names = [reverb_part(p, k, config.rir_dir) for p in originals
+             for k in range(1, config.reverb_copies + 1)]  # fmt: skip
+    return join_parts(by_name, names)
