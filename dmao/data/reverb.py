@@ -89,16 +89,19 @@ def _load_rirs(rir_dir: Path, bad: BadAudioLog) -> list[Recording]:
 
 
 def _reverberate(cut: Cut, rir: Recording, copy: int) -> Cut:
-    """``cut`` (features dropped) convolved with ``rir``; ids affixed with ``_rvb<copy>``."""
-    affix = f"_rvb{copy}"
+    """``cut`` (features dropped) convolved with ``rir``, with the id ``<cut id>_rvb<copy>`` for
+    the cut and its recording (each copy of a segment has its own room, so segments of one long
+    recording, as in TED-LIUM, get recordings of their own) and ``<id>_rvb<copy>`` for its
+    supervisions."""
+    new_id = f"{cut.id}_rvb{copy}"
     if rir.sampling_rate != cut.sampling_rate:
         rir = rir.resample(cut.sampling_rate)
     out = cut.drop_features().reverb_rir(rir, affix_id=False)
     return fastcopy(
         out,
-        id=cut.id + affix,
-        recording=fastcopy(out.recording, id=out.recording.id + affix),
-        supervisions=[fastcopy(s, id=s.id + affix, recording_id=s.recording_id + affix)
+        id=new_id,
+        recording=fastcopy(out.recording, id=new_id),
+        supervisions=[fastcopy(s, id=f"{s.id}_rvb{copy}", recording_id=new_id)
                       for s in out.supervisions],
     )  # fmt: skip
 

@@ -266,3 +266,29 @@ def test_bad_talk_strict_lists_it_and_skip_leaves_all_its_segments_out(tiny_tedl
     }
     (entry,) = json.loads((out / "bad_audio.json").read_text())["bad_audio"]
     assert entry["utterance_id"] == "JaneDoe_2010X" and entry["utterances"] == 3
+
+
+def test_reverberated_segments_are_the_segments_of_their_talk(tiny_tedlium, prepared, tmp_path):
+    """A copy of a segment of a long recording convolves that segment (a unit impulse as the
+    room: the copy is the segment), and the segments of one talk get recordings of their own."""
+    import soundfile as sf
+
+    from dmao.data.reverb import reverberate_parts
+
+    impulse = np.zeros(RATE // 10, dtype=np.float32)
+    impulse[0] = 0.5
+    (tmp_path / "rir").mkdir()
+    sf.write(tmp_path / "rir" / "impulse.wav", impulse, RATE)
+    train = prepared["train"]
+    (copies,) = reverberate_parts(tmp_path / "m", {"train": train}, tmp_path / "rir").values()
+    assert len({cut.recording.id for cut in copies}) == len(train)
+    for cut, original in zip(copies, train, strict=True):
+        talk, start, _ = tiny_tedlium.segments[original.id]
+        assert cut.start == pytest.approx(start) and cut.duration == pytest.approx(
+            original.duration
+        )
+        audio = cut.load_audio()[0]
+        first = round(start * RATE)
+        segment = tiny_tedlium.signals[talk][first : first + len(audio)]
+        np.testing.assert_allclose(audio, segment, atol=2e-4)
+        assert cut.load_features().shape == original.load_features().shape

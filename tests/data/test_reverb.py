@@ -57,7 +57,8 @@ def test_copies_are_reverberated_seeded_and_cached(tiny_cuts, tmp_path):
         assert len(copies[name]) == len(by_id)
         for cut in copies[name]:
             original = by_id[cut.id.removesuffix(f"_rvb{k}")]
-            assert cut.id == f"{original.id}_rvb{k}"
+            assert cut.id == cut.recording.id == f"{original.id}_rvb{k}"
+            assert [s.recording_id for s in cut.supervisions] == [cut.recording.id]
             assert cut.duration == pytest.approx(original.duration)
             assert cut_transcript(cut) == cut_transcript(original)
             assert cut.has_features and cut.num_frames == original.num_frames
