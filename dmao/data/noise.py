@@ -19,7 +19,6 @@ exactly what an uninterrupted one mixes. Dev and test are never mixed.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,25 +27,21 @@ from pathlib import Path
 from lhotse import CutSet, MonoCut, Recording
 
 from dmao.config.schema import DataConfig
-from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
+from dmao.data.audio_folder import audio_files, folder_digest, readable_audio_files
+from dmao.data.bad_audio import BadAudioLog
 from dmao.data.manifests import load_or_prepare
 
 __all__ = [
-    "AUDIO_SUFFIXES",
     "MIN_WINDOW_SECONDS",
     "WINDOW_SECONDS",
     "NoiseMixer",
-    "audio_files",
     "check_noise_config",
     "check_noise_settings",
-    "folder_digest",
     "noise_mixer",
     "noise_part",
     "prepare_noise",
 ]
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".sph")
-"""Files below ``data.noise_dir`` (and ``data.rir_dir``) read as audio."""
 WINDOW_SECONDS = 10.0
 """Noise recordings are cut into windows this long (icefall's MUSAN preparation)."""
 MIN_WINDOW_SECONDS = 1.0
@@ -78,27 +73,9 @@ def check_noise_config(config: DataConfig) -> None:
         audio_files(Path(config.noise_dir), "data.noise_dir")
 
 
-def folder_digest(folder: Path | str) -> str:
-    """8 hex digits of the folder's absolute path: names its cached windows or copies."""
-    return hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:8]
-
-
 def noise_part(noise_dir: Path | str) -> str:
     """The cache name of a noise folder's windows: ``noise_<8 hex digits of its path>``."""
     return f"noise_{folder_digest(noise_dir)}"
-
-
-def audio_files(folder: Path, field: str) -> list[Path]:
-    """The files with an :data:`AUDIO_SUFFIXES` suffix below ``folder``, sorted by path, or a
-    :class:`ValueError` naming the setting ``field`` when there is no such folder or file."""
-    if not folder.is_dir():
-        raise ValueError(f"{field}: {folder} is not a folder")
-    files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
-    )
-    if not files:
-        raise ValueError(f"{field}: no audio files ({', '.join(AUDIO_SUFFIXES)}) below {folder}")
-    return files
 
 
 def _windows(recording: Recording) -> list[MonoCut]:
@@ -125,18 +102,10 @@ def prepare_noise(config: DataConfig, *, num_jobs: int = 2) -> CutSet:
     part = noise_part(noise_dir)
 
     def read(missing: list[str], bad: BadAudioLog) -> dict[str, CutSet]:
-        files = audio_files(noise_dir, "data.noise_dir")
-        bad.listed[part] = len(files)
-        # The path below the folder, suffix kept (a.wav and a.flac are two recordings).
-        ids = {path: path.relative_to(noise_dir).as_posix() for path in files}
-        for path, (reason, detail) in scan_audio(files).items():
-            bad.add(BadAudio(part, ids[path], str(path), reason, detail))
-        bad.check([part], stage="pre-scan of the noise files")
-        excluded = bad.excluded(part)
+        files = readable_audio_files(noise_dir, "data.noise_dir", part, bad, what="noise files")
         windows = []
-        for path in files:
-            if ids[path] not in excluded:
-                windows.extend(_windows(Recording.from_file(path, recording_id=ids[path])))
+        for path, file_id in files.items():
+            windows.extend(_windows(Recording.from_file(path, recording_id=file_id)))
         if not windows:
             raise ValueError(
                 f"data.noise_dir: no noise file below {noise_dir} lasts {MIN_WINDOW_SECONDS} s"

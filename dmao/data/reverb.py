@@ -31,9 +31,9 @@ from lhotse.cut import Cut
 from lhotse.utils import fastcopy
 
 from dmao.config.schema import DataConfig
-from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
+from dmao.data.audio_folder import audio_files, folder_digest, readable_audio_files
+from dmao.data.bad_audio import BadAudioLog
 from dmao.data.manifests import load_or_prepare
-from dmao.data.noise import audio_files, folder_digest
 from dmao.data.pipeline import join_parts
 
 __all__ = [
@@ -71,21 +71,11 @@ def reverb_part(part: str, copy: int, rir_dir: Path | str) -> str:
 
 def _load_rirs(rir_dir: Path, bad: BadAudioLog) -> list[Recording]:
     """The readable RIR recordings below ``rir_dir`` (ids: paths below it, suffix kept)."""
-    files = audio_files(rir_dir, "data.rir_dir")
     part = rir_part(rir_dir)
-    bad.listed[part] = len(files)
-    ids = {path: path.relative_to(rir_dir).as_posix() for path in files}
-    for path, (reason, detail) in scan_audio(files).items():
-        bad.add(BadAudio(part, ids[path], str(path), reason, detail))
-    bad.check([part], stage="pre-scan of the room impulse responses")
-    excluded = bad.excluded(part)
-    if excluded:  # skip mode: in bad_audio.json beside the copies' parts, which are reported later
+    files = readable_audio_files(rir_dir, "data.rir_dir", part, bad, what="room impulse responses")
+    if bad.num_bad(part):  # skip mode: reported now; the copies' parts are reported later
         bad.write_report([part])
-    return [
-        Recording.from_file(path, recording_id=ids[path])
-        for path in files
-        if ids[path] not in excluded
-    ]
+    return [Recording.from_file(path, recording_id=file_id) for path, file_id in files.items()]
 
 
 def _reverberate(cut: Cut, rir: Recording, copy: int) -> Cut:
