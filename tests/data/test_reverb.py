@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import tiny_train_overrides
+from conftest import assert_same_training, rewind_run, tiny_train_overrides, train_recipe
 
 from dmao.config import load_config
 from dmao.config.schema import DataConfig
@@ -17,6 +17,7 @@ from dmao.data.reverb import check_reverb_config, reverb_part, reverberate_parts
 from dmao.training.checkpoint import CheckpointError
 from dmao.training.data_setup import check_resume_compatible, prepare_data
 from dmao.training.distributed import DistributedContext
+from dmao.training.metrics import read_metrics
 
 
 def _room(path, rate=16000, t60=0.4, seed=0, channels=1):
@@ -163,3 +164,27 @@ def test_prepare_caches_the_copies_a_run_then_trains_on(tiny_corpus, tiny_cuts, 
         check_resume_compatible(saved, {"data": {"train_parts": ["train"]}}, tmp_path)
     older = {"data": {"train_parts": ["train"]}}
     check_resume_compatible(older, {"data": {"train_parts": ["train"], "rir_dir": None}}, tmp_path)
+
+
+def test_a_run_trains_on_the_copies_and_resumes_exactly(tiny_corpus, tmp_path):
+    rirs = tmp_path / "rirs"
+    _room(rirs / "a.wav", t60=0.8)
+    overrides = [
+        *tiny_train_overrides(tiny_corpus.root, tmp_path / "manifests"),
+        "model.dropout=0.0",
+        "train.log_every_steps=1",
+        "train.max_steps=6",
+        "train.valid_every_steps=100",
+        "train.checkpoint_every_steps=3",
+    ]
+    config = load_config(None, [*overrides, f"data.rir_dir={rirs}"])
+    train_recipe(config, tmp_path / "a")
+    train_recipe(config, tmp_path / "b")
+    rewind_run(tmp_path / "b", 3)
+    train_recipe(config, tmp_path / "b", resume=True)
+    assert_same_training(tmp_path / "a", tmp_path / "b", 6)
+    losses = [r["loss"] for r in read_metrics(tmp_path / "a", "train")]
+    assert len(losses) == 6 and all(np.isfinite(losses))
+    # twice the utterances in an epoch: other batches than the same run without copies
+    train_recipe(load_config(None, overrides), tmp_path / "clean")
+    assert losses != [r["loss"] for r in read_metrics(tmp_path / "clean", "train")]
