@@ -3,13 +3,15 @@
 
 The training parts are extended with ``data.reverb_copies`` copies of every utterance convolved
 with a room impulse response (RIR) from a folder of RIR recordings (OpenSLR 28's
-``RIRS_NOISES/simulated_rirs`` or ``real_rirs_isotropic_noises``, or any ``.wav``/``.flac``/
-``.ogg``/``.sph`` files, searched recursively; the first channel of a multi-channel file). Each
-copy draws its RIR with a generator seeded by the utterance id and the copy's number, so the same
-folder always gives the same copies. The reverberant audio is aligned to the direct path and
-scaled to the original's energy (lhotse's :meth:`~lhotse.cut.MonoCut.reverb_rir`; an RIR at
-another sampling rate is resampled to the utterance's first). A copy's cut id is
-``<id>_rvb<k>`` and its transcript is the original's.
+``RIRS_NOISES/simulated_rirs``, or any ``.wav``/``.flac``/``.ogg``/``.sph`` files, searched
+recursively; the first channel of a multi-channel file). Every file is taken as an RIR, so the
+folder must not hold noise recordings (``RIRS_NOISES/pointsource_noises`` and the ``*_noise_*``
+files of ``real_rirs_isotropic_noises`` are noise); files longer than :data:`LONG_RIR_SECONDS`,
+unusual for an RIR, are named in a warning. Each copy draws its RIR with a generator seeded by
+the utterance id and the copy's number, so the same folder always gives the same copies. The
+reverberant audio is aligned to the direct path and scaled to the original's energy (lhotse's
+:meth:`~lhotse.cut.MonoCut.reverb_rir`; an RIR at another sampling rate is resampled to the
+utterance's first). A copy's cut id is ``<id>_rvb<k>`` and its transcript is the original's.
 
 Like speed perturbation (:mod:`dmao.data.speed_perturb`), the copies get their own fbank
 features, computed once and cached as the part ``<part>_rvb<k>_<hash of the folder's path>`` in
@@ -23,6 +25,7 @@ torchaudio, which does not install beside the pinned torch, so a folder of RIRs 
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
@@ -37,12 +40,19 @@ from dmao.data.manifests import load_or_prepare
 from dmao.data.pipeline import join_parts
 
 __all__ = [
+    "LONG_RIR_SECONDS",
     "check_reverb_config",
     "reverb_part",
     "reverberate_parts",
     "reverberated",
     "rir_part",
 ]
+
+log = logging.getLogger(__name__)
+
+LONG_RIR_SECONDS = 5.0
+"""Room impulse responses decay within a second or two (T60); a longer file is named in a
+warning as possibly not an RIR (e.g. a noise recording in the folder)."""
 
 
 def check_reverb_config(config: DataConfig) -> None:
@@ -75,7 +85,15 @@ def _load_rirs(rir_dir: Path, bad: BadAudioLog) -> list[Recording]:
     files = readable_audio_files(rir_dir, "data.rir_dir", part, bad, what="room impulse responses")
     if bad.num_bad(part):  # skip mode: reported now; the copies' parts are reported later
         bad.write_report([part])
-    return [Recording.from_file(path, recording_id=file_id) for path, file_id in files.items()]
+    rirs = [Recording.from_file(path, recording_id=file_id) for path, file_id in files.items()]
+    long = [f"{r.id} ({r.duration:.1f} s)" for r in rirs if r.duration > LONG_RIR_SECONDS]
+    if long:
+        log.warning(
+            "data.rir_dir: %d of %d files last over %g s, long for a room impulse response (noise "
+            "recordings in the folder?): %s%s", len(long), len(rirs), LONG_RIR_SECONDS,
+            ", ".join(long[:5]), ", ..." if len(long) > 5 else "",
+        )  # fmt: skip
+    return rirs
 
 
 def _reverberate(cut: Cut, rir: Recording, copy: int) -> Cut:

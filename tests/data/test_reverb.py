@@ -85,6 +85,18 @@ def test_copies_are_reverberated_seeded_and_cached(tiny_cuts, tmp_path):
     assert [_rir_used(c) for c in fresh[reverb_part("train", 1, rirs)]] == first
 
 
+def test_files_too_long_for_a_room_are_named_in_a_warning(tiny_cuts, tmp_path, caplog):
+    rirs = tmp_path / "RIRS_NOISES"
+    _room(rirs / "simulated_rirs" / "room.wav")
+    _room(rirs / "pointsource_noises" / "noise-free-sound-0001.wav", t60=7.0)
+    originals = {"train": tiny_cuts["train"].subset(first=2)}
+    with caplog.at_level("WARNING", logger="dmao.data.reverb"):
+        reverberate_parts(tmp_path / "m", originals, rirs, num_jobs=1)
+    (line,) = [r.getMessage() for r in caplog.records if "data.rir_dir" in r.getMessage()]
+    assert "1 of 2 files last over 5 s" in line
+    assert "pointsource_noises/noise-free-sound-0001.wav (7.0 s)" in line
+
+
 def test_an_impulse_leaves_the_audio_as_it_was(tiny_cuts, tmp_path):
     rirs = tmp_path / "delta"
     _delta(rirs / "d.wav")
