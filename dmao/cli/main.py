@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from dmao import __version__
@@ -73,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`dmao ... | head`): no traceback; stdout is pointed at
+        # /dev/null so that the interpreter's final flush does not fail again (Python's docs).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as err:
         # Bad input: one clear line, no traceback (use -v for the traceback).
         if args.verbose:

@@ -134,3 +134,37 @@ def test_demo_compares_baseline_and_dmao_and_shows_the_architecture(tiny_corpus,
     assert "event at step" in printed  # the shipped DMAO demo recipe really reallocated
     for name in ("results.md", "valid_wer.png", "architecture_heatmap.png"):
         assert name in printed and next(out.rglob(name)).is_file()
+
+
+def test_train_print_config_is_the_resolved_config_and_loads_back(tmp_path, capsys):
+    from pathlib import Path
+
+    import yaml
+
+    from dmao.config import load_config
+
+    recipe = Path(__file__).resolve().parents[2] / "dmao/configs/synthetic/demo_dmao.yaml"
+    overrides = ["train.max_steps=123", "model.d_model=72"]
+    assert main(["train", "--config", str(recipe), "--print-config", *overrides]) == 0
+    printed = capsys.readouterr().out
+    assert yaml.safe_load(printed)["train"]["max_steps"] == 123
+    saved = tmp_path / "resolved.yaml"
+    saved.write_text(printed)
+    assert load_config(saved, []) == load_config(recipe, overrides)
+    assert not (tmp_path / "exp").exists()  # nothing trained, no run folder
+
+    assert main(["train", "--config", str(recipe)]) == 2
+    assert "--out: a run folder is required to train" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_ends_the_command_without_a_traceback():
+    """`dmao ... | head`: the pipe closes before the output is written."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "dmao.cli.main", "train", "--print-config"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child.stdout.close()  # long before the child has imported torch and resolved the config
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err
