@@ -188,3 +188,26 @@ def test_prepare_caches_the_windows_that_training_then_loads(tiny_corpus, tmp_pa
     )
     assert len(prepare_noise(config.data, num_jobs=1)) == 2
     assert cached.stat().st_mtime_ns == mtime  # loaded, not redone
+
+
+def test_the_mix_does_not_depend_on_the_number_of_loader_workers(
+    train_cuts, tiny_char_tokenizer, tmp_path
+):
+    from dmao.data.dataset import build_dataloader, build_sampler
+
+    noise_dir = tmp_path / "noise"
+    _write(noise_dir / "a.wav", 30.0)
+    mixer = NoiseMixer(prepare_noise(_data(tmp_path, noise_dir), num_jobs=1), 1.0, (5.0, 15.0))
+    batches = {}
+    for workers in (0, 2):
+        sampler = build_sampler(
+            train_cuts, max_batch_seconds=8, shuffle=True, seed=3, num_buckets=2, drop_last=False
+        )
+        loader = build_dataloader(
+            train_cuts, tiny_char_tokenizer, sampler=sampler, train=True,
+            num_workers=workers, noise=mixer,
+        )  # fmt: skip
+        batches[workers] = [batch["features"] for batch in loader]
+    assert len(batches[0]) == len(batches[2]) > 2
+    for x, y in zip(batches[0], batches[2], strict=True):
+        assert torch.equal(x, y)
