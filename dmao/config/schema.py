@@ -108,6 +108,14 @@ class DataConfig:
     """``auto_batch``: a memory budget in GiB instead of the fraction (0: use the fraction)."""
     num_workers: int = 0
     """Data-loader worker processes (0 = load in the training process)."""
+    on_the_fly_features: bool = False
+    """Compute the fbank features from the audio in the data loader, batch by batch (ESPnet's
+    way; icefall's ``--on-the-fly-feats``), instead of once at preparation into feature archives
+    (the default): no archives on disk — of speed-perturbed and reverberated copies and noise
+    windows neither, only their manifests —, more CPU per step (loader workers hide it). The
+    numbers equal the cached ones up to the archives' lossy compression (lilcom, ~0.01). Audio
+    that fails to load leaves its batch with a warning; ``dmao validate`` decodes every file
+    before a run (:mod:`dmao.data.pipeline`)."""
     spec_augment: bool = True
     """Apply SpecAugment to training batches."""
     speed_perturb: list[float] = field(default_factory=list)

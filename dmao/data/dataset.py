@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import logging
 import random
 import warnings
 from collections.abc import Iterator
@@ -46,6 +47,8 @@ __all__ = [
     "sampler_state_for_resume",
 ]
 
+log = logging.getLogger(__name__)
+
 
 def default_spec_augment() -> SpecAugment:
     """SpecAugment as used for training: icefall's LibriSpeech settings without time warping.
@@ -73,9 +76,12 @@ class AsrBatchDataset(torch.utils.data.Dataset):
     """Turns a sampled ``CutSet`` into a CTC batch. Stateless, so it can live in any worker.
 
     Features are read from the cuts' cached features when all cuts have them, and computed with
-    :func:`~dmao.data.features.fbank_extractor` (lhotse's ``OnTheFlyFeatures``) when none has
-    them. Batch items keep the sampler's order (not re-sorted by length): ``cut_ids[i]`` is the
-    ``i``-th cut the sampler yielded, which keeps batches reproducible and easy to trace.
+    :func:`~dmao.data.features.fbank_extractor` (lhotse's ``OnTheFlyFeatures``, fault tolerant)
+    when none has them (``data.on_the_fly_features``, or decoding audio without a cache); a cut
+    whose audio then fails to load is left out of a training batch with a warning naming it
+    (``skip_unloadable``), and is an error elsewhere. Batch items
+    keep the sampler's order (not re-sorted by length): ``cut_ids[i]`` is the ``i``-th cut the
+    sampler yielded, which keeps batches reproducible and easy to trace.
     Padding frames hold lhotse's silence value log(1e-10); use ``feature_lens`` to mask them.
     """
 
@@ -88,6 +94,7 @@ class AsrBatchDataset(torch.utils.data.Dataset):
         augment_seed: int = 0,
         pad_shapes: BucketShapes | None = None,
         noise: NoiseMixer | None = None,
+        skip_unloadable: bool = False,
     ) -> None:
         """
         Args:
@@ -107,8 +114,12 @@ class AsrBatchDataset(torch.utils.data.Dataset):
             noise: mixes noise into the batch's cuts before their features are read (training
                 only; ``data.noise_dir``), seeded like SpecAugment by ``augment_seed`` and the
                 cut ids.
+            skip_unloadable: features computed on the fly: leave a cut whose audio fails to
+                load out of its batch with a warning (training); False: raise a
+                :class:`ValueError` naming it (evaluation, where every utterance must be scored).
         """
         self.tokenizer = tokenizer
+        self.skip_unloadable = skip_unloadable
         self.pad_shapes = pad_shapes
         self.spec_augment = spec_augment
         self.with_targets = with_targets
@@ -135,14 +146,15 @@ class AsrBatchDataset(torch.utils.data.Dataset):
         """
         if len(cuts) == 0:
             raise ValueError("AsrBatchDataset got an empty batch of cuts")
+        seed = _batch_seed(self.augment_seed, cuts)  # of the batch as sampled
         if self.noise is not None:
-            cuts = self.noise(cuts, _batch_seed(self.augment_seed, cuts))
-        features, feature_lens = self._features(cuts)
+            cuts = self.noise(cuts, seed)
+        features, feature_lens, cuts = self._features(cuts)
         feature_lens = feature_lens.to(torch.int64)
         if self.spec_augment is not None:
             # Per utterance and on its valid frames only: mask sizes are then relative to the
             # utterance's own length and the mask value is its own mean, not padding's.
-            with _seeded_random_state(_batch_seed(self.augment_seed, cuts)):
+            with _seeded_random_state(seed):
                 for i, num_frames in enumerate(feature_lens.tolist()):
                     one = features[i : i + 1, :num_frames]
                     features[i, :num_frames] = self.spec_augment(one)[0]
@@ -185,10 +197,13 @@ class AsrBatchDataset(torch.utils.data.Dataset):
         batch["target_lens"] = target_lens
         return batch
 
-    def _features(self, cuts: CutSet) -> tuple[torch.Tensor, torch.Tensor]:
+    def _features(self, cuts: CutSet) -> tuple[torch.Tensor, torch.Tensor, CutSet]:
+        """Features ``(B, T, F)``, their lengths ``(B,)`` and the cuts they are of: all of
+        ``cuts`` when cached; computed from the audio, those whose audio loaded (a cut whose
+        audio fails leaves the batch with a warning naming it)."""
         with_features = [cut.has_features for cut in cuts]
         if all(with_features):
-            return collate_features(cuts)
+            return (*collate_features(cuts), cuts)
         if any(with_features):
             raise ValueError(
                 "a batch mixes cuts with and without cached features "
@@ -201,9 +216,21 @@ class AsrBatchDataset(torch.utils.data.Dataset):
             # changes the last frames (Kaldi mirrors the signal at the edges instead), so only
             # per-utterance extraction equals the cached features and decode-time extraction.
             self._on_the_fly[sampling_rate] = OnTheFlyFeatures(
-                fbank_extractor(sampling_rate), use_batch_extract=False
+                fbank_extractor(sampling_rate), use_batch_extract=False, fault_tolerant=True
             )
-        return self._on_the_fly[sampling_rate](cuts)
+        features, lens, loaded = self._on_the_fly[sampling_rate](cuts)
+        if len(loaded) < len(cuts):
+            lost = sorted(set(cuts.ids) - set(loaded.ids))
+            if not self.skip_unloadable or len(loaded) == 0:
+                raise ValueError(
+                    f"audio not loadable: {', '.join(lost)} (features on the fly); check the "
+                    f"corpus with dmao validate"
+                )
+            log.warning(
+                "left out of the batch, audio not loadable: %s (run dmao validate on the corpus)",
+                ", ".join(lost),
+            )
+        return features, lens, loaded
 
 
 @contextlib.contextmanager
@@ -405,6 +432,7 @@ def build_dataloader(
         augment_seed=sampler.seed if isinstance(sampler.seed, int) else 0,
         pad_shapes=getattr(sampler, "shapes", None),  # a StaticShapeSampler's buckets
         noise=noise,
+        skip_unloadable=train,
     )
     worker_init_fn = None
     if num_workers > 0:

@@ -30,6 +30,7 @@ from dmao.config.schema import DataConfig
 from dmao.data.audio_folder import audio_files, folder_digest, readable_audio_files
 from dmao.data.bad_audio import BadAudioLog
 from dmao.data.manifests import load_or_prepare
+from dmao.data.pipeline import feature_settings, without_features
 
 __all__ = [
     "MIN_WINDOW_SECONDS",
@@ -112,15 +113,15 @@ def prepare_noise(config: DataConfig, *, num_jobs: int = 2) -> CutSet:
             )
         return {part: CutSet.from_cuts(windows)}
 
-    return load_or_prepare(
+    windows = load_or_prepare(
         config.manifest_dir,
         [part],
         read,
         sampling_rate=config.sampling_rate,
         num_jobs=num_jobs,
-        bad_audio=config.bad_audio,
-        max_bad_audio_fraction=config.max_bad_audio_fraction,
-    )[part].to_eager()
+        **feature_settings(config),
+    )
+    return without_features(config, windows)[part].to_eager()
 
 
 @dataclass(frozen=True)

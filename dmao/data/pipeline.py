@@ -4,6 +4,11 @@ This is the one place that decides where a corpus comes from: the built-in synth
 generated when it is absent; LibriSpeech-layout corpora (built-in or real) are read by
 :mod:`dmao.data.manifests`, TED-LIUM 2 and Switchboard by :mod:`dmao.data.corpora`. Every kind
 ends in the same cached cuts + fbank features, so training and decoding do not depend on it.
+
+With ``data.on_the_fly_features`` the cuts are prepared without features (and any cached ones
+are dropped, so that every batch is computed the same way); the data loader computes them
+(:class:`dmao.data.dataset.AsrBatchDataset`). The speed-perturbed and reverberated copies and
+the noise windows follow the same setting (:func:`feature_settings`).
 """
 
 from __future__ import annotations
@@ -19,7 +24,15 @@ from dmao.data.bad_audio import check_bad_audio_settings
 from dmao.data.manifests import prepare_manifests
 from dmao.data.sphere import install_audio_backend
 
-__all__ = ["CORPUS_KINDS", "ensure_corpus", "join_parts", "load_parts", "prepare_parts"]
+__all__ = [
+    "CORPUS_KINDS",
+    "ensure_corpus",
+    "feature_settings",
+    "join_parts",
+    "load_parts",
+    "prepare_parts",
+    "without_features",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +69,9 @@ def ensure_corpus(config: DataConfig, *, num_jobs: int = 2) -> Path:
 def prepare_parts(
     config: DataConfig, parts: Sequence[str], *, num_jobs: int = 2
 ) -> dict[str, CutSet]:
-    """``{part: CutSet}`` (with cached fbank features at ``config.sampling_rate``) for ``parts``
-    of the configured corpus, prepared on first use and loaded from ``manifest_dir`` after.
+    """``{part: CutSet}`` (with cached fbank features at ``config.sampling_rate``, without any
+    with ``data.on_the_fly_features``) for ``parts`` of the configured corpus, prepared on first
+    use and loaded from ``manifest_dir`` after.
 
     Missing or corrupt audio follows ``config.bad_audio`` / ``config.max_bad_audio_fraction``
     (:mod:`dmao.data.bad_audio`): strict raises a :class:`ValueError` listing every bad file.
@@ -73,9 +87,33 @@ def prepare_parts(
     common = {
         "sampling_rate": config.sampling_rate,
         "num_jobs": num_jobs,
+        **feature_settings(config),
+    }
+    return without_features(config, _prepare(config, corpus_dir, parts, common))
+
+
+def feature_settings(config: DataConfig) -> dict:
+    """The keyword arguments of :func:`~dmao.data.manifests.load_or_prepare` that ``config``
+    sets: the bad-audio handling, and whether features are computed (not on the fly)."""
+    return {
+        "compute_features": not config.on_the_fly_features,
         "bad_audio": config.bad_audio,
         "max_bad_audio_fraction": config.max_bad_audio_fraction,
     }
+
+
+def without_features(config: DataConfig, by_part: dict[str, CutSet]) -> dict[str, CutSet]:
+    """``by_part`` as is, or with ``data.on_the_fly_features`` every cut's cached features
+    dropped (cuts prepared before with features are then computed like the others)."""
+    if not config.on_the_fly_features:
+        return by_part
+    return {
+        part: CutSet.from_cuts(cut.drop_features() for cut in cuts)
+        for part, cuts in by_part.items()
+    }
+
+
+def _prepare(config: DataConfig, corpus_dir: Path, parts: list[str], common: dict) -> dict:
     if config.corpus == "tedlium2":
         from dmao.data.corpora.tedlium import prepare_tedlium2
 
@@ -99,7 +137,7 @@ def prepare_parts(
 
 
 def load_parts(config: DataConfig, parts: Sequence[str], *, num_jobs: int = 2) -> CutSet:
-    """Cuts (with cached fbank features) of the given corpus parts, concatenated."""
+    """Cuts of the given corpus parts (:func:`prepare_parts`), concatenated."""
     return join_parts(prepare_parts(config, parts, num_jobs=num_jobs), parts)
 
 

@@ -37,7 +37,7 @@ from dmao.config.schema import DataConfig
 from dmao.data.audio_folder import audio_files, folder_digest, readable_audio_files
 from dmao.data.bad_audio import BadAudioLog
 from dmao.data.manifests import load_or_prepare
-from dmao.data.pipeline import join_parts
+from dmao.data.pipeline import feature_settings, join_parts, without_features
 
 __all__ = [
     "LONG_RIR_SECONDS",
@@ -122,6 +122,7 @@ def reverberate_parts(
     *,
     sampling_rate: int = 16000,
     num_jobs: int = 2,
+    compute_features: bool = True,
     bad_audio: str = "strict",
     max_bad_audio_fraction: float = 0.01,
 ) -> dict[str, CutSet]:
@@ -159,6 +160,7 @@ def reverberate_parts(
         read,
         sampling_rate=sampling_rate,
         num_jobs=num_jobs,
+        compute_features=compute_features,
         bad_audio=bad_audio,
         max_bad_audio_fraction=max_bad_audio_fraction,
     )
@@ -178,9 +180,9 @@ def reverberated(config: DataConfig, originals: dict[str, CutSet], *, num_jobs: 
         config.reverb_copies,
         sampling_rate=config.sampling_rate,
         num_jobs=num_jobs,
-        bad_audio=config.bad_audio,
-        max_bad_audio_fraction=config.max_bad_audio_fraction,
+        **feature_settings(config),
     )
+    by_name = without_features(config, by_name)
     names = [reverb_part(p, k, config.rir_dir) for p in originals
              for k in range(1, config.reverb_copies + 1)]  # fmt: skip
     return join_parts(by_name, names)

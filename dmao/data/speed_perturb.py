@@ -24,7 +24,7 @@ from lhotse import CutSet
 from dmao.config.schema import DataConfig
 from dmao.data.bad_audio import BadAudioLog
 from dmao.data.manifests import load_or_prepare
-from dmao.data.pipeline import join_parts
+from dmao.data.pipeline import feature_settings, join_parts, without_features
 
 __all__ = ["check_speed_factors", "perturb_parts", "perturbed_part", "speed_perturbed"]
 
@@ -55,6 +55,7 @@ def perturb_parts(
     *,
     sampling_rate: int = 16000,
     num_jobs: int = 2,
+    compute_features: bool = True,
     bad_audio: str = "strict",
     max_bad_audio_fraction: float = 0.01,
 ) -> dict[str, CutSet]:
@@ -86,6 +87,7 @@ def perturb_parts(
         read,
         sampling_rate=sampling_rate,
         num_jobs=num_jobs,
+        compute_features=compute_features,
         bad_audio=bad_audio,
         max_bad_audio_fraction=max_bad_audio_fraction,
     )
@@ -110,7 +112,9 @@ def speed_perturbed(
         factors,
         sampling_rate=config.sampling_rate,
         num_jobs=num_jobs,
-        bad_audio=config.bad_audio,
-        max_bad_audio_fraction=config.max_bad_audio_fraction,
+        **feature_settings(config),
     )
-    return join_parts(by_name, [perturbed_part(p, f) for p in originals for f in factors])
+    return join_parts(
+        without_features(config, by_name),
+        [perturbed_part(p, f) for p in originals for f in factors],
+    )

@@ -63,9 +63,11 @@ RESUME_MUST_MATCH = (
 """Settings that must not change when a run is resumed: they define the model or the data order
 (the number of ranks too, checked separately: see :func:`check_resume_compatible`)."""
 
-NOISE_MUST_MATCH = ("data.noise_prob", "data.noise_snr")
+NOISE_MUST_MATCH = ("data.noise_prob", "data.noise_snr", "data.on_the_fly_features")
 """Compared too where the checkpoint or the config mixes noise (``data.noise_dir``): checkpoints
-from before noise mixing lack them."""
+from before noise mixing lack them. Noise is mixed into the fbank energies of cached features but
+into the audio of features computed on the fly, so that setting changes the mix too; without
+noise it changes features only by the cache's lossy compression, and a run may switch."""
 
 REVERB_MUST_MATCH = ("data.reverb_copies",)
 """Compared too where the checkpoint or the config reverberates (``data.rir_dir``)."""
@@ -154,7 +156,31 @@ def prepare_data(config: ExperimentConfig, run_dir: Path, dist: DistributedConte
             json.dump(report, f, indent=1)
     n_dev = config.train.max_valid_utterances
     dev = kept[1].subset(first=min(n_dev, len(kept[1]))) if n_dev > 0 else kept[1]
+    if cfg.on_the_fly_features:
+        dev = _loadable_dev(dev, cfg.bad_audio)
     return PreparedData(tokenizer, kept[0], dev.sort_by_duration(), noise)
+
+
+def _loadable_dev(dev: CutSet, bad_audio: str) -> CutSet:
+    """The dev cuts whose audio loads, read once before training so that a bad file is found now
+    and not at the first validation (features on the fly; cached ones were checked when they were
+    computed): strict lists every bad one in a :class:`ValueError`, skip leaves them out."""
+    bad: dict[str, str] = {}
+    for cut in dev:
+        try:
+            cut.load_audio()
+        except Exception as err:  # any reader error makes the cut unusable
+            first_line = (str(err).splitlines() or [""])[0][:200]
+            bad[cut.id] = f"{cut.id}: {type(err).__name__}: {first_line}"
+    if not bad:
+        return dev
+    if bad_audio == "strict":
+        raise ValueError(
+            f"dev audio not loadable (data.on_the_fly_features; data.bad_audio=skip leaves it "
+            f"out): {'; '.join(bad.values())}"
+        )
+    log.warning("dev: left out, audio not loadable: %s", "; ".join(bad.values()))
+    return dev.filter(lambda cut: cut.id not in bad).to_eager()
 
 
 def _setup_tokenizer(config: ExperimentConfig, train_cuts: CutSet, tok_dir: Path) -> Tokenizer:

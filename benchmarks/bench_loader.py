@@ -1,16 +1,20 @@
-"""Cost of additive noise (``data.noise_dir``) in the data loader, measured in one process.
+"""Cost of additive noise (``data.noise_dir``) and of features computed on the fly
+(``data.on_the_fly_features``) in the data loader, measured in one process.
 
-    python benchmarks/bench_noise.py --config dmao/configs/synthetic/demo.yaml --batches 20
+    python benchmarks/bench_loader.py --config dmao/configs/synthetic/demo.yaml --batches 20
 
-Generates a noise folder (white and brown noise, 2 minutes each, 16 kHz; its features are cached
-like any noise folder's), then collates the same training batches of the config's corpus with and
-without noise (probability 1, SNR 10–20 dB), interleaved, ``--repeats`` times. Prints the median
-milliseconds per batch of each, their ratio, and the audio seconds per batch.
+Generates a noise folder (white and brown noise, 2 minutes each, 16 kHz; prepared both with
+cached features and without), then collates the same training batches of the config's corpus
+four ways, interleaved, ``--repeats`` times: cached features, cached features + noise (mixed into
+the fbank energies), features on the fly, on the fly + noise (mixed into the audio); noise with
+probability 1, SNR 10–20 dB; SpecAugment in all. Prints the median milliseconds per batch of
+each, the ratios to the cached clean collation, and the audio seconds per batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import statistics
 import tempfile
@@ -20,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+from lhotse import CutSet
 
 from dmao.config import load_config
 from dmao.data.dataset import AsrBatchDataset, build_sampler, default_spec_augment
@@ -57,8 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         config.data.noise_dir = str(_noise_folder(tmp))
         config.data.manifest_dir = str(tmp / "manifests")
-        noise = prepare_noise(config.data, num_jobs=1)
-        mixer = NoiseMixer(noise, prob=1.0, snr=(10.0, 20.0))
+        otf = dataclasses.replace(config.data, on_the_fly_features=True)
+        mixers = {
+            on_the_fly: NoiseMixer(prepare_noise(data, num_jobs=1), prob=1.0, snr=(10.0, 20.0))
+            for on_the_fly, data in ((False, config.data), (True, otf))
+        }
         tokenizer = train_tokenizer("char", [cut_transcript(c) for c in cuts], tmp / "tok")
         sampler = build_sampler(
             cuts,
@@ -69,25 +77,35 @@ def main(argv: list[str] | None = None) -> int:
             drop_last=True,
         )
         batches = list(itertools.islice(iter(sampler), args.batches))
-        datasets = {
-            "clean": AsrBatchDataset(tokenizer, spec_augment=default_spec_augment()),
-            "noise": AsrBatchDataset(tokenizer, spec_augment=default_spec_augment(), noise=mixer),
+        featureless = [CutSet.from_cuts(c.drop_features() for c in b) for b in batches]
+        spec = default_spec_augment
+        ways = {  # name: (dataset, its batches)
+            "cached features": (AsrBatchDataset(tokenizer, spec_augment=spec()), batches),
+            "cached + noise (fbank energies)": (
+                AsrBatchDataset(tokenizer, spec_augment=spec(), noise=mixers[False]),
+                batches,
+            ),
+            "on the fly": (AsrBatchDataset(tokenizer, spec_augment=spec()), featureless),
+            "on the fly + noise (audio)": (
+                AsrBatchDataset(tokenizer, spec_augment=spec(), noise=mixers[True]),
+                featureless,
+            ),
         }
-        times: dict[str, list[float]] = {name: [] for name in datasets}
+        times: dict[str, list[float]] = {name: [] for name in ways}
         for _ in range(args.repeats):
-            for name, dataset in datasets.items():
+            for name, (dataset, sampled) in ways.items():
                 start = time.perf_counter()
-                for batch in batches:
+                for batch in sampled:
                     dataset[batch]
-                times[name].append(1000 * (time.perf_counter() - start) / len(batches))
-    clean, noisy = statistics.median(times["clean"]), statistics.median(times["noise"])
+                times[name].append(1000 * (time.perf_counter() - start) / len(sampled))
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    base = medians["cached features"]
     seconds = statistics.mean(sum(c.duration for c in batch) for batch in batches)
     print(f"{len(batches)} training batches of {seconds:.0f} s of audio on average, 1 thread")
-    print("| loader | ms per batch (median of repeats) |")
-    print("|---|---:|")
-    print(f"| clean (SpecAugment) | {clean:.1f} |")
-    print(f"| + noise (p = 1, 10–20 dB) | {noisy:.1f} |")
-    print(f"\nnoise / clean: {noisy / clean:.2f}x")
+    print("| loader | ms per batch (median of repeats) | × cached |")
+    print("|---|---:|---:|")
+    for name, ms in medians.items():
+        print(f"| {name} | {ms:.1f} | {ms / base:.2f} |")
     return 0
 
 
