@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument(
         "--manifests", type=Path, default=None, help="also write lhotse manifests + fbank here"
     )
-    _add_augmentation_args(s)
+    _add_training_data_args(s)
     s.set_defaults(func=_run_synthetic)
 
     ls = kinds.add_parser("librispeech", help="manifests + fbank for a local LibriSpeech copy")
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ls.add_argument("--num-jobs", type=int, default=2)
     _add_bad_audio_args(ls)
-    _add_augmentation_args(ls)
+    _add_training_data_args(ls)
     ls.set_defaults(func=_run_librispeech)
 
     ted = kinds.add_parser("tedlium2", help="manifests + fbank for a local TED-LIUM release 2")
@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ted.add_argument("--num-jobs", type=int, default=2)
     _add_bad_audio_args(ted)
-    _add_augmentation_args(ted)
+    _add_training_data_args(ted)
     ted.set_defaults(func=_run_tedlium2)
 
     swb = kinds.add_parser(
@@ -87,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     swb.add_argument("--num-jobs", type=int, default=2)
     _add_bad_audio_args(swb)
-    _add_augmentation_args(swb)
+    _add_training_data_args(swb)
     swb.set_defaults(func=_run_switchboard)
 
 
@@ -107,9 +107,15 @@ def _add_bad_audio_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_augmentation_args(p: argparse.ArgumentParser) -> None:
-    """--speed-perturb, --rir-dir, --reverb-copies and --noise-dir: the training copies and
-    noise windows a recipe's data.* augmentation settings train on, cached with the corpus."""
+def _add_training_data_args(p: argparse.ArgumentParser) -> None:
+    """--no-features, --speed-perturb, --rir-dir, --reverb-copies and --noise-dir: how the features
+    are kept, and the training copies and noise windows a recipe's data.* settings train on."""
+    p.add_argument(
+        "--no-features",
+        action="store_true",
+        help="write the manifests only, no feature archives: for runs with "
+        "data.on_the_fly_features=true (docs/corpora.md)",
+    )
     p.add_argument(
         "--speed-perturb",
         type=float,
@@ -158,10 +164,12 @@ def _noise(args: argparse.Namespace, cuts_by_part: dict, out: Path) -> None:
     from dmao.config.schema import DataConfig
     from dmao.data.noise import noise_part, prepare_noise
 
-    rate, audio = _audio_settings(args, cuts_by_part)
+    rate, options = _audio_settings(args, cuts_by_part)
+    on_the_fly = not options.pop("compute_features")
     data = DataConfig(
-        manifest_dir=str(out), noise_dir=str(args.noise_dir), sampling_rate=rate, **audio
-    )
+        manifest_dir=str(out), noise_dir=str(args.noise_dir), sampling_rate=rate,
+        on_the_fly_features=on_the_fly, **options,
+    )  # fmt: skip
     windows = prepare_noise(data, num_jobs=args.num_jobs)
     hours = sum(cut.duration for cut in windows) / 3600
     print(f"noise: {len(windows)} windows, {hours:.2f} h, cached as {noise_part(args.noise_dir)}")
@@ -213,14 +221,18 @@ def _train_parts(cuts_by_part: dict, flag: str) -> dict:
 
 def _audio_settings(args: argparse.Namespace, cuts_by_part: dict) -> tuple[int, dict]:
     """The sampling rate of the first cut among ``cuts_by_part`` (one corpus: one rate) and the
-    bad-audio keyword arguments of the command (none for the built-in corpus, which has no such
-    flags)."""
+    preparation's keyword arguments (:func:`_options`)."""
     rate = next(iter(next(iter(cuts_by_part.values())))).sampling_rate
-    return rate, _bad_audio(args) if hasattr(args, "bad_audio") else {}
+    return rate, _options(args)
 
 
-def _bad_audio(args: argparse.Namespace) -> dict:
-    return {"bad_audio": args.bad_audio, "max_bad_audio_fraction": args.max_bad_audio_fraction}
+def _options(args: argparse.Namespace) -> dict:
+    """:func:`~dmao.data.manifests.load_or_prepare`'s keyword arguments the flags set: whether
+    features are computed, and the bad-audio handling (the built-in corpus has no such flags)."""
+    options: dict = {"compute_features": not args.no_features}
+    if hasattr(args, "bad_audio"):
+        options.update(bad_audio=args.bad_audio, max_bad_audio_fraction=args.max_bad_audio_fraction)
+    return options
 
 
 def _run_synthetic(args: argparse.Namespace) -> int:
@@ -231,14 +243,17 @@ def _run_synthetic(args: argparse.Namespace) -> int:
         ("--speed-perturb", args.speed_perturb),
         ("--rir-dir", args.rir_dir),
         ("--noise-dir", args.noise_dir),
+        ("--no-features", args.no_features),
     ):
         if given and args.manifests is None:
-            raise ValueError(f"{flag} needs --manifests (it caches features there)")
+            raise ValueError(f"{flag} needs --manifests (the manifests and features go there)")
     corpus = prepare_synthetic(args.out, hours=args.hours, seed=args.seed, num_jobs=args.num_jobs)
     print(f"corpus ready: {corpus}")
     if args.manifests is not None:
         parts = ["train", "dev", "test"]
-        cuts = prepare_manifests(corpus, args.manifests, parts, num_jobs=args.num_jobs)
+        cuts = prepare_manifests(
+            corpus, args.manifests, parts, num_jobs=args.num_jobs, **_options(args)
+        )
         print(f"manifests ready: {args.manifests}")
         _augment(args, cuts, args.manifests)
     return 0
@@ -248,7 +263,7 @@ def _run_librispeech(args: argparse.Namespace) -> int:
     from dmao.data.corpora.librispeech import prepare_librispeech
 
     cuts = prepare_librispeech(
-        args.corpus_dir, args.out, args.parts, num_jobs=args.num_jobs, **_bad_audio(args)
+        args.corpus_dir, args.out, args.parts, num_jobs=args.num_jobs, **_options(args)
     )
     print(f"manifests for {', '.join(cuts)} ready in {args.out}")
     _augment(args, cuts, args.out)
@@ -264,7 +279,7 @@ def _run_tedlium2(args: argparse.Namespace) -> int:
         raise FileNotFoundError(
             f"no TED-LIUM part (train, dev, test) found in {corpus}; expected {TEDLIUM_LAYOUT}"
         )
-    cuts = prepare_tedlium2(corpus, args.out, parts, num_jobs=args.num_jobs, **_bad_audio(args))
+    cuts = prepare_tedlium2(corpus, args.out, parts, num_jobs=args.num_jobs, **_options(args))
     _report(cuts, args.out)
     _augment(args, cuts, args.out)
     return 0
@@ -289,7 +304,7 @@ def _run_switchboard(args: argparse.Namespace) -> int:
         eval2000_dir=args.eval2000_dir,
         dev_utterances=args.dev_utterances,
         num_jobs=args.num_jobs,
-        **_bad_audio(args),
+        **_options(args),
     )
     _report(cuts, args.out)
     _augment(args, cuts, args.out)

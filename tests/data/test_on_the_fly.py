@@ -164,3 +164,19 @@ def test_switching_on_resume_is_refused_only_where_it_changes_the_noise(tmp_path
     noisy_switched["data"]["noise_dir"] = "/noise"
     with pytest.raises(CheckpointError, match=r"data\.on_the_fly_features"):
         check_resume_compatible(noisy, noisy_switched, tmp_path)
+
+
+def test_prepare_can_write_the_manifests_alone(tiny_corpus, tmp_path, capsys):
+    from dmao.cli.main import main
+
+    out = tmp_path / "m"
+    args = ["prepare", "librispeech", "--corpus-dir", str(tiny_corpus.root), "--out", str(out)]
+    flags = ["--parts", "train", "dev", "--no-features", "--speed-perturb", "1.1"]
+    assert main([*args, *flags, "--num-jobs", "1"]) == 0
+    assert {p.name for p in out.glob("cuts_*")} == {
+        "cuts_train.jsonl.gz", "cuts_dev.jsonl.gz", "cuts_train_sp1.1.jsonl.gz"
+    }  # fmt: skip
+    assert _archives(out) == []
+    config = _config(tiny_corpus.root, out, "data.on_the_fly_features=true")
+    assert len(load_parts(config.data, ["train"], num_jobs=1)) > 0
+    assert _archives(out) == []  # loaded as prepared
