@@ -19,11 +19,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("folders", nargs="+", type=Path, metavar="DIR", help="runs or experiments")
     p.add_argument("--split", default=None, help="only this split")
     p.add_argument("--csv", action="store_true", help="CSV instead of Markdown")
+    p.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        metavar="DECODE",
+        help="a decode folder (or its result.json) to compare every decode of the same "
+        "utterances with: ΔWER, its 95 %% interval and P(better) by the paired bootstrap "
+        "(dmao significance)",
+    )
+    p.add_argument(
+        "--resamples", type=int, default=2000, help="--against: bootstrap resamples per decode"
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dmao.evaluation.results_table import find_results, format_csv, format_markdown
+    from dmao.evaluation.results_table import (
+        against_reference,
+        find_results,
+        format_csv,
+        format_markdown,
+    )
 
     rows = find_results(args.folders, split=args.split)
     if not rows:
@@ -33,5 +50,9 @@ def run(args: argparse.Namespace) -> int:
             + (f" for split {args.split!r}" if args.split else "")
             + "; decode a run first: dmao decode RUN --split SPLIT"
         )
+    if args.against is not None:
+        if args.resamples < 100:
+            raise ValueError(f"--resamples: expected at least 100, got {args.resamples}")
+        rows = against_reference(rows, args.against, resamples=args.resamples)
     print(format_csv(rows).rstrip("\n") if args.csv else format_markdown(rows))
     return 0

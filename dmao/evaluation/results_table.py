@@ -5,7 +5,9 @@
 ``--out-dir``); this module finds them, reads what each says — the run, split, decoder,
 checkpoint (or average), CTC prior, WER / CER with their error counts and, for a decode with
 ``--nbest``, the oracle WER of its N-best lists — and prints them as a Markdown table ready for a
-RESULTS file, or as CSV. Nothing is recomputed.
+RESULTS file, or as CSV. Nothing is recomputed, except with a reference decode
+(:func:`against_reference`, ``dmao results --against``): then each decode of the same utterances
+is compared with it by the paired bootstrap (:mod:`dmao.evaluation.significance`).
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass, fields, replace
 from pathlib import Path
 
-__all__ = ["DecodeRow", "find_results", "format_csv", "format_markdown"]
+import numpy as np
+
+__all__ = ["DecodeRow", "against_reference", "find_results", "format_csv", "format_markdown"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,11 @@ class DecodeRow:
     path: str  # the result.json
     oracle_wer: float | None = None  # %, of the N-best lists (dmao decode --nbest N)
     nbest: int | None = None  # their N
+    delta_wer: float | None = None  # points, this decode − the reference decode (--against)
+    delta_low: float | None = None  # its 95 % bootstrap interval
+    delta_high: float | None = None
+    prob_better: float | None = None  # share of paired resamples on which this WER is lower
+    reference: bool = False  # the decode the others are compared with
 
 
 def _row(path: Path, roots: list[Path]) -> DecodeRow:
@@ -100,14 +109,69 @@ def find_results(folders: list[Path], split: str | None = None) -> list[DecodeRo
     return sorted(rows, key=lambda r: (r.split, r.wer, r.run, r.decoder))
 
 
+def against_reference(
+    rows: list[DecodeRow], reference: Path, *, resamples: int = 2000, seed: int = 0
+) -> list[DecodeRow]:
+    """``rows`` with the paired bootstrap of each decode's WER against ``reference`` (a decode
+    folder or its ``result.json``) filled in, for the decodes of the same utterances (the same
+    split: the others keep ``None``); the reference itself gets a difference of 0.
+
+    Raises:
+        FileNotFoundError: ``reference`` is not a decode folder with ``ref.trn``/``hyp.trn``.
+    """
+    from dmao.evaluation.significance import paired_bootstrap, read_paired_decodes
+
+    folder = reference.parent if reference.name == "result.json" else reference
+    missing = [name for name in ("ref.trn", "hyp.trn") if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"--against {reference}: no {' or '.join(missing)}; expected a decode folder written "
+            f"by dmao decode (e.g. RUN/decode/test-greedy) or its result.json"
+        )
+    aligner = "kaldialign"
+    if (folder / "result.json").is_file():
+        aligner = json.loads((folder / "result.json").read_text()).get("aligner", aligner)
+    out = []
+    for row in rows:
+        try:
+            decodes = read_paired_decodes(folder, Path(row.path).parent, aligner=aligner)
+        except (ValueError, FileNotFoundError):  # other utterances, or no trn files: no pair
+            out.append(row)
+            continue
+        lengths = np.array([u.word.ref_len for u in decodes.a.utterances])
+        result = paired_bootstrap(
+            np.array([u.word.errors for u in decodes.a.utterances]),
+            np.array([u.word.errors for u in decodes.b.utterances]),
+            lengths,
+            resamples=resamples,
+            seed=seed,
+        )
+        out.append(
+            replace(
+                row,
+                delta_wer=result.delta.value,
+                delta_low=result.delta.low,
+                delta_high=result.delta.high,
+                prob_better=result.prob_b_better,
+                reference=Path(row.path).parent.resolve() == folder.resolve(),
+            )
+        )
+    return out
+
+
 def format_markdown(rows: list[DecodeRow]) -> str:
-    """A GitHub Markdown table: run, split, decoder, checkpoint, WER, CER, errors, words; and the
-    N-best oracle WER where some decode kept N-best lists (``–`` for the others)."""
+    """A GitHub Markdown table: run, split, decoder, checkpoint, WER, CER, errors, words; the
+    N-best oracle WER where some decode kept N-best lists, and the paired difference to the
+    reference decode where :func:`against_reference` filled it in (``–`` for the others)."""
     oracle = any(r.oracle_wer is not None for r in rows)
+    paired = any(r.delta_wer is not None for r in rows)
     lines = [
         "| run | split | decoder | checkpoint | WER % | CER % | ins / del / sub | words |"
-        + (" N-best oracle WER % |" if oracle else ""),
-        "|---|---|---|---|---:|---:|---:|---:|" + ("---:|" if oracle else ""),
+        + (" N-best oracle WER % |" if oracle else "")
+        + (" ΔWER vs ref. [95 % CI] | P(better) |" if paired else ""),
+        "|---|---|---|---|---:|---:|---:|---:|"
+        + ("---:|" if oracle else "")
+        + ("---:|---:|" if paired else ""),
     ]
     for r in rows:
         line = (
@@ -116,6 +180,16 @@ def format_markdown(rows: list[DecodeRow]) -> str:
         )
         if oracle:
             line += " – |" if r.oracle_wer is None else f" {r.oracle_wer:.2f} ({r.nbest}-best) |"
+        if paired:
+            if r.reference:
+                line += " reference | – |"
+            elif r.delta_wer is None:
+                line += " – | – |"
+            else:
+                line += (
+                    f" {r.delta_wer:+.2f} [{r.delta_low:+.2f}, {r.delta_high:+.2f}] "
+                    f"| {100 * r.prob_better:.1f} % |"
+                )
         lines.append(line)
     return "\n".join(lines)
 

@@ -3,6 +3,8 @@ trn/ctm files it writes, re-scored against result.json (and by sclite where inst
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 
@@ -182,6 +184,23 @@ def test_results_tabulates_every_decode_below_the_folders(run, tmp_path, capsys)
     assert [float(row[4]) for row in rows] == sorted(float(row[4]) for row in rows)
     assert main(["results", str(tmp_path), "--csv", "--split", "dev"]) == 2
     assert "no decode results (result.json)" in capsys.readouterr().err
+
+
+def test_results_against_a_reference_decode_pairs_the_same_utterances(run, tmp_path, capsys):
+    greedy, greedy_dir = _decode(run, tmp_path, "greedy")
+    beam, beam_dir = _decode(run, tmp_path, "beam", beam_size=4)
+    assert main(["results", str(tmp_path), "--against", str(greedy_dir), "--csv"]) == 0
+    rows = {row["decoder"]: row for row in csv.DictReader(io.StringIO(capsys.readouterr().out))}
+    assert rows["greedy"]["reference"] == "True" and float(rows["greedy"]["delta_wer"]) == 0
+    delta = 100 * (beam.score.wer - greedy.score.wer)
+    assert float(rows["beam4"]["delta_wer"]) == pytest.approx(delta)
+    low, high = float(rows["beam4"]["delta_low"]), float(rows["beam4"]["delta_high"])
+    assert low <= delta <= high and 0 <= float(rows["beam4"]["prob_better"]) <= 1
+    # the same comparison as dmao significance (its table's B − A row)
+    assert main(["significance", str(greedy_dir), str(beam_dir)]) == 0
+    assert f"| B − A (points) | {delta:+.2f} |" in capsys.readouterr().out
+    assert main(["results", str(tmp_path), "--against", str(tmp_path)]) == 2
+    assert "no ref.trn or hyp.trn" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("method", ["beam", "lm"])
