@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from lhotse import CutSet
 
@@ -9,12 +11,16 @@ from dmao.data.features import fbank_extractor
 
 __all__ = ["feature_statistics"]
 
+log = logging.getLogger(__name__)
+
 
 def feature_statistics(cuts: CutSet, *, max_cuts: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation ``(F,)`` of the features of the first ``max_cuts`` cuts.
 
     Uses the cached features when the cuts have them, else extracts fbank on the fly with the
-    same settings as training. The first cuts (not a random sample) keep this deterministic.
+    same settings as training; a cut whose audio then fails to load is passed over with a warning
+    (training leaves it out of its batch too). The first cuts (not a random sample) keep this
+    deterministic.
     """
     total = None
     total_sq = None
@@ -27,7 +33,13 @@ def feature_statistics(cuts: CutSet, *, max_cuts: int = 1000) -> tuple[torch.Ten
             feats = torch.from_numpy(cut.load_features())
         else:
             extractor = extractor or fbank_extractor(cut.sampling_rate)
-            feats = torch.from_numpy(extractor.extract(cut.load_audio()[0], cut.sampling_rate))
+            try:
+                audio = cut.load_audio()[0]
+            except Exception as err:  # any reader error: the cut cannot be used
+                log.warning("feature statistics: %s passed over, audio not loadable: %s",
+                            cut.id, (str(err).splitlines() or [""])[0][:200])  # fmt: skip
+                continue
+            feats = torch.from_numpy(extractor.extract(audio, cut.sampling_rate))
         feats = feats.to(torch.float64)  # (T, F); float64 so long sums do not lose precision
         total = feats.sum(0) if total is None else total + feats.sum(0)
         total_sq = (feats**2).sum(0) if total_sq is None else total_sq + (feats**2).sum(0)

@@ -18,6 +18,7 @@ from dmao.config import load_config
 from dmao.data.dataset import AsrBatchDataset
 from dmao.data.noise import NoiseMixer, prepare_noise
 from dmao.data.pipeline import load_parts
+from dmao.data.statistics import feature_statistics
 from dmao.training.checkpoint import CheckpointError
 from dmao.training.data_setup import check_resume_compatible, prepare_data
 from dmao.training.distributed import DistributedContext
@@ -152,6 +153,11 @@ def test_unloadable_audio_leaves_a_training_batch_and_is_named_elsewhere(
     data = prepare_data(skip, tmp_path / "skip", dist)
     assert damaged["dev"] not in set(data.dev.ids) and len(data.dev) > 0
     assert set(data.dev.ids) < set(parts["dev"].ids)
+    # the normalisation statistics pass over the bad training file (the first cut) and warn
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dmao.data.statistics"):
+        mean, std = feature_statistics(parts["train"], max_cuts=3)
+    assert damaged["train"] in caplog.text and torch.isfinite(mean).all() and (std > 0).all()
 
 
 def test_switching_on_resume_is_refused_only_where_it_changes_the_noise(tmp_path):
