@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "significance",
         help="paired bootstrap test of two decodes of the same split (WER and CER)",
         description="Compares two decodes of the same utterances (folders written by `dmao "
-        "decode`, holding ref.trn and hyp.trn) with the paired bootstrap of Bisani & Ney "
+        "decode`, or kept by `dmao compare --archive`: their hypotheses.txt; or sclite's ref.trn "
+        "and hyp.trn) with the paired bootstrap of Bisani & Ney "
         "(2004), as Kaldi's compute-wer-bootci: each rate with its interval, the difference B − A "
         "with its interval, and the share of resamples on which B is better. It measures "
         "test-set noise only; a claim about a training method needs seeds (dmao compare).",

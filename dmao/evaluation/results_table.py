@@ -122,11 +122,12 @@ def against_reference(
     from dmao.evaluation.significance import paired_bootstrap, read_paired_decodes
 
     folder = reference.parent if reference.name == "result.json" else reference
-    missing = [name for name in ("ref.trn", "hyp.trn") if not (folder / name).is_file()]
-    if missing:
+    texts = ("hypotheses.txt",), ("ref.trn", "hyp.trn")
+    if not any(all((folder / name).is_file() for name in names) for names in texts):
         raise FileNotFoundError(
-            f"--against {reference}: no {' or '.join(missing)}; expected a decode folder written "
-            f"by dmao decode (e.g. RUN/decode/test-greedy) or its result.json"
+            f"--against {reference}: no hypotheses.txt, nor ref.trn and hyp.trn; expected a "
+            f"decode folder written by dmao decode (e.g. RUN/decode/test-greedy) or its "
+            f"result.json"
         )
     aligner = "kaldialign"
     if (folder / "result.json").is_file():

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import stats
 
 from dmao.evaluation.sclite import read_trn
-from dmao.evaluation.wer import ScoreResult, score_corpus
+from dmao.evaluation.wer import ScoreResult, read_hypotheses, score_corpus
 
 __all__ = [
     "BootstrapComparison",
@@ -136,27 +136,35 @@ class PairedDecodes:
     b: ScoreResult
 
 
+def _decode_texts(folder: Path, use_hypotheses: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """``(refs, hyps)`` by utterance id of a decode folder."""
+    if use_hypotheses:
+        rows = read_hypotheses(folder / "hypotheses.txt")
+        return {i: ref for i, (ref, _) in rows.items()}, {i: hyp for i, (_, hyp) in rows.items()}
+    missing = [name for name in ("ref.trn", "hyp.trn") if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder}: no {' or '.join(missing)} (nor hypotheses.txt); expected a decode folder "
+            f"written by dmao decode (e.g. RUN/decode/test-greedy)"
+        )
+    return read_trn(folder / "ref.trn"), read_trn(folder / "hyp.trn")
+
+
 def read_paired_decodes(dir_a: Path, dir_b: Path, *, aligner: str = "kaldialign") -> PairedDecodes:
-    """Read ``ref.trn`` and ``hyp.trn`` of two decode folders (``dmao decode`` writes them) and
-    score both on the utterances of A's reference, in its order.
+    """Read two decode folders and score both on the utterances of A's reference, in its order:
+    their ``hypotheses.txt`` (every ``dmao decode`` writes it, and ``dmao compare --archive``
+    keeps it) when both have one, else their sclite files ``ref.trn`` and ``hyp.trn`` (also
+    those of another toolkit).
 
     Raises:
-        FileNotFoundError: a folder without the two files.
+        FileNotFoundError: a folder with neither.
         ValueError: the folders decode other utterances, or other reference texts.
     """
-    texts = []
-    for folder in (dir_a, dir_b):
-        missing = [name for name in ("ref.trn", "hyp.trn") if not (folder / name).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"{folder}: no {' or '.join(missing)}; expected a decode folder written by "
-                f"dmao decode (e.g. RUN/decode/test-greedy)"
-            )
-        texts.append((read_trn(folder / "ref.trn"), read_trn(folder / "hyp.trn")))
-    (ref_a, hyp_a), (ref_b, hyp_b) = texts
+    use_hypotheses = all((d / "hypotheses.txt").is_file() for d in (dir_a, dir_b))
+    (ref_a, hyp_a), (ref_b, hyp_b) = (_decode_texts(d, use_hypotheses) for d in (dir_a, dir_b))
     for folder, ref, hyp in ((dir_a, ref_a, hyp_a), (dir_b, ref_b, hyp_b)):
         if set(hyp) != set(ref):
-            raise ValueError(f"{folder}: hyp.trn and ref.trn hold other utterances")
+            raise ValueError(f"{folder}: its references and hypotheses are of other utterances")
     if set(ref_a) != set(ref_b):
         only_a, only_b = sorted(set(ref_a) - set(ref_b)), sorted(set(ref_b) - set(ref_a))
         raise ValueError(

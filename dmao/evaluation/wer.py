@@ -46,6 +46,7 @@ __all__ = [
     "align_words",
     "count_errors",
     "format_results_table",
+    "read_hypotheses",
     "score_corpus",
     "write_hypotheses",
 ]
@@ -279,6 +280,30 @@ def write_hypotheses(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return result
+
+
+def read_hypotheses(path: str | Path) -> dict[str, tuple[str, str]]:
+    """``{id: (ref, hyp)}`` of a file :func:`write_hypotheses` wrote (texts as scored).
+
+    Raises:
+        ValueError: naming the file and line where a row does not have the five columns, or an id
+            repeats.
+    """
+    path = Path(path)
+    rows: dict[str, tuple[str, str]] = {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0].split("\t") != ["id", "errors", "ref_words", "ref", "hyp"]:
+        raise ValueError(f"{path}:1: expected the header 'id errors ref_words ref hyp' (tabs)")
+    for number, line in enumerate(lines[1:], start=2):
+        if line.startswith("# ") or not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 5:
+            raise ValueError(f"{path}:{number}: expected 5 tab-separated columns: {line!r}")
+        if fields[0] in rows:
+            raise ValueError(f"{path}:{number}: utterance id {fields[0]} appears twice")
+        rows[fields[0]] = (fields[3], fields[4])
+    return rows
 
 
 _TABLE_COLUMNS = (

@@ -200,7 +200,7 @@ def test_results_against_a_reference_decode_pairs_the_same_utterances(run, tmp_p
     assert main(["significance", str(greedy_dir), str(beam_dir)]) == 0
     assert f"| B − A (points) | {delta:+.2f} |" in capsys.readouterr().out
     assert main(["results", str(tmp_path), "--against", str(tmp_path)]) == 2
-    assert "no ref.trn or hyp.trn" in capsys.readouterr().err
+    assert "no hypotheses.txt, nor ref.trn and hyp.trn" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("method", ["beam", "lm"])

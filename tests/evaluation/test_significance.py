@@ -112,7 +112,7 @@ def test_the_command_prints_the_table_and_the_verdict(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ("missing", "no ref.trn or hyp.trn; expected a decode folder"),
+        ("missing", "no ref.trn or hyp.trn (nor hypotheses.txt); expected a decode folder"),
         ("utterances", "decode other utterances (1 only in A"),
         ("reference", "1 utterances have other reference texts, e.g. utt000"),
         ("resamples", "--resamples: expected at least 100"),
@@ -131,3 +131,28 @@ def test_bad_input_is_one_line_naming_it(tmp_path, capsys, change, message):
     err = capsys.readouterr().err.strip()
     assert err.startswith("dmao significance: error: ") and message in err
     assert "\n" not in err
+
+
+def test_the_hypotheses_files_of_archived_decodes_are_read_too(tmp_path):
+    """Records of `dmao compare --archive` keep hypotheses.txt, not the trn files."""
+    from dmao.evaluation.wer import read_hypotheses, write_hypotheses
+
+    ids = list(REFS)
+    refs = [REFS[i] for i in ids]
+    worse = ["the cat sat on a hat" if n % 3 == 0 else r for n, r in enumerate(refs)]
+    written = write_hypotheses(tmp_path / "a" / "hypotheses.txt", ids, refs, worse)
+    write_hypotheses(tmp_path / "b" / "hypotheses.txt", ids, refs, refs)
+    assert read_hypotheses(tmp_path / "a" / "hypotheses.txt")["utt000"] == (
+        "THE CAT SAT ON THE MAT TODAY",
+        "THE CAT SAT ON A HAT",
+    )
+    decodes = read_paired_decodes(tmp_path / "a", tmp_path / "b")
+    assert decodes.a.word.errors == written.word.errors == 20 * 3 and decodes.b.word.errors == 0
+    # a folder with trn files only beside one with hypotheses.txt only: no common format
+    _decode(tmp_path / "c", REFS, REFS)
+    with pytest.raises(FileNotFoundError, match=r"nor hypotheses\.txt"):
+        read_paired_decodes(tmp_path / "a", tmp_path / "c")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "hypotheses.txt").write_text("id\terrors\tref_words\tref\thyp\nu1\t0\n")
+    with pytest.raises(ValueError, match=r"hypotheses.txt:2: expected 5 tab-separated columns"):
+        read_paired_decodes(tmp_path / "d", tmp_path / "b")
