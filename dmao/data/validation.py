@@ -6,6 +6,9 @@ than the expected one, silence of zero length, non-finite samples, transcripts t
 normalisation or hold characters the tokenizer cannot encode, utterances that CTC cannot align
 (more labels plus repeats than output frames after subsampling), and audio files that no
 transcript mentions. Nothing is modified.
+
+:func:`validate_audio_folder` decodes every file of a folder of noise recordings or room impulse
+responses (``data.noise_dir``, ``data.rir_dir``), whose preparation reads headers only.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dmao.data.filtering import ctc_min_frames
 from dmao.data.text import normalize_transcript
 from dmao.data.tokenizer import Tokenizer
 
-__all__ = ["CorpusProblem", "ValidationReport", "validate_corpus"]
+__all__ = ["CorpusProblem", "ValidationReport", "validate_audio_folder", "validate_corpus"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,54 @@ def validate_corpus(
     return report
 
 
+def validate_audio_folder(folder: str | Path, field: str = "--audio-dir") -> ValidationReport:
+    """Decode every audio file below ``folder`` (:data:`~dmao.data.audio_folder.AUDIO_SUFFIXES`,
+    recursively) and list each that is empty, unreadable, truncated, of zero length or holds
+    non-finite samples; any sampling rate is fine (resampled when used). The report's part is the
+    folder's name, its utterance ids the paths below it.
+
+    Raises:
+        ValueError: naming ``field`` when the folder is missing or holds no audio file.
+    """
+    from dmao.data.audio_folder import audio_files
+
+    folder = Path(folder)
+    report = ValidationReport()
+    for path in audio_files(folder, field):
+        report.num_utterances += 1
+        problems, seconds, _ = _check_audio(path)
+        report.audio_seconds += seconds
+        file_id = path.relative_to(folder).as_posix()
+        report.problems += [
+            CorpusProblem(folder.name, file_id, str(path), reason, detail)
+            for reason, detail in problems
+        ]
+    return report
+
+
+def _check_audio(path: Path) -> tuple[list[tuple[str, str]], float, int | None]:
+    """``([(reason, detail)], seconds, rate)`` of one audio file, decoded in full (SPHERE by
+    dmao's reader); ``rate`` is None when it could not be read."""
+    if path.stat().st_size == 0:
+        return [("empty_file", "0 bytes")], 0.0, None
+    try:
+        if path.suffix.lower() == ".sph":
+            from dmao.data.sphere import read_sphere
+
+            channels, rate = read_sphere(path)
+            samples = channels.T
+        else:
+            samples, rate = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises LibsndfileError/RuntimeError for corrupt data
+        return [("unreadable_audio", str(err).strip() or type(err).__name__)], 0.0, None
+    found = []
+    if samples.shape[0] == 0:
+        found.append(("empty_audio", "0 samples"))
+    elif not np.isfinite(samples).all():
+        found.append(("non_finite_samples", "NaN or inf samples"))
+    return found, samples.shape[0] / rate, rate
+
+
 def _check_utterance(
     part: str,
     utt_id: str,
@@ -150,19 +201,12 @@ def _check_utterance(
 
     if not audio.is_file():
         return [*found, problem("missing_audio", "listed in the transcript but not on disk")], 0.0
-    if audio.stat().st_size == 0:
-        return [*found, problem("empty_file", "0 bytes")], 0.0
-    try:
-        samples, rate = sf.read(audio, dtype="float32", always_2d=True)
-    except Exception as err:  # soundfile raises LibsndfileError/RuntimeError for corrupt data
-        return [*found, problem("unreadable_audio", str(err).strip() or type(err).__name__)], 0.0
-    seconds = samples.shape[0] / rate
+    audio_problems, seconds, rate = _check_audio(audio)
+    found += [problem(reason, detail) for reason, detail in audio_problems]
+    if rate is None:
+        return found, 0.0
     if rate != sampling_rate:
         found.append(problem("wrong_sampling_rate", f"{rate} Hz, expected {sampling_rate} Hz"))
-    if samples.shape[0] == 0:
-        found.append(problem("empty_audio", "0 samples"))
-    elif not np.isfinite(samples).all():
-        found.append(problem("non_finite_samples", "NaN or inf samples"))
     if normalised and subsampled_length is not None:
         if tokenizer is not None and tokenizer.can_encode(normalised):
             labels = tokenizer.encode(normalised)

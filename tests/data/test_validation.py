@@ -61,3 +61,43 @@ def test_cli_strict_exits_nonzero_and_clean_corpus_passes(tiny_corpus, tmp_path)
     )  # fmt: skip
     assert clean.returncode == 0, clean.stdout
     assert "no problems" in clean.stdout
+
+
+def test_a_noise_or_rir_folder_is_decoded_file_by_file(tiny_corpus, tmp_path, capsys):
+    from dmao.cli.main import main
+    from dmao.data.sphere import write_sphere
+    from dmao.data.validation import validate_audio_folder
+
+    folder = tmp_path / "musan"
+    (folder / "noise").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    sf.write(folder / "noise" / "good.wav", 0.1 * rng.standard_normal(8000), 8000)  # any rate
+    sf.write(folder / "noise" / "long.flac", 0.1 * rng.standard_normal(32000), 16000)
+    data = (folder / "noise" / "long.flac").read_bytes()
+    (folder / "noise" / "cut.flac").write_bytes(data[: len(data) // 3])  # truncated
+    (folder / "empty.wav").write_bytes(b"")
+    nan = np.full(1600, np.nan, dtype=np.float32)
+    sf.write(folder / "nan.wav", nan, 16000, subtype="FLOAT")
+    write_sphere(folder / "talk.sph", 0.1 * rng.standard_normal(16000), 16000)
+    (folder / "README").write_text("not audio")
+    report = validate_audio_folder(folder)
+    assert report.num_utterances == 6
+    assert report.audio_seconds == np.float64(1.0 + 2.0 + 0.1 + 1.0)  # the readable files
+    assert sorted((p.utterance_id, p.reason) for p in report.problems) == [
+        ("empty.wav", "empty_file"),
+        ("nan.wav", "non_finite_samples"),
+        ("noise/cut.flac", "unreadable_audio"),
+    ]
+
+    # with a corpus, in one report; --strict fails on the folder's problems
+    args = ["validate", str(tiny_corpus.root), "--parts", "dev", "--audio-dir", str(folder)]
+    assert main([*args, "--strict"]) == 1
+    out = capsys.readouterr().out
+    assert "3 problem(s)" in out and f"unreadable_audio: {folder / 'noise' / 'cut.flac'}" in out
+    clean = tmp_path / "rirs"
+    clean.mkdir()
+    sf.write(clean / "room.wav", 0.1 * rng.standard_normal(800), 16000)
+    assert main(["validate", "--audio-dir", str(clean), "--strict"]) == 0
+    assert "checked 1 utterances (0.00 h): no problems" in capsys.readouterr().out
+    assert main(["validate"]) == 2
+    assert "nothing to check" in capsys.readouterr().err
