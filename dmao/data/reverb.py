@@ -15,7 +15,8 @@ utterance's first). A copy's cut id is ``<id>_rvb<k>`` and its transcript is the
 
 Like speed perturbation (:mod:`dmao.data.speed_perturb`), the copies get their own fbank
 features, computed once and cached as the part ``<part>_rvb<k>_<hash of the folder's path>`` in
-``data.manifest_dir`` through :func:`dmao.data.manifests.load_or_prepare`. The RIR files are
+``data.manifest_dir`` through :func:`dmao.data.manifests.load_or_prepare` (with
+``data.on_the_fly_features`` only their manifests: the loader reverberates). The RIR files are
 checked first: one that cannot be read is listed with its reason (part ``rir_<hash>``), and
 ``data.bad_audio: skip`` leaves it out. Copies are made of the original training parts (not of
 speed-perturbed copies); additive noise (``data.noise_dir``) is mixed into originals and copies
