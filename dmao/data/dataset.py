@@ -401,6 +401,7 @@ def build_dataloader(
     with_targets: bool = True,
     pin_memory: bool = False,
     noise: NoiseMixer | None = None,
+    skip_unloadable: bool = False,
 ) -> DataLoader:
     """A DataLoader over ``sampler``'s batches of ``cuts`` (lhotse's map-style pattern).
 
@@ -419,6 +420,8 @@ def build_dataloader(
         pin_memory: collate into page-locked memory, so that ``.to(cuda, non_blocking=True)``
             overlaps the copy with computation (CUDA training only).
         noise: additive noise for training batches (:func:`dmao.data.noise.noise_mixer`).
+        skip_unloadable: leave cuts whose audio fails to load out of their batches (training
+            with features on the fly; see :class:`AsrBatchDataset`).
     """
     if not sampler.cuts or sampler.cuts[0] is not cuts:
         raise ValueError(
@@ -432,7 +435,7 @@ def build_dataloader(
         augment_seed=sampler.seed if isinstance(sampler.seed, int) else 0,
         pad_shapes=getattr(sampler, "shapes", None),  # a StaticShapeSampler's buckets
         noise=noise,
-        skip_unloadable=train,
+        skip_unloadable=skip_unloadable,
     )
     worker_init_fn = None
     if num_workers > 0:

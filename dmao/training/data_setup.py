@@ -78,7 +78,7 @@ class PreparedData(NamedTuple):
 
     tokenizer: Tokenizer
     train: CutSet
-    """The filtered training cuts (speed-perturbed copies included)."""
+    """The filtered training cuts (speed-perturbed and reverberated copies included)."""
     dev: CutSet
     """The fixed dev subset, sorted by duration."""
     noise: NoiseMixer | None
@@ -103,7 +103,7 @@ def prepare_data(config: ExperimentConfig, run_dir: Path, dist: DistributedConte
             speed_perturbed(cfg, train),
             reverberated(cfg, train),
             load_parts(cfg, cfg.dev_parts),
-            noise_mixer(cfg),  # the noise windows' features, cached for every rank's loader
+            noise_mixer(cfg),  # the noise windows, prepared once for every rank's loader
         )
 
     loaded = dist.run_on_main(load)
@@ -246,6 +246,7 @@ def build_train_loader(
         num_workers=config.data.num_workers,
         pin_memory=dist.device.type == "cuda",
         noise=noise,
+        skip_unloadable=True,  # a bad file (features on the fly) must not stop training
     )
     return sampler, loader
 

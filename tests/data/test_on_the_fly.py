@@ -20,7 +20,7 @@ from dmao.data.noise import NoiseMixer, prepare_noise
 from dmao.data.pipeline import load_parts
 from dmao.data.statistics import feature_statistics
 from dmao.training.checkpoint import CheckpointError
-from dmao.training.data_setup import check_resume_compatible, prepare_data
+from dmao.training.data_setup import build_train_loader, check_resume_compatible, prepare_data
 from dmao.training.distributed import DistributedContext
 from dmao.training.metrics import read_metrics
 
@@ -143,6 +143,16 @@ def test_unloadable_audio_leaves_a_training_batch_and_is_named_elsewhere(
     assert damaged["train"] in caplog.text and "dmao validate" in caplog.text
     with pytest.raises(ValueError, match=rf"audio not loadable: {damaged['train']}"):
         AsrBatchDataset(tokenizer, with_targets=False)[batch_cuts]  # decoding scores every one
+
+    # the training loader leaves it out, with or without SpecAugment
+    for spec in ("true", "false"):
+        config = _config(root, manifests, "data.on_the_fly_features=true",
+                         f"data.spec_augment={spec}", "data.max_batch_seconds=4")  # fmt: skip
+        _, loader = build_train_loader(
+            config, parts["train"], tokenizer, DistributedContext.from_env("cpu"), noise=None
+        )
+        seen = [i for batch in loader for i in batch["cut_ids"]]
+        assert damaged["train"] not in seen and len(seen) > 0
 
     # the dev subset is read before training: strict names the file, skip leaves it out
     dist = DistributedContext.from_env("cpu")
