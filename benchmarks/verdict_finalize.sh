@@ -13,6 +13,8 @@
 #   architecture.md   the exploratory architecture analysis fixed in the protocol: `dmao report`
 #                     over the selected variant's seeds against the authors' allocation, and
 #                     each other DMAO system's seeds alone; figures in OUT/report/
+#   bootstrap.md      exploratory: each seed's test-set bootstrap interval against the baseline
+#                     of the same seed beside the spread over seeds (benchmarks/verdict_bootstrap.py)
 # Reads only OUT/runs (the records `dmao compare --archive` keeps) and the CSV, so it runs on any
 # machine after the run folders are gone. STEPS (default 6000) is the recipe's train.max_steps;
 # SELECTED (default gradmax) the variant whose architecture the control and search retrain.
@@ -55,4 +57,6 @@ seeds_of() {  # the seed folders of one system's records, in order
         echo '```'
     done
 } > "$OUT/architecture.md"
-echo "written: $OUT/results.csv $OUT/tables.md $OUT/convergence.md $OUT/architecture.md"
+"$PYTHON" benchmarks/verdict_bootstrap.py "$RUNS" > "$OUT/bootstrap.md"
+echo "written: $OUT/results.csv $OUT/tables.md $OUT/convergence.md $OUT/architecture.md" \
+    "$OUT/bootstrap.md"

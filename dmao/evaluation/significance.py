@@ -136,17 +136,23 @@ class PairedDecodes:
     b: ScoreResult
 
 
-def _decode_texts(folder: Path, use_hypotheses: bool) -> tuple[dict[str, str], dict[str, str]]:
-    """``(refs, hyps)`` by utterance id of a decode folder."""
-    if use_hypotheses:
-        rows = read_hypotheses(folder / "hypotheses.txt")
-        return {i: ref for i, (ref, _) in rows.items()}, {i: hyp for i, (_, hyp) in rows.items()}
+def _check_decode_folder(folder: Path) -> None:
+    """Raise FileNotFoundError naming ``folder`` if it has neither hypotheses.txt nor trn files."""
+    if (folder / "hypotheses.txt").is_file():
+        return
     missing = [name for name in ("ref.trn", "hyp.trn") if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(
             f"{folder}: no {' or '.join(missing)} (nor hypotheses.txt); expected a decode folder "
             f"written by dmao decode (e.g. RUN/decode/test-greedy)"
         )
+
+
+def _decode_texts(folder: Path, use_hypotheses: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """``(refs, hyps)`` by utterance id of a decode folder."""
+    if use_hypotheses:
+        rows = read_hypotheses(folder / "hypotheses.txt")
+        return {i: ref for i, (ref, _) in rows.items()}, {i: hyp for i, (_, hyp) in rows.items()}
     return read_trn(folder / "ref.trn"), read_trn(folder / "hyp.trn")
 
 
@@ -160,7 +166,16 @@ def read_paired_decodes(dir_a: Path, dir_b: Path, *, aligner: str = "kaldialign"
         FileNotFoundError: a folder with neither.
         ValueError: the folders decode other utterances, or other reference texts.
     """
+    for folder in (dir_a, dir_b):
+        _check_decode_folder(folder)
     use_hypotheses = all((d / "hypotheses.txt").is_file() for d in (dir_a, dir_b))
+    if not use_hypotheses:
+        lacking = [d for d in (dir_a, dir_b) if not (d / "ref.trn").is_file()]
+        if lacking:
+            raise FileNotFoundError(
+                f"{lacking[0]} has hypotheses.txt but no ref.trn/hyp.trn, and the other folder "
+                f"the trn files only: no common format to compare them in"
+            )
     (ref_a, hyp_a), (ref_b, hyp_b) = (_decode_texts(d, use_hypotheses) for d in (dir_a, dir_b))
     for folder, ref, hyp in ((dir_a, ref_a, hyp_a), (dir_b, ref_b, hyp_b)):
         if set(hyp) != set(ref):

@@ -291,6 +291,7 @@ def test_finalize_writes_every_table_from_the_csv_and_the_records(tmp_path):
             for split, wer in (("dev", 0.5 + seed / 100), ("test", 0.4 + seed / 100)):
                 delta = {"baseline": 0.0, "gradmax": -0.01, "reference": 0.02}[system]
                 rows.append((system, seed, split, wer + delta, 0.2))
+            _decode_record(run, [4 + (system == "reference")] * 50)  # test decode: 40 % / 50 %
     csv_path = _write(tmp_path / "exp_results.csv", rows)
     env = {
         **os.environ,
@@ -318,9 +319,70 @@ def test_finalize_writes_every_table_from_the_csv_and_the_records(tmp_path):
     assert "agreement between the runs (pairwise)" in architecture
     assert "### reference" in architecture and "### baseline" not in architecture
     assert (out / "report" / "gradmax" / "architecture_seeds_heatmap.png").is_file()
+    bootstrap = (out / "bootstrap.md").read_text()
+    assert "| gradmax | 3 | +0.00 | 0.00 | 0.00 | 0 | 0 |" in bootstrap, bootstrap
+    assert "| reference | 3 | +10.00 | 0.00 | 0.00 | 0 | 3 |" in bootstrap, bootstrap
 
     missing = subprocess.run(
         ["bash", str(script), str(csv_path), str(tmp_path / "nowhere")],
         env=env, capture_output=True, text=True,
     )  # fmt: skip
     assert missing.returncode == 2 and "no records in" in missing.stderr
+
+
+def _decode_record(run: Path, wrong: list[int], words: int = 10) -> None:
+    """A record's test decode: utterance u with ``wrong[u]`` of its ``words`` words substituted."""
+    from dmao.evaluation.wer import write_hypotheses
+
+    refs = [" ".join(f"w{u}x{i}" for i in range(words)) for u in range(len(wrong))]
+    hyps = [
+        " ".join("oops" if i < n else f"w{u}x{i}" for i in range(words))
+        for u, n in enumerate(wrong)
+    ]
+    ids = [f"utt{u:03d}" for u in range(len(wrong))]
+    write_hypotheses(run / "decode" / "test-greedy" / "hypotheses.txt", ids, refs, hyps)
+
+
+def _bootstrap_records(runs: Path) -> None:
+    """Three seeds: `better` halves the baseline's errors, `same` decodes alike, `noisy` is better
+    on one seed and worse on another; a helper `search-phase` record is there too."""
+    baseline = [2] * 100  # 20 % WER on every seed
+    for seed in range(3):
+        _decode_record(runs / "baseline" / f"seed{seed}", baseline)
+        _decode_record(runs / "better" / f"seed{seed}", [1] * 100)
+        _decode_record(runs / "same" / f"seed{seed}", baseline)
+        noisy = {0: [1] * 100, 1: [3] * 100, 2: [2] * 99 + [3]}[seed]
+        _decode_record(runs / "noisy" / f"seed{seed}", noisy)
+        _decode_record(runs / "search-phase" / f"seed{seed}", [9] * 100)
+
+
+def test_bootstrap_puts_test_set_noise_beside_seed_noise(tmp_path, capsys):
+    boot = _load("verdict_bootstrap")
+    runs = tmp_path / "runs"
+    _bootstrap_records(runs)
+    (runs / "same" / "seed2").rename(runs / "same" / "seed7")  # not a baseline seed: not paired
+    assert boot.main([str(runs), "--resamples", "500"]) == 0
+    out = capsys.readouterr().out
+    # summary: mean Δ, std over seeds, mean half-width of the test-set intervals, significant seeds
+    assert "| better | 3 | -10.00 | 0.00 | 0.00 | 3 | 0 |" in out, out  # no spread: zero width
+    assert "| same | 2 | +0.00 | 0.00 | 0.00 | 0 | 0 |" in out, out
+    noisy = next(line for line in out.splitlines() if line.startswith("| noisy | 3 |"))
+    cells = [c.strip() for c in noisy.strip("|").split("|")]
+    assert cells[2] == "+0.03" and float(cells[3]) == pytest.approx(10.0, abs=0.01)
+    assert 0 < float(cells[4]) < 1  # seed 2's one extra error: a narrow interval around +0.1
+    assert cells[5:] == ["1", "1"]
+    assert "| better | 0 | -10.00 | [-10.00, -10.00] | 100.0 % |" in out
+    assert "| same | 1 | +0.00 | [+0.00, +0.00] | 0.0 % |" in out
+    assert "search-phase" not in out and "| same | 2 |" not in out.split("| seed |")[1]
+
+
+def test_bootstrap_names_a_record_without_its_decode(tmp_path, capsys):
+    boot = _load("verdict_bootstrap")
+    runs = tmp_path / "runs"
+    _bootstrap_records(runs)
+    (runs / "better" / "seed1" / "decode" / "test-greedy" / "hypotheses.txt").unlink()
+    assert boot.main([str(runs), "--resamples", "100"]) == 2
+    err = capsys.readouterr().err
+    assert "better:" in err and "better/seed1/decode/test-greedy" in err
+    assert boot.main([str(tmp_path / "nowhere")]) == 2
+    assert "no baseline records in" in capsys.readouterr().err
