@@ -53,6 +53,7 @@ __all__ = [
     "REPORT_NAME",
     "BadAudio",
     "BadAudioLog",
+    "audio_error_message",
     "check_bad_audio_settings",
     "probe_audio",
     "scan_audio",
@@ -140,6 +141,20 @@ def probe_audio(path: Path | str) -> tuple[str, str] | None:
     if frames == 0:
         return "empty_audio", "0 samples"
     return None
+
+
+def audio_error_message(err: Exception) -> str:
+    """One line for logs and reports: the decoder's own message from lhotse's multi-line
+    AudioLoadingError ("Reading audio from ... failed. Details: Exception #0 (<backend>): <class
+    'soundfile.LibsndfileError'>: Error : flac decoder lost sync. ..." → "LibsndfileError: Error :
+    flac decoder lost sync."), else the error's type and first line (at most 200 characters)."""
+    text = str(err).strip()
+    for line in text.splitlines():
+        if line.startswith("Exception #"):
+            head, sep, message = line.partition("'>: ")
+            if sep:
+                return f"{head.rsplit('.', 1)[-1]}: {message.strip()}"
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else repr(err)
 
 
 def _probe_chunk(paths: Sequence[Path]) -> list[tuple[str, str] | None]:

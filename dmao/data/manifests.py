@@ -29,6 +29,7 @@ from lhotse.utils import fastcopy
 from dmao.data.bad_audio import (
     BadAudio,
     BadAudioLog,
+    audio_error_message,
     scan_audio,
     staged_tree,
     unstage_recordings,
@@ -345,7 +346,7 @@ def _diagnose(part: str, cut: Cut) -> BadAudio:
     try:
         samples = cut.load_audio()
     except Exception as err:  # lhotse's AudioLoadingError, soundfile's errors, ...
-        return BadAudio(part, cut.id, path, "unreadable_audio", _short_error(err))
+        return BadAudio(part, cut.id, path, "unreadable_audio", audio_error_message(err))
     non_finite = int((~np.isfinite(samples)).sum())
     if non_finite:
         detail = f"{non_finite} NaN or inf samples"
@@ -405,19 +406,6 @@ def _check_corpus(corpus_dir: Path, parts: Sequence[str]) -> dict[str, list[tupl
                 # is missing: the pre-scan reports it instead).
                 utterances.append((fields[0], _audio_path(part_dir, fields[0])))
     return listed
-
-
-def _short_error(err: Exception) -> str:
-    """The decoder's own message from lhotse's multi-line AudioLoadingError ("Reading audio from
-    ... failed. Details: Exception #0 (<backend>): <class 'soundfile.LibsndfileError'>: Error :
-    flac decoder lost sync. ..." → "LibsndfileError: Error : flac decoder lost sync.")."""
-    text = str(err).strip()
-    for line in text.splitlines():
-        if line.startswith("Exception #"):
-            head, sep, message = line.partition("'>: ")
-            if sep:
-                return f"{head.rsplit('.', 1)[-1]}: {message.strip()}"
-    return text.splitlines()[0] if text else repr(err)
 
 
 def _write_atomically(cuts: CutSet, path: Path) -> None:

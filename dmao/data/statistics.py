@@ -7,6 +7,7 @@ import logging
 import torch
 from lhotse import CutSet
 
+from dmao.data.bad_audio import audio_error_message
 from dmao.data.features import fbank_extractor
 
 __all__ = ["feature_statistics"]
@@ -37,7 +38,7 @@ def feature_statistics(cuts: CutSet, *, max_cuts: int = 1000) -> tuple[torch.Ten
                 audio = cut.load_audio()[0]
             except Exception as err:  # any reader error: the cut cannot be used
                 log.warning("feature statistics: %s passed over, audio not loadable: %s",
-                            cut.id, (str(err).splitlines() or [""])[0][:200])  # fmt: skip
+                            cut.id, audio_error_message(err))  # fmt: skip
                 continue
             feats = torch.from_numpy(extractor.extract(audio, cut.sampling_rate))
         feats = feats.to(torch.float64)  # (T, F); float64 so long sums do not lose precision

@@ -19,6 +19,7 @@ from lhotse import CutSet
 from torch.utils.data import DataLoader
 
 from dmao.config import ExperimentConfig
+from dmao.data.bad_audio import audio_error_message
 from dmao.data.dataset import build_dataloader, build_sampler
 from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.filtering import filter_cuts
@@ -170,8 +171,7 @@ def _loadable_dev(dev: CutSet, bad_audio: str) -> CutSet:
         try:
             cut.load_audio()
         except Exception as err:  # any reader error makes the cut unusable
-            first_line = (str(err).splitlines() or [""])[0][:200]
-            bad[cut.id] = f"{cut.id}: {type(err).__name__}: {first_line}"
+            bad[cut.id] = f"{cut.id}: {audio_error_message(err)}"
     if not bad:
         return dev
     if bad_audio == "strict":
