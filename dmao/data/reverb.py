@@ -170,8 +170,11 @@ def reverberate_parts(
 def reverberated(config: DataConfig, originals: dict[str, CutSet], *, num_jobs: int = 2) -> CutSet:
     """The reverberated copies ``config`` asks for of the prepared parts ``originals`` (``{part:
     CutSet}``, from :func:`~dmao.data.pipeline.prepare_parts`), in the order part, then copy; an
-    empty :class:`~lhotse.CutSet` without ``data.rir_dir`` (:func:`reverberate_parts`)."""
-    check_reverb_config(config)
+    empty :class:`~lhotse.CutSet` without ``data.rir_dir`` (:func:`reverberate_parts`).
+
+    ``config`` is taken as checked (:func:`check_reverb_config`, which
+    :func:`~dmao.training.data_setup.prepare_data` calls before the corpus is prepared): the RIR
+    folder is listed again only where copies are built."""
     if not config.rir_dir:
         return CutSet.from_cuts([])
     by_name = reverberate_parts(
