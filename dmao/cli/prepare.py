@@ -1,4 +1,4 @@
-"""``dmao prepare synthetic|librispeech|tedlium2|switchboard`` — lhotse manifests + fbank cache.
+"""``dmao prepare synthetic|librispeech|tedlium2|switchboard|kaldi`` — lhotse manifests + fbank.
 
 The real corpora are read from local copies (docs/corpora.md); nothing is downloaded.
 """
@@ -14,7 +14,8 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prepare",
-        help="prepare a corpus (built-in synthetic, LibriSpeech, TED-LIUM 2, Switchboard)",
+        help="prepare a corpus (built-in synthetic, LibriSpeech, TED-LIUM 2, Switchboard, Kaldi "
+        "data directories)",
     )
     kinds = p.add_subparsers(dest="corpus", required=True, metavar="CORPUS")
 
@@ -89,6 +90,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_bad_audio_args(swb)
     _add_training_data_args(swb)
     swb.set_defaults(func=_run_switchboard)
+
+    kal = kinds.add_parser(
+        "kaldi", help="manifests + fbank for any corpus as Kaldi data directories (one per part)"
+    )
+    kal.add_argument(
+        "--corpus-dir",
+        type=Path,
+        required=True,
+        help="folder holding a data directory per part (wav.scp, text, [segments, utt2spk]), e.g. "
+        "an ESPnet recipe's data/; relative audio paths are read from the folder holding it",
+    )
+    kal.add_argument("--out", type=Path, required=True, help="manifest directory")
+    kal.add_argument(
+        "--parts", nargs="+", default=None, help="part folders (default: all with a wav.scp)"
+    )
+    kal.add_argument("--sampling-rate", type=int, default=16000, help="features' rate (Hz)")
+    kal.add_argument("--num-jobs", type=int, default=2)
+    _add_bad_audio_args(kal)
+    _add_training_data_args(kal)
+    kal.set_defaults(func=_run_kaldi)
 
 
 def _add_bad_audio_args(p: argparse.ArgumentParser) -> None:
@@ -306,6 +327,27 @@ def _run_switchboard(args: argparse.Namespace) -> int:
         num_jobs=args.num_jobs,
         **_options(args),
     )
+    _report(cuts, args.out)
+    _augment(args, cuts, args.out)
+    return 0
+
+
+def _run_kaldi(args: argparse.Namespace) -> int:
+    from dmao.data.corpora.kaldi import KALDI_LAYOUT, prepare_kaldi
+
+    if not args.corpus_dir.is_dir():
+        raise FileNotFoundError(
+            f"--corpus-dir {args.corpus_dir} does not exist; expected {KALDI_LAYOUT}"
+        )
+    parts = args.parts or sorted(p.parent.name for p in args.corpus_dir.glob("*/wav.scp"))
+    if not parts:
+        raise FileNotFoundError(
+            f"no data directory (*/wav.scp) in {args.corpus_dir}; expected {KALDI_LAYOUT}"
+        )
+    cuts = prepare_kaldi(
+        args.corpus_dir, args.out, parts, sampling_rate=args.sampling_rate,
+        num_jobs=args.num_jobs, **_options(args),
+    )  # fmt: skip
     _report(cuts, args.out)
     _augment(args, cuts, args.out)
     return 0

@@ -106,3 +106,14 @@ def test_the_100h_recipes_change_only_the_data_and_length_of_the_960h_ones():
         assert small["train"].pop("max_steps") == round(100.6 * 3600 * 3 / 540) * 70
         full["train"].pop("max_steps")
         assert small == full
+
+
+@pytest.mark.parametrize("variant", ["", "_dmao"])
+def test_the_kaldi_recipes_are_the_tedlium_ones_on_other_data(variant):
+    """dmao/configs/kaldi: the paper's d = 256 recipes for any corpus as Kaldi data directories;
+    everything but the data section is TED-LIUM's (the DMAO section is a copy: kept in step)."""
+    kaldi = load_config(CONFIGS / "kaldi" / f"conformer_256{variant}.yaml")
+    tedlium = load_config(CONFIGS / "tedlium2" / f"conformer_256{variant}.yaml")
+    assert kaldi.data.corpus == "kaldi" and kaldi.data.corpus_dir == "data"
+    for section in ("tokenizer", "model", "optim", "train", "dmao", "decode"):
+        assert getattr(kaldi, section) == getattr(tedlium, section), section

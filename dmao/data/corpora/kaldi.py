@@ -1,0 +1,325 @@
+"""Any corpus as Kaldi data directories (the layout Kaldi, ESPnet and k2 recipes write) → cuts.
+
+Layout: ``data.corpus_dir`` (e.g. an ESPnet recipe's ``data/``) holds one folder per part::
+
+    <corpus_dir>/<part>/wav.scp   <recording-id> <audio file>   or   <recording-id> <command> |
+    <corpus_dir>/<part>/text      <utterance-id> <transcript>
+    <corpus_dir>/<part>/segments  optional: <utterance-id> <recording-id> <start s> <end s>
+    <corpus_dir>/<part>/utt2spk   optional: <utterance-id> <speaker-id>
+
+Without ``segments`` every utterance is a whole recording (utterance id = recording id), as in
+Kaldi. A relative audio path, and a command's working directory, is the folder that holds
+``corpus_dir`` (a recipe's ``data/`` sits in the folder its paths are relative to). A command
+(``flac -c -d -s a.flac |``, ``sph2pipe -f wav -p -c 1 a.sph |``) must write a WAV/FLAC stream
+to stdout; it is run once here to read its rate and length, and again for the features. A
+multi-channel recording is read on channel 0 (write ``sox a.wav -t wav - remix 2 |`` for
+another). A segment may end up to 0.5 s past its recording, which shortens it (Kaldi's
+``extract-segments --max-overshoot``); an end of ``-1`` is the recording's end.
+
+Lines are checked before anything is read (each problem names its file and line); lhotse's own
+``load_kaldi_data_dir`` is not used, since it assumes one sampling rate for all files, drops up to
+20 % of unreadable recordings with a warning only, and needs ``utt2spk`` to read ``text`` without
+``segments``. Transcripts: Kaldi's non-speech tokens (``[noise]``, ``<unk>``, ``{breath}``) are
+removed (:func:`normalize_kaldi`), then :func:`~dmao.data.text.normalize_transcript`; an utterance
+left empty is dropped. Bad audio follows ``data.bad_audio`` like every corpus: a bad recording is
+one entry that stands for all its utterances.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import shlex
+import subprocess
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment
+from lhotse.audio import AudioSource
+
+from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
+from dmao.data.corpora.common import normalised_supervisions, segment_cuts
+from dmao.data.manifests import load_or_prepare
+
+__all__ = ["KALDI_LAYOUT", "KaldiPart", "normalize_kaldi", "prepare_kaldi", "read_kaldi_part"]
+
+log = logging.getLogger(__name__)
+
+KALDI_LAYOUT = (
+    "<corpus_dir>/<part>/wav.scp ('<recording-id> <file>' or '<recording-id> <command> |') and "
+    "<corpus_dir>/<part>/text ('<utterance-id> <transcript>'), optionally segments "
+    "('<utterance-id> <recording-id> <start> <end>') and utt2spk"
+)
+MAX_OVERSHOOT_S = 0.5
+"""How far a segment may end past its recording (Kaldi's ``extract-segments`` default)."""
+COMMAND_TIMEOUT_S = 600
+_MARKER = re.compile(r"^(\[[^\]]*\]|<[^>]*>|\{[^}]*\})$")
+
+
+def normalize_kaldi(text: str) -> str:
+    """Drop Kaldi's non-speech tokens, before :func:`~dmao.data.text.normalize_transcript`.
+
+    A whole token in brackets is a marker, not a word: ``[noise]``, ``[laughter]``, ``<unk>``,
+    ``<sil>``, ``{breath}`` (the conventions of Kaldi's and ESPnet's recipes). Example: ``"[noise]
+    hello <unk> world"`` → ``"hello world"``. Brackets inside a word are left to
+    ``normalize_transcript`` (which drops the bracket characters).
+    """
+    return " ".join(token for token in text.split() if not _MARKER.match(token))
+
+
+@dataclass(frozen=True)
+class KaldiPart:
+    """One Kaldi data directory, checked: its tables by id (file order kept)."""
+
+    folder: Path
+    wav: dict[str, str]
+    """``{recording id: file path or command}`` (a command without its trailing ``|``)."""
+    commands: frozenset[str]
+    """The recording ids whose entry is a command."""
+    text: dict[str, str]
+    segments: dict[str, tuple[str, float, float]] | None
+    """``{utterance id: (recording id, start, end)}``, end ``-1`` for the recording's end."""
+    speakers: dict[str, str]
+
+    def utterances_of(self, recording: str) -> list[str]:
+        if self.segments is None:
+            return [recording] if recording in self.text else []
+        return [u for u, (r, _, _) in self.segments.items() if r == recording]
+
+
+def _table(path: Path, min_fields: int, expected: str) -> dict[str, tuple[int, list[str]]]:
+    """``{first field: (line number, other fields)}`` of a Kaldi table; blank lines are passed."""
+    rows: dict[str, tuple[int, list[str]]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < min_fields:
+            raise ValueError(f"{path}:{number}: expected '{expected}', got {line!r}")
+        if fields[0] in rows:
+            raise ValueError(
+                f"{path}:{number}: id {fields[0]} appears twice (first on line "
+                f"{rows[fields[0]][0]})"
+            )
+        rows[fields[0]] = (number, fields[1:])
+    return rows
+
+
+def _mismatch(what: str, a: str, only_a: set[str], b: str, only_b: set[str]) -> str | None:
+    problems = [
+        f"{len(ids)} {what} in {here} but not in {there} (e.g. {', '.join(sorted(ids)[:3])})"
+        for ids, here, there in ((only_a, a, b), (only_b, b, a))
+        if ids
+    ]
+    return "; ".join(problems) or None
+
+
+def read_kaldi_part(folder: Path | str) -> KaldiPart:
+    """Read and check one Kaldi data directory (no audio is touched).
+
+    Raises:
+        FileNotFoundError: no such folder, or no ``wav.scp`` / ``text`` in it.
+        ValueError: a malformed line (file and line named), a repeated id, utterances in
+            ``text`` and ``segments`` (or, without segments, ``wav.scp``) that do not match, or a
+            segment of a recording that ``wav.scp`` does not have.
+    """
+    folder = Path(folder)
+    for name in ("wav.scp", "text"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name} does not exist; expected {KALDI_LAYOUT}")
+    wav_rows = _table(folder / "wav.scp", 2, "<recording-id> <file> | <recording-id> <command> |")
+    wav, commands = {}, set()
+    for reco, (_, rest) in wav_rows.items():
+        entry = " ".join(rest)
+        if entry.endswith("|"):
+            commands.add(reco)
+            entry = entry[:-1].strip()
+        wav[reco] = entry
+    text = {u: " ".join(rest) for u, (_, rest) in _table(folder / "text", 1, "<utt> words").items()}
+    segments = None
+    if (folder / "segments").is_file():
+        segments = {}
+        path = folder / "segments"
+        for utt, (number, rest) in _table(path, 4, "<utt> <recording> <start> <end>").items():
+            try:
+                start, end = float(rest[1]), float(rest[2])
+            except ValueError:
+                message = f"{path}:{number}: start and end must be numbers, got {rest[1:3]}"
+                raise ValueError(message) from None
+            if start < 0 or (end != -1 and end <= start):
+                raise ValueError(f"{path}:{number}: segment {utt} runs from {start} to {end}")
+            if rest[0] not in wav:
+                raise ValueError(f"{path}:{number}: recording {rest[0]} is not in wav.scp")
+            segments[utt] = (rest[0], start, end)
+        problem = _mismatch(
+            "utterances", "text", text.keys() - segments.keys(), "segments",
+            segments.keys() - text.keys(),
+        )  # fmt: skip
+    else:
+        problem = _mismatch(
+            "ids", "text", text.keys() - wav.keys(), "wav.scp (no segments file: one utterance "
+            "per recording)", wav.keys() - text.keys(),
+        )  # fmt: skip
+    if problem:
+        raise ValueError(f"{folder}: {problem}")
+    speakers = {}
+    if (folder / "utt2spk").is_file():
+        speakers = {u: r[0] for u, (_, r) in _table(folder / "utt2spk", 2, "<utt> <spk>").items()}
+    return KaldiPart(folder, wav, frozenset(commands), text, segments, speakers)
+
+
+def _in_dir(command: str, cwd: Path) -> str:
+    return f"cd {shlex.quote(str(cwd))} && {command}"
+
+
+def _probe_command(command: str, cwd: Path) -> sf._SoundFileInfo | tuple[str, str]:
+    """The stream's info, or ``(reason, detail)`` when the command fails or writes no audio."""
+    try:
+        done = subprocess.run(_in_dir(command, cwd), shell=True, capture_output=True,
+                              timeout=COMMAND_TIMEOUT_S)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return "unreadable_audio", f"command ran over {COMMAND_TIMEOUT_S} s"
+    if done.returncode != 0:
+        first = (done.stderr.decode(errors="replace").strip().splitlines() or [""])[0][:200]
+        return "unreadable_audio", f"command exited with status {done.returncode}: {first}"
+    if not done.stdout:
+        return "empty_file", "the command wrote nothing"
+    try:
+        info = sf.info(io.BytesIO(done.stdout))
+    except Exception as err:  # soundfile's errors for a stream that is not audio
+        return "unreadable_audio", f"the command's output is not audio: {err}"
+    return info if info.frames else ("empty_audio", "0 samples")
+
+
+def _recordings(
+    part: str, kaldi: KaldiPart, base: Path, bad: BadAudioLog, num_jobs: int
+) -> dict[str, Recording]:
+    """The part's readable recordings; the others recorded in ``bad`` (one entry each)."""
+    files = {r: Path(e) if Path(e).is_absolute() else base / e
+             for r, e in kaldi.wav.items() if r not in kaldi.commands}  # fmt: skip
+    found = scan_audio(list(files.values()))
+    commands = sorted(kaldi.commands)
+    with ThreadPoolExecutor(max(1, num_jobs)) as pool:
+        infos = pool.map(lambda reco: _probe_command(kaldi.wav[reco], base), commands)
+        probed = dict(zip(commands, infos, strict=True))
+    recordings = {}
+    for reco in kaldi.wav:
+        n = len(kaldi.utterances_of(reco))
+        where = str(files[reco]) if reco in files else f"{kaldi.wav[reco]} |"
+        problem = found.get(files[reco]) if reco in files else None
+        if reco in probed and isinstance(probed[reco], tuple):
+            problem = probed[reco]
+        if problem:
+            bad.add(BadAudio(part, reco, where, *problem, utterances=n))
+            continue
+        if reco in files:
+            recordings[reco] = Recording.from_file(files[reco], recording_id=reco)
+        else:
+            info = probed[reco]
+            source = AudioSource(type="command", channels=list(range(info.channels)),
+                                 source=_in_dir(kaldi.wav[reco], base))  # fmt: skip
+            recordings[reco] = Recording(
+                id=reco, sources=[source], sampling_rate=info.samplerate,
+                num_samples=info.frames, duration=info.frames / info.samplerate,
+            )  # fmt: skip
+    return recordings
+
+
+def _supervisions(kaldi: KaldiPart, recordings: dict[str, Recording]) -> list[SupervisionSegment]:
+    """One supervision per utterance of a readable recording, on channel 0.
+
+    Raises:
+        ValueError: segments that start after their recording ends or end more than
+            :data:`MAX_OVERSHOOT_S` past it (all listed).
+    """
+    spans = kaldi.segments or {u: (u, 0.0, -1.0) for u in kaldi.text}
+    out, problems = [], []
+    for utt, (reco, start, end) in spans.items():
+        if reco not in recordings:
+            continue
+        length = recordings[reco].duration
+        end = length if end == -1 else end
+        if start >= length or end > length + MAX_OVERSHOOT_S:
+            problems.append(f"{utt} ({start:g}–{end:g} s of {reco}, which lasts {length:.2f} s)")
+            continue
+        out.append(
+            SupervisionSegment(
+                id=utt, recording_id=reco, start=start, duration=min(end, length) - start,
+                channel=0, text=kaldi.text[utt], speaker=kaldi.speakers.get(utt),
+            )
+        )  # fmt: skip
+    if problems:
+        raise ValueError(
+            f"{kaldi.folder / 'segments'}: {len(problems)} segment(s) outside their recording: "
+            f"{', '.join(problems[:5])}{', ...' if len(problems) > 5 else ''}"
+        )
+    return out
+
+
+def prepare_kaldi(
+    corpus_dir: Path | str,
+    out_dir: Path | str,
+    parts: Sequence[str],
+    *,
+    sampling_rate: int = 16000,
+    compute_features: bool = True,
+    num_jobs: int = 2,
+    bad_audio: str = "strict",
+    max_bad_audio_fraction: float = 0.01,
+) -> dict[str, CutSet]:
+    """Kaldi data directories ``corpus_dir/<part>`` → cuts (one per utterance) with cached fbank.
+
+    Cut ids are the utterance ids; ``custom["original_text"]`` keeps the ``text`` line. Idempotent
+    per part, like :func:`~dmao.data.manifests.prepare_manifests`; the keyword arguments are
+    :func:`~dmao.data.manifests.load_or_prepare`'s (``num_jobs`` also runs the commands).
+
+    Raises:
+        FileNotFoundError: ``corpus_dir`` or a part's folder or table is missing.
+        ValueError: malformed tables (:func:`read_kaldi_part`), segments outside their
+            recording, bad audio (strict: all listed) or more of it than the budget (skip).
+    """
+    corpus_dir = Path(corpus_dir)
+
+    def read(missing: list[str], bad: BadAudioLog) -> dict[str, CutSet]:
+        if not corpus_dir.is_dir():  # only here: cached parts load without the corpus
+            raise FileNotFoundError(f"data.corpus_dir {corpus_dir} does not exist; expected "
+                                    f"{KALDI_LAYOUT}")  # fmt: skip
+        base = corpus_dir.resolve().parent
+        tables = {}
+        for part in missing:
+            if not (corpus_dir / part).is_dir():
+                found = sorted(p.name for p in corpus_dir.iterdir() if p.is_dir())
+                raise FileNotFoundError(f"Kaldi data directory {corpus_dir / part} does not "
+                                        f"exist (folders there: {found or 'none'})")  # fmt: skip
+            tables[part] = read_kaldi_part(corpus_dir / part)
+        recordings = {}
+        for part, kaldi in tables.items():
+            bad.listed[part] = len(kaldi.text)
+            recordings[part] = _recordings(part, kaldi, base, bad, num_jobs)
+        bad.check(missing, stage="pre-scan of the audio")
+        by_part = {}
+        for part, kaldi in tables.items():
+            supervisions, dropped = normalised_supervisions(
+                _supervisions(kaldi, recordings[part]), normalize_kaldi
+            )
+            log.info("Kaldi data dir %s: %d utterances, %d empty after normalisation dropped",
+                     kaldi.folder, len(supervisions), dropped)  # fmt: skip
+            by_part[part] = segment_cuts(
+                RecordingSet.from_recordings(recordings[part].values()), supervisions
+            )
+        return by_part
+
+    return load_or_prepare(
+        out_dir,
+        parts,
+        read,
+        sampling_rate=sampling_rate,
+        compute_features=compute_features,
+        num_jobs=num_jobs,
+        bad_audio=bad_audio,
+        max_bad_audio_fraction=max_bad_audio_fraction,
+    )
