@@ -32,6 +32,7 @@ import logging
 import re
 import shlex
 import subprocess
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ KALDI_LAYOUT = (
 MAX_OVERSHOOT_S = 0.5
 """How far a segment may end past its recording (Kaldi's ``extract-segments`` default)."""
 COMMAND_TIMEOUT_S = 600
+_HEADER_THREADS = 16  # as the bad-audio pre-scan: header reads wait on the disk, not the CPU
 _MARKER = re.compile(r"^(\[[^\]]*\]|<[^>]*>|\{[^}]*\})$")
 
 
@@ -85,10 +87,11 @@ class KaldiPart:
     """``{utterance id: (recording id, start, end)}``, end ``-1`` for the recording's end."""
     speakers: dict[str, str]
 
-    def utterances_of(self, recording: str) -> list[str]:
+    def utterance_counts(self) -> Counter[str]:
+        """``{recording id: number of its utterances}``."""
         if self.segments is None:
-            return [recording] if recording in self.text else []
-        return [u for u, (r, _, _) in self.segments.items() if r == recording]
+            return Counter(u for u in self.text if u in self.wav)
+        return Counter(reco for reco, _, _ in self.segments.values())
 
 
 def _table(path: Path, min_fields: int, expected: str) -> dict[str, tuple[int, list[str]]]:
@@ -206,27 +209,32 @@ def _recordings(
     with ThreadPoolExecutor(max(1, num_jobs)) as pool:
         infos = pool.map(lambda reco: _probe_command(kaldi.wav[reco], base), commands)
         probed = dict(zip(commands, infos, strict=True))
-    recordings = {}
+    counts = kaldi.utterance_counts()
+    readable = []
     for reco in kaldi.wav:
-        n = len(kaldi.utterances_of(reco))
         where = str(files[reco]) if reco in files else f"{kaldi.wav[reco]} |"
-        problem = found.get(files[reco]) if reco in files else None
-        if reco in probed and isinstance(probed[reco], tuple):
-            problem = probed[reco]
-        if problem:
-            bad.add(BadAudio(part, reco, where, *problem, utterances=n))
-            continue
-        if reco in files:
-            recordings[reco] = Recording.from_file(files[reco], recording_id=reco)
+        problem = found.get(files[reco]) if reco in files else probed[reco]
+        if isinstance(problem, tuple):
+            bad.add(BadAudio(part, reco, where, *problem, utterances=counts[reco]))
         else:
-            info = probed[reco]
-            source = AudioSource(type="command", channels=list(range(info.channels)),
-                                 source=_in_dir(kaldi.wav[reco], base))  # fmt: skip
-            recordings[reco] = Recording(
-                id=reco, sources=[source], sampling_rate=info.samplerate,
-                num_samples=info.frames, duration=info.frames / info.samplerate,
-            )  # fmt: skip
-    return recordings
+            readable.append(reco)
+    with ThreadPoolExecutor(_HEADER_THREADS) as pool:  # headers are read a second time: lhotse's
+        from_files = pool.map(  # Recording.from_file, fast beside the features
+            lambda reco: Recording.from_file(files[reco], recording_id=reco),
+            [reco for reco in readable if reco in files],
+        )
+        recordings = {r.id: r for r in from_files}
+    for reco in readable:
+        if reco in files:
+            continue
+        info = probed[reco]
+        source = AudioSource(type="command", channels=list(range(info.channels)),
+                             source=_in_dir(kaldi.wav[reco], base))  # fmt: skip
+        recordings[reco] = Recording(
+            id=reco, sources=[source], sampling_rate=info.samplerate,
+            num_samples=info.frames, duration=info.frames / info.samplerate,
+        )  # fmt: skip
+    return {reco: recordings[reco] for reco in readable}
 
 
 def _supervisions(kaldi: KaldiPart, recordings: dict[str, Recording]) -> list[SupervisionSegment]:
