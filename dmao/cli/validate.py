@@ -1,4 +1,4 @@
-"""``dmao validate CORPUS_DIR`` — list every problem of a corpus before training."""
+"""``dmao validate CORPUS_DIR [--kaldi]`` — list every problem of a corpus before training."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "validate",
-        help="check a LibriSpeech-layout corpus (audio, transcripts, CTC feasibility)",
-        description="Lists every problem of a LibriSpeech-layout corpus, and of folders of noise "
-        "or room impulse responses (--audio-dir), before training. Nothing is modified.",
+        help="check a corpus (audio, transcripts, CTC feasibility) before training",
+        description="Lists every problem of a LibriSpeech-layout corpus (or, with --kaldi, of "
+        "Kaldi data directories), and of folders of noise or room impulse responses "
+        "(--audio-dir), before training. Nothing is modified.",
     )
     p.add_argument(
         "corpus_dir", type=Path, nargs="?", default=None, help="folder holding the parts"
@@ -27,8 +28,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also decode every audio file below DIR (data.noise_dir, data.rir_dir: their "
         "preparation reads headers only); repeatable",
     )
-    p.add_argument("--parts", nargs="+", default=None, help="default: every sub-folder")
-    p.add_argument("--sampling-rate", type=int, default=16000, help="expected rate in Hz")
+    p.add_argument(
+        "--kaldi",
+        action="store_true",
+        help="corpus_dir holds Kaldi data directories (wav.scp, text, [segments]; data.corpus="
+        "kaldi): commands in wav.scp are run, any sampling rate is fine",
+    )
+    p.add_argument(
+        "--parts",
+        nargs="+",
+        default=None,
+        help="default: every sub-folder (with --kaldi: every one with a wav.scp)",
+    )
+    p.add_argument(
+        "--sampling-rate", type=int, default=16000, help="expected rate in Hz (not with --kaldi)"
+    )
     p.add_argument("--tokenizer", type=Path, default=None, help="a run's tokenizer folder")
     p.add_argument("--strict", action="store_true", help="exit 1 when any problem is found")
     p.add_argument("--json", type=Path, default=None, help="also write the report as JSON")
@@ -37,7 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dmao.data.tokenizer import load_tokenizer
-    from dmao.data.validation import ValidationReport, validate_audio_folder, validate_corpus
+    from dmao.data.validation import (
+        ValidationReport,
+        validate_audio_folder,
+        validate_corpus,
+        validate_kaldi,
+    )
     from dmao.models.frontend import subsampled_length
 
     if args.corpus_dir is None and not args.audio_dir:
@@ -46,17 +65,24 @@ def run(args: argparse.Namespace) -> int:
     if args.corpus_dir is not None:
         if not args.corpus_dir.is_dir():
             raise FileNotFoundError(f"corpus directory {args.corpus_dir} does not exist")
-        parts = args.parts or sorted(p.name for p in args.corpus_dir.iterdir() if p.is_dir())
         tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
-        reports.append(
-            validate_corpus(
+        if args.kaldi:
+            parts = args.parts or sorted(p.parent.name for p in args.corpus_dir.glob("*/wav.scp"))
+            if not parts:
+                raise FileNotFoundError(f"no Kaldi data directory (*/wav.scp) in {args.corpus_dir}")
+            report = validate_kaldi(
+                args.corpus_dir, parts, tokenizer=tokenizer, subsampled_length=subsampled_length
+            )
+        else:
+            parts = args.parts or sorted(p.name for p in args.corpus_dir.iterdir() if p.is_dir())
+            report = validate_corpus(
                 args.corpus_dir,
                 parts,
                 sampling_rate=args.sampling_rate,
                 tokenizer=tokenizer,
                 subsampled_length=subsampled_length,
             )
-        )
+        reports.append(report)
     reports += [validate_audio_folder(folder) for folder in args.audio_dir]
     report = ValidationReport(
         num_utterances=sum(r.num_utterances for r in reports),

@@ -1,4 +1,5 @@
-"""Check a LibriSpeech-layout corpus before training (``dmao validate``).
+"""Check a corpus before training (``dmao validate``): the LibriSpeech layout, or Kaldi data
+directories (:func:`validate_kaldi`).
 
 Reads every transcript line and every audio file of the given parts and lists each problem with
 its file and reason: missing, empty (0 bytes), unreadable or truncated audio, a sampling rate other
@@ -13,6 +14,7 @@ responses (``data.noise_dir``, ``data.rir_dir``), whose preparation reads header
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -27,7 +29,13 @@ from dmao.data.filtering import ctc_min_frames
 from dmao.data.text import normalize_transcript
 from dmao.data.tokenizer import Tokenizer
 
-__all__ = ["CorpusProblem", "ValidationReport", "validate_audio_folder", "validate_corpus"]
+__all__ = [
+    "CorpusProblem",
+    "ValidationReport",
+    "validate_audio_folder",
+    "validate_corpus",
+    "validate_kaldi",
+]
 
 
 @dataclass(frozen=True)
@@ -156,13 +164,90 @@ def validate_audio_folder(folder: str | Path, field: str = "--audio-dir") -> Val
     return report
 
 
-def _check_audio(path: Path) -> tuple[list[tuple[str, str]], float, int | None]:
-    """``([(reason, detail)], seconds, rate)`` of one audio file, decoded in full (SPHERE by
-    dmao's reader); ``rate`` is None when it could not be read."""
-    if path.stat().st_size == 0:
+def validate_kaldi(
+    corpus_dir: str | Path,
+    parts: Sequence[str],
+    *,
+    tokenizer: Tokenizer | None = None,
+    subsampled_length: Callable[[int], int] | None = None,
+) -> ValidationReport:
+    """Check Kaldi data directories ``corpus_dir/<part>`` (:mod:`dmao.data.corpora.kaldi`):
+    a malformed table (the part's one problem, ``malformed_data_dir``), every recording decoded
+    in full (files, and the output of ``wav.scp`` commands, which are run), segments outside
+    their recording, and per utterance the transcript (after the Kaldi markers are removed) and
+    CTC feasibility. Any sampling rate is fine (resampled when used). Recording problems name the
+    recording id; its utterances are not checked further.
+    """
+    from dmao.data.corpora.kaldi import (
+        MAX_OVERSHOOT_S,
+        audio_base,
+        normalize_kaldi,
+        read_kaldi_part,
+        run_audio_command,
+    )
+
+    corpus_dir = Path(corpus_dir)
+    base = audio_base(corpus_dir)
+    report = ValidationReport()
+    for part in parts:
+        try:
+            kaldi = read_kaldi_part(corpus_dir / part)
+        except (FileNotFoundError, ValueError) as err:
+            report.problems.append(
+                CorpusProblem(part, "-", str(corpus_dir / part), "malformed_data_dir", str(err))
+            )
+            continue
+        lengths = {}
+        for reco, entry in kaldi.wav.items():
+            if reco in kaldi.commands:
+                where, stream = f"{entry} |", run_audio_command(entry, base)
+                found, seconds, _ = (
+                    ([stream], 0.0, None) if isinstance(stream, tuple) else _check_audio(stream)
+                )
+            else:
+                path = kaldi.path(reco, base)
+                where = str(path)
+                found, seconds, _ = (
+                    _check_audio(path) if path.is_file() else
+                    ([("missing_audio", "listed in wav.scp but not on disk")], 0.0, None)
+                )  # fmt: skip
+            report.problems += [CorpusProblem(part, reco, where, *f) for f in found]
+            if not found:
+                lengths[reco] = seconds
+        for utt, (reco, start, end) in kaldi.spans().items():
+            if reco not in lengths:
+                continue
+            length = lengths[reco]
+            end = length if end == -1 else end
+            where = f"{kaldi.folder / 'text'} ({utt})"
+            problem = _problem_factory(part, utt, where)
+            report.num_utterances += 1
+            if start >= length or end > length + MAX_OVERSHOOT_S:
+                report.problems.append(problem(
+                    "segment_outside_recording",
+                    f"{start:g}–{end:g} s of {reco}, which lasts {length:.2f} s",
+                    str(kaldi.folder / "segments"),
+                ))  # fmt: skip
+                continue
+            seconds = min(end, length) - start
+            report.audio_seconds += seconds
+            text = normalize_kaldi(kaldi.text[utt])
+            found, normalised = _check_text(problem, text, where, tokenizer)
+            report.problems += found + _check_ctc(
+                problem, normalised, seconds, tokenizer, subsampled_length
+            )
+    return report
+
+
+def _check_audio(path: Path | bytes) -> tuple[list[tuple[str, str]], float, int | None]:
+    """``([(reason, detail)], seconds, rate)`` of one audio file (or stream: ``bytes``), decoded
+    in full (SPHERE by dmao's reader); ``rate`` is None when it could not be read."""
+    if isinstance(path, bytes):
+        path = io.BytesIO(path)
+    elif path.stat().st_size == 0:
         return [("empty_file", "0 bytes")], 0.0, None
     try:
-        if path.suffix.lower() == ".sph":
+        if isinstance(path, Path) and path.suffix.lower() == ".sph":
             from dmao.data.sphere import read_sphere
 
             channels, rate = read_sphere(path)
@@ -189,16 +274,8 @@ def _check_utterance(
     tokenizer: Tokenizer | None,
     subsampled_length: Callable[[int], int] | None,
 ) -> tuple[list[CorpusProblem], float]:
-    def problem(reason: str, detail: str, path: str = str(audio)) -> CorpusProblem:
-        return CorpusProblem(part, utt_id, path, reason, detail)
-
-    found = []
-    normalised = normalize_transcript(text)
-    if not normalised:
-        found.append(problem("empty_transcript", f"transcript {text!r} at {where}", where))
-    elif tokenizer is not None and not tokenizer.can_encode(normalised):
-        found.append(problem("untokenizable", f"{normalised!r} at {where}", where))
-
+    problem = _problem_factory(part, utt_id, str(audio))
+    found, normalised = _check_text(problem, text, where, tokenizer)
     if not audio.is_file():
         return [*found, problem("missing_audio", "listed in the transcript but not on disk")], 0.0
     audio_problems, seconds, rate = _check_audio(audio)
@@ -207,19 +284,49 @@ def _check_utterance(
         return found, 0.0
     if rate != sampling_rate:
         found.append(problem("wrong_sampling_rate", f"{rate} Hz, expected {sampling_rate} Hz"))
-    if normalised and subsampled_length is not None:
-        if tokenizer is not None and tokenizer.can_encode(normalised):
-            labels = tokenizer.encode(normalised)
-        else:
-            labels = [ord(c) for c in normalised]
-        frames = int(seconds / FRAME_SHIFT_S)
-        needed = ctc_min_frames(labels)
-        if subsampled_length(frames) < needed:
-            found.append(
-                problem(
-                    "ctc_infeasible",
-                    f"{subsampled_length(frames)} output frames < {needed} needed "
-                    f"({len(labels)} labels + repeats)",
-                )
-            )
-    return found, seconds
+    return found + _check_ctc(problem, normalised, seconds, tokenizer, subsampled_length), seconds
+
+
+def _problem_factory(part: str, utt_id: str, path: str) -> Callable[..., CorpusProblem]:
+    """``problem(reason, detail, path=path)`` for one utterance."""
+
+    def problem(reason: str, detail: str, where: str = path) -> CorpusProblem:
+        return CorpusProblem(part, utt_id, where, reason, detail)
+
+    return problem
+
+
+def _check_text(
+    problem: Callable[..., CorpusProblem], text: str, where: str, tokenizer: Tokenizer | None
+) -> tuple[list[CorpusProblem], str]:
+    """``(problems, normalised text)``: an empty or untokenizable transcript."""
+    normalised = normalize_transcript(text)
+    if not normalised:
+        return [problem("empty_transcript", f"transcript {text!r} at {where}", where)], ""
+    if tokenizer is not None and not tokenizer.can_encode(normalised):
+        return [problem("untokenizable", f"{normalised!r} at {where}", where)], normalised
+    return [], normalised
+
+
+def _check_ctc(
+    problem: Callable[..., CorpusProblem],
+    normalised: str,
+    seconds: float,
+    tokenizer: Tokenizer | None,
+    subsampled_length: Callable[[int], int] | None,
+) -> list[CorpusProblem]:
+    """An utterance of ``seconds`` that CTC cannot align to ``normalised`` (on the tokenizer's
+    labels where it encodes the text, else on characters); nothing without a model's
+    ``subsampled_length`` or a transcript."""
+    if not normalised or subsampled_length is None:
+        return []
+    if tokenizer is not None and tokenizer.can_encode(normalised):
+        labels = tokenizer.encode(normalised)
+    else:
+        labels = [ord(c) for c in normalised]
+    frames = subsampled_length(int(seconds / FRAME_SHIFT_S))
+    needed = ctc_min_frames(labels)
+    if frames >= needed:
+        return []
+    detail = f"{frames} output frames < {needed} needed ({len(labels)} labels + repeats)"
+    return [problem("ctc_infeasible", detail)]

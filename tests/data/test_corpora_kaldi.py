@@ -216,3 +216,57 @@ def test_prepare_cli_names_a_folder_without_data_directories(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"no data directory (*/wav.scp) in {tmp_path / 'data'}" in err and err[-1] == "\n"
     assert err.count("\n") == 1
+
+
+def test_validate_decodes_every_recording_and_checks_every_utterance(tiny_corpus, tmp_path):
+    from dmao.data.validation import validate_kaldi
+    from dmao.models.frontend import subsampled_length
+
+    written = _kaldi_dirs(tiny_corpus, tmp_path / "recipe")
+    data = tmp_path / "recipe" / "data"
+    clean = validate_kaldi(data, ["train", "dev", "test"], subsampled_length=subsampled_length)
+    # the corpus's own problem utterances, and nothing else
+    assert {(p.utterance_id, p.reason) for p in clean.problems} == {
+        (tiny_corpus.empty_id, "empty_transcript"),
+        (tiny_corpus.infeasible_id, "ctc_infeasible"),
+    }
+    kept = len(tiny_corpus.transcripts["train"]) + 3 + len(tiny_corpus.transcripts["test"])
+    assert clean.num_utterances == kept
+    dev_seconds = sum(end - start for _, start, end, _ in written["dev"][:2])
+    dev_seconds += len(written["long"]) / RATE - written["dev"][2][1]
+    test_seconds = sum(sf.info(p).duration for p in _flacs(tiny_corpus, "test").values())
+    train_seconds = sum(sf.info(p).duration for p in _flacs(tiny_corpus, "train").values())
+    total = dev_seconds + test_seconds + train_seconds
+    assert clean.audio_seconds == pytest.approx(total, abs=0.01)
+
+    # a truncated file (the header reads: only decoding finds it), a command writing garbage, a
+    # segment past its recording, a malformed part
+    train = _flacs(tiny_corpus, "train")
+    first = next(iter(train))
+    copy = tmp_path / "recipe" / "audio" / "LibriSpeech" / train[first].relative_to(
+        tiny_corpus.root
+    )
+    copy.write_bytes(copy.read_bytes()[: copy.stat().st_size // 3])
+    wav = (data / "test" / "wav.scp").read_text().splitlines()
+    garbage = wav[0].split()[0]
+    wav[0] = f"{garbage} echo not audio |"
+    (data / "test" / "wav.scp").write_text("\n".join(wav) + "\n")
+    segments = data / "dev" / "segments"
+    lines = segments.read_text().splitlines()
+    utt, reco, start, _ = lines[0].split()
+    lines[0] = f"{utt} {reco} {start} 99"
+    segments.write_text("\n".join(lines) + "\n")
+    _write(data / "broken", "wav.scp", ["a x.wav"])
+    report = validate_kaldi(data, ["train", "dev", "test", "broken"],
+                            subsampled_length=subsampled_length)  # fmt: skip
+    found = {(p.part, p.utterance_id, p.reason) for p in report.problems}
+    assert ("train", first, "unreadable_audio") in found
+    assert ("test", garbage, "unreadable_audio") in found
+    assert ("dev", utt, "segment_outside_recording") in found
+    assert ("broken", "-", "malformed_data_dir") in found
+    broken = next(p for p in report.problems if p.part == "broken")
+    assert "broken/text does not exist" in broken.detail
+    assert len(report.problems) == len(clean.problems) + 4
+    # the command line: --kaldi finds the parts, --strict fails on problems
+    assert main(["validate", str(data), "--kaldi", "--parts", "dev", "--strict"]) == 1
+    assert main(["validate", str(data), "--kaldi", "--parts", "test"]) == 0

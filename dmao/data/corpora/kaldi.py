@@ -46,7 +46,16 @@ from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
 from dmao.data.corpora.common import normalised_supervisions, segment_cuts
 from dmao.data.manifests import load_or_prepare
 
-__all__ = ["KALDI_LAYOUT", "KaldiPart", "normalize_kaldi", "prepare_kaldi", "read_kaldi_part"]
+__all__ = [
+    "KALDI_LAYOUT",
+    "MAX_OVERSHOOT_S",
+    "KaldiPart",
+    "audio_base",
+    "normalize_kaldi",
+    "prepare_kaldi",
+    "read_kaldi_part",
+    "run_audio_command",
+]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +95,16 @@ class KaldiPart:
     segments: dict[str, tuple[str, float, float]] | None
     """``{utterance id: (recording id, start, end)}``, end ``-1`` for the recording's end."""
     speakers: dict[str, str]
+
+    def spans(self) -> dict[str, tuple[str, float, float]]:
+        """``{utterance id: (recording id, start, end)}``; whole recordings (end ``-1``) without
+        ``segments``."""
+        return self.segments or {u: (u, 0.0, -1.0) for u in self.text}
+
+    def path(self, recording: str, base: Path) -> Path:
+        """The audio file of a (non-command) recording, a relative one below ``base``."""
+        entry = Path(self.wav[recording])
+        return entry if entry.is_absolute() else base / entry
 
     def utterance_counts(self) -> Counter[str]:
         """``{recording id: number of its utterances}``."""
@@ -175,12 +194,18 @@ def read_kaldi_part(folder: Path | str) -> KaldiPart:
     return KaldiPart(folder, wav, frozenset(commands), text, segments, speakers)
 
 
+def audio_base(corpus_dir: Path | str) -> Path:
+    """Where relative ``wav.scp`` paths and commands start: the folder holding ``corpus_dir``."""
+    return Path(corpus_dir).resolve().parent
+
+
 def _in_dir(command: str, cwd: Path) -> str:
     return f"cd {shlex.quote(str(cwd))} && {command}"
 
 
-def _probe_command(command: str, cwd: Path) -> sf._SoundFileInfo | tuple[str, str]:
-    """The stream's info, or ``(reason, detail)`` when the command fails or writes no audio."""
+def run_audio_command(command: str, cwd: Path) -> bytes | tuple[str, str]:
+    """The audio stream a ``wav.scp`` command writes (run in ``cwd``), or ``(reason, detail)``
+    when it fails, runs over :data:`COMMAND_TIMEOUT_S` or writes nothing."""
     try:
         done = subprocess.run(_in_dir(command, cwd), shell=True, capture_output=True,
                               timeout=COMMAND_TIMEOUT_S)  # fmt: skip
@@ -191,8 +216,16 @@ def _probe_command(command: str, cwd: Path) -> sf._SoundFileInfo | tuple[str, st
         return "unreadable_audio", f"command exited with status {done.returncode}: {first}"
     if not done.stdout:
         return "empty_file", "the command wrote nothing"
+    return done.stdout
+
+
+def _probe_command(command: str, cwd: Path) -> sf._SoundFileInfo | tuple[str, str]:
+    """The stream's info, or ``(reason, detail)`` when the command fails or writes no audio."""
+    stream = run_audio_command(command, cwd)
+    if isinstance(stream, tuple):
+        return stream
     try:
-        info = sf.info(io.BytesIO(done.stdout))
+        info = sf.info(io.BytesIO(stream))
     except Exception as err:  # soundfile's errors for a stream that is not audio
         return "unreadable_audio", f"the command's output is not audio: {err}"
     return info if info.frames else ("empty_audio", "0 samples")
@@ -202,8 +235,7 @@ def _recordings(
     part: str, kaldi: KaldiPart, base: Path, bad: BadAudioLog, num_jobs: int
 ) -> dict[str, Recording]:
     """The part's readable recordings; the others recorded in ``bad`` (one entry each)."""
-    files = {r: Path(e) if Path(e).is_absolute() else base / e
-             for r, e in kaldi.wav.items() if r not in kaldi.commands}  # fmt: skip
+    files = {r: kaldi.path(r, base) for r in kaldi.wav if r not in kaldi.commands}
     found = scan_audio(list(files.values()))
     commands = sorted(kaldi.commands)
     with ThreadPoolExecutor(max(1, num_jobs)) as pool:
@@ -244,9 +276,8 @@ def _supervisions(kaldi: KaldiPart, recordings: dict[str, Recording]) -> list[Su
         ValueError: segments that start after their recording ends or end more than
             :data:`MAX_OVERSHOOT_S` past it (all listed).
     """
-    spans = kaldi.segments or {u: (u, 0.0, -1.0) for u in kaldi.text}
     out, problems = [], []
-    for utt, (reco, start, end) in spans.items():
+    for utt, (reco, start, end) in kaldi.spans().items():
         if reco not in recordings:
             continue
         length = recordings[reco].duration
@@ -296,7 +327,7 @@ def prepare_kaldi(
         if not corpus_dir.is_dir():  # only here: cached parts load without the corpus
             raise FileNotFoundError(f"data.corpus_dir {corpus_dir} does not exist; expected "
                                     f"{KALDI_LAYOUT}")  # fmt: skip
-        base = corpus_dir.resolve().parent
+        base = audio_base(corpus_dir)
         tables = {}
         for part in missing:
             if not (corpus_dir / part).is_dir():
