@@ -243,8 +243,8 @@ def test_validate_decodes_every_recording_and_checks_every_utterance(tiny_corpus
     # segment past its recording, a malformed part
     train = _flacs(tiny_corpus, "train")
     first = next(iter(train))
-    copy = tmp_path / "recipe" / "audio" / "LibriSpeech" / train[first].relative_to(
-        tiny_corpus.root
+    copy = (
+        tmp_path / "recipe" / "audio" / "LibriSpeech" / train[first].relative_to(tiny_corpus.root)
     )
     copy.write_bytes(copy.read_bytes()[: copy.stat().st_size // 3])
     wav = (data / "test" / "wav.scp").read_text().splitlines()
