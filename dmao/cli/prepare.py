@@ -1,4 +1,4 @@
-"""``dmao prepare synthetic|librispeech|tedlium2|switchboard|kaldi`` — lhotse manifests + fbank.
+"""``dmao prepare synthetic|librispeech|tedlium2|switchboard|kaldi|lhotse`` — manifests + fbank.
 
 The real corpora are read from local copies (docs/corpora.md); nothing is downloaded.
 """
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prepare",
         help="prepare a corpus (built-in synthetic, LibriSpeech, TED-LIUM 2, Switchboard, Kaldi "
-        "data directories)",
+        "data directories, lhotse recipe manifests)",
     )
     kinds = p.add_subparsers(dest="corpus", required=True, metavar="CORPUS")
 
@@ -110,6 +110,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_bad_audio_args(kal)
     _add_training_data_args(kal)
     kal.set_defaults(func=_run_kaldi)
+
+    lh = kinds.add_parser(
+        "lhotse", help="fbank for the manifests of any lhotse recipe (lhotse prepare <corpus>)"
+    )
+    lh.add_argument(
+        "--corpus-dir",
+        type=Path,
+        required=True,
+        help="folder of <prefix>_{recordings,supervisions}_<part>.jsonl.gz (or _cuts_) manifests",
+    )
+    lh.add_argument("--out", type=Path, required=True, help="manifest directory")
+    lh.add_argument("--parts", nargs="+", default=None, help="default: every part found")
+    lh.add_argument("--sampling-rate", type=int, default=16000, help="features' rate (Hz)")
+    lh.add_argument("--num-jobs", type=int, default=2)
+    _add_bad_audio_args(lh)
+    _add_training_data_args(lh)
+    lh.set_defaults(func=_run_lhotse)
 
 
 def _add_bad_audio_args(p: argparse.ArgumentParser) -> None:
@@ -345,6 +362,23 @@ def _run_kaldi(args: argparse.Namespace) -> int:
             f"no data directory (*/wav.scp) in {args.corpus_dir}; expected {KALDI_LAYOUT}"
         )
     cuts = prepare_kaldi(
+        args.corpus_dir, args.out, parts, sampling_rate=args.sampling_rate,
+        num_jobs=args.num_jobs, **_options(args),
+    )  # fmt: skip
+    _report(cuts, args.out)
+    _augment(args, cuts, args.out)
+    return 0
+
+
+def _run_lhotse(args: argparse.Namespace) -> int:
+    from dmao.data.corpora.lhotse_manifests import LHOTSE_LAYOUT, lhotse_parts, prepare_lhotse
+
+    parts = args.parts or lhotse_parts(args.corpus_dir)
+    if not parts:
+        raise FileNotFoundError(
+            f"no lhotse manifest in {args.corpus_dir}; expected {LHOTSE_LAYOUT}"
+        )
+    cuts = prepare_lhotse(
         args.corpus_dir, args.out, parts, sampling_rate=args.sampling_rate,
         num_jobs=args.num_jobs, **_options(args),
     )  # fmt: skip

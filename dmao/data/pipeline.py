@@ -2,8 +2,8 @@
 
 This is the one place that decides where a corpus comes from: the built-in synthetic corpus is
 generated when it is absent; LibriSpeech-layout corpora (built-in or real) are read by
-:mod:`dmao.data.manifests`, TED-LIUM 2, Switchboard and Kaldi data directories by
-:mod:`dmao.data.corpora`. Every kind
+:mod:`dmao.data.manifests`, TED-LIUM 2, Switchboard, Kaldi data directories and lhotse recipe
+manifests by :mod:`dmao.data.corpora`. Every kind
 ends in the same cached cuts + fbank features, so training and decoding do not depend on it.
 
 With ``data.on_the_fly_features`` the cuts are prepared without features (and any cached ones
@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 def ensure_corpus(config: DataConfig, *, num_jobs: int = 2) -> Path:
     """Return the corpus directory, synthesising the built-in corpus first when needed.
 
-    For ``tedlium2``, ``switchboard`` and ``kaldi`` the directory is checked only when a part has
-    to be prepared (cached manifests train without the corpus), by :func:`prepare_parts`.
+    For the other real corpora the directory is checked only when a part has to be prepared
+    (cached manifests train without the corpus), by :func:`prepare_parts`.
     """
     if config.corpus not in CORPUS_KINDS:
         raise ValueError(
@@ -130,6 +130,10 @@ def _prepare(config: DataConfig, corpus_dir: Path, parts: list[str], common: dic
             eval2000_dir=config.eval2000_dir,
             **common,
         )
+    if config.corpus == "lhotse":
+        from dmao.data.corpora.lhotse_manifests import prepare_lhotse
+
+        return prepare_lhotse(corpus_dir, config.manifest_dir, parts, **common)
     if config.corpus == "kaldi":
         from dmao.data.corpora.kaldi import prepare_kaldi
 

@@ -1,0 +1,175 @@
+"""Any of lhotse's ~100 corpus recipes: the manifests ``lhotse prepare <corpus>`` writes → cuts.
+
+Layout: ``data.corpus_dir`` holds, per part, what a lhotse recipe writes (e.g. ``lhotse prepare
+aishell /data/aishell data/aishell_manifests``)::
+
+    <corpus_dir>/<prefix>_recordings_<part>.jsonl.gz
+    <corpus_dir>/<prefix>_supervisions_<part>.jsonl.gz
+
+or a cuts manifest ``<prefix>_cuts_<part>.jsonl.gz`` (icefall's; its features are dropped and
+dmao's computed, so that every corpus has the same front end). The prefix is the recipe's name;
+a folder holding manifests of several corpora for one part is an error that names them.
+
+One cut per supervision (its id, on its channel, only its own text even where supervisions
+overlap), like TED-LIUM's and Switchboard's segments. Transcripts: whole tokens in brackets
+(``[noise]``, ``<unk>``, ``{breath}``) are removed, then
+:func:`~dmao.data.text.normalize_transcript`; a supervision left empty is dropped, the text as
+the recipe wrote it kept in ``custom["original_text"]``. Bad audio follows ``data.bad_audio``:
+the files of the recordings are pre-scanned (headers; other sources, such as URLs or commands,
+are found by the feature extraction), a bad recording being one entry for all its supervisions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+from lhotse import CutSet, RecordingSet, SupervisionSet, load_manifest
+
+from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
+from dmao.data.corpora.common import normalised_supervisions, segment_cuts
+from dmao.data.corpora.kaldi import normalize_kaldi
+from dmao.data.manifests import load_or_prepare
+
+__all__ = ["LHOTSE_LAYOUT", "find_manifests", "lhotse_parts", "prepare_lhotse"]
+
+log = logging.getLogger(__name__)
+
+LHOTSE_LAYOUT = (
+    "<corpus_dir>/<prefix>_recordings_<part>.jsonl.gz + <prefix>_supervisions_<part>.jsonl.gz "
+    "(as `lhotse prepare <corpus>` writes them) or <prefix>_cuts_<part>.jsonl.gz"
+)
+_KINDS = ("recordings", "supervisions", "cuts")
+
+
+def _matches(corpus_dir: Path, kind: str, part: str) -> list[Path]:
+    return sorted(
+        p for suffix in (".jsonl.gz", ".jsonl")
+        for p in corpus_dir.glob(f"*_{kind}_{part}{suffix}")
+    )  # fmt: skip
+
+
+def find_manifests(corpus_dir: Path | str, part: str) -> dict[str, Path]:
+    """``{"recordings": path, "supervisions": path}`` or ``{"cuts": path}`` of ``part``.
+
+    Raises:
+        FileNotFoundError: no manifest of the part (the layout and the parts found named).
+        ValueError: several corpora's manifests for the part, or only one of the pair.
+    """
+    corpus_dir = Path(corpus_dir)
+    found = {kind: _matches(corpus_dir, kind, part) for kind in _KINDS}
+    for kind, paths in found.items():
+        if len(paths) > 1:
+            raise ValueError(
+                f"{corpus_dir}: {len(paths)} {kind} manifests of part {part!r} "
+                f"({', '.join(p.name for p in paths)}); keep one corpus's manifests per folder"
+            )
+    if found["recordings"] and found["supervisions"]:
+        return {kind: found[kind][0] for kind in ("recordings", "supervisions")}
+    if found["cuts"]:
+        return {"cuts": found["cuts"][0]}
+    if found["recordings"] or found["supervisions"]:
+        have, lack = ("recordings", "supervisions")
+        if not found["recordings"]:
+            have, lack = lack, have
+        raise ValueError(f"{found[have][0]}: no {lack} manifest beside it ({LHOTSE_LAYOUT})")
+    raise FileNotFoundError(
+        f"no lhotse manifest of part {part!r} in {corpus_dir} (parts there: "
+        f"{', '.join(lhotse_parts(corpus_dir)) or 'none'}); expected {LHOTSE_LAYOUT}"
+    )
+
+
+def lhotse_parts(corpus_dir: Path | str) -> list[str]:
+    """The parts whose manifests ``corpus_dir`` holds (the part names after ``_<kind>_``)."""
+    parts = set()
+    for path in Path(corpus_dir).glob("*.jsonl*"):
+        stem = path.name.split(".jsonl")[0]
+        for kind in _KINDS:
+            head, sep, part = stem.partition(f"_{kind}_")
+            if sep and head and part:
+                parts.add(part)
+    return sorted(parts)
+
+
+def _load(paths: dict[str, Path]) -> tuple[RecordingSet, SupervisionSet]:
+    if "cuts" in paths:
+        cuts = load_manifest(paths["cuts"])
+        if not isinstance(cuts, CutSet):
+            raise ValueError(f"{paths['cuts']}: not a lhotse CutSet manifest")
+        recordings = RecordingSet.from_recordings({c.recording.id: c.recording for c in cuts
+                                                   if c.has_recording}.values())  # fmt: skip
+        return recordings, SupervisionSet.from_segments(s for c in cuts for s in c.supervisions)
+    recordings = load_manifest(paths["recordings"])
+    supervisions = load_manifest(paths["supervisions"])
+    for kind, manifest, expected in (
+        ("recordings", recordings, RecordingSet),
+        ("supervisions", supervisions, SupervisionSet),
+    ):
+        if not isinstance(manifest, expected):
+            raise ValueError(f"{paths[kind]}: not a lhotse {expected.__name__} manifest")
+    return recordings, supervisions
+
+
+def prepare_lhotse(
+    corpus_dir: Path | str,
+    out_dir: Path | str,
+    parts: Sequence[str],
+    *,
+    sampling_rate: int = 16000,
+    compute_features: bool = True,
+    num_jobs: int = 2,
+    bad_audio: str = "strict",
+    max_bad_audio_fraction: float = 0.01,
+) -> dict[str, CutSet]:
+    """lhotse recipe manifests → cuts (one per supervision) with cached fbank (``{part: CutSet}``).
+
+    Idempotent per part, like :func:`~dmao.data.manifests.prepare_manifests`; the keyword
+    arguments are :func:`~dmao.data.manifests.load_or_prepare`'s.
+
+    Raises:
+        FileNotFoundError, ValueError: :func:`find_manifests`; a supervision of a recording the
+            manifest does not have; bad audio (strict: all listed) or more than the budget (skip).
+    """
+    corpus_dir = Path(corpus_dir)
+
+    def read(missing: list[str], bad: BadAudioLog) -> dict[str, CutSet]:
+        loaded = {part: _load(find_manifests(corpus_dir, part)) for part in missing}
+        for part, (recordings, supervisions) in loaded.items():
+            orphans = sorted({s.recording_id for s in supervisions} - set(recordings.ids))
+            if orphans:
+                raise ValueError(
+                    f"lhotse part {part!r}: supervisions of {len(orphans)} recording(s) missing "
+                    f"from its recordings manifest (e.g. {', '.join(orphans[:3])})"
+                )
+            counts = Counter(s.recording_id for s in supervisions)
+            bad.listed[part] = len(supervisions)
+            files = {r.id: Path(r.sources[0].source) for r in recordings
+                     if len(r.sources) == 1 and r.sources[0].type == "file"}  # fmt: skip
+            for path, problem in scan_audio(list(files.values())).items():
+                for reco in [r for r, p in files.items() if p == path]:
+                    bad.add(BadAudio(part, reco, str(path), *problem, utterances=counts[reco]))
+        bad.check(missing, stage="pre-scan of the audio headers")
+        by_part = {}
+        for part, (recordings, supervisions) in loaded.items():
+            excluded = bad.excluded(part)
+            kept, dropped = normalised_supervisions(
+                (s for s in supervisions if s.recording_id not in excluded), normalize_kaldi
+            )
+            log.info("lhotse %s: %d supervisions, %d empty after normalisation dropped",
+                     part, len(kept), dropped)  # fmt: skip
+            readable = RecordingSet.from_recordings(r for r in recordings if r.id not in excluded)
+            by_part[part] = segment_cuts(readable, kept)
+        return by_part
+
+    return load_or_prepare(
+        out_dir,
+        parts,
+        read,
+        sampling_rate=sampling_rate,
+        compute_features=compute_features,
+        num_jobs=num_jobs,
+        bad_audio=bad_audio,
+        max_bad_audio_fraction=max_bad_audio_fraction,
+    )

@@ -1,0 +1,113 @@
+"""lhotse recipe manifests: the tiny corpus through lhotse's own LibriSpeech recipe (its
+`<prefix>_recordings_<part>` / `_supervisions_` files) and as a cuts manifest, read by the real
+code into cuts with features; bad audio, ambiguous or incomplete folders, the CLI, a run."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from lhotse import CutSet, load_manifest
+from lhotse.recipes import prepare_librispeech as lhotse_librispeech
+
+from dmao.cli.main import main
+from dmao.data.corpora.lhotse_manifests import find_manifests, lhotse_parts, prepare_lhotse
+from dmao.data.manifests import cut_transcript
+
+PARTS = ["train", "dev", "test"]
+
+
+@pytest.fixture
+def recipe_manifests(tiny_corpus, tmp_path):
+    """What `lhotse prepare librispeech` writes for the tiny corpus (a copy of its audio)."""
+    corpus = tmp_path / "LibriSpeech"
+    shutil.copytree(tiny_corpus.root, corpus)
+    out = tmp_path / "lhotse"
+    lhotse_librispeech(corpus, dataset_parts=PARTS, output_dir=out, num_jobs=1)
+    return corpus, out
+
+
+def test_recipe_manifests_become_the_corpus_own_cuts(recipe_manifests, tiny_cuts, tmp_path):
+    _, manifests = recipe_manifests
+    assert lhotse_parts(manifests) == sorted(PARTS)
+    assert find_manifests(manifests, "dev") == {
+        "recordings": manifests / "librispeech_recordings_dev.jsonl.gz",
+        "supervisions": manifests / "librispeech_supervisions_dev.jsonl.gz",
+    }
+    cuts = prepare_lhotse(manifests, tmp_path / "m", PARTS, num_jobs=1)
+    for part in PARTS:
+        reference = {c.id: c for c in tiny_cuts[part] if cut_transcript(c)}
+        got = {c.id: c for c in cuts[part]}
+        assert set(got) == set(reference), part  # punctuation-only transcripts dropped
+        for cut_id, cut in got.items():
+            assert cut_transcript(cut) == cut_transcript(reference[cut_id])
+            assert cut.duration == pytest.approx(reference[cut_id].duration)
+            np.testing.assert_allclose(cut.load_features(), reference[cut_id].load_features(),
+                                       atol=1e-3)  # fmt: skip
+    # a cuts manifest instead (icefall's): its features are dropped and dmao's computed
+    only_cuts = tmp_path / "cuts_only"
+    only_cuts.mkdir()
+    CutSet.from_manifests(
+        recordings=load_manifest(manifests / "librispeech_recordings_test.jsonl.gz"),
+        supervisions=load_manifest(manifests / "librispeech_supervisions_test.jsonl.gz"),
+    ).to_file(only_cuts / "librispeech_cuts_test.jsonl.gz")
+    from_cuts = prepare_lhotse(only_cuts, tmp_path / "m2", ["test"], num_jobs=1)
+    assert sorted(from_cuts["test"].ids) == sorted(cuts["test"].ids)
+    first = from_cuts["test"][0]
+    np.testing.assert_allclose(first.load_features(),
+                               cuts["test"][first.id].load_features(), atol=1e-3)  # fmt: skip
+
+
+def test_bad_files_are_listed_or_left_out(recipe_manifests, tmp_path):
+    corpus, manifests = recipe_manifests
+    flacs = sorted((corpus / "test").rglob("*.flac"))
+    flacs[0].write_bytes(b"")
+    with pytest.raises(ValueError, match=rf"(?s)test {flacs[0].stem}: empty_file: {flacs[0]}"):
+        prepare_lhotse(manifests, tmp_path / "strict", ["test"], num_jobs=1)
+    cuts = prepare_lhotse(manifests, tmp_path / "skip", ["test"], num_jobs=1, bad_audio="skip",
+                          max_bad_audio_fraction=0.5)  # fmt: skip
+    assert flacs[0].stem not in set(cuts["test"].ids) and len(cuts["test"]) == len(flacs) - 1
+
+
+def test_folders_that_do_not_say_which_manifest_are_refused(recipe_manifests, tmp_path):
+    _, manifests = recipe_manifests
+    with pytest.raises(FileNotFoundError, match=r"no lhotse manifest of part 'other' .*\(parts "
+                                                r"there: dev, test, train\)"):  # fmt: skip
+        find_manifests(manifests, "other")
+    shutil.copy(manifests / "librispeech_recordings_dev.jsonl.gz",
+                manifests / "aishell_recordings_dev.jsonl.gz")  # fmt: skip
+    with pytest.raises(ValueError, match=r"2 recordings manifests of part 'dev' \(aishell_"):
+        find_manifests(manifests, "dev")
+    (manifests / "librispeech_supervisions_test.jsonl.gz").unlink()
+    with pytest.raises(ValueError, match=r"recordings_test.jsonl.gz: no supervisions manifest"):
+        find_manifests(manifests, "test")
+    # supervisions of a recording the recordings manifest lacks
+    sups = load_manifest(manifests / "librispeech_supervisions_train.jsonl.gz")
+    recs = load_manifest(manifests / "librispeech_recordings_train.jsonl.gz")
+    lost = recs[0].id
+    recs.filter(lambda r: r.id != lost).to_file(manifests / "librispeech_recordings_train.jsonl.gz")
+    sups.to_file(manifests / "librispeech_supervisions_train.jsonl.gz")
+    with pytest.raises(ValueError, match=rf"supervisions of 1 recording\(s\) missing .*{lost}"):
+        prepare_lhotse(manifests, tmp_path / "m", ["train"], num_jobs=1)
+
+
+def test_prepare_cli_and_a_training_run(recipe_manifests, tmp_path):
+    from conftest import tiny_train_overrides
+
+    from dmao.training.metrics import read_metrics
+
+    _, manifests = recipe_manifests
+    out = tmp_path / "m"
+    assert main(["prepare", "lhotse", "--corpus-dir", str(manifests), "--out", str(out),
+                 "--num-jobs", "1"]) == 0  # fmt: skip
+    assert all((out / f"cuts_{part}.jsonl.gz").is_file() for part in PARTS)
+    overrides = [
+        *tiny_train_overrides(manifests, out),
+        "data.corpus=lhotse",
+        "train.max_steps=2",
+        "train.valid_every_steps=2",
+    ]
+    assert main(["train", "--out", str(tmp_path / "run"), *overrides]) == 0
+    (valid,) = read_metrics(tmp_path / "run", "valid")
+    assert valid["step"] == 2 and valid["wer"] >= 0
