@@ -68,6 +68,7 @@ MAX_OVERSHOOT_S = 0.5
 """How far a segment may end past its recording (Kaldi's ``extract-segments`` default)."""
 COMMAND_TIMEOUT_S = 600
 _HEADER_THREADS = 16  # as the bad-audio pre-scan: header reads wait on the disk, not the CPU
+_ARK_ENTRY = re.compile(r"\.ark:\d+$")
 _MARKER = re.compile(r"^(\[[^\]]*\]|<[^>]*>|\{[^}]*\})$")
 
 
@@ -155,11 +156,17 @@ def read_kaldi_part(folder: Path | str) -> KaldiPart:
             raise FileNotFoundError(f"{folder / name} does not exist; expected {KALDI_LAYOUT}")
     wav_rows = _table(folder / "wav.scp", 2, "<recording-id> <file> | <recording-id> <command> |")
     wav, commands = {}, set()
-    for reco, (_, rest) in wav_rows.items():
+    for reco, (number, rest) in wav_rows.items():
         entry = " ".join(rest)
         if entry.endswith("|"):
             commands.add(reco)
             entry = entry[:-1].strip()
+        elif _ARK_ENTRY.search(entry):
+            raise ValueError(
+                f"{folder / 'wav.scp'}:{number}: {entry} is an entry of a Kaldi archive "
+                f"(<file>.ark:<offset>), which dmao does not read; write the audio as files "
+                f"(ESPnet: format_wav_scp.sh --audio-format flac) or as a command ending in |"
+            )
         wav[reco] = entry
     text = {u: " ".join(rest) for u, (_, rest) in _table(folder / "text", 1, "<utt> words").items()}
     segments = None
