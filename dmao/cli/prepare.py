@@ -6,6 +6,7 @@ The real corpora are read from local copies (docs/corpora.md); nothing is downlo
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["register"]
@@ -30,36 +31,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_training_data_args(s)
     s.set_defaults(func=_run_synthetic)
 
-    ls = kinds.add_parser("librispeech", help="manifests + fbank for a local LibriSpeech copy")
-    ls.add_argument("--corpus-dir", type=Path, required=True, help="folder holding the parts")
-    ls.add_argument("--out", type=Path, required=True, help="manifest directory")
-    ls.add_argument(
-        "--parts", nargs="+", default=None, help="parts to prepare (default: all present)"
-    )
-    ls.add_argument("--num-jobs", type=int, default=2)
-    _add_bad_audio_args(ls)
-    _add_training_data_args(ls)
-    ls.set_defaults(func=_run_librispeech)
-
-    ted = kinds.add_parser("tedlium2", help="manifests + fbank for a local TED-LIUM release 2")
-    ted.add_argument(
-        "--corpus-dir", type=Path, required=True, help="TEDLIUM_release2 or the folder holding it"
-    )
-    ted.add_argument("--out", type=Path, required=True, help="manifest directory")
-    ted.add_argument(
-        "--parts", nargs="+", default=None, help="train dev test (default: all present)"
-    )
-    ted.add_argument("--num-jobs", type=int, default=2)
-    _add_bad_audio_args(ted)
-    _add_training_data_args(ted)
-    ted.set_defaults(func=_run_tedlium2)
-
-    swb = kinds.add_parser(
-        "switchboard", help="manifests + 8 kHz fbank for local Switchboard-1 (+ Hub5'00) copies"
-    )
-    swb.add_argument(
-        "--corpus-dir", type=Path, required=True, help="the LDC97S62 copy (.sph files below it)"
-    )
+    _corpus_parser(
+        kinds, "librispeech", _run_librispeech,
+        help="manifests + fbank for a local LibriSpeech copy",
+        corpus_dir="folder holding the parts",
+        parts="parts to prepare (default: all present)",
+    )  # fmt: skip
+    _corpus_parser(
+        kinds, "tedlium2", _run_tedlium2,
+        help="manifests + fbank for a local TED-LIUM release 2",
+        corpus_dir="TEDLIUM_release2 or the folder holding it",
+        parts="train dev test (default: all present)",
+    )  # fmt: skip
+    swb = _corpus_parser(
+        kinds, "switchboard", _run_switchboard,
+        help="manifests + 8 kHz fbank for local Switchboard-1 (+ Hub5'00) copies",
+        corpus_dir="the LDC97S62 copy (.sph files below it)",
+        parts="train dev eval2000-swbd eval2000-callhome (default: train dev, and the eval2000 "
+        "parts when --eval2000-dir is given)",
+    )  # fmt: skip
     swb.add_argument(
         "--transcripts-dir",
         type=Path,
@@ -72,61 +62,53 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="folder holding LDC2002S09 and LDC2002T43 (adds the eval2000-* parts)",
     )
-    swb.add_argument("--out", type=Path, required=True, help="manifest directory")
-    swb.add_argument(
-        "--parts",
-        nargs="+",
-        default=None,
-        help="train dev eval2000-swbd eval2000-callhome (default: train dev, and the eval2000 "
-        "parts when --eval2000-dir is given)",
-    )
     swb.add_argument(
         "--dev-utterances",
         type=int,
         default=4000,
         help="hold out the first conversations with at least this many segments as dev",
     )
-    swb.add_argument("--num-jobs", type=int, default=2)
-    _add_bad_audio_args(swb)
-    _add_training_data_args(swb)
-    swb.set_defaults(func=_run_switchboard)
+    _corpus_parser(
+        kinds, "kaldi", _run_kaldi, sampling_rate=True,
+        help="manifests + fbank for any corpus as Kaldi data directories (one per part)",
+        corpus_dir="folder holding a data directory per part (wav.scp, text, [segments, "
+        "utt2spk]), e.g. an ESPnet recipe's data/; relative audio paths are read from the folder "
+        "holding it",
+        parts="part folders (default: all with a wav.scp)",
+    )  # fmt: skip
+    _corpus_parser(
+        kinds, "lhotse", _run_lhotse, sampling_rate=True,
+        help="fbank for the manifests of any lhotse recipe (lhotse prepare <corpus>)",
+        corpus_dir="folder of <prefix>_{recordings,supervisions}_<part>.jsonl.gz (or _cuts_) "
+        "manifests",
+        parts="default: every part found",
+    )  # fmt: skip
 
-    kal = kinds.add_parser(
-        "kaldi", help="manifests + fbank for any corpus as Kaldi data directories (one per part)"
-    )
-    kal.add_argument(
-        "--corpus-dir",
-        type=Path,
-        required=True,
-        help="folder holding a data directory per part (wav.scp, text, [segments, utt2spk]), e.g. "
-        "an ESPnet recipe's data/; relative audio paths are read from the folder holding it",
-    )
-    kal.add_argument("--out", type=Path, required=True, help="manifest directory")
-    kal.add_argument(
-        "--parts", nargs="+", default=None, help="part folders (default: all with a wav.scp)"
-    )
-    kal.add_argument("--sampling-rate", type=int, default=16000, help="features' rate (Hz)")
-    kal.add_argument("--num-jobs", type=int, default=2)
-    _add_bad_audio_args(kal)
-    _add_training_data_args(kal)
-    kal.set_defaults(func=_run_kaldi)
 
-    lh = kinds.add_parser(
-        "lhotse", help="fbank for the manifests of any lhotse recipe (lhotse prepare <corpus>)"
-    )
-    lh.add_argument(
-        "--corpus-dir",
-        type=Path,
-        required=True,
-        help="folder of <prefix>_{recordings,supervisions}_<part>.jsonl.gz (or _cuts_) manifests",
-    )
-    lh.add_argument("--out", type=Path, required=True, help="manifest directory")
-    lh.add_argument("--parts", nargs="+", default=None, help="default: every part found")
-    lh.add_argument("--sampling-rate", type=int, default=16000, help="features' rate (Hz)")
-    lh.add_argument("--num-jobs", type=int, default=2)
-    _add_bad_audio_args(lh)
-    _add_training_data_args(lh)
-    lh.set_defaults(func=_run_lhotse)
+def _corpus_parser(
+    kinds: argparse._SubParsersAction,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    *,
+    help: str,
+    corpus_dir: str,
+    parts: str,
+    sampling_rate: bool = False,
+) -> argparse.ArgumentParser:
+    """The sub-command of a corpus read from a local copy: its folder, the manifest directory,
+    the parts, the worker count, the bad-audio and training-data flags (and, where the corpus
+    does not fix it, the features' rate)."""
+    p = kinds.add_parser(name, help=help)
+    p.add_argument("--corpus-dir", type=Path, required=True, help=corpus_dir)
+    p.add_argument("--out", type=Path, required=True, help="manifest directory")
+    p.add_argument("--parts", nargs="+", default=None, help=parts)
+    if sampling_rate:
+        p.add_argument("--sampling-rate", type=int, default=16000, help="features' rate (Hz)")
+    p.add_argument("--num-jobs", type=int, default=2)
+    _add_bad_audio_args(p)
+    _add_training_data_args(p)
+    p.set_defaults(func=func)
+    return p
 
 
 def _add_bad_audio_args(p: argparse.ArgumentParser) -> None:
@@ -356,29 +338,29 @@ def _run_kaldi(args: argparse.Namespace) -> int:
         raise FileNotFoundError(
             f"--corpus-dir {args.corpus_dir} does not exist; expected {KALDI_LAYOUT}"
         )
-    parts = args.parts or sorted(p.parent.name for p in args.corpus_dir.glob("*/wav.scp"))
-    if not parts:
-        raise FileNotFoundError(
-            f"no data directory (*/wav.scp) in {args.corpus_dir}; expected {KALDI_LAYOUT}"
-        )
-    cuts = prepare_kaldi(
-        args.corpus_dir, args.out, parts, sampling_rate=args.sampling_rate,
-        num_jobs=args.num_jobs, **_options(args),
-    )  # fmt: skip
-    _report(cuts, args.out)
-    _augment(args, cuts, args.out)
-    return 0
+    found = sorted(p.parent.name for p in args.corpus_dir.glob("*/wav.scp"))
+    return _prepare_any(args, prepare_kaldi, found, "data directory (*/wav.scp)", KALDI_LAYOUT)
 
 
 def _run_lhotse(args: argparse.Namespace) -> int:
     from dmao.data.corpora.lhotse_manifests import LHOTSE_LAYOUT, lhotse_parts, prepare_lhotse
 
-    parts = args.parts or lhotse_parts(args.corpus_dir)
+    found = lhotse_parts(args.corpus_dir)
+    return _prepare_any(args, prepare_lhotse, found, "lhotse manifest", LHOTSE_LAYOUT)
+
+
+def _prepare_any(
+    args: argparse.Namespace,
+    prepare: Callable[..., dict],
+    found: list[str],
+    what: str,
+    layout: str,
+) -> int:
+    """Prepare ``--parts`` (default: the ``found`` ones) of a corpus in a generic layout."""
+    parts = args.parts or found
     if not parts:
-        raise FileNotFoundError(
-            f"no lhotse manifest in {args.corpus_dir}; expected {LHOTSE_LAYOUT}"
-        )
-    cuts = prepare_lhotse(
+        raise FileNotFoundError(f"no {what} in {args.corpus_dir}; expected {layout}")
+    cuts = prepare(
         args.corpus_dir, args.out, parts, sampling_rate=args.sampling_rate,
         num_jobs=args.num_jobs, **_options(args),
     )  # fmt: skip
