@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import soundfile as sf
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment
@@ -307,21 +308,14 @@ def _supervisions(kaldi: KaldiPart, recordings: dict[str, Recording]) -> list[Su
 
 
 def prepare_kaldi(
-    corpus_dir: Path | str,
-    out_dir: Path | str,
-    parts: Sequence[str],
-    *,
-    sampling_rate: int = 16000,
-    compute_features: bool = True,
-    num_jobs: int = 2,
-    bad_audio: str = "strict",
-    max_bad_audio_fraction: float = 0.01,
+    corpus_dir: Path | str, out_dir: Path | str, parts: Sequence[str], **options: Any
 ) -> dict[str, CutSet]:
     """Kaldi data directories ``corpus_dir/<part>`` → cuts (one per utterance) with cached fbank.
 
     Cut ids are the utterance ids; ``custom["original_text"]`` keeps the ``text`` line. Idempotent
-    per part, like :func:`~dmao.data.manifests.prepare_manifests`; the keyword arguments are
-    :func:`~dmao.data.manifests.load_or_prepare`'s (``num_jobs`` also runs the commands).
+    per part, like :func:`~dmao.data.manifests.prepare_manifests`; ``options`` are
+    :func:`~dmao.data.manifests.load_or_prepare`'s keyword arguments (``sampling_rate``,
+    ``num_jobs``, which also runs the commands, ``bad_audio``, ...).
 
     Raises:
         FileNotFoundError: ``corpus_dir`` or a part's folder or table is missing.
@@ -345,7 +339,7 @@ def prepare_kaldi(
         recordings = {}
         for part, kaldi in tables.items():
             bad.listed[part] = len(kaldi.text)
-            recordings[part] = _recordings(part, kaldi, base, bad, num_jobs)
+            recordings[part] = _recordings(part, kaldi, base, bad, options.get("num_jobs", 2))
         bad.check(missing, stage="pre-scan of the audio")
         by_part = {}
         for part, kaldi in tables.items():
@@ -359,13 +353,4 @@ def prepare_kaldi(
             )
         return by_part
 
-    return load_or_prepare(
-        out_dir,
-        parts,
-        read,
-        sampling_rate=sampling_rate,
-        compute_features=compute_features,
-        num_jobs=num_jobs,
-        bad_audio=bad_audio,
-        max_bad_audio_fraction=max_bad_audio_fraction,
-    )
+    return load_or_prepare(out_dir, parts, read, **options)

@@ -25,6 +25,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lhotse import CutSet, RecordingSet, SupervisionSet, load_manifest
 
@@ -113,20 +114,13 @@ def _load(paths: dict[str, Path]) -> tuple[RecordingSet, SupervisionSet]:
 
 
 def prepare_lhotse(
-    corpus_dir: Path | str,
-    out_dir: Path | str,
-    parts: Sequence[str],
-    *,
-    sampling_rate: int = 16000,
-    compute_features: bool = True,
-    num_jobs: int = 2,
-    bad_audio: str = "strict",
-    max_bad_audio_fraction: float = 0.01,
+    corpus_dir: Path | str, out_dir: Path | str, parts: Sequence[str], **options: Any
 ) -> dict[str, CutSet]:
     """lhotse recipe manifests → cuts (one per supervision) with cached fbank (``{part: CutSet}``).
 
-    Idempotent per part, like :func:`~dmao.data.manifests.prepare_manifests`; the keyword
-    arguments are :func:`~dmao.data.manifests.load_or_prepare`'s.
+    Idempotent per part, like :func:`~dmao.data.manifests.prepare_manifests`; ``options`` are
+    :func:`~dmao.data.manifests.load_or_prepare`'s keyword arguments (``sampling_rate``,
+    ``num_jobs``, ``bad_audio``, ...).
 
     Raises:
         FileNotFoundError, ValueError: :func:`find_manifests`; a supervision of a recording the
@@ -163,13 +157,4 @@ def prepare_lhotse(
             by_part[part] = segment_cuts(readable, kept)
         return by_part
 
-    return load_or_prepare(
-        out_dir,
-        parts,
-        read,
-        sampling_rate=sampling_rate,
-        compute_features=compute_features,
-        num_jobs=num_jobs,
-        bad_audio=bad_audio,
-        max_bad_audio_fraction=max_bad_audio_fraction,
-    )
+    return load_or_prepare(out_dir, parts, read, **options)
