@@ -159,6 +159,7 @@ def test_bad_recordings_are_listed_or_left_out_with_their_utterances(tiny_corpus
         ("text", "u1 a\nu1 b", r"text:2: id u1 appears twice \(first on line 1\)"),
         ("utt2spk", "u1", r"utt2spk:1: expected '<utt> <spk>'"),
         ("wav.scp", "talk1 dump/wav.ark:1234", r"wav.scp:1: dump/wav.ark:1234 is an entry of a K"),
+        ("text", "latin-1", r"text: not UTF-8 text \(byte 6: invalid continuation byte\)"),
     ],
 )
 def test_malformed_tables_are_named_by_file_and_line(tmp_path, table, content, message):
@@ -168,6 +169,8 @@ def test_malformed_tables_are_named_by_file_and_line(tmp_path, table, content, m
     _write(part, "text", ["u1 hello"])
     if content is None:
         (part / table).unlink()
+    elif content == "latin-1":
+        (part / table).write_bytes("u1 café\n".encode("latin-1"))
     else:
         (part / table).write_text(content + "\n")
     with pytest.raises((ValueError, FileNotFoundError), match=message):

@@ -118,7 +118,11 @@ class KaldiPart:
 def _table(path: Path, min_fields: int, expected: str) -> dict[str, tuple[int, list[str]]]:
     """``{first field: (line number, other fields)}`` of a Kaldi table; blank lines are passed."""
     rows: dict[str, tuple[int, list[str]]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    for number, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields:
             continue
