@@ -45,18 +45,28 @@ def test_recipe_manifests_become_the_corpus_own_cuts(recipe_manifests, tiny_cuts
             assert cut.duration == pytest.approx(reference[cut_id].duration)
             np.testing.assert_allclose(cut.load_features(), reference[cut_id].load_features(),
                                        atol=1e-3)  # fmt: skip
-    # a cuts manifest instead (icefall's): its features are dropped and dmao's computed
+    # a cuts manifest instead (icefall's): its features are dropped and dmao's computed; cuts
+    # that start 0.1 s into their recording hold supervisions at -0.1 s: read at their true time
     only_cuts = tmp_path / "cuts_only"
     only_cuts.mkdir()
-    CutSet.from_manifests(
+    whole = CutSet.from_manifests(
         recordings=load_manifest(manifests / "librispeech_recordings_test.jsonl.gz"),
         supervisions=load_manifest(manifests / "librispeech_supervisions_test.jsonl.gz"),
-    ).to_file(only_cuts / "librispeech_cuts_test.jsonl.gz")
+    )
+    late = CutSet.from_cuts(cut.truncate(offset=0.1) for cut in whole)
+    assert all(cut.supervisions[0].start == pytest.approx(-0.1) for cut in late)
+    late.to_file(only_cuts / "librispeech_cuts_test.jsonl.gz")
     from_cuts = prepare_lhotse(only_cuts, tmp_path / "m2", ["test"], num_jobs=1)
     assert sorted(from_cuts["test"].ids) == sorted(cuts["test"].ids)
-    first = from_cuts["test"][0]
-    np.testing.assert_allclose(first.load_features(),
-                               cuts["test"][first.id].load_features(), atol=1e-3)  # fmt: skip
+    for cut in from_cuts["test"]:
+        assert (cut.start, cut.duration) == (0.0, pytest.approx(cuts["test"][cut.id].duration))
+        np.testing.assert_allclose(cut.load_features(), cuts["test"][cut.id].load_features(),
+                                   atol=1e-3)  # fmt: skip
+    # mixed cuts (one cut made of two recordings) are not read: named
+    mixed = CutSet.from_cuts([whole[0].append(whole[1])])
+    mixed.to_file(only_cuts / "librispeech_cuts_dev.jsonl.gz")
+    with pytest.raises(ValueError, match=r"cut .* is a MixedCut \(only single recordings"):
+        prepare_lhotse(only_cuts, tmp_path / "m3", ["dev"], num_jobs=1)
 
 
 def test_bad_files_are_listed_or_left_out(recipe_manifests, tmp_path):

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lhotse import CutSet, RecordingSet, SupervisionSet, load_manifest
+from lhotse import CutSet, MonoCut, RecordingSet, SupervisionSet, load_manifest
+from lhotse.utils import fastcopy
 
 from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
 from dmao.data.corpora.common import normalised_supervisions, segment_cuts
@@ -96,12 +97,7 @@ def lhotse_parts(corpus_dir: Path | str) -> list[str]:
 
 def _load(paths: dict[str, Path]) -> tuple[RecordingSet, SupervisionSet]:
     if "cuts" in paths:
-        cuts = load_manifest(paths["cuts"])
-        if not isinstance(cuts, CutSet):
-            raise ValueError(f"{paths['cuts']}: not a lhotse CutSet manifest")
-        recordings = RecordingSet.from_recordings({c.recording.id: c.recording for c in cuts
-                                                   if c.has_recording}.values())  # fmt: skip
-        return recordings, SupervisionSet.from_segments(s for c in cuts for s in c.supervisions)
+        return _from_cuts(paths["cuts"])
     recordings = load_manifest(paths["recordings"])
     supervisions = load_manifest(paths["supervisions"])
     for kind, manifest, expected in (
@@ -111,6 +107,30 @@ def _load(paths: dict[str, Path]) -> tuple[RecordingSet, SupervisionSet]:
         if not isinstance(manifest, expected):
             raise ValueError(f"{paths[kind]}: not a lhotse {expected.__name__} manifest")
     return recordings, supervisions
+
+
+def _from_cuts(path: Path) -> tuple[RecordingSet, SupervisionSet]:
+    """The recordings and supervisions of a cuts manifest: supervision times made absolute (a
+    cut's are relative to its start), each supervision once (overlapping cuts repeat them)."""
+    cuts = load_manifest(path)
+    if not isinstance(cuts, CutSet):
+        raise ValueError(f"{path}: not a lhotse CutSet manifest")
+    recordings, supervisions = {}, {}
+    for cut in cuts:
+        if not isinstance(cut, MonoCut) or not cut.has_recording:
+            raise ValueError(
+                f"{path}: cut {cut.id} is a {type(cut).__name__} "
+                f"{'' if cut.has_recording else 'without a recording '}(only single recordings "
+                f"with their supervisions are read); give the recipe's recordings and supervisions "
+                f"manifests instead"
+            )
+        recordings[cut.recording.id] = cut.recording
+        for sup in cut.supervisions:
+            supervisions[sup.id] = fastcopy(sup, start=round(cut.start + sup.start, 6))
+    return (
+        RecordingSet.from_recordings(recordings.values()),
+        SupervisionSet.from_segments(supervisions.values()),
+    )
 
 
 def prepare_lhotse(
