@@ -121,7 +121,24 @@ class DataConfig:
     that fails to load leaves its batch with a warning; ``dmao validate`` decodes every file
     before a run (:mod:`dmao.data.pipeline`)."""
     spec_augment: bool = True
-    """Apply SpecAugment to training batches."""
+    """Apply SpecAugment to training batches (lhotse's, with the ``spec_augment_*`` policy below:
+    by default icefall's LibriSpeech policy without time warping)."""
+    spec_augment_freq_masks: int = 2
+    """Frequency masks per utterance (Park et al. 2019: mF)."""
+    spec_augment_freq_width: int = 27
+    """Widest frequency mask, in fbank bins (F)."""
+    spec_augment_time_masks: int = 10
+    """Time masks per utterance at most, at least 1 (lhotse scales the count down for short
+    utterances; it always masks in time: ``spec_augment: false`` turns SpecAugment off)."""
+    spec_augment_time_width: int = 100
+    """Widest time mask, in 10 ms frames (T)."""
+    spec_augment_max_time_fraction: float = 0.15
+    """Largest share of an utterance's frames that the time masks cover together (pS), > 0."""
+    spec_augment_time_warp: int = 0
+    """Time warping factor in frames (W; icefall uses 80); 0: off, as in the reference setups
+    (METHOD.md §6) — it is also the one costly part (an interpolation per utterance)."""
+    spec_augment_prob: float = 0.9
+    """Share of training utterances SpecAugment is applied to."""
     speed_perturb: list[float] = field(default_factory=list)
     """Speed factors whose copies extend the training parts (``[0.9, 1.1]``: the common 3-way
     speed perturbation of icefall and ESPnet); their features are computed once and cached as

@@ -33,6 +33,7 @@ from lhotse.dataset.dataloading import make_worker_init_fn
 from lhotse.utils import LOG_EPSILON
 from torch.utils.data import DataLoader
 
+from dmao.config.schema import DataConfig
 from dmao.data.features import fbank_extractor
 from dmao.data.manifests import cut_transcript
 from dmao.data.noise import NoiseMixer
@@ -45,13 +46,16 @@ __all__ = [
     "build_sampler",
     "default_spec_augment",
     "sampler_state_for_resume",
+    "spec_augment_from",
 ]
 
 log = logging.getLogger(__name__)
 
 
-def default_spec_augment() -> SpecAugment:
-    """SpecAugment as used for training: icefall's LibriSpeech settings without time warping.
+def spec_augment_from(config: DataConfig) -> SpecAugment:
+    """lhotse's :class:`~lhotse.dataset.SpecAugment` with the ``data.spec_augment_*`` policy.
+
+    The defaults are icefall's LibriSpeech settings without time warping:
 
     - 2 frequency masks of up to 27 bins each (Park et al. 2019, LibriSpeech policies: F=27, mF=2);
     - up to 10 time masks of up to 100 frames, their total capped at 15 % of the utterance (lhotse
@@ -60,16 +64,41 @@ def default_spec_augment() -> SpecAugment:
     - time warping OFF: the reference experiments (RETURNN/i6 setups, METHOD.md §6) mask only;
       Park et al. found warping the least useful of the three parts, and it is the only costly one
       (an interpolation per utterance in the data workers).
+
+    Raises:
+        ValueError: naming the setting, for a negative count or width, or a share outside [0, 1].
     """
+    # lhotse's SpecAugment always masks in time (no time mask divides by zero there): turning
+    # masking off is data.spec_augment=false.
+    for name, least in (("freq_masks", 0), ("freq_width", 1), ("time_masks", 1),
+                        ("time_width", 1), ("time_warp", 0)):  # fmt: skip
+        value = getattr(config, f"spec_augment_{name}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(
+                f"data.spec_augment_{name}: expected a whole number >= {least}, got {value!r}"
+                + (" (data.spec_augment=false turns SpecAugment off)" if least else "")
+            )
+    for name, zero_allowed in (("max_time_fraction", False), ("prob", True)):
+        value = getattr(config, f"spec_augment_{name}")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not (0 <= value <= 1 if zero_allowed else 0 < value <= 1):
+            bounds = "[0, 1]" if zero_allowed else "(0, 1]"
+            message = f"expected a share in {bounds}, got {value!r}"
+            raise ValueError(f"data.spec_augment_{name}: {message}")
     return SpecAugment(
-        time_warp_factor=None,
-        num_feature_masks=2,
-        features_mask_size=27,
-        num_frame_masks=10,
-        frames_mask_size=100,
-        max_frames_mask_fraction=0.15,
-        p=0.9,
+        time_warp_factor=config.spec_augment_time_warp or None,
+        num_feature_masks=config.spec_augment_freq_masks,
+        features_mask_size=config.spec_augment_freq_width,
+        num_frame_masks=config.spec_augment_time_masks,
+        frames_mask_size=config.spec_augment_time_width,
+        max_frames_mask_fraction=config.spec_augment_max_time_fraction,
+        p=config.spec_augment_prob,
     )
+
+
+def default_spec_augment() -> SpecAugment:
+    """:func:`spec_augment_from` the default ``data`` settings."""
+    return spec_augment_from(DataConfig())
 
 
 class AsrBatchDataset(torch.utils.data.Dataset):
@@ -402,6 +431,7 @@ def build_dataloader(
     pin_memory: bool = False,
     noise: NoiseMixer | None = None,
     skip_unloadable: bool = False,
+    spec_augment: SpecAugment | None = None,
 ) -> DataLoader:
     """A DataLoader over ``sampler``'s batches of ``cuts`` (lhotse's map-style pattern).
 
@@ -414,7 +444,8 @@ def build_dataloader(
         cuts: the cuts ``sampler`` was built on (checked, to catch a sampler/cuts mix-up).
         tokenizer: produces the targets.
         sampler: from :func:`build_sampler`; it owns order, epochs and resumption.
-        train: apply :func:`default_spec_augment` (True) or nothing (False).
+        train: apply SpecAugment (``spec_augment``, default :func:`default_spec_augment`) or
+            nothing (False).
         num_workers: DataLoader worker processes (0: collate in this process).
         with_targets: see :class:`AsrBatchDataset` (False for decoding).
         pin_memory: collate into page-locked memory, so that ``.to(cuda, non_blocking=True)``
@@ -422,6 +453,7 @@ def build_dataloader(
         noise: additive noise for training batches (:func:`dmao.data.noise.noise_mixer`).
         skip_unloadable: leave cuts whose audio fails to load out of their batches (training
             with features on the fly; see :class:`AsrBatchDataset`).
+        spec_augment: the policy for ``train`` (:func:`spec_augment_from` a run's config).
     """
     if not sampler.cuts or sampler.cuts[0] is not cuts:
         raise ValueError(
@@ -430,7 +462,7 @@ def build_dataloader(
         )
     dataset = AsrBatchDataset(
         tokenizer,
-        spec_augment=default_spec_augment() if train else None,
+        spec_augment=(spec_augment or default_spec_augment()) if train else None,
         with_targets=with_targets,
         augment_seed=sampler.seed if isinstance(sampler.seed, int) else 0,
         pad_shapes=getattr(sampler, "shapes", None),  # a StaticShapeSampler's buckets

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from dmao.config import ExperimentConfig
 from dmao.data.bad_audio import audio_error_message
-from dmao.data.dataset import build_dataloader, build_sampler
+from dmao.data.dataset import build_dataloader, build_sampler, spec_augment_from
 from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.filtering import filter_cuts
 from dmao.data.manifests import cut_transcript
@@ -243,6 +243,7 @@ def build_train_loader(
         tokenizer,
         sampler=sampler,
         train=config.data.spec_augment,
+        spec_augment=spec_augment_from(config.data),  # checked even when off: a typo is named
         num_workers=config.data.num_workers,
         pin_memory=dist.device.type == "cuda",
         noise=noise,

@@ -299,3 +299,70 @@ def test_single_bucket_stream_does_not_depend_on_world_size(train_cuts) -> None:
         assert len(shards[0]) == len(shards[1]) == len(stream) // 2 > 2
         interleaved = [b for pair in zip(*shards, strict=True) for b in pair]
         assert interleaved == stream[: len(interleaved)]
+
+
+# --- the SpecAugment policy of a run (data.spec_augment_*) -------------------------------------
+
+
+def _first_batch(train_cuts, tokenizer, *overrides: str) -> torch.Tensor:
+    from conftest import tiny_train_overrides
+
+    from dmao.config import load_config
+    from dmao.training.data_setup import build_train_loader
+    from dmao.training.distributed import DistributedContext
+
+    config = load_config(None, [*tiny_train_overrides("unused", "unused"), *overrides])
+    _, loader = build_train_loader(config, train_cuts, tokenizer,
+                                   DistributedContext.from_env("cpu"), noise=None)  # fmt: skip
+    return next(iter(loader))["features"]
+
+
+def test_a_run_trains_with_its_configured_spec_augment(train_cuts, tiny_char_tokenizer):
+    from dmao.config import load_config
+    from dmao.data.dataset import spec_augment_from
+
+    plain = _first_batch(train_cuts, tiny_char_tokenizer, "data.spec_augment=false")
+    default = _first_batch(train_cuts, tiny_char_tokenizer)
+    assert not torch.equal(default, plain)
+    # the default policy is the one the project always trained with
+    policy = default_spec_augment()
+    assert (policy.num_feature_masks, policy.features_mask_size, policy.num_frame_masks,
+            policy.frames_mask_size, policy.max_frames_mask_fraction, policy.p,
+            policy.time_warp_factor) == (2, 27, 10, 100, 0.15, 0.9, None)  # fmt: skip
+    # every setting reaches lhotse's SpecAugment
+    names = ("freq_masks=3", "freq_width=15", "time_masks=4", "time_width=40",
+             "max_time_fraction=0.2", "time_warp=80", "prob=1.0")  # fmt: skip
+    config = load_config(None, [f"data.spec_augment_{n}" for n in names])
+    policy = spec_augment_from(config.data)
+    assert (policy.num_feature_masks, policy.features_mask_size, policy.num_frame_masks,
+            policy.frames_mask_size, policy.max_frames_mask_fraction, policy.time_warp_factor,
+            policy.p) == (3, 15, 4, 40, 0.2, 80, 1.0)  # fmt: skip
+    # applied to no utterance: the features as they are
+    assert torch.equal(_first_batch(train_cuts, tiny_char_tokenizer, "data.spec_augment_prob=0"),
+                       plain)  # fmt: skip
+
+    def masked_bins(features: torch.Tensor) -> int:  # (B, T, F): bins constant over all frames
+        return int((features.std(dim=1) == 0).sum())
+
+    # more and wider frequency masks hide more of the spectrum
+    wide = _first_batch(train_cuts, tiny_char_tokenizer, "data.spec_augment_freq_masks=4",
+                        "data.spec_augment_freq_width=40", "data.spec_augment_prob=1")  # fmt: skip
+    narrow = _first_batch(train_cuts, tiny_char_tokenizer, "data.spec_augment_freq_masks=0",
+                          "data.spec_augment_prob=1")  # fmt: skip
+    assert masked_bins(wide) > masked_bins(default) > masked_bins(narrow) == masked_bins(plain) == 0
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.spec_augment_prob=1.5", r"data.spec_augment_prob: expected a share in \[0, 1\]"),
+        ("data.spec_augment_prob=-0.5", r"data.spec_augment_prob: expected a share in \[0, 1\]"),
+        ("data.spec_augment_max_time_fraction=0", r"fraction: expected a share in \(0, 1\]"),
+        ("data.spec_augment_freq_masks=-1", r"data.spec_augment_freq_masks: expected a whole"),
+        ("data.spec_augment_time_masks=0", r"masks: expected a whole number >= 1, got 0 \(data"),
+        ("data.spec_augment_time_warp=2.5", r"'data.spec_augment_time_warp' must be an integer"),
+    ],
+)
+def test_a_bad_spec_augment_setting_is_named(train_cuts, tiny_char_tokenizer, override, message):
+    with pytest.raises(ValueError, match=message):
+        _first_batch(train_cuts, tiny_char_tokenizer, "data.spec_augment=false", override)
