@@ -219,7 +219,7 @@ def validate_kaldi(
                 continue
             length = lengths[reco]
             end = length if end == -1 else end
-            where = f"{kaldi.folder / 'text'} ({utt})"
+            where = str(kaldi.folder / "text")
             problem = _problem_factory(part, utt, where)
             report.num_utterances += 1
             if start >= length or end > length + MAX_OVERSHOOT_S:
