@@ -22,7 +22,7 @@ from dmao.config import ExperimentConfig
 from dmao.data.bad_audio import audio_error_message
 from dmao.data.dataset import build_dataloader, build_sampler, spec_augment_from
 from dmao.data.features import FRAME_SHIFT_S
-from dmao.data.filtering import filter_cuts
+from dmao.data.filtering import FilterReport, filter_cuts
 from dmao.data.manifests import cut_transcript
 from dmao.data.noise import NoiseMixer, check_noise_config, noise_mixer, noise_part
 from dmao.data.pipeline import join_parts, load_parts, prepare_parts
@@ -133,6 +133,8 @@ def prepare_data(config: ExperimentConfig, run_dir: Path, dist: DistributedConte
             max_duration_s=limits[1],
         )
         report[name] = json.loads(rep.to_json())
+        if rep.num_kept == 0:
+            raise ValueError(_nothing_left(name, rep, getattr(cfg, f"{name}_parts")))
         if rep.num_kept < rep.num_input and dist.is_main:
             log.warning("%s: %s", name, rep.summary())
         kept.append(good.to_eager())
@@ -160,6 +162,22 @@ def prepare_data(config: ExperimentConfig, run_dir: Path, dist: DistributedConte
     if cfg.on_the_fly_features:
         dev = _loadable_dev(dev, cfg.bad_audio)
     return PreparedData(tokenizer, kept[0], dev.sort_by_duration(), noise)
+
+
+def _nothing_left(name: str, report: FilterReport, parts: list[str]) -> str:
+    """The error of a split that filtering left empty: why, with an example of each reason."""
+    if report.num_input == 0:
+        return f"{name}: data.{name}_parts={parts} hold no utterances"
+    examples = report.examples(1)
+    reasons = "; ".join(
+        f"{count} {reason}, e.g. {examples[reason][0].cut_id}: {examples[reason][0].detail}"
+        for reason, count in report.counts.items() if count
+    )  # fmt: skip
+    hint = " and data.min_duration_s / data.max_duration_s" if name == "train" else ""
+    return (
+        f"{name}: all {report.num_input} utterances were filtered out ({reasons}); check "
+        f"data.{name}_parts={parts}{hint}"
+    )
 
 
 def _loadable_dev(dev: CutSet, bad_audio: str) -> CutSet:

@@ -181,3 +181,24 @@ def test_fallback_corpus_without_espeak_has_the_same_problem_cuts(
         (tiny_corpus_tones.infeasible_id, CTC_INFEASIBLE),
         (tiny_corpus_tones.unknown_char_id, UNTOKENIZABLE),
     }
+
+
+def test_a_split_that_filtering_empties_stops_the_run_saying_why(tiny_corpus, tmp_path):
+    """Not an obscure failure later (it was "cannot compute feature statistics")."""
+    from conftest import tiny_train_overrides
+
+    from dmao.config import load_config
+    from dmao.training.data_setup import prepare_data
+    from dmao.training.distributed import DistributedContext
+
+    overrides = [*tiny_train_overrides(tiny_corpus.root, tmp_path / "m"), "data.max_duration_s=0.2"]
+    with pytest.raises(ValueError) as err:
+        prepare_data(
+            load_config(None, overrides), tmp_path / "run", DistributedContext.from_env("cpu")
+        )
+    message = str(err.value)
+    assert message.startswith("train: all ") and "utterances were filtered out (" in message
+    assert "too_long, e.g. " in message and "> max_duration_s=0.2" in message
+    assert (
+        "check data.train_parts=['train'] and data.min_duration_s / data.max_duration_s" in message
+    )
