@@ -13,8 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validate",
         help="check a corpus (audio, transcripts, CTC feasibility) before training",
         description="Lists every problem of a LibriSpeech-layout corpus (or, with --kaldi, of "
-        "Kaldi data directories), and of folders of noise or room impulse responses "
-        "(--audio-dir), before training. Nothing is modified.",
+        "Kaldi data directories, with --lhotse, of a lhotse recipe's manifests), and of folders "
+        "of noise or room impulse responses (--audio-dir), before training. Nothing is modified.",
     )
     p.add_argument(
         "corpus_dir", type=Path, nargs="?", default=None, help="folder holding the parts"
@@ -28,20 +28,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also decode every audio file below DIR (data.noise_dir, data.rir_dir: their "
         "preparation reads headers only); repeatable",
     )
-    p.add_argument(
+    layout = p.add_mutually_exclusive_group()
+    layout.add_argument(
         "--kaldi",
         action="store_true",
         help="corpus_dir holds Kaldi data directories (wav.scp, text, [segments]; data.corpus="
         "kaldi): commands in wav.scp are run, any sampling rate is fine",
     )
+    layout.add_argument(
+        "--lhotse",
+        action="store_true",
+        help="corpus_dir holds a lhotse recipe's manifests (data.corpus=lhotse); any sampling "
+        "rate is fine",
+    )
     p.add_argument(
         "--parts",
         nargs="+",
         default=None,
-        help="default: every sub-folder (with --kaldi: every one with a wav.scp)",
+        help="default: every sub-folder (--kaldi: every one with a wav.scp; --lhotse: every "
+        "part of the manifests)",
     )
     p.add_argument(
-        "--sampling-rate", type=int, default=16000, help="expected rate in Hz (not with --kaldi)"
+        "--sampling-rate",
+        type=int,
+        default=16000,
+        help="expected rate in Hz (LibriSpeech layout only)",
     )
     p.add_argument("--tokenizer", type=Path, default=None, help="a run's tokenizer folder")
     p.add_argument("--strict", action="store_true", help="exit 1 when any problem is found")
@@ -50,12 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dmao.data.corpora.lhotse_manifests import lhotse_parts
     from dmao.data.tokenizer import load_tokenizer
     from dmao.data.validation import (
         ValidationReport,
         validate_audio_folder,
         validate_corpus,
         validate_kaldi,
+        validate_lhotse,
     )
     from dmao.models.frontend import subsampled_length
 
@@ -66,11 +79,17 @@ def run(args: argparse.Namespace) -> int:
         if not args.corpus_dir.is_dir():
             raise FileNotFoundError(f"corpus directory {args.corpus_dir} does not exist")
         tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
-        if args.kaldi:
-            parts = args.parts or sorted(p.parent.name for p in args.corpus_dir.glob("*/wav.scp"))
+        if args.kaldi or args.lhotse:
+            if args.kaldi:
+                found = sorted(p.parent.name for p in args.corpus_dir.glob("*/wav.scp"))
+                what, validate = "Kaldi data directory (*/wav.scp)", validate_kaldi
+            else:
+                found = lhotse_parts(args.corpus_dir)
+                what, validate = "lhotse manifest", validate_lhotse
+            parts = args.parts or found
             if not parts:
-                raise FileNotFoundError(f"no Kaldi data directory (*/wav.scp) in {args.corpus_dir}")
-            report = validate_kaldi(
+                raise FileNotFoundError(f"no {what} in {args.corpus_dir}")
+            report = validate(
                 args.corpus_dir, parts, tokenizer=tokenizer, subsampled_length=subsampled_length
             )
         else:

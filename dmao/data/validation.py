@@ -1,5 +1,5 @@
-"""Check a corpus before training (``dmao validate``): the LibriSpeech layout, or Kaldi data
-directories (:func:`validate_kaldi`).
+"""Check a corpus before training (``dmao validate``): the LibriSpeech layout, Kaldi data
+directories (:func:`validate_kaldi`) or a lhotse recipe's manifests (:func:`validate_lhotse`).
 
 Reads every transcript line and every audio file of the given parts and lists each problem with
 its file and reason: missing, empty (0 bytes), unreadable or truncated audio, a sampling rate other
@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -35,6 +36,7 @@ __all__ = [
     "validate_audio_folder",
     "validate_corpus",
     "validate_kaldi",
+    "validate_lhotse",
 ]
 
 
@@ -178,13 +180,7 @@ def validate_kaldi(
     CTC feasibility. Any sampling rate is fine (resampled when used). Recording problems name the
     recording id; its utterances are not checked further.
     """
-    from dmao.data.corpora.kaldi import (
-        MAX_OVERSHOOT_S,
-        audio_base,
-        normalize_kaldi,
-        read_kaldi_part,
-        run_audio_command,
-    )
+    from dmao.data.corpora.kaldi import audio_base, read_kaldi_part, run_audio_command
 
     corpus_dir = Path(corpus_dir)
     base = audio_base(corpus_dir)
@@ -215,28 +211,117 @@ def validate_kaldi(
             if not found:
                 lengths[reco] = seconds
         for utt, (reco, start, end) in kaldi.spans().items():
-            if reco not in lengths:
-                continue
-            length = lengths[reco]
-            end = length if end == -1 else end
-            where = str(kaldi.folder / "text")
-            problem = _problem_factory(part, utt, where)
-            report.num_utterances += 1
-            if start >= length or end > length + MAX_OVERSHOOT_S:
-                report.problems.append(problem(
-                    "segment_outside_recording",
-                    f"{start:g}–{end:g} s of {reco}, which lasts {length:.2f} s",
-                    str(kaldi.folder / "segments"),
-                ))  # fmt: skip
-                continue
-            seconds = min(end, length) - start
-            report.audio_seconds += seconds
-            text = normalize_kaldi(kaldi.text[utt])
-            found, normalised = _check_text(problem, text, where, tokenizer)
-            report.problems += found + _check_ctc(
-                problem, normalised, seconds, tokenizer, subsampled_length
-            )
+            if reco in lengths:
+                span = _Span(part, utt, reco, start, end, kaldi.text[utt])
+                paths = str(kaldi.folder / "text"), str(kaldi.folder / "segments")
+                _check_span(report, span, lengths[reco], *paths, tokenizer, subsampled_length)
     return report
+
+
+def validate_lhotse(
+    corpus_dir: str | Path,
+    parts: Sequence[str],
+    *,
+    tokenizer: Tokenizer | None = None,
+    subsampled_length: Callable[[int], int] | None = None,
+) -> ValidationReport:
+    """Check the manifests of a lhotse recipe in ``corpus_dir`` (:mod:`dmao.data.corpora.
+    lhotse_manifests`): a part whose manifests are missing, ambiguous or unreadable
+    (``malformed_manifests``), every recording decoded in full, supervisions of unknown
+    recordings or outside theirs, and per supervision the transcript (Kaldi-style markers
+    removed) and CTC feasibility. Recording problems name the recording id.
+    """
+    from dmao.data.corpora.lhotse_manifests import find_manifests, load_part
+
+    corpus_dir = Path(corpus_dir)
+    report = ValidationReport()
+    for part in parts:
+        try:
+            paths = find_manifests(corpus_dir, part)
+            recordings, supervisions = load_part(paths)
+        except (FileNotFoundError, ValueError) as err:
+            report.problems.append(
+                CorpusProblem(part, "-", str(corpus_dir), "malformed_manifests", str(err))
+            )
+            continue
+        lengths = {}
+        for recording in recordings:
+            where, found, seconds = _check_recording(recording)
+            report.problems += [CorpusProblem(part, recording.id, where, *f) for f in found]
+            if not found:
+                lengths[recording.id] = seconds
+        ids, manifest = set(recordings.ids), str(paths.get("supervisions", paths.get("cuts")))
+        for sup in supervisions:
+            if sup.recording_id not in ids:
+                report.problems.append(CorpusProblem(
+                    part, sup.id, manifest, "unknown_recording",
+                    f"recording {sup.recording_id} is not in the part's recordings manifest",
+                ))  # fmt: skip
+            elif sup.recording_id in lengths:
+                span = _Span(part, sup.id, sup.recording_id, sup.start, sup.end, sup.text or "")
+                _check_span(report, span, lengths[sup.recording_id], manifest, manifest,
+                            tokenizer, subsampled_length)  # fmt: skip
+    return report
+
+
+def _check_recording(recording) -> tuple[str, list[tuple[str, str]], float]:
+    """``(where, problems, seconds)`` of a lhotse recording decoded in full: a file source as
+    every file here (:func:`_check_audio`), any other source through lhotse."""
+    source = recording.sources[0]
+    if len(recording.sources) == 1 and source.type == "file":
+        path = Path(source.source)
+        if not path.is_file():
+            return str(path), [("missing_audio", "in the recordings manifest, not on disk")], 0.0
+        found, seconds, _ = _check_audio(path)
+        return str(path), found, seconds
+    try:
+        samples = recording.load_audio()
+    except Exception as err:  # any reader error makes the recording unusable
+        from dmao.data.bad_audio import audio_error_message
+
+        return source.source, [("unreadable_audio", audio_error_message(err))], 0.0
+    found = _sample_problems(samples)
+    return source.source, found, samples.shape[-1] / recording.sampling_rate
+
+
+class _Span(NamedTuple):
+    """One utterance: a span of a recording with its transcript as written."""
+
+    part: str
+    utt: str
+    recording: str
+    start: float
+    end: float
+    """``-1``: the recording's end."""
+    text: str
+
+
+def _check_span(
+    report: ValidationReport,
+    span: _Span,
+    length: float,
+    text_path: str,
+    span_path: str,
+    tokenizer: Tokenizer | None,
+    subsampled_length: Callable[[int], int] | None,
+) -> None:
+    """Count one utterance of a readable recording of ``length`` seconds and record its
+    problems: outside the recording (beyond the Kaldi overshoot), an empty or untokenizable
+    transcript (markers removed), CTC infeasibility."""
+    from dmao.data.corpora.kaldi import MAX_OVERSHOOT_S, normalize_kaldi
+
+    problem = _problem_factory(span.part, span.utt, text_path)
+    report.num_utterances += 1
+    end = length if span.end == -1 else span.end
+    if span.start >= length or end > length + MAX_OVERSHOOT_S:
+        detail = f"{span.start:g}–{end:g} s of {span.recording}, which lasts {length:.2f} s"
+        report.problems.append(problem("segment_outside_recording", detail, span_path))
+        return
+    seconds = min(end, length) - span.start
+    report.audio_seconds += seconds
+    found, normalised = _check_text(problem, normalize_kaldi(span.text), text_path, tokenizer)
+    report.problems += found + _check_ctc(problem, normalised, seconds, tokenizer,
+                                          subsampled_length)  # fmt: skip
 
 
 def _check_audio(path: Path | bytes) -> tuple[list[tuple[str, str]], float, int | None]:
@@ -256,12 +341,16 @@ def _check_audio(path: Path | bytes) -> tuple[list[tuple[str, str]], float, int 
             samples, rate = sf.read(path, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError/RuntimeError for corrupt data
         return [("unreadable_audio", str(err).strip() or type(err).__name__)], 0.0, None
-    found = []
-    if samples.shape[0] == 0:
-        found.append(("empty_audio", "0 samples"))
-    elif not np.isfinite(samples).all():
-        found.append(("non_finite_samples", "NaN or inf samples"))
-    return found, samples.shape[0] / rate, rate
+    return _sample_problems(samples.T), samples.shape[0] / rate, rate
+
+
+def _sample_problems(samples: np.ndarray) -> list[tuple[str, str]]:
+    """No samples, or NaN/inf among them (``samples``: (channels, time))."""
+    if samples.shape[-1] == 0:
+        return [("empty_audio", "0 samples")]
+    if not np.isfinite(samples).all():
+        return [("non_finite_samples", "NaN or inf samples")]
+    return []
 
 
 def _check_utterance(

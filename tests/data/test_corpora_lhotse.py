@@ -121,3 +121,43 @@ def test_prepare_cli_and_a_training_run(recipe_manifests, tmp_path):
     assert main(["train", "--out", str(tmp_path / "run"), *overrides]) == 0
     (valid,) = read_metrics(tmp_path / "run", "valid")
     assert valid["step"] == 2 and valid["wer"] >= 0
+
+
+def test_validate_decodes_every_recording_and_checks_every_supervision(
+    recipe_manifests, tiny_corpus, tmp_path
+):
+    from lhotse import SupervisionSet
+    from lhotse.utils import fastcopy
+
+    from dmao.data.validation import validate_lhotse
+    from dmao.models.frontend import subsampled_length
+
+    corpus, manifests = recipe_manifests
+    clean = validate_lhotse(manifests, PARTS, subsampled_length=subsampled_length)
+    assert {(p.utterance_id, p.reason) for p in clean.problems} == {
+        (tiny_corpus.empty_id, "empty_transcript"),
+        (tiny_corpus.infeasible_id, "ctc_infeasible"),
+    }
+    assert clean.num_utterances == sum(len(t) for t in tiny_corpus.transcripts.values())
+    # a truncated file (only decoding finds it), a supervision past its recording, one of an
+    # unknown recording, a part without manifests
+    flacs = sorted((corpus / "test").rglob("*.flac"))
+    flacs[0].write_bytes(flacs[0].read_bytes()[: flacs[0].stat().st_size // 3])
+    sups_path = manifests / "librispeech_supervisions_dev.jsonl.gz"
+    sups = list(load_manifest(sups_path))
+    late, orphan = sups[0], sups[1]
+    sups[0] = fastcopy(late, start=late.start + 60.0)
+    sups[1] = fastcopy(orphan, recording_id="nowhere")
+    SupervisionSet.from_segments(sups).to_file(sups_path)
+    report = validate_lhotse(manifests, [*PARTS, "other"], subsampled_length=subsampled_length)
+    found = {(p.part, p.utterance_id, p.reason) for p in report.problems}
+    assert ("test", flacs[0].stem, "unreadable_audio") in found
+    assert ("dev", late.id, "segment_outside_recording") in found
+    assert ("dev", orphan.id, "unknown_recording") in found
+    assert ("other", "-", "malformed_manifests") in found
+    assert len(report.problems) == len(clean.problems) + 4
+    assert all("librispeech_supervisions_dev" in p.path for p in report.problems
+               if p.part == "dev")  # fmt: skip
+    # the command line
+    assert main(["validate", str(manifests), "--lhotse", "--parts", "dev", "--strict"]) == 1
+    assert main(["validate", str(manifests), "--lhotse", "--parts", "train"]) == 0

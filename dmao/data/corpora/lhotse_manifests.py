@@ -35,7 +35,7 @@ from dmao.data.corpora.common import normalised_supervisions, segment_cuts
 from dmao.data.corpora.kaldi import normalize_kaldi
 from dmao.data.manifests import load_or_prepare
 
-__all__ = ["LHOTSE_LAYOUT", "find_manifests", "lhotse_parts", "prepare_lhotse"]
+__all__ = ["LHOTSE_LAYOUT", "find_manifests", "lhotse_parts", "load_part", "prepare_lhotse"]
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ def lhotse_parts(corpus_dir: Path | str) -> list[str]:
     return sorted(parts)
 
 
-def _load(paths: dict[str, Path]) -> tuple[RecordingSet, SupervisionSet]:
+def load_part(paths: dict[str, Path]) -> tuple[RecordingSet, SupervisionSet]:
+    """The recordings and supervisions of one part's manifests (:func:`find_manifests`)."""
     if "cuts" in paths:
         return _from_cuts(paths["cuts"])
     recordings = load_manifest(paths["recordings"])
@@ -149,7 +150,7 @@ def prepare_lhotse(
     corpus_dir = Path(corpus_dir)
 
     def read(missing: list[str], bad: BadAudioLog) -> dict[str, CutSet]:
-        loaded = {part: _load(find_manifests(corpus_dir, part)) for part in missing}
+        loaded = {part: load_part(find_manifests(corpus_dir, part)) for part in missing}
         for part, (recordings, supervisions) in loaded.items():
             orphans = sorted({s.recording_id for s in supervisions} - set(recordings.ids))
             if orphans:
