@@ -1,4 +1,4 @@
-"""Any of lhotse's ~100 corpus recipes: the manifests ``lhotse prepare <corpus>`` writes → cuts.
+"""lhotse's corpus recipes (~100; those with transcripts): the manifests ``lhotse prepare`` writes.
 
 Layout: ``data.corpus_dir`` holds, per part, what a lhotse recipe writes (e.g. ``lhotse prepare
 aishell /data/aishell data/aishell_manifests``)::
