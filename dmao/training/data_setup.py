@@ -94,6 +94,7 @@ def prepare_data(config: ExperimentConfig, run_dir: Path, dist: DistributedConte
     """
     cfg = config.data
     check_speed_factors(cfg.speed_perturb)  # before hours of corpus preparation, not after
+    spec_augment_from(cfg)  # the same for the SpecAugment policy
     check_noise_config(cfg)
     check_reverb_config(cfg)
 

@@ -366,3 +366,17 @@ def test_a_run_trains_with_its_configured_spec_augment(train_cuts, tiny_char_tok
 def test_a_bad_spec_augment_setting_is_named(train_cuts, tiny_char_tokenizer, override, message):
     with pytest.raises(ValueError, match=message):
         _first_batch(train_cuts, tiny_char_tokenizer, "data.spec_augment=false", override)
+
+
+def test_a_bad_spec_augment_setting_is_named_before_the_corpus_is_prepared(tmp_path):
+    from conftest import tiny_train_overrides
+
+    from dmao.config import load_config
+    from dmao.training.data_setup import prepare_data
+    from dmao.training.distributed import DistributedContext
+
+    missing = tmp_path / "no_corpus"  # preparing it would fail with another message
+    overrides = [*tiny_train_overrides(missing, tmp_path / "m"), "data.spec_augment_prob=2"]
+    with pytest.raises(ValueError, match=r"data.spec_augment_prob: expected a share"):
+        prepare_data(load_config(None, overrides), tmp_path / "run",
+                     DistributedContext.from_env("cpu"))  # fmt: skip
