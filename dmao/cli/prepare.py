@@ -6,6 +6,7 @@ The real corpora are read from local copies (docs/corpora.md); nothing is downlo
 from __future__ import annotations
 
 import argparse
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 
@@ -370,7 +371,18 @@ def _prepare_any(
 
 
 def _report(cuts_by_part: dict, out: Path) -> None:
+    """Per part: utterances, hours and the spread of utterance lengths, with how many are longer
+    than the default ``data.max_duration_s`` (training leaves those out)."""
+    from dmao.config.schema import DataConfig
+
+    limit = DataConfig().max_duration_s
     for part, cuts in cuts_by_part.items():
-        hours = sum(cut.duration for cut in cuts) / 3600
-        print(f"{part}: {len(cuts)} utterances, {hours:.2f} h")
+        seconds = sorted(cut.duration for cut in cuts)
+        line = f"{part}: {len(cuts)} utterances, {sum(seconds) / 3600:.2f} h"
+        if seconds:
+            median = statistics.median(seconds)
+            line += f" (utterances {seconds[0]:.1f}–{seconds[-1]:.1f} s, median {median:.1f} s"
+            over = sum(s > limit for s in seconds)
+            line += f"; {over} over data.max_duration_s={limit:g} s)" if over else ")"
+        print(line)
     print(f"manifests for {', '.join(cuts_by_part)} ready in {out}")

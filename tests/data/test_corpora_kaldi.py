@@ -191,7 +191,7 @@ def test_utterances_must_match_between_the_tables(tmp_path):
         prepare_kaldi(tmp_path / "data", tmp_path / "m", ["nothing"])
 
 
-def test_prepare_cli_and_a_training_run_on_kaldi_dirs(tiny_corpus, tmp_path):
+def test_prepare_cli_and_a_training_run_on_kaldi_dirs(tiny_corpus, tmp_path, capsys):
     from conftest import tiny_train_overrides
 
     from dmao.training.metrics import read_metrics
@@ -201,6 +201,9 @@ def test_prepare_cli_and_a_training_run_on_kaldi_dirs(tiny_corpus, tmp_path):
     assert main(["prepare", "kaldi", "--corpus-dir", str(data), "--out", str(manifests),
                  "--num-jobs", "1"]) == 0  # fmt: skip
     assert all((manifests / f"cuts_{part}.jsonl.gz").is_file() for part in ("train", "dev", "test"))
+    printed = capsys.readouterr().out
+    assert "dev: 3 utterances, 0.00 h (utterances " in printed and " s, median " in printed
+    assert "over data.max_duration_s" not in printed  # none is longer than 30 s
     shutil.rmtree(tmp_path / "recipe")  # the run loads what the command cached
     overrides = [
         *tiny_train_overrides(data, manifests),
@@ -274,3 +277,19 @@ def test_validate_decodes_every_recording_and_checks_every_utterance(tiny_corpus
     # the command line: --kaldi finds the parts, --strict fails on problems
     assert main(["validate", str(data), "--kaldi", "--parts", "dev", "--strict"]) == 1
     assert main(["validate", str(data), "--kaldi", "--parts", "test"]) == 0
+
+
+def test_prepare_reports_the_utterances_training_would_leave_out_as_too_long(capsys):
+    """Whole long recordings (a Kaldi dir without segments) show in `dmao prepare`'s summary."""
+    from types import SimpleNamespace
+
+    from dmao.cli.prepare import _report
+
+    cuts = [SimpleNamespace(duration=d) for d in (1.0, 2.0, 3.0, 600.0, 45.0)]
+    _report({"train": cuts, "empty": []}, Path("m"))
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == (
+        "train: 5 utterances, 0.18 h (utterances 1.0–600.0 s, median 3.0 s; "
+        "2 over data.max_duration_s=30 s)"
+    )
+    assert printed[1] == "empty: 0 utterances, 0.00 h"
