@@ -203,10 +203,7 @@ def validate_kaldi(
             else:
                 path = kaldi.path(reco, base)
                 where = str(path)
-                found, seconds, _ = (
-                    _check_audio(path) if path.is_file() else
-                    ([("missing_audio", "listed in wav.scp but not on disk")], 0.0, None)
-                )  # fmt: skip
+                found, seconds, _ = _check_audio(path, "listed in wav.scp but not on disk")
             report.problems += [CorpusProblem(part, reco, where, *f) for f in found]
             if not found:
                 lengths[reco] = seconds
@@ -267,13 +264,13 @@ def validate_lhotse(
 def _check_recording(recording) -> tuple[str, list[tuple[str, str]], float]:
     """``(where, problems, seconds)`` of a lhotse recording decoded in full: a file source as
     every file here (:func:`_check_audio`), any other source through lhotse."""
-    source = recording.sources[0]
-    if len(recording.sources) == 1 and source.type == "file":
-        path = Path(source.source)
-        if not path.is_file():
-            return str(path), [("missing_audio", "in the recordings manifest, not on disk")], 0.0
-        found, seconds, _ = _check_audio(path)
+    from dmao.data.corpora.lhotse_manifests import file_source
+
+    path = file_source(recording)
+    if path is not None:
+        found, seconds, _ = _check_audio(path, "in the recordings manifest, not on disk")
         return str(path), found, seconds
+    source = recording.sources[0]
     try:
         samples = recording.load_audio()
     except Exception as err:  # any reader error makes the recording unusable
@@ -308,27 +305,31 @@ def _check_span(
     """Count one utterance of a readable recording of ``length`` seconds and record its
     problems: outside the recording (beyond the Kaldi overshoot), an empty or untokenizable
     transcript (markers removed), CTC infeasibility."""
-    from dmao.data.corpora.kaldi import MAX_OVERSHOOT_S, normalize_kaldi
+    from dmao.data.corpora.kaldi import normalize_kaldi, span_in_recording
 
     problem = _problem_factory(span.part, span.utt, text_path)
     report.num_utterances += 1
-    end = length if span.end == -1 else span.end
-    if span.start >= length or end > length + MAX_OVERSHOOT_S:
+    end, seconds = span_in_recording(span.start, span.end, length)
+    if seconds is None:
         detail = f"{span.start:g}–{end:g} s of {span.recording}, which lasts {length:.2f} s"
         report.problems.append(problem("segment_outside_recording", detail, span_path))
         return
-    seconds = min(end, length) - span.start
     report.audio_seconds += seconds
     found, normalised = _check_text(problem, normalize_kaldi(span.text), text_path, tokenizer)
     report.problems += found + _check_ctc(problem, normalised, seconds, tokenizer,
                                           subsampled_length)  # fmt: skip
 
 
-def _check_audio(path: Path | bytes) -> tuple[list[tuple[str, str]], float, int | None]:
+def _check_audio(
+    path: Path | bytes, missing: str = "not on disk"
+) -> tuple[list[tuple[str, str]], float, int | None]:
     """``([(reason, detail)], seconds, rate)`` of one audio file (or stream: ``bytes``), decoded
-    in full (SPHERE by dmao's reader); ``rate`` is None when it could not be read."""
+    in full (SPHERE by dmao's reader); ``rate`` is None when it could not be read. A file that
+    does not exist is ``missing_audio`` with the detail ``missing`` (where it was listed)."""
     if isinstance(path, bytes):
         path = io.BytesIO(path)
+    elif not path.is_file():
+        return [("missing_audio", missing)], 0.0, None
     elif path.stat().st_size == 0:
         return [("empty_file", "0 bytes")], 0.0, None
     try:
@@ -365,9 +366,7 @@ def _check_utterance(
 ) -> tuple[list[CorpusProblem], float]:
     problem = _problem_factory(part, utt_id, str(audio))
     found, normalised = _check_text(problem, text, where, tokenizer)
-    if not audio.is_file():
-        return [*found, problem("missing_audio", "listed in the transcript but not on disk")], 0.0
-    audio_problems, seconds, rate = _check_audio(audio)
+    audio_problems, seconds, rate = _check_audio(audio, "listed in the transcript but not on disk")
     found += [problem(reason, detail) for reason, detail in audio_problems]
     if rate is None:
         return found, 0.0

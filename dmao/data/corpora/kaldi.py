@@ -56,6 +56,7 @@ __all__ = [
     "prepare_kaldi",
     "read_kaldi_part",
     "run_audio_command",
+    "span_in_recording",
 ]
 
 log = logging.getLogger(__name__)
@@ -281,6 +282,16 @@ def _recordings(
     return {reco: recordings[reco] for reco in readable}
 
 
+def span_in_recording(start: float, end: float, length: float) -> tuple[float, float | None]:
+    """``(end, duration)`` of a segment of a recording of ``length`` seconds: an ``end`` of ``-1``
+    is the recording's end; an end up to :data:`MAX_OVERSHOOT_S` past it is shortened to it;
+    ``duration`` is None when the segment starts at or after the end or ends further out."""
+    end = length if end == -1 else end
+    if start >= length or end > length + MAX_OVERSHOOT_S:
+        return end, None
+    return end, min(end, length) - start
+
+
 def _supervisions(kaldi: KaldiPart, recordings: dict[str, Recording]) -> list[SupervisionSegment]:
     """One supervision per utterance of a readable recording, on channel 0.
 
@@ -293,13 +304,13 @@ def _supervisions(kaldi: KaldiPart, recordings: dict[str, Recording]) -> list[Su
         if reco not in recordings:
             continue
         length = recordings[reco].duration
-        end = length if end == -1 else end
-        if start >= length or end > length + MAX_OVERSHOOT_S:
+        end, duration = span_in_recording(start, end, length)
+        if duration is None:
             problems.append(f"{utt} ({start:g}–{end:g} s of {reco}, which lasts {length:.2f} s)")
             continue
         out.append(
             SupervisionSegment(
-                id=utt, recording_id=reco, start=start, duration=min(end, length) - start,
+                id=utt, recording_id=reco, start=start, duration=duration,
                 channel=0, text=kaldi.text[utt], speaker=kaldi.speakers.get(utt),
             )
         )  # fmt: skip

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lhotse import CutSet, MonoCut, RecordingSet, SupervisionSet, load_manifest
+from lhotse import CutSet, MonoCut, Recording, RecordingSet, SupervisionSet, load_manifest
 from lhotse.utils import fastcopy
 
 from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
@@ -35,7 +35,14 @@ from dmao.data.corpora.common import normalised_supervisions, segment_cuts
 from dmao.data.corpora.kaldi import normalize_kaldi
 from dmao.data.manifests import load_or_prepare
 
-__all__ = ["LHOTSE_LAYOUT", "find_manifests", "lhotse_parts", "load_part", "prepare_lhotse"]
+__all__ = [
+    "LHOTSE_LAYOUT",
+    "file_source",
+    "find_manifests",
+    "lhotse_parts",
+    "load_part",
+    "prepare_lhotse",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +100,14 @@ def lhotse_parts(corpus_dir: Path | str) -> list[str]:
             if sep and head and part:
                 parts.add(part)
     return sorted(parts)
+
+
+def file_source(recording: Recording) -> Path | None:
+    """The audio file of a recording read from one file; None for other sources (URLs, commands,
+    several files), which only the decoding itself can check."""
+    if len(recording.sources) == 1 and recording.sources[0].type == "file":
+        return Path(recording.sources[0].source)
+    return None
 
 
 def load_part(paths: dict[str, Path]) -> tuple[RecordingSet, SupervisionSet]:
@@ -160,11 +175,11 @@ def prepare_lhotse(
                 )
             counts = Counter(s.recording_id for s in supervisions)
             bad.listed[part] = len(supervisions)
-            files = {r.id: Path(r.sources[0].source) for r in recordings
-                     if len(r.sources) == 1 and r.sources[0].type == "file"}  # fmt: skip
-            for path, problem in scan_audio(list(files.values())).items():
-                for reco in [r for r, p in files.items() if p == path]:
-                    bad.add(BadAudio(part, reco, str(path), *problem, utterances=counts[reco]))
+            files = {r.id: path for r in recordings if (path := file_source(r)) is not None}
+            found = scan_audio(list(files.values()))
+            for reco, path in files.items():
+                if path in found:
+                    bad.add(BadAudio(part, reco, str(path), *found[path], utterances=counts[reco]))
         bad.check(missing, stage="pre-scan of the audio headers")
         by_part = {}
         for part, (recordings, supervisions) in loaded.items():
