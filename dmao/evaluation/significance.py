@@ -170,7 +170,8 @@ def read_paired_decodes(dir_a: Path, dir_b: Path, *, aligner: str = "kaldialign"
         _check_decode_folder(folder)
     use_hypotheses = all((d / "hypotheses.txt").is_file() for d in (dir_a, dir_b))
     if not use_hypotheses:
-        lacking = [d for d in (dir_a, dir_b) if not (d / "ref.trn").is_file()]
+        lacking = [d for d in (dir_a, dir_b)
+                   if not all((d / name).is_file() for name in ("ref.trn", "hyp.trn"))]  # fmt: skip
         if lacking:
             raise FileNotFoundError(
                 f"{lacking[0]} has hypotheses.txt but no ref.trn/hyp.trn, and the other folder "
