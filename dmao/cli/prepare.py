@@ -333,13 +333,13 @@ def _run_switchboard(args: argparse.Namespace) -> int:
 
 
 def _run_kaldi(args: argparse.Namespace) -> int:
-    from dmao.data.corpora.kaldi import KALDI_LAYOUT, prepare_kaldi
+    from dmao.data.corpora.kaldi import KALDI_LAYOUT, kaldi_parts, prepare_kaldi
 
     if not args.corpus_dir.is_dir():
         raise FileNotFoundError(
             f"--corpus-dir {args.corpus_dir} does not exist; expected {KALDI_LAYOUT}"
         )
-    found = sorted(p.parent.name for p in args.corpus_dir.glob("*/wav.scp"))
+    found = kaldi_parts(args.corpus_dir)
     return _prepare_any(args, prepare_kaldi, found, "data directory (*/wav.scp)", KALDI_LAYOUT)
 
 

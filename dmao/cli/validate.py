@@ -61,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dmao.data.corpora.kaldi import kaldi_parts
     from dmao.data.corpora.lhotse_manifests import lhotse_parts
     from dmao.data.tokenizer import load_tokenizer
     from dmao.data.validation import (
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
         if args.kaldi or args.lhotse:
             if args.kaldi:
-                found = sorted(p.parent.name for p in args.corpus_dir.glob("*/wav.scp"))
+                found = kaldi_parts(args.corpus_dir)
                 what, validate = "Kaldi data directory (*/wav.scp)", validate_kaldi
             else:
                 found = lhotse_parts(args.corpus_dir)

@@ -52,6 +52,7 @@ __all__ = [
     "MAX_OVERSHOOT_S",
     "KaldiPart",
     "audio_base",
+    "kaldi_parts",
     "normalize_kaldi",
     "prepare_kaldi",
     "read_kaldi_part",
@@ -205,6 +206,11 @@ def read_kaldi_part(folder: Path | str) -> KaldiPart:
     if (folder / "utt2spk").is_file():
         speakers = {u: r[0] for u, (_, r) in _table(folder / "utt2spk", 2, "<utt> <spk>").items()}
     return KaldiPart(folder, wav, frozenset(commands), text, segments, speakers)
+
+
+def kaldi_parts(corpus_dir: Path | str) -> list[str]:
+    """The parts ``corpus_dir`` holds: its sub-folders with a ``wav.scp``, sorted."""
+    return sorted(p.parent.name for p in Path(corpus_dir).glob("*/wav.scp"))
 
 
 def audio_base(corpus_dir: Path | str) -> Path:
