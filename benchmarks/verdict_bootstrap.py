@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dmao.evaluation.significance import BootstrapComparison, compare_decodes, read_paired_decodes
+from dmao.experiments.sharing import PREFIX
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def _seeds(system_dir: Path) -> dict[int, Path]:
 
 def helper_run(system: str) -> bool:
     """A run `dmao compare` trains for other systems (a search phase, a shared prefix)."""
-    return system.endswith("-phase") or system.startswith("prefix-")
+    return system.endswith("-phase") or system.startswith(PREFIX)
 
 
 def pair_seeds(
