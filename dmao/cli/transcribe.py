@@ -1,16 +1,17 @@
 """``dmao transcribe --model DIR INPUT...`` — one line per file on stdout, errors on stderr.
 
-INPUT is a file, a folder (its audio files) or ``@LIST`` (a file listing ``PATH`` or
-``ID<TAB>PATH`` a line; see :mod:`dmao.export.inputs`). Output, one record per transcribed file:
-``ID<TAB>text`` (default), a TSV table with a header (``--tsv``: id, text, duration_s, rtf),
-JSON Lines (``--json``: id, path, text, duration_s, rtf, with ``--timestamps`` also words with
-their start, end and confidence; failed files as id, path, error) or sclite CTM (``--ctm``: one
-line per word, ``ID A START DURATION WORD CONFIDENCE``, like ``dmao decode``'s ``hyp.ctm``). An
-export with an n-gram LM (``dmao export --lm``) decodes with it (``--method lm``; ``--lm FILE``
-gives another). A file that fails is one line on stderr, the others are still transcribed, a
-summary ends the output on stderr, and the exit code is 1 if any file failed. Files share
-acoustic-model passes, sorted by length (``--batch-seconds``); results still come out in input
-order.
+INPUT is a file, a folder (its audio files), a Kaldi data directory (a folder with ``wav.scp`` and
+optionally ``segments``: one result per utterance, named by its id) or ``@LIST`` (a file listing
+``PATH`` or ``ID<TAB>PATH`` a line; see :mod:`dmao.export.inputs`). Output, one record per
+transcribed file: ``ID<TAB>text`` (default), a TSV table with a header (``--tsv``: id, text,
+duration_s, rtf), JSON Lines (``--json``: id, path, text, duration_s, rtf, with ``--timestamps``
+also words with their start, end and confidence; failed files as id, path, error) or sclite CTM
+(``--ctm``: one line per word, ``ID A START DURATION WORD CONFIDENCE``, like ``dmao decode``'s
+``hyp.ctm``). An export with an n-gram LM (``dmao export --lm``) decodes with it (``--method lm``;
+``--lm FILE`` gives another). A file that fails is one line on stderr, the others are still
+transcribed, a summary ends the output on stderr, and the exit code is 1 if any file failed. Files
+share acoustic-model passes, sorted by length (``--batch-seconds``); results still come out in
+input order.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "inputs",
         nargs="+",
         metavar="INPUT",
-        help="audio file (any format), folder (its audio files) or @LIST (one path a line)",
+        help="audio file (any format), folder (its audio files), Kaldi data directory (a folder "
+        "with wav.scp [and segments]: its utterances) or @LIST (one path a line)",
     )
     p.add_argument("--model", type=Path, required=True, help="folder written by `dmao export`")
     p.add_argument(

@@ -16,6 +16,7 @@ Every failure is a :class:`FileNotFoundError` or :class:`ValueError` whose messa
 
 from __future__ import annotations
 
+import io
 import logging
 import warnings
 from collections.abc import Iterator
@@ -30,7 +31,14 @@ from lhotse.augmentation import Resample
 
 from dmao.data.sphere import read_sphere
 
-__all__ = ["AUDIO_SUFFIXES", "RAW_SAMPLE_FORMATS", "RAW_SUFFIXES", "RawFormat", "load_audio"]
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "RAW_SAMPLE_FORMATS",
+    "RAW_SUFFIXES",
+    "RawFormat",
+    "decode_audio",
+    "load_audio",
+]
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +108,13 @@ class RawFormat:
         return f"{self.sample_format}, {self.sample_rate_hz} Hz, {self.channels} channel(s)"
 
 
-def load_audio(path: str | Path, sampling_rate: int, *, raw: RawFormat | None = None) -> np.ndarray:
+def load_audio(
+    path: str | Path,
+    sampling_rate: int,
+    *,
+    raw: RawFormat | None = None,
+    channel: int | None = None,
+) -> np.ndarray:
     """The audio of ``path`` as mono float32 samples at ``sampling_rate``.
 
     Args:
@@ -108,9 +122,10 @@ def load_audio(path: str | Path, sampling_rate: int, *, raw: RawFormat | None = 
             or headerless PCM named ``*.raw``/``*.pcm`` (needs ``raw``).
         sampling_rate: the rate to resample to, in Hz.
         raw: how ``.raw``/``.pcm`` files store their samples (other files ignore it).
+        channel: the channel to keep (0 = the first); None averages them.
 
     Returns:
-        ``(N,)`` float32 samples in [-1, 1] (the channel mean).
+        ``(N,)`` float32 samples in [-1, 1] (the channel mean, or the one ``channel``).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -130,11 +145,50 @@ def load_audio(path: str | Path, sampling_rate: int, *, raw: RawFormat | None = 
         samples, source_rate = _read_raw(path, raw)
     else:
         samples, source_rate = _read(path)  # (C, N)
+    return _mono(samples, source_rate, sampling_rate, str(path), channel)
+
+
+def decode_audio(
+    data: bytes, sampling_rate: int, *, where: str, channel: int | None = None
+) -> np.ndarray:
+    """Audio held in memory (a WAV/FLAC/... stream, e.g. what a Kaldi ``wav.scp`` command
+    writes) as mono float32 samples at ``sampling_rate``, like :func:`load_audio`.
+
+    Args:
+        data: the encoded stream.
+        sampling_rate: the rate to resample to, in Hz.
+        where: what the stream is, for messages (``where: reason``).
+        channel: the channel to keep; None averages them.
+
+    Returns:
+        ``(N,)`` float32 samples in [-1, 1].
+
+    Raises:
+        ValueError: not audio libsndfile reads, or no, or non-finite, samples.
+    """
+    try:
+        frames, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)  # (N, C)
+    except (sf.SoundFileError, RuntimeError) as err:
+        raise ValueError(f"{where}: not readable audio ({_soundfile_reason(err)})") from None
+    return _mono(np.ascontiguousarray(frames.T), int(rate), sampling_rate, where, channel)
+
+
+def _mono(
+    samples: np.ndarray, source_rate: int, sampling_rate: int, where: str, channel: int | None
+) -> np.ndarray:
+    """``samples (C, N)`` checked, made mono (channel mean or ``channel``) and resampled."""
     if samples.shape[1] == 0:
-        raise ValueError(f"{path}: the file holds no audio samples")
+        raise ValueError(f"{where}: holds no audio samples")
+    if channel is not None and not 0 <= channel < samples.shape[0]:
+        raise ValueError(
+            f"{where}: has {samples.shape[0]} channel(s); channel {channel} was asked for"
+        )
     if not np.isfinite(samples).all():
-        raise ValueError(f"{path}: holds NaN or infinite samples; expected finite audio")
-    mono = samples.mean(axis=0, dtype=np.float64).astype(np.float32)  # (N,)
+        raise ValueError(f"{where}: holds NaN or infinite samples; expected finite audio")
+    if channel is None:
+        mono = samples.mean(axis=0, dtype=np.float64).astype(np.float32)  # (N,)
+    else:
+        mono = samples[channel].astype(np.float32, copy=False)
     if source_rate != sampling_rate:
         mono = Resample(source_rate, sampling_rate)(mono[None, :])[0].astype(np.float32)
     return mono

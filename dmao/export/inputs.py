@@ -4,16 +4,24 @@ Each command-line argument is one of
 
 - ``FILE``: transcribed as given (a missing or unreadable file fails on its own later, as one
   line, without stopping the others);
-- ``FOLDER``: every audio file below it (by suffix, :data:`~dmao.export.audio.AUDIO_SUFFIXES`;
-  hidden files such as macOS's ``._x.wav`` are skipped), in sorted order; a folder without any
-  is one failed input (like a bad file, it does not stop the others);
+- ``FOLDER`` with a ``wav.scp``: a Kaldi data directory (the layout ``dmao prepare kaldi``
+  reads): one input per utterance of its ``segments`` file, else per recording of ``wav.scp``,
+  named by its id. An entry may be a file or a command ending in ``|`` that writes WAV/FLAC to
+  stdout; relative paths and commands start from the folder above the data directory's parent
+  (a recipe's root, for ``data/test``), as in ``dmao prepare kaldi``; a recording is read on
+  channel 0, as there. ``text`` and the other files are not needed. The segments of one
+  recording read it once when they follow each other (Kaldi sorts them so);
+- ``FOLDER``: otherwise, every audio file below it (by suffix,
+  :data:`~dmao.export.audio.AUDIO_SUFFIXES`; hidden files such as macOS's ``._x.wav`` are
+  skipped), in sorted order; a folder without any is one failed input (like a bad file, it
+  does not stop the others);
 - ``@LIST``: a text file with one entry a line, ``PATH`` or ``ID<TAB>PATH`` (blank lines and
   lines starting with ``#`` are skipped). Relative paths are relative to the list's folder, as in
   ffmpeg's concat lists, so a list can move with its audio. Entries are taken literally: a folder
   listed there is a bad entry, not expanded.
 
-The id of an input is its ``ID`` column, else its path as written (for files found in a folder:
-the folder as written joined with the file's path below it).
+The id of an input is its ``ID`` column or Kaldi id, else its path as written (for files found
+in a folder: the folder as written joined with the file's path below it).
 """
 
 from __future__ import annotations
@@ -22,22 +30,41 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dmao.export.audio import AUDIO_SUFFIXES
+import numpy as np
 
-__all__ = ["LIST_PREFIX", "AudioInput", "expand_inputs"]
+from dmao.export.audio import AUDIO_SUFFIXES, RawFormat, decode_audio, load_audio
+
+__all__ = ["LIST_PREFIX", "AudioInput", "InputReader", "KaldiSource", "expand_inputs"]
 
 LIST_PREFIX = "@"
 """An argument starting with this names a list file (write ``./@name`` for a file so named)."""
 
 
 @dataclass(frozen=True)
+class KaldiSource:
+    """Where an utterance of a Kaldi data directory lies: a span of one ``wav.scp`` recording."""
+
+    recording: str
+    command: str | None
+    """The command whose stdout is the recording (without its ``|``), or None for a file."""
+    cwd: Path
+    """Where the command runs."""
+    start: float = 0.0
+    end: float = -1.0
+    """Seconds; ``-1``: the recording's end."""
+
+
+@dataclass(frozen=True)
 class AudioInput:
-    """One file to transcribe and the id its result is reported under; ``error`` is set when the
-    input is already known to be bad (a folder without audio files): ``FILE: reason``."""
+    """One file (or Kaldi utterance) to transcribe and the id its result is reported under;
+    ``error`` is set when the input is already known to be bad (a folder without audio files):
+    ``FILE: reason``. For a Kaldi utterance ``path`` is its recording's file, or the
+    ``wav.scp`` of a command."""
 
     id: str
     path: Path
     error: str | None = None
+    kaldi: KaldiSource | None = None
 
     @classmethod
     def of(cls, item: str | Path | AudioInput) -> AudioInput:
@@ -52,13 +79,16 @@ def expand_inputs(arguments: Iterable[str | Path]) -> list[AudioInput]:
 
     Raises:
         FileNotFoundError: a list file does not exist.
-        ValueError: a list file is unreadable or lists nothing.
+        ValueError: a list file is unreadable or lists nothing; a Kaldi data directory's
+            ``wav.scp`` or ``segments`` has a bad line (file and line named).
     """
     inputs: list[AudioInput] = []
     for argument in arguments:
         text = str(argument)
         if text.startswith(LIST_PREFIX):
             inputs.extend(_read_list(Path(text[len(LIST_PREFIX) :])))
+        elif (Path(text) / "wav.scp").is_file():
+            inputs.extend(_kaldi_utterances(Path(text)))
         elif Path(text).is_dir():
             inputs.extend(_audio_below(Path(text), text))
         else:
@@ -107,3 +137,76 @@ def _read_list(path: Path) -> list[AudioInput]:
             f"{path}: the list names no files; expected one PATH or ID<TAB>PATH a line"
         )
     return inputs
+
+
+def _kaldi_utterances(folder: Path) -> list[AudioInput]:
+    from dmao.data.corpora.kaldi import audio_base, read_segments, read_wav_scp
+
+    wav, commands = read_wav_scp(folder / "wav.scp")
+    base = audio_base(folder.resolve().parent)
+    spans = {reco: (reco, 0.0, -1.0) for reco in wav}
+    if (folder / "segments").is_file():
+        spans = read_segments(folder / "segments", wav)
+    if not spans:
+        raise ValueError(f"{folder / 'wav.scp'}: lists no recordings")
+    inputs = []
+    for utterance, (reco, start, end) in spans.items():
+        command = wav[reco] if reco in commands else None
+        entry = Path(wav[reco])
+        path = folder / "wav.scp" if command else entry if entry.is_absolute() else base / entry
+        source = KaldiSource(reco, command, base, start, end)
+        inputs.append(AudioInput(utterance, path, kaldi=source))
+    return inputs
+
+
+class InputReader:
+    """Reads an input's samples at the model's rate: a file with :func:`load_audio`, a Kaldi
+    utterance from its recording (kept until another recording is read, so that consecutive
+    segments read it once)."""
+
+    def __init__(self, sampling_rate: int, raw: RawFormat | None = None) -> None:
+        self.sampling_rate = sampling_rate
+        self.raw = raw
+        self._recording: tuple[tuple[Path, str], np.ndarray] | None = None
+
+    def read(self, audio: AudioInput) -> np.ndarray:
+        """``(N,)`` float32 mono samples of ``audio``.
+
+        Raises:
+            FileNotFoundError: the file does not exist.
+            ValueError: unreadable audio, a failing command, or a segment outside its
+                recording; one line that starts with ``audio.path``.
+        """
+        if audio.kaldi is None:
+            return load_audio(audio.path, self.sampling_rate, raw=self.raw)
+        from dmao.data.corpora.kaldi import span_in_recording
+
+        source = audio.kaldi
+        samples = self._whole(audio.path, source)
+        length = len(samples) / self.sampling_rate
+        end, duration = span_in_recording(source.start, source.end, length)
+        if duration is None:
+            raise ValueError(
+                f"{audio.path}: segment {audio.id} ({source.start:g}-{end:g} s) lies outside "
+                f"recording {source.recording} ({length:.2f} s)"
+            )
+        first = round(source.start * self.sampling_rate)
+        return samples[first : first + round(duration * self.sampling_rate)]
+
+    def _whole(self, path: Path, source: KaldiSource) -> np.ndarray:
+        key = (path, source.recording)
+        if self._recording is not None and self._recording[0] == key:
+            return self._recording[1]
+        self._recording = None  # a failed read must not leave the last recording behind
+        if source.command is None:
+            samples = load_audio(path, self.sampling_rate, raw=self.raw, channel=0)
+        else:
+            from dmao.data.corpora.kaldi import run_audio_command
+
+            where = f"{path}: recording {source.recording}"
+            stream = run_audio_command(source.command, source.cwd)
+            if isinstance(stream, tuple):
+                raise ValueError(f"{where}: {stream[1]}")
+            samples = decode_audio(stream, self.sampling_rate, where=where, channel=0)
+        self._recording = (key, samples)
+        return samples

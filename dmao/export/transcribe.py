@@ -1,9 +1,10 @@
 """Audio files → text with an exported model (``dmao transcribe``).
 
-Each file is read as mono at the model's rate (:func:`~dmao.export.audio.load_audio`), turned into
-the fbank features the model was trained on (the settings stored in the export), run through the
-acoustic model — PyTorch or ONNX Runtime — and decoded with CTC greedy or prefix beam search, or
-with a beam search over an n-gram LM (the export's, ``dmao export --lm``, or one given here).
+Each file is read as mono at the model's rate (:func:`~dmao.export.audio.load_audio`; a Kaldi data
+directory's utterances by :class:`~dmao.export.inputs.InputReader`), turned into the fbank features
+the model was trained on (the settings stored in the export), run through the acoustic model —
+PyTorch or ONNX Runtime — and decoded with CTC greedy or prefix beam search, or with a beam search
+over an n-gram LM (the export's, ``dmao export --lm``, or one given here).
 
 :meth:`Transcriber.transcribe_files` reads files ahead, sorts them by length and runs them
 through the acoustic model together, up to ``batch_seconds`` of padded audio a pass (the search
@@ -37,10 +38,10 @@ from dmao.decoding.prior import apply_prior
 from dmao.decoding.timing import SUBSAMPLING_FACTOR, WordTiming, word_timings
 from dmao.evaluation.confidence import Calibration
 from dmao.export.artefact import MANIFEST_FILE, ONNX_FILE, ONNX_INT8_FILE, ExportedModel
-from dmao.export.audio import RawFormat, load_audio
+from dmao.export.audio import RawFormat
 from dmao.export.chunking import chunked_log_probs, pause_segments
 from dmao.export.files import verify_files
-from dmao.export.inputs import AudioInput
+from dmao.export.inputs import AudioInput, InputReader
 from dmao.export.language_model import LanguageModel
 from dmao.export.onnx_export import OnnxAcousticModel
 from dmao.export.prior import search_prior_scale
@@ -158,6 +159,7 @@ class Transcriber:
         ):
             self.calibration = fitted.calibration
         self.sampling_rate = exported.features.sampling_rate
+        self._reader = InputReader(self.sampling_rate, raw)
         self._extractor = exported.features.extractor()
         self._onnx: OnnxAcousticModel | None = None
         self._symbols: list[str] | None = None  # token symbols by id, for word times
@@ -385,7 +387,7 @@ class Transcriber:
     def _read(self, audio: AudioInput) -> _Read:
         """The file's samples read and turned into features (and checked to be long enough)."""
         start = time.perf_counter()
-        samples = load_audio(audio.path, self.sampling_rate, raw=self.raw)
+        samples = self._reader.read(audio)
         features = self._with_path(audio.path, self.features, samples)
         self._with_path(audio.path, self._check_length, features)
         seconds = len(samples) / self.sampling_rate

@@ -1,12 +1,16 @@
-"""What ``dmao transcribe`` reads: files as given, folders searched for audio, @LIST files."""
+"""What ``dmao transcribe`` reads: files as given, folders searched for audio, @LIST files, Kaldi
+data directories (their utterances, read from their recordings)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from dmao.export import AudioInput, expand_inputs
+from dmao.export.inputs import InputReader, KaldiSource
 
 
 def _touch(path: Path) -> Path:
@@ -75,3 +79,99 @@ def test_bad_list_files_stop_with_one_line(tmp_path):
     (tmp_path / "latin1.txt").write_bytes("caf\xe9.wav\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin1\.txt: not a readable UTF-8 list"):
         expand_inputs([f"@{tmp_path / 'latin1.txt'}"])
+
+
+def _kaldi_recipe(tmp_path: Path, wav_scp: str, segments: str | None) -> Path:
+    """``tmp_path/recipe/data/test`` with the given ``wav.scp`` (and ``segments``)."""
+    part = tmp_path / "recipe" / "data" / "test"
+    part.mkdir(parents=True)
+    (part / "wav.scp").write_text(wav_scp, encoding="utf-8")
+    if segments is not None:
+        (part / "segments").write_text(segments, encoding="utf-8")
+    return part
+
+
+def test_a_kaldi_data_directory_gives_its_utterances(tmp_path):
+    part = _kaldi_recipe(
+        tmp_path,
+        "rec1 audio/rec1.flac\nrec2 cat audio/rec2.wav |\nrec3 /abs/rec3.wav\n",
+        "u1 rec1 0.0 1.5\nu2 rec1 1.5 -1\nu3 rec2 0 2\n",
+    )
+    root = (tmp_path / "recipe").resolve()  # relative entries start from the recipe's root
+    assert expand_inputs([part]) == [
+        AudioInput("u1", root / "audio/rec1.flac", kaldi=KaldiSource("rec1", None, root, 0, 1.5)),
+        AudioInput("u2", root / "audio/rec1.flac", kaldi=KaldiSource("rec1", None, root, 1.5, -1)),
+        AudioInput(
+            "u3", part / "wav.scp", kaldi=KaldiSource("rec2", "cat audio/rec2.wav", root, 0, 2)
+        ),
+    ]
+    (part / "segments").unlink()  # without segments: one utterance per recording
+    assert [(i.id, i.kaldi.start, i.kaldi.end) for i in expand_inputs([part])] == [
+        ("rec1", 0, -1),
+        ("rec2", 0, -1),
+        ("rec3", 0, -1),
+    ]
+    assert expand_inputs([part])[2].path == Path("/abs/rec3.wav")
+
+
+@pytest.mark.parametrize(
+    ("wav_scp", "segments", "message"),
+    [
+        ("rec1 a.wav\n", "u1 rec1 zero 1\n", r"segments:1: start and end must be numbers"),
+        ("rec1 a.wav\n", "u1 rec2 0 1\n", r"segments:1: recording rec2 is not in wav\.scp"),
+        ("rec1 a.wav\n", "u1 rec1 2 1\n", r"segments:1: segment u1 runs from 2\.0 to 1\.0"),
+        ("rec1 a.wav\nrec1 b.wav\n", None, r"wav\.scp:2: id rec1 appears twice"),
+        ("rec1 feats.ark:17\n", None, r"wav\.scp:1: feats\.ark:17 is an entry of a Kaldi archive"),
+        ("\n", None, r"wav\.scp: lists no recordings"),
+    ],
+)
+def test_a_bad_kaldi_data_directory_stops_with_one_line(tmp_path, wav_scp, segments, message):
+    part = _kaldi_recipe(tmp_path, wav_scp, segments)
+    with pytest.raises(ValueError, match=message) as caught:
+        expand_inputs([part])
+    assert "\n" not in str(caught.value)
+
+
+RATE = 16000
+
+
+def _stereo(path: Path, seconds: float, seed: int) -> np.ndarray:
+    """A 2-channel 16 kHz float WAV at ``path``; returns its ``(N, 2)`` samples."""
+    rng = np.random.default_rng(seed)
+    samples = (0.3 * rng.standard_normal((int(seconds * RATE), 2))).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, samples, RATE, subtype="FLOAT")
+    return samples
+
+
+def test_kaldi_utterances_are_read_from_their_recordings_on_channel_0(tmp_path):
+    part = _kaldi_recipe(
+        tmp_path,
+        "rec1 audio/rec1.wav\n"
+        "rec2 sh -c 'echo run >> runs.txt; cat audio/rec2.wav' |\n"
+        "rec3 sh -c 'echo broken >&2; exit 3' |\n",
+        "u1 rec1 0.5 1.0\n"
+        "u2 rec1 1.0 -1\n"
+        "u3 rec2 0 0.25\n"
+        "u4 rec2 0.25 2.3\n"  # ends 0.3 s past the 2 s recording: shortened to it, as in Kaldi
+        "u5 rec2 1.0 2.6\n"  # 0.6 s past: more than MAX_OVERSHOOT_S
+        "u6 rec3 0 1\n",
+    )
+    root = tmp_path / "recipe"
+    rec1 = _stereo(root / "audio" / "rec1.wav", 1.5, seed=1)
+    rec2 = _stereo(root / "audio" / "rec2.wav", 2.0, seed=2)
+    reader = InputReader(RATE)
+    u1, u2, u3, u4, u5, u6 = expand_inputs([part])
+    np.testing.assert_array_equal(reader.read(u1), rec1[8000:16000, 0])
+    np.testing.assert_array_equal(reader.read(u2), rec1[16000:, 0])
+    np.testing.assert_array_equal(reader.read(u3), rec2[:4000, 0])
+    np.testing.assert_array_equal(reader.read(u4), rec2[4000:, 0])
+    # the command ran once for both segments of its recording, in the recipe's root
+    assert (root / "runs.txt").read_text().split() == ["run"]
+    with pytest.raises(ValueError, match=r"segment u5 \(1-2\.6 s\) lies outside recording rec2"):
+        reader.read(u5)
+    with pytest.raises(ValueError) as caught:
+        reader.read(u6)
+    assert str(caught.value) == (
+        f"{part / 'wav.scp'}: recording rec3: command exited with status 3: broken"
+    )

@@ -26,7 +26,15 @@ from scipy.signal import resample_poly
 from dmao.data.manifests import load_cuts
 from dmao.decoding.decode_run import decode_split
 from dmao.evaluation.wer import score_corpus
-from dmao.export import Failure, RawFormat, Transcriber, Transcription, load_audio, load_exported
+from dmao.export import (
+    Failure,
+    RawFormat,
+    Transcriber,
+    Transcription,
+    expand_inputs,
+    load_audio,
+    load_exported,
+)
 from dmao.export.transcribe import DEFAULT_BATCH_SECONDS
 
 RATE = 16000
@@ -263,3 +271,28 @@ def test_bad_settings_are_refused(tiny_export, tmp_path):
     exported.directory = tmp_path  # an export without model.onnx
     with pytest.raises(FileNotFoundError, match=r"no model\.onnx"):
         Transcriber(exported, backend="onnx")
+
+
+def test_a_kaldi_data_directory_transcribes_like_its_files(tiny_export, test_cuts, tmp_path):
+    """Two test utterances joined into one recording cut back by ``segments``, and a third
+    behind a ``wav.scp`` command, give the texts of their own files (same samples in)."""
+    (a, path_a), (b, path_b), (c, path_c) = test_cuts[:3]
+    x_a, x_b = load_audio(path_a, RATE), load_audio(path_b, RATE)
+    part = tmp_path / "data" / "test"
+    part.mkdir(parents=True)
+    sf.write(tmp_path / "joined.wav", np.concatenate([x_a, x_b]), RATE, subtype="FLOAT")
+    (part / "wav.scp").write_text(f"joined joined.wav\nthird cat {path_c} |\n")
+    boundary = len(x_a) / RATE
+    (part / "segments").write_text(
+        f"{a.id} joined 0 {boundary!r}\n{b.id} joined {boundary!r} -1\n{c.id} third 0 -1\n"
+    )
+    transcriber = Transcriber(load_exported(tiny_export))
+    results = list(transcriber.transcribe_files(expand_inputs([part])))
+    assert all(isinstance(r, Transcription) for r in results), results
+    assert [r.id for r in results] == [a.id, b.id, c.id]
+    assert [r.audio_seconds for r in results] == pytest.approx(
+        [a.duration, b.duration, c.duration], abs=1e-3
+    )
+    expected = [transcriber.transcribe_file(p).text for p in (path_a, path_b, path_c)]
+    assert [r.text for r in results] == expected
+    assert sum(len(text) for text in expected) > 10  # the model does emit text

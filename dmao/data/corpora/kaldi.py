@@ -33,7 +33,7 @@ import re
 import shlex
 import subprocess
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +56,8 @@ __all__ = [
     "normalize_kaldi",
     "prepare_kaldi",
     "read_kaldi_part",
+    "read_segments",
+    "read_wav_scp",
     "run_audio_command",
     "span_in_recording",
 ]
@@ -148,6 +150,54 @@ def _mismatch(what: str, a: str, only_a: set[str], b: str, only_b: set[str]) -> 
     return "; ".join(problems) or None
 
 
+def read_wav_scp(path: Path) -> tuple[dict[str, str], frozenset[str]]:
+    """``({recording id: file or command}, {ids whose entry is a command})`` of a ``wav.scp``
+    (a command without its trailing ``|``).
+
+    Raises:
+        ValueError: a malformed line, a repeated id or an entry of a Kaldi archive
+            (``<file>.ark:<offset>``), each with the file and line.
+    """
+    wav, commands = {}, set()
+    rows = _table(path, 2, "<recording-id> <file> | <recording-id> <command> |")
+    for reco, (number, rest) in rows.items():
+        entry = " ".join(rest)
+        if entry.endswith("|"):
+            commands.add(reco)
+            entry = entry[:-1].strip()
+        elif _ARK_ENTRY.search(entry):
+            raise ValueError(
+                f"{path}:{number}: {entry} is an entry of a Kaldi archive "
+                f"(<file>.ark:<offset>), which dmao does not read; write the audio as files "
+                f"(ESPnet: format_wav_scp.sh --audio-format flac) or as a command ending in |"
+            )
+        wav[reco] = entry
+    return wav, frozenset(commands)
+
+
+def read_segments(path: Path, recordings: Collection[str]) -> dict[str, tuple[str, float, float]]:
+    """``{utterance id: (recording id, start, end)}`` of a ``segments`` file (end ``-1``: the
+    recording's end).
+
+    Raises:
+        ValueError: a malformed line, a repeated id, a start or end that is not a number or
+            runs backwards, or a recording not in ``recordings`` (file and line named).
+    """
+    segments = {}
+    for utt, (number, rest) in _table(path, 4, "<utt> <recording> <start> <end>").items():
+        try:
+            start, end = float(rest[1]), float(rest[2])
+        except ValueError:
+            message = f"{path}:{number}: start and end must be numbers, got {rest[1:3]}"
+            raise ValueError(message) from None
+        if start < 0 or (end != -1 and end <= start):
+            raise ValueError(f"{path}:{number}: segment {utt} runs from {start} to {end}")
+        if rest[0] not in recordings:
+            raise ValueError(f"{path}:{number}: recording {rest[0]} is not in wav.scp")
+        segments[utt] = (rest[0], start, end)
+    return segments
+
+
 def read_kaldi_part(folder: Path | str) -> KaldiPart:
     """Read and check one Kaldi data directory (no audio is touched).
 
@@ -161,36 +211,11 @@ def read_kaldi_part(folder: Path | str) -> KaldiPart:
     for name in ("wav.scp", "text"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} does not exist; expected {KALDI_LAYOUT}")
-    wav_rows = _table(folder / "wav.scp", 2, "<recording-id> <file> | <recording-id> <command> |")
-    wav, commands = {}, set()
-    for reco, (number, rest) in wav_rows.items():
-        entry = " ".join(rest)
-        if entry.endswith("|"):
-            commands.add(reco)
-            entry = entry[:-1].strip()
-        elif _ARK_ENTRY.search(entry):
-            raise ValueError(
-                f"{folder / 'wav.scp'}:{number}: {entry} is an entry of a Kaldi archive "
-                f"(<file>.ark:<offset>), which dmao does not read; write the audio as files "
-                f"(ESPnet: format_wav_scp.sh --audio-format flac) or as a command ending in |"
-            )
-        wav[reco] = entry
+    wav, commands = read_wav_scp(folder / "wav.scp")
     text = {u: " ".join(rest) for u, (_, rest) in _table(folder / "text", 1, "<utt> words").items()}
     segments = None
     if (folder / "segments").is_file():
-        segments = {}
-        path = folder / "segments"
-        for utt, (number, rest) in _table(path, 4, "<utt> <recording> <start> <end>").items():
-            try:
-                start, end = float(rest[1]), float(rest[2])
-            except ValueError:
-                message = f"{path}:{number}: start and end must be numbers, got {rest[1:3]}"
-                raise ValueError(message) from None
-            if start < 0 or (end != -1 and end <= start):
-                raise ValueError(f"{path}:{number}: segment {utt} runs from {start} to {end}")
-            if rest[0] not in wav:
-                raise ValueError(f"{path}:{number}: recording {rest[0]} is not in wav.scp")
-            segments[utt] = (rest[0], start, end)
+        segments = read_segments(folder / "segments", wav)
         problem = _mismatch(
             "utterances", "text", text.keys() - segments.keys(), "segments",
             segments.keys() - text.keys(),
@@ -205,7 +230,7 @@ def read_kaldi_part(folder: Path | str) -> KaldiPart:
     speakers = {}
     if (folder / "utt2spk").is_file():
         speakers = {u: r[0] for u, (_, r) in _table(folder / "utt2spk", 2, "<utt> <spk>").items()}
-    return KaldiPart(folder, wav, frozenset(commands), text, segments, speakers)
+    return KaldiPart(folder, wav, commands, text, segments, speakers)
 
 
 def kaldi_parts(corpus_dir: Path | str) -> list[str]:
