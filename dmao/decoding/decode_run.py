@@ -51,7 +51,7 @@ from dmao.evaluation.nbest import (
     write_nbest,
 )
 from dmao.evaluation.sclite import find_sclite, score_with_sclite, trn_id, write_ctm, write_trn
-from dmao.evaluation.wer import ALIGNERS, ErrorCounts, ScoreResult, write_hypotheses
+from dmao.evaluation.wer import ALIGNERS, ScoreResult, write_hypotheses
 
 __all__ = [
     "DecodeResult",
@@ -378,8 +378,8 @@ def decode_loaded(
         "real_time_factor": result.real_time_factor,
         "summary": score.summary(),
         "aligner": align,
-        "word_counts": _counts(score.word),
-        "char_counts": _counts(score.char),
+        "word_counts": score.word.as_record(),
+        "char_counts": score.char.as_record(),
     }
     if align == "sclite" and find_sclite() is not None:
         record["sclite_binary"] = _sclite_check(out_dir, score)
@@ -405,7 +405,7 @@ def decode_loaded(
             "file": "nbest.txt",
             "mean_hypotheses": oracle.mean_length,
             "oracle_wer": oracle.wer,
-            "oracle_word_counts": _counts(oracle.word),
+            "oracle_word_counts": oracle.word.as_record(),
             "oracle_not_first": sum(r > 1 for r in oracle.chosen_ranks) / max(len(refs), 1),
         }
     if dec.method == "lm":
@@ -415,15 +415,6 @@ def decode_loaded(
     with open(out_dir / "result.json", "w") as f:
         json.dump(record, f, indent=1)
     return result
-
-
-def _counts(counts: ErrorCounts) -> dict[str, int]:
-    return {
-        "substitutions": counts.substitutions,
-        "deletions": counts.deletions,
-        "insertions": counts.insertions,
-        "ref_len": counts.ref_len,
-    }
 
 
 def _sclite_check(out_dir: Path, score: ScoreResult) -> dict[str, Any]:
@@ -436,7 +427,7 @@ def _sclite_check(out_dir: Path, score: ScoreResult) -> dict[str, Any]:
         "insertions": theirs.insertions,
         "ref_len": theirs.num_words,
     }
-    equal = counts == _counts(score.word)
+    equal = counts == score.word.as_record()
     if not equal:
-        log.warning("sclite counts %s, dmao's sclite alignment %s", counts, _counts(score.word))
+        log.warning("sclite counts %s, dmao's sclite alignment %s", counts, score.word.as_record())
     return {"command": " ".join(find_sclite()), "word_counts": counts, "equal": equal}

@@ -87,6 +87,15 @@ class ErrorCounts:
             return 0.0 if self.errors == 0 else math.inf
         return self.errors / self.ref_len
 
+    def as_record(self) -> dict[str, int]:
+        """The counts ``result.json`` keeps: substitutions, deletions, insertions, ref_len."""
+        return {
+            "substitutions": self.substitutions,
+            "deletions": self.deletions,
+            "insertions": self.insertions,
+            "ref_len": self.ref_len,
+        }
+
     def __add__(self, other: ErrorCounts) -> ErrorCounts:
         return ErrorCounts(
             substitutions=self.substitutions + other.substitutions,

@@ -23,6 +23,7 @@ from dmao.evaluation.sclite import (
     read_trn,
     score_with_sclite,
 )
+from dmao.evaluation.transcripts import score_files
 from dmao.evaluation.wer import score_corpus
 from dmao.lm.ngram import read_arpa
 
@@ -84,6 +85,9 @@ def _check_outputs(out, measure: str | None = None) -> None:
     rescored = score_corpus([refs[i] for i in refs], [hyps[i] for i in refs])
     assert rescored.wer == pytest.approx(record["wer"])
     assert rescored.cer == pytest.approx(record["cer"])
+    # `dmao score` on the trn files gives the decode's numbers (same normalisation and aligner).
+    scored = score_files(out / "ref.trn", out / "hyp.trn", aligner=record["aligner"]).score
+    assert (scored.wer, scored.cer) == (pytest.approx(record["wer"]), pytest.approx(record["cer"]))
     if find_sclite() is not None:
         assert score_with_sclite(out / "ref.trn", out / "hyp.trn").num_words == (
             rescored.word.ref_len
