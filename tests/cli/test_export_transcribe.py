@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from dmao.cli.main import main
+from dmao.evaluation.wer import score_corpus
 
 
 def _dmao(*args: str) -> subprocess.CompletedProcess:
@@ -254,3 +255,36 @@ def test_word_times_as_json_and_as_ctm(tiny_export, tiny_corpus, capsys, method)
     assert main([*base, "--ctm", "--confidence-alpha", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert "confidence alpha must be > 0" in err and len(err.splitlines()) == 1
+
+
+def test_a_kaldi_data_directory_transcribed_then_scored(tiny_export, tiny_corpus, tmp_path, capsys):
+    """The Kaldi workflow: ``dmao transcribe data/test > hyp.txt``, then ``dmao score data/test
+    hyp.txt``; a recording whose command fails is one error line, then a missing hypothesis."""
+    files = sorted((tiny_corpus.root / "test").rglob("*.flac"))[:3]
+    transcripts = dict(
+        line.split(" ", 1)
+        for path in (tiny_corpus.root / "test").rglob("*.trans.txt")
+        for line in path.read_text(encoding="utf-8").splitlines()
+    )
+    part = tmp_path / "data" / "test"
+    part.mkdir(parents=True)
+    wav_scp = [f"{files[0].stem} {files[0]}", f"{files[1].stem} cat {files[1]} |"]
+    wav_scp.append(f"{files[2].stem} false {files[2]} |")
+    (part / "wav.scp").write_text("\n".join(wav_scp) + "\n", encoding="utf-8")
+    (part / "text").write_text("".join(f"{f.stem} {transcripts[f.stem]}\n" for f in files))
+    assert main(["transcribe", "--model", str(tiny_export), str(part)]) == 1
+    captured = capsys.readouterr()
+    assert f"{part / 'wav.scp'}: recording {files[2].stem}: command exited with status 1" in (
+        captured.err
+    )
+    lines = captured.out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [files[0].stem, files[1].stem]
+    hyp = tmp_path / "hyp.txt"
+    hyp.write_text(captured.out, encoding="utf-8")
+
+    assert main(["score", str(part), str(hyp), "--out", str(tmp_path / "scored")]) == 0
+    summary, count = capsys.readouterr().out.splitlines()[:2]
+    texts = [line.split("\t")[1] for line in lines] + [""]
+    expected = score_corpus([transcripts[f.stem] for f in files], texts)
+    assert summary == expected.summary() and expected.word.errors > 0
+    assert count == "3 utterances (1 without a hypothesis, scored as empty)"
