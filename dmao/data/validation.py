@@ -341,7 +341,9 @@ def _check_audio(
         else:
             samples, rate = sf.read(path, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError/RuntimeError for corrupt data
-        return [("unreadable_audio", str(err).strip() or type(err).__name__)], 0.0, None
+        from dmao.data.bad_audio import audio_error_message
+
+        return [("unreadable_audio", audio_error_message(err))], 0.0, None
     return _sample_problems(samples.T), samples.shape[0] / rate, rate
 
 

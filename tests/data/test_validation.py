@@ -36,6 +36,8 @@ def test_every_problem_is_listed_with_its_file(tiny_corpus, tmp_path):
         by_reason.setdefault(p.reason, []).append(p)
     assert [p.utterance_id for p in by_reason["empty_file"]] == [broken[0]]
     assert [p.utterance_id for p in by_reason["unreadable_audio"]] == [broken[1]]
+    (unreadable,) = by_reason["unreadable_audio"]
+    assert unreadable.detail.startswith("LibsndfileError: ") and "\n" not in unreadable.detail
     assert [p.utterance_id for p in by_reason["missing_audio"]] == [broken[2]]
     assert [p.utterance_id for p in by_reason["wrong_sampling_rate"]] == [broken[3]]
     assert "8000 Hz, expected 16000 Hz" in by_reason["wrong_sampling_rate"][0].detail
