@@ -161,3 +161,32 @@ def test_validate_decodes_every_recording_and_checks_every_supervision(
     # the command line
     assert main(["validate", str(manifests), "--lhotse", "--parts", "dev", "--strict"]) == 1
     assert main(["validate", str(manifests), "--lhotse", "--parts", "train"]) == 0
+
+
+def test_a_supervision_over_several_channels_is_read_on_its_first(tmp_path, caplog):
+    """A 2-channel recording: a supervision over both channels (a microphone array's) becomes a
+    cut on its first channel, one on channel 1 stays there; each cut holds that channel's audio."""
+    import soundfile as sf
+    from lhotse import Recording, RecordingSet, SupervisionSegment, SupervisionSet
+
+    rng = np.random.default_rng(0)
+    samples = (0.1 * rng.standard_normal((32000, 2))).astype(np.float32)
+    sf.write(tmp_path / "call.wav", samples, 16000, subtype="FLOAT")
+    manifests = tmp_path / "lhotse"
+    manifests.mkdir()
+    recording = Recording.from_file(tmp_path / "call.wav", recording_id="call")
+    RecordingSet.from_recordings([recording]).to_file(manifests / "ami_recordings_test.jsonl.gz")
+    SupervisionSet.from_segments([
+        SupervisionSegment("both", "call", 0.0, 1.0, channel=[1, 0], text="HELLO THERE"),
+        SupervisionSegment("right", "call", 1.0, 1.0, channel=1, text="GOOD DAY"),
+    ]).to_file(manifests / "ami_supervisions_test.jsonl.gz")  # fmt: skip
+    with caplog.at_level("INFO"):
+        cuts = prepare_lhotse(manifests, tmp_path / "m", ["test"], num_jobs=1)["test"]
+    assert "1 supervisions over several channels read on their first" in caplog.text
+    assert [(c.id, type(c).__name__, c.channel) for c in cuts] == [
+        ("both", "MonoCut", 1),
+        ("right", "MonoCut", 1),
+    ]
+    np.testing.assert_array_equal(cuts["both"].load_audio()[0], samples[:16000, 1])
+    np.testing.assert_array_equal(cuts["right"].load_audio()[0], samples[16000:, 1])
+    assert cuts["both"].load_features().shape[1] == 80  # features of one channel

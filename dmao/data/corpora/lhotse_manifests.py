@@ -11,12 +11,13 @@ dmao's computed, so that every corpus has the same front end). The prefix is the
 a folder holding manifests of several corpora for one part is an error that names them.
 
 One cut per supervision (its id, on its channel, only its own text even where supervisions
-overlap), like TED-LIUM's and Switchboard's segments. Transcripts: whole tokens in brackets
-(``[noise]``, ``<unk>``, ``{breath}``) are removed, then
-:func:`~dmao.data.text.normalize_transcript`; a supervision left empty is dropped, the text as
-the recipe wrote it kept in ``custom["original_text"]``. Bad audio follows ``data.bad_audio``:
-the files of the recordings are pre-scanned (headers; other sources, such as URLs or commands,
-are found by the feature extraction), a bad recording being one entry for all its supervisions.
+overlap), like TED-LIUM's and Switchboard's segments; a supervision over several channels (a
+microphone array's) is read on the first it lists, as Kaldi data directories on channel 0.
+Transcripts: whole tokens in brackets (``[noise]``, ``<unk>``, ``{breath}``) are removed, then
+:func:`~dmao.data.text.normalize_transcript`; a supervision left empty is dropped, the text as the
+recipe wrote it kept in ``custom["original_text"]``. Bad audio follows ``data.bad_audio``: the
+files of the recordings are pre-scanned (headers; other sources, such as URLs or commands, are
+found by the feature extraction), a bad recording being one entry for all its supervisions.
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lhotse import CutSet, MonoCut, Recording, RecordingSet, SupervisionSet, load_manifest
+from lhotse import (
+    CutSet,
+    MonoCut,
+    Recording,
+    RecordingSet,
+    SupervisionSegment,
+    SupervisionSet,
+    load_manifest,
+)
 from lhotse.utils import fastcopy
 
 from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
@@ -149,6 +158,24 @@ def _from_cuts(path: Path) -> tuple[RecordingSet, SupervisionSet]:
     )
 
 
+def _on_one_channel(
+    part: str, supervisions: Sequence[SupervisionSegment]
+) -> list[SupervisionSegment]:
+    """Each supervision on one channel: one over several (a microphone array's, AMI's or
+    CHiME's) on the first it lists, as Kaldi data directories are read on channel 0."""
+    moved = 0
+    kept = []
+    for sup in supervisions:
+        if isinstance(sup.channel, list):
+            moved += len(sup.channel) > 1
+            sup = fastcopy(sup, channel=sup.channel[0])
+        kept.append(sup)
+    if moved:
+        log.info("lhotse %s: %d supervisions over several channels read on their first",
+                 part, moved)  # fmt: skip
+    return kept
+
+
 def prepare_lhotse(
     corpus_dir: Path | str, out_dir: Path | str, parts: Sequence[str], **options: Any
 ) -> dict[str, CutSet]:
@@ -189,6 +216,7 @@ def prepare_lhotse(
             )
             log.info("lhotse %s: %d supervisions, %d empty after normalisation dropped",
                      part, len(kept), dropped)  # fmt: skip
+            kept = _on_one_channel(part, kept)
             readable = RecordingSet.from_recordings(r for r in recordings if r.id not in excluded)
             by_part[part] = segment_cuts(readable, kept)
         return by_part
