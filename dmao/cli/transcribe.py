@@ -1,17 +1,17 @@
 """``dmao transcribe --model DIR INPUT...`` — one line per file on stdout, errors on stderr.
 
 INPUT is a file, a folder (its audio files), a Kaldi data directory (a folder with ``wav.scp`` and
-optionally ``segments``: one result per utterance, named by its id) or ``@LIST`` (a file listing
-``PATH`` or ``ID<TAB>PATH`` a line; see :mod:`dmao.export.inputs`). Output, one record per
-transcribed file: ``ID<TAB>text`` (default), a TSV table with a header (``--tsv``: id, text,
-duration_s, rtf), JSON Lines (``--json``: id, path, text, duration_s, rtf, with ``--timestamps``
-also words with their start, end and confidence; failed files as id, path, error) or sclite CTM
-(``--ctm``: one line per word, ``ID A START DURATION WORD CONFIDENCE``, like ``dmao decode``'s
-``hyp.ctm``). An export with an n-gram LM (``dmao export --lm``) decodes with it (``--method lm``;
-``--lm FILE`` gives another). A file that fails is one line on stderr, the others are still
-transcribed, a summary ends the output on stderr, and the exit code is 1 if any file failed. Files
-share acoustic-model passes, sorted by length (``--batch-seconds``); results still come out in
-input order.
+optionally ``segments``: one result per utterance, named by its id), ``@LIST`` (a file listing
+``PATH`` or ``ID<TAB>PATH`` a line; see :mod:`dmao.export.inputs`) or ``-`` (standard input).
+Output, one record per transcribed file: ``ID<TAB>text`` (default), a TSV table with a header
+(``--tsv``: id, text, duration_s, rtf), JSON Lines (``--json``: id, path, text, duration_s, rtf,
+with ``--timestamps`` also words with their start, end and confidence; failed files as id, path,
+error) or sclite CTM (``--ctm``: one line per word, ``ID A START DURATION WORD CONFIDENCE``, like
+``dmao decode``'s ``hyp.ctm``). An export with an n-gram LM (``dmao export --lm``) decodes with it
+(``--method lm``; ``--lm FILE`` gives another). A file that fails is one line on stderr, the others
+are still transcribed, a summary ends the output on stderr, and the exit code is 1 if any file
+failed. Files share acoustic-model passes, sorted by length (``--batch-seconds``); results still
+come out in input order.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="INPUT",
         help="audio file (any format), folder (its audio files), Kaldi data directory (a folder "
-        "with wav.scp [and segments]: its utterances) or @LIST (one path a line)",
+        "with wav.scp [and segments]: its utterances), @LIST (one path a line) or - (standard "
+        "input: a WAV/FLAC/... stream, or headerless PCM with --raw-format)",
     )
     p.add_argument("--model", type=Path, required=True, help="folder written by `dmao export`")
     p.add_argument(
@@ -116,7 +117,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "export's"
         )
     )
-    raw = p.add_argument_group("headerless PCM (.raw, .pcm files)")
+    raw = p.add_argument_group("headerless PCM (.raw, .pcm files; standard input when given)")
     raw.add_argument(
         "--raw-format",
         default=None,

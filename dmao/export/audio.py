@@ -149,23 +149,36 @@ def load_audio(
 
 
 def decode_audio(
-    data: bytes, sampling_rate: int, *, where: str, channel: int | None = None
+    data: bytes,
+    sampling_rate: int,
+    *,
+    where: str,
+    channel: int | None = None,
+    raw: RawFormat | None = None,
 ) -> np.ndarray:
     """Audio held in memory (a WAV/FLAC/... stream, e.g. what a Kaldi ``wav.scp`` command
-    writes) as mono float32 samples at ``sampling_rate``, like :func:`load_audio`.
+    writes or a pipe into ``dmao transcribe -``) as mono float32 samples at ``sampling_rate``,
+    like :func:`load_audio`.
 
     Args:
-        data: the encoded stream.
+        data: the encoded stream, or headerless PCM when ``raw`` is given.
         sampling_rate: the rate to resample to, in Hz.
         where: what the stream is, for messages (``where: reason``).
         channel: the channel to keep; None averages them.
+        raw: read ``data`` as headerless PCM in this format.
 
     Returns:
         ``(N,)`` float32 samples in [-1, 1].
 
     Raises:
-        ValueError: not audio libsndfile reads, or no, or non-finite, samples.
+        ValueError: no bytes, not audio libsndfile reads (or not whole frames of ``raw``), or
+            no, or non-finite, samples.
     """
+    if not data:
+        raise ValueError(f"{where}: empty (0 bytes); expected audio")
+    if raw is not None:
+        samples, rate = _read_raw(data, raw, where)
+        return _mono(samples, rate, sampling_rate, where, channel)
     try:
         frames, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)  # (N, C)
     except (sf.SoundFileError, RuntimeError) as err:
@@ -194,25 +207,29 @@ def _mono(
     return mono
 
 
-def _read_raw(path: Path, raw: RawFormat | None) -> tuple[np.ndarray, int]:
-    """``(samples (C, N) float32, rate)`` of headerless PCM."""
+def _read_raw(
+    source: Path | bytes, raw: RawFormat | None, where: str | None = None
+) -> tuple[np.ndarray, int]:
+    """``(samples (C, N) float32, rate)`` of headerless PCM, a file or bytes (``where`` names
+    them in messages; default the path)."""
+    where = where or str(source)
     if raw is None:
         raise ValueError(
-            f"{path}: headerless PCM has no header to say its sample format and rate; "
+            f"{where}: headerless PCM has no header to say its sample format and rate; "
             f"give them with {_RAW_USAGE}"
         )
-    size = path.stat().st_size
+    size = len(source) if isinstance(source, bytes) else source.stat().st_size
     if size % raw.frame_bytes:
         # Checked because libsndfile silently drops a partial last frame: a remainder means
         # the stated format (sample width or channel count) is not the file's.
         raise ValueError(
-            f"{path}: {size} bytes is not a whole number of {raw.frame_bytes}-byte frames; "
+            f"{where}: {size} bytes is not a whole number of {raw.frame_bytes}-byte frames; "
             f"expected headerless PCM as {raw.describe()}"
         )
     subtype, endian, _ = RAW_SAMPLE_FORMATS[raw.sample_format]
     try:
         data, rate = sf.read(
-            path,
+            io.BytesIO(source) if isinstance(source, bytes) else source,
             dtype="float32",
             always_2d=True,
             format="RAW",
@@ -223,7 +240,7 @@ def _read_raw(path: Path, raw: RawFormat | None) -> tuple[np.ndarray, int]:
         )  # (N, C)
     except (sf.SoundFileError, RuntimeError) as err:
         raise ValueError(
-            f"{path}: not readable as headerless PCM ({raw.describe()}): {_soundfile_reason(err)}"
+            f"{where}: not readable as headerless PCM ({raw.describe()}): {_soundfile_reason(err)}"
         ) from None
     return np.ascontiguousarray(data.T), int(rate)
 

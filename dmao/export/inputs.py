@@ -4,6 +4,9 @@ Each command-line argument is one of
 
 - ``FILE``: transcribed as given (a missing or unreadable file fails on its own later, as one
   line, without stopping the others);
+- ``-``: standard input, read to its end: a stream with a header (WAV, FLAC, OGG, ...), or
+  headerless PCM when a :class:`~dmao.export.audio.RawFormat` is given (``--raw-format``);
+  at most once (``./-`` is a file named ``-``);
 - ``FOLDER`` with a ``wav.scp``: a Kaldi data directory (the layout ``dmao prepare kaldi``
   reads): one input per utterance of its ``segments`` file, else per recording of ``wav.scp``,
   named by its id. An entry may be a file or a command ending in ``|`` that writes WAV/FLAC to
@@ -26,6 +29,7 @@ in a folder: the folder as written joined with the file's path below it).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +38,12 @@ import numpy as np
 
 from dmao.export.audio import AUDIO_SUFFIXES, RawFormat, decode_audio, load_audio
 
-__all__ = ["LIST_PREFIX", "AudioInput", "InputReader", "KaldiSource", "expand_inputs"]
+__all__ = ["LIST_PREFIX", "STDIN", "AudioInput", "InputReader", "KaldiSource", "expand_inputs"]
 
 LIST_PREFIX = "@"
 """An argument starting with this names a list file (write ``./@name`` for a file so named)."""
+STDIN = "-"
+"""The argument that stands for standard input (write ``./-`` for a file so named)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,8 @@ class AudioInput:
     path: Path
     error: str | None = None
     kaldi: KaldiSource | None = None
+    stdin: bool = False
+    """The audio is standard input (``-``; its ``path`` is ``<stdin>``)."""
 
     @classmethod
     def of(cls, item: str | Path | AudioInput) -> AudioInput:
@@ -80,12 +88,16 @@ def expand_inputs(arguments: Iterable[str | Path]) -> list[AudioInput]:
     Raises:
         FileNotFoundError: a list file does not exist.
         ValueError: a list file is unreadable or lists nothing; a Kaldi data directory's
-            ``wav.scp`` or ``segments`` has a bad line (file and line named).
+            ``wav.scp`` or ``segments`` has a bad line (file and line named); ``-`` twice.
     """
     inputs: list[AudioInput] = []
     for argument in arguments:
         text = str(argument)
-        if text.startswith(LIST_PREFIX):
+        if text == STDIN:
+            if any(audio.stdin for audio in inputs):
+                raise ValueError(f"'{STDIN}' (standard input) can be given once")
+            inputs.append(AudioInput(STDIN, Path("<stdin>"), stdin=True))
+        elif text.startswith(LIST_PREFIX):
             inputs.extend(_read_list(Path(text[len(LIST_PREFIX) :])))
         elif (Path(text) / "wav.scp").is_file():
             inputs.extend(_kaldi_utterances(Path(text)))
@@ -175,8 +187,11 @@ class InputReader:
         Raises:
             FileNotFoundError: the file does not exist.
             ValueError: unreadable audio, a failing command, or a segment outside its
-                recording; one line that starts with ``audio.path``.
+                recording; one line that starts with ``audio.path`` (``<stdin>`` for ``-``).
         """
+        if audio.stdin:
+            data = sys.stdin.buffer.read()
+            return decode_audio(data, self.sampling_rate, where=str(audio.path), raw=self.raw)
         if audio.kaldi is None:
             return load_audio(audio.path, self.sampling_rate, raw=self.raw)
         from dmao.data.corpora.kaldi import span_in_recording

@@ -288,3 +288,28 @@ def test_a_kaldi_data_directory_transcribed_then_scored(tiny_export, tiny_corpus
     expected = score_corpus([transcripts[f.stem] for f in files], texts)
     assert summary == expected.summary() and expected.word.errors > 0
     assert count == "3 utterances (1 without a hypothesis, scored as empty)"
+
+
+def test_standard_input_as_a_stream_or_as_headerless_pcm(tiny_export, tiny_corpus):
+    """``cat a.flac | dmao transcribe -`` and ``... --raw-format s16le ... -`` give the file's text
+    (the corpus's FLAC is 16-bit: the same samples); empty input is one error line, exit 1."""
+    flac = sorted((tiny_corpus.root / "test").rglob("*.flac"))[0]
+    expected = _dmao("transcribe", "--model", str(tiny_export), str(flac)).stdout.split("\t")[1]
+    samples, rate = sf.read(flac, dtype="int16")
+    assert rate == 16000
+    raw = ["--raw-format", "s16le", "--raw-sample-rate", "16000"]
+    for options, data in (([], flac.read_bytes()), (raw, samples.astype("<i2").tobytes())):
+        proc = subprocess.run(
+            [sys.executable, "-m", "dmao.cli.main", "transcribe", "--model", str(tiny_export),
+             *options, "-"],
+            input=data, capture_output=True, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert proc.stdout.decode() == f"-\t{expected}", options
+    proc = subprocess.run(
+        [sys.executable, "-m", "dmao.cli.main", "transcribe", "--model", str(tiny_export), "-"],
+        input=b"", capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    errors = proc.stderr.decode().splitlines()
+    assert errors[0] == "dmao transcribe: error: <stdin>: empty (0 bytes); expected audio"

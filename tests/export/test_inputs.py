@@ -175,3 +175,14 @@ def test_kaldi_utterances_are_read_from_their_recordings_on_channel_0(tmp_path):
     assert str(caught.value) == (
         f"{part / 'wav.scp'}: recording rec3: command exited with status 3: broken"
     )
+
+
+def test_a_dash_is_standard_input_once(tmp_path):
+    a = _touch(tmp_path / "a.wav")
+    assert expand_inputs(["-", a]) == [
+        AudioInput("-", Path("<stdin>"), stdin=True),
+        AudioInput(str(a), a),
+    ]
+    assert expand_inputs(["./-"]) == [AudioInput("./-", Path("./-"))]  # a file named "-"
+    with pytest.raises(ValueError, match=r"'-' \(standard input\) can be given once"):
+        expand_inputs(["-", a, "-"])
