@@ -138,7 +138,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--ctm",
         action="store_true",
         help="word times as sclite CTM: ID A START DURATION WORD CONFIDENCE, one line per word "
-        "(seconds; confidence in [0, 1]; whitespace in an ID becomes _)",
+        "(seconds; confidence in [0, 1]; whitespace in an ID becomes _); a Kaldi data "
+        "directory's utterances in their recording's time, named by its reco2file_and_channel "
+        "(else RECORDING A), as Kaldi's get_ctm.sh",
     )
     p.add_argument(
         "--timestamps",
@@ -153,7 +155,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Transcribe every input; failed files are reported on stderr and make the exit code 1."""
-    from dmao.evaluation.sclite import ctm_lines
     from dmao.export import Failure, Transcriber, expand_inputs, load_exported
 
     if args.timestamps and not args.json:
@@ -223,8 +224,7 @@ def run(args: argparse.Namespace) -> int:
                     ]  # fmt: skip
                 _out(json.dumps(record, ensure_ascii=False))
             elif args.ctm:
-                ctm_id = "_".join(result.id.split())  # CTM fields are space-separated
-                for line in ctm_lines(ctm_id, result.words or []):
+                for line in result.ctm_lines():
                     _out(line)
             elif args.tsv:
                 row = (result.id, result.text, f"{result.audio_seconds:.3f}")

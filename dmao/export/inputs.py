@@ -12,8 +12,9 @@ Each command-line argument is one of
   named by its id. An entry may be a file or a command ending in ``|`` that writes WAV/FLAC to
   stdout; relative paths and commands start from the folder above the data directory's parent
   (a recipe's root, for ``data/test``), as in ``dmao prepare kaldi``; a recording is read on
-  channel 0, as there. ``text`` and the other files are not needed. The segments of one
-  recording read it once when they follow each other (Kaldi sorts them so);
+  channel 0, as there. ``text`` and the other files are not needed (``reco2file_and_channel``
+  names the recordings in CTM output). The segments of one recording read it once when they
+  follow each other (Kaldi sorts them so);
 - ``FOLDER``: otherwise, every audio file below it (by suffix,
   :data:`~dmao.export.audio.AUDIO_SUFFIXES`; hidden files such as macOS's ``._x.wav`` are
   skipped), in sorted order; a folder without any is one failed input (like a bad file, it
@@ -58,6 +59,10 @@ class KaldiSource:
     start: float = 0.0
     end: float = -1.0
     """Seconds; ``-1``: the recording's end."""
+    file: str = ""
+    """The recording's name in CTM files: ``reco2file_and_channel``'s, else the recording id."""
+    channel: str = "A"
+    """Its channel in CTM files: ``reco2file_and_channel``'s, else ``A``."""
 
 
 @dataclass(frozen=True)
@@ -152,9 +157,17 @@ def _read_list(path: Path) -> list[AudioInput]:
 
 
 def _kaldi_utterances(folder: Path) -> list[AudioInput]:
-    from dmao.data.corpora.kaldi import audio_base, read_segments, read_wav_scp
+    from dmao.data.corpora.kaldi import (
+        audio_base,
+        read_reco2file_and_channel,
+        read_segments,
+        read_wav_scp,
+    )
 
     wav, commands = read_wav_scp(folder / "wav.scp")
+    names = {}
+    if (folder / "reco2file_and_channel").is_file():
+        names = read_reco2file_and_channel(folder / "reco2file_and_channel")
     base = audio_base(folder.resolve().parent)
     spans = {reco: (reco, 0.0, -1.0) for reco in wav}
     if (folder / "segments").is_file():
@@ -166,7 +179,8 @@ def _kaldi_utterances(folder: Path) -> list[AudioInput]:
         command = wav[reco] if reco in commands else None
         entry = Path(wav[reco])
         path = folder / "wav.scp" if command else entry if entry.is_absolute() else base / entry
-        source = KaldiSource(reco, command, base, start, end)
+        file, channel = names.get(reco, (reco, "A"))
+        source = KaldiSource(reco, command, base, start, end, file, channel)
         inputs.append(AudioInput(utterance, path, kaldi=source))
     return inputs
 

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dmao.decoding.timing import WordTiming
+from dmao.evaluation.sclite import ctm_lines
+from dmao.export.inputs import KaldiSource
 
 __all__ = ["Failure", "Transcription", "failure_message"]
 
@@ -28,9 +30,24 @@ class Transcription:
     id: str = ""
     words: list[WordTiming] | None = None
     """Each word's start and duration (``Transcriber(timestamps=True)``), else None."""
+    kaldi: KaldiSource | None = None
+    """Where the utterance lies, for an utterance of a Kaldi data directory."""
 
     def __post_init__(self) -> None:
         self.id = self.id or str(self.path)
+
+    def ctm_lines(self) -> list[str]:
+        """The words as sclite CTM lines, ``NAME CHANNEL START DURATION WORD CONFIDENCE``: for a
+        file, ``NAME`` is the id (whitespace → ``_``), channel ``A``, times from its start; for an
+        utterance of a Kaldi data directory, in its recording's time and named by
+        ``reco2file_and_channel`` (else the recording id, ``A``), as Kaldi's ``get_ctm.sh``
+        writes them for scoring against an STM."""
+        words = self.words or []
+        if self.kaldi is None:
+            return ctm_lines("_".join(self.id.split()), words)
+        offset = self.kaldi.start
+        shifted = [replace(w, start_s=w.start_s + offset) for w in words]
+        return ctm_lines(self.kaldi.file, shifted, self.kaldi.channel)
 
     @property
     def real_time_factor(self) -> float:

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dmao.export import AudioInput, expand_inputs
+from dmao.decoding.timing import WordTiming
+from dmao.export import AudioInput, Transcription, expand_inputs
 from dmao.export.inputs import InputReader, KaldiSource
 
 
@@ -98,11 +99,15 @@ def test_a_kaldi_data_directory_gives_its_utterances(tmp_path):
         "u1 rec1 0.0 1.5\nu2 rec1 1.5 -1\nu3 rec2 0 2\n",
     )
     root = (tmp_path / "recipe").resolve()  # relative entries start from the recipe's root
+    (part / "reco2file_and_channel").write_text("rec1 talk1 1\n", encoding="utf-8")
+    rec1 = root / "audio/rec1.flac"
     assert expand_inputs([part]) == [
-        AudioInput("u1", root / "audio/rec1.flac", kaldi=KaldiSource("rec1", None, root, 0, 1.5)),
-        AudioInput("u2", root / "audio/rec1.flac", kaldi=KaldiSource("rec1", None, root, 1.5, -1)),
+        AudioInput("u1", rec1, kaldi=KaldiSource("rec1", None, root, 0, 1.5, "talk1", "1")),
+        AudioInput("u2", rec1, kaldi=KaldiSource("rec1", None, root, 1.5, -1, "talk1", "1")),
         AudioInput(
-            "u3", part / "wav.scp", kaldi=KaldiSource("rec2", "cat audio/rec2.wav", root, 0, 2)
+            "u3",
+            part / "wav.scp",
+            kaldi=KaldiSource("rec2", "cat audio/rec2.wav", root, 0, 2, "rec2", "A"),
         ),
     ]
     (part / "segments").unlink()  # without segments: one utterance per recording
@@ -186,3 +191,18 @@ def test_a_dash_is_standard_input_once(tmp_path):
     assert expand_inputs(["./-"]) == [AudioInput("./-", Path("./-"))]  # a file named "-"
     with pytest.raises(ValueError, match=r"'-' \(standard input\) can be given once"):
         expand_inputs(["-", a, "-"])
+
+
+def test_ctm_lines_of_a_kaldi_utterance_are_in_its_recording_time():
+    words = [WordTiming("HELLO", 0.2, 0.3, 0.9), WordTiming("THERE", 0.6, 0.4, 0.5)]
+    source = KaldiSource("rec1", None, Path("."), 12.5, 14.0, "talk1", "1")
+    utterance = Transcription(Path("a.wav"), "HELLO THERE", 1.5, id="u1", words=words, kaldi=source)
+    assert utterance.ctm_lines() == [
+        "talk1 1 12.70 0.30 HELLO 0.900",
+        "talk1 1 13.10 0.40 THERE 0.500",
+    ]
+    plain = Transcription(Path("my file.wav"), "HELLO THERE", 1.5, words=words)
+    assert plain.ctm_lines() == [
+        "my_file.wav A 0.20 0.30 HELLO 0.900",
+        "my_file.wav A 0.60 0.40 THERE 0.500",
+    ]

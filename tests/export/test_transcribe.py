@@ -286,13 +286,21 @@ def test_a_kaldi_data_directory_transcribes_like_its_files(tiny_export, test_cut
     (part / "segments").write_text(
         f"{a.id} joined 0 {boundary!r}\n{b.id} joined {boundary!r} -1\n{c.id} third 0 -1\n"
     )
-    transcriber = Transcriber(load_exported(tiny_export))
+    transcriber = Transcriber(load_exported(tiny_export), timestamps=True)
     results = list(transcriber.transcribe_files(expand_inputs([part])))
     assert all(isinstance(r, Transcription) for r in results), results
     assert [r.id for r in results] == [a.id, b.id, c.id]
     assert [r.audio_seconds for r in results] == pytest.approx(
         [a.duration, b.duration, c.duration], abs=1e-3
     )
-    expected = [transcriber.transcribe_file(p).text for p in (path_a, path_b, path_c)]
-    assert [r.text for r in results] == expected
-    assert sum(len(text) for text in expected) > 10  # the model does emit text
+    own = [transcriber.transcribe_file(p) for p in (path_a, path_b, path_c)]
+    assert [r.text for r in results] == [r.text for r in own]
+    assert sum(len(r.text) for r in own) > 10  # the model does emit text
+    # CTM in the recording's time: b's words where they lie in the joined recording
+    assert own[1].words, "the test needs words in b"
+    shifted = [
+        f"joined A {w.start_s + boundary:.2f} {w.duration_s:.2f} {w.word} {w.confidence:.3f}"
+        for w in own[1].words
+    ]
+    assert results[1].ctm_lines() == shifted
+    assert results[2].ctm_lines()[0].startswith("third A ")

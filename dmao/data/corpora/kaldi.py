@@ -56,6 +56,7 @@ __all__ = [
     "normalize_kaldi",
     "prepare_kaldi",
     "read_kaldi_part",
+    "read_reco2file_and_channel",
     "read_segments",
     "read_wav_scp",
     "run_audio_command",
@@ -196,6 +197,17 @@ def read_segments(path: Path, recordings: Collection[str]) -> dict[str, tuple[st
             raise ValueError(f"{path}:{number}: recording {rest[0]} is not in wav.scp")
         segments[utt] = (rest[0], start, end)
     return segments
+
+
+def read_reco2file_and_channel(path: Path) -> dict[str, tuple[str, str]]:
+    """``{recording id: (file name, channel)}`` of a ``reco2file_and_channel`` file (what
+    sclite's CTM and STM files call a recording: ``sw02001 sw02001 A``).
+
+    Raises:
+        ValueError: a line without three fields or a repeated id (file and line named).
+    """
+    rows = _table(path, 3, "<recording-id> <file> <channel>")
+    return {reco: (rest[0], rest[1]) for reco, (_, rest) in rows.items()}
 
 
 def read_kaldi_part(folder: Path | str) -> KaldiPart:
