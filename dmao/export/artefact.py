@@ -139,6 +139,26 @@ class ExportedModel:
         path = self.directory / ONNX_INT8_FILE
         return path if path.is_file() else None
 
+    def checked_onnx(self, *, int8: bool = False) -> Path:
+        """The ONNX file (``int8``: its int8 copy), checked against the manifest (size and
+        SHA-256; :func:`load_exported` leaves the ONNX files to the backend that uses them).
+
+        Raises:
+            FileNotFoundError: the export has no such file.
+            ValueError: the file differs from the one the manifest records.
+        """
+        name = ONNX_INT8_FILE if int8 else ONNX_FILE
+        path = self.onnx_int8_path if int8 else self.onnx_path
+        if path is None:
+            how = "export again with --int8" if int8 else "export again without --no-onnx"
+            raise FileNotFoundError(
+                f"export {self.directory} has no {name}; {how} or use --backend torch"
+            )
+        record = self.manifest.get("files", {}).get(name)
+        if record is not None:
+            verify_files(self.directory, {name: record}, set(), MANIFEST_FILE)
+        return path
+
     @property
     def decode_method(self) -> str:
         """The default decoding method: ``lm`` for an export with an LM (``dmao export --lm``),

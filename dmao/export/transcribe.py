@@ -37,10 +37,9 @@ from dmao.decoding.lm_decoder import CTCLMDecoder, token_symbols, word_boundary_
 from dmao.decoding.prior import apply_prior
 from dmao.decoding.timing import SUBSAMPLING_FACTOR, WordTiming, word_timings
 from dmao.evaluation.confidence import Calibration
-from dmao.export.artefact import MANIFEST_FILE, ONNX_FILE, ONNX_INT8_FILE, ExportedModel
+from dmao.export.artefact import ExportedModel
 from dmao.export.audio import RawFormat
 from dmao.export.chunking import chunked_log_probs, pause_segments
-from dmao.export.files import verify_files
 from dmao.export.inputs import AudioInput, InputReader
 from dmao.export.language_model import LanguageModel
 from dmao.export.onnx_export import OnnxAcousticModel
@@ -180,7 +179,7 @@ class Transcriber:
         # Padded feature frames a batched pass may hold (0: no batches).
         self._batch_frames = _seconds_to_frames(batch_seconds, shift, "batch_seconds")
         if backend != "torch":
-            path = _checked_onnx(exported, int8=backend == "onnx-int8")
+            path = exported.checked_onnx(int8=backend == "onnx-int8")
             self._onnx = OnnxAcousticModel(path, num_threads=num_threads)
         self.language_model: LanguageModel | None = None
         self._lm_decoder: CTCLMDecoder | None = None
@@ -490,18 +489,3 @@ def _seconds_to_frames(seconds: float, frame_shift_s: float, name: str) -> int:
     if seconds < 0:
         raise ValueError(f"{name} must be >= 0, got {seconds}")
     return SUBSAMPLING_FACTOR * round(seconds / frame_shift_s / SUBSAMPLING_FACTOR)
-
-
-def _checked_onnx(exported: ExportedModel, *, int8: bool = False) -> Path:
-    """The export's ONNX file (``int8``: its int8 copy), after checking it against the manifest."""
-    name = ONNX_INT8_FILE if int8 else ONNX_FILE
-    path = exported.onnx_int8_path if int8 else exported.onnx_path
-    if path is None:
-        how = "export again with --int8" if int8 else "export again without --no-onnx"
-        raise FileNotFoundError(
-            f"export {exported.directory} has no {name}; {how} or use --backend torch"
-        )
-    record = exported.manifest.get("files", {}).get(name)
-    if record is not None:  # load_exported leaves the ONNX files to the backend that uses them
-        verify_files(exported.directory, {name: record}, set(), MANIFEST_FILE)
-    return path
