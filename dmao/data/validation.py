@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 import soundfile as sf
 
+from dmao.data.bad_audio import audio_error_message
 from dmao.data.features import FRAME_SHIFT_S
 from dmao.data.filtering import ctc_min_frames
 from dmao.data.text import normalize_transcript
@@ -274,8 +275,6 @@ def _check_recording(recording) -> tuple[str, list[tuple[str, str]], float]:
     try:
         samples = recording.load_audio()
     except Exception as err:  # any reader error makes the recording unusable
-        from dmao.data.bad_audio import audio_error_message
-
         return source.source, [("unreadable_audio", audio_error_message(err))], 0.0
     found = _sample_problems(samples)
     return source.source, found, samples.shape[-1] / recording.sampling_rate
@@ -341,8 +340,6 @@ def _check_audio(
         else:
             samples, rate = sf.read(path, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError/RuntimeError for corrupt data
-        from dmao.data.bad_audio import audio_error_message
-
         return [("unreadable_audio", audio_error_message(err))], 0.0, None
     return _sample_problems(samples.T), samples.shape[0] / rate, rate
 

@@ -159,6 +159,7 @@ def _read_list(path: Path) -> list[AudioInput]:
 def _kaldi_utterances(folder: Path) -> list[AudioInput]:
     from dmao.data.corpora.kaldi import (
         audio_base,
+        audio_path,
         read_reco2file_and_channel,
         read_segments,
         read_wav_scp,
@@ -177,8 +178,7 @@ def _kaldi_utterances(folder: Path) -> list[AudioInput]:
     inputs = []
     for utterance, (reco, start, end) in spans.items():
         command = wav[reco] if reco in commands else None
-        entry = Path(wav[reco])
-        path = folder / "wav.scp" if command else entry if entry.is_absolute() else base / entry
+        path = folder / "wav.scp" if command else audio_path(wav[reco], base)
         file, channel = names.get(reco, (reco, "A"))
         source = KaldiSource(reco, command, base, start, end, file, channel)
         inputs.append(AudioInput(utterance, path, kaldi=source))

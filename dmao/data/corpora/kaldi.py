@@ -52,6 +52,7 @@ __all__ = [
     "MAX_OVERSHOOT_S",
     "KaldiPart",
     "audio_base",
+    "audio_path",
     "kaldi_parts",
     "normalize_kaldi",
     "prepare_kaldi",
@@ -110,8 +111,7 @@ class KaldiPart:
 
     def path(self, recording: str, base: Path) -> Path:
         """The audio file of a (non-command) recording, a relative one below ``base``."""
-        entry = Path(self.wav[recording])
-        return entry if entry.is_absolute() else base / entry
+        return audio_path(self.wav[recording], base)
 
     def utterance_counts(self) -> Counter[str]:
         """``{recording id: number of its utterances}``."""
@@ -253,6 +253,13 @@ def kaldi_parts(corpus_dir: Path | str) -> list[str]:
 def audio_base(corpus_dir: Path | str) -> Path:
     """Where relative ``wav.scp`` paths and commands start: the folder holding ``corpus_dir``."""
     return Path(corpus_dir).resolve().parent
+
+
+def audio_path(entry: str, base: Path) -> Path:
+    """The file a ``wav.scp`` file entry names: as written if absolute, else below ``base``
+    (:func:`audio_base`)."""
+    path = Path(entry)
+    return path if path.is_absolute() else base / path
 
 
 def _in_dir(command: str, cwd: Path) -> str:
