@@ -370,16 +370,10 @@ def decode_loaded(
         "split": split,
         "method": result.method,
         "checkpoint": result.checkpoint,
-        "wer": score.wer,
-        "cer": score.cer,
-        "num_utterances": len(refs),
+        **score.as_record(align),
         "audio_seconds": posteriors.audio_seconds,
         "decode_seconds": elapsed,
         "real_time_factor": result.real_time_factor,
-        "summary": score.summary(),
-        "aligner": align,
-        "word_counts": score.word.as_record(),
-        "char_counts": score.char.as_record(),
     }
     if align == "sclite" and find_sclite() is not None:
         record["sclite_binary"] = _sclite_check(out_dir, score)

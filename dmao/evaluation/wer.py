@@ -33,6 +33,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import kaldialign
 
@@ -189,6 +190,20 @@ class ScoreResult:
     @property
     def sentence_error_rate(self) -> float:
         return self.num_sentence_errors / self.num_utterances if self.num_utterances else 0.0
+
+    def as_record(self, aligner: str) -> dict[str, Any]:
+        """The scores every ``result.json`` keeps (what ``dmao results`` reads), scored with
+        ``aligner``: wer, cer (fractions), num_utterances, summary, aligner, word_counts and
+        char_counts."""
+        return {
+            "wer": self.wer,
+            "cer": self.cer,
+            "num_utterances": self.num_utterances,
+            "summary": self.summary(),
+            "aligner": aligner,
+            "word_counts": self.word.as_record(),
+            "char_counts": self.char.as_record(),
+        }
 
     def summary(self) -> str:
         """One line in the style of Kaldi's ``compute-wer``, e.g.
