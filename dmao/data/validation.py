@@ -176,12 +176,12 @@ def validate_kaldi(
 ) -> ValidationReport:
     """Check Kaldi data directories ``corpus_dir/<part>`` (:mod:`dmao.data.corpora.kaldi`):
     a malformed table (the part's one problem, ``malformed_data_dir``), every recording decoded
-    in full (files, and the output of ``wav.scp`` commands, which are run), segments outside
-    their recording, and per utterance the transcript (after the Kaldi markers are removed) and
-    CTC feasibility. Any sampling rate is fine (resampled when used). Recording problems name the
-    recording id; its utterances are not checked further.
+    in full (files, archive entries and the output of ``wav.scp`` commands, which are run),
+    segments outside their recording, and per utterance the transcript (after the Kaldi markers
+    are removed) and CTC feasibility. Any sampling rate is fine (resampled when used). Recording
+    problems name the recording id; its utterances are not checked further.
     """
-    from dmao.data.corpora.kaldi import audio_base, read_kaldi_part, run_audio_command
+    from dmao.data.corpora.kaldi import audio_base, read_kaldi_part
 
     corpus_dir = Path(corpus_dir)
     base = audio_base(corpus_dir)
@@ -195,16 +195,17 @@ def validate_kaldi(
             )
             continue
         lengths = {}
-        for reco, entry in kaldi.wav.items():
-            if reco in kaldi.commands:
-                where, stream = f"{entry} |", run_audio_command(entry, base)
+        plain = set(kaldi.files())
+        for reco in kaldi.wav:
+            where = kaldi.where(reco, base)
+            if reco in plain:
+                path = kaldi.path(reco, base)
+                found, seconds, _ = _check_audio(path, "listed in wav.scp but not on disk")
+            else:  # a command or an archive entry
+                stream = kaldi.stream(reco, base)
                 found, seconds, _ = (
                     ([stream], 0.0, None) if isinstance(stream, tuple) else _check_audio(stream)
                 )
-            else:
-                path = kaldi.path(reco, base)
-                where = str(path)
-                found, seconds, _ = _check_audio(path, "listed in wav.scp but not on disk")
             report.problems += [CorpusProblem(part, reco, where, *f) for f in found]
             if not found:
                 lengths[reco] = seconds

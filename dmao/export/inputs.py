@@ -9,11 +9,13 @@ Each command-line argument is one of
   at most once (``./-`` is a file named ``-``);
 - ``FOLDER`` with a ``wav.scp``: a Kaldi data directory (the layout ``dmao prepare kaldi``
   reads): one input per utterance of its ``segments`` file, else per recording of ``wav.scp``,
-  named by its id. An entry may be a file or a command ending in ``|`` that writes WAV/FLAC to
-  stdout; relative paths and commands start from the folder above the data directory's parent
-  (a recipe's root, for ``data/test``), as in ``dmao prepare kaldi``; a recording is read on
-  channel 0, as there. ``text`` and the other files are not needed (``reco2file_and_channel``
-  names the recordings in CTM output). The segments of one recording read it once when they
+  named by its id. An entry may be a file, a command ending in ``|`` that writes WAV/FLAC to
+  stdout, or an entry of a Kaldi archive (``<file>.ark:<offset>``: Kaldi's wave archives,
+  ESPnet's ``flac.ark``; :mod:`~dmao.data.corpora.kaldi_archive`); relative paths and
+  commands start from the folder above the data directory's parent (a recipe's root, for
+  ``data/test``), as in ``dmao prepare kaldi``; a recording is read on channel 0, as there.
+  ``text`` and the other files are not needed (``reco2file_and_channel`` names the recordings
+  in CTM output). The segments of one recording read it once when they
   follow each other (Kaldi sorts them so);
 - ``FOLDER``: otherwise, every audio file below it (by suffix,
   :data:`~dmao.export.audio.AUDIO_SUFFIXES`; hidden files such as macOS's ``._x.wav`` are
@@ -63,14 +65,16 @@ class KaldiSource:
     """The recording's name in CTM files: ``reco2file_and_channel``'s, else the recording id."""
     channel: str = "A"
     """Its channel in CTM files: ``reco2file_and_channel``'s, else ``A``."""
+    archive: str | None = None
+    """The recording's ``<file>.ark:<offset>`` entry, or None (a file or command)."""
 
 
 @dataclass(frozen=True)
 class AudioInput:
     """One file (or Kaldi utterance) to transcribe and the id its result is reported under;
     ``error`` is set when the input is already known to be bad (a folder without audio files):
-    ``FILE: reason``. For a Kaldi utterance ``path`` is its recording's file, or the
-    ``wav.scp`` of a command."""
+    ``FILE: reason``. For a Kaldi utterance ``path`` is its recording's file (an archive
+    entry's archive), or the ``wav.scp`` of a command."""
 
     id: str
     path: Path
@@ -164,8 +168,9 @@ def _kaldi_utterances(folder: Path) -> list[AudioInput]:
         read_segments,
         read_wav_scp,
     )
+    from dmao.data.corpora.kaldi_archive import archive_location
 
-    wav, commands = read_wav_scp(folder / "wav.scp")
+    wav, commands, archives = read_wav_scp(folder / "wav.scp")
     names = {}
     if (folder / "reco2file_and_channel").is_file():
         names = read_reco2file_and_channel(folder / "reco2file_and_channel")
@@ -178,9 +183,12 @@ def _kaldi_utterances(folder: Path) -> list[AudioInput]:
     inputs = []
     for utterance, (reco, start, end) in spans.items():
         command = wav[reco] if reco in commands else None
+        archive = wav[reco] if reco in archives else None
         path = folder / "wav.scp" if command else audio_path(wav[reco], base)
+        if archive:
+            path = archive_location(archive, base)[0]
         file, channel = names.get(reco, (reco, "A"))
-        source = KaldiSource(reco, command, base, start, end, file, channel)
+        source = KaldiSource(reco, command, base, start, end, file, channel, archive)
         inputs.append(AudioInput(utterance, path, kaldi=source))
     return inputs
 
@@ -227,13 +235,17 @@ class InputReader:
         if self._recording is not None and self._recording[0] == key:
             return self._recording[1]
         self._recording = None  # a failed read must not leave the last recording behind
-        if source.command is None:
+        if source.command is None and source.archive is None:
             samples = load_audio(path, self.sampling_rate, raw=self.raw, channel=0)
         else:
             from dmao.data.corpora.kaldi import run_audio_command
+            from dmao.data.corpora.kaldi_archive import read_archive_entry
 
             where = f"{path}: recording {source.recording}"
-            stream = run_audio_command(source.command, source.cwd)
+            if source.archive is not None:
+                stream = read_archive_entry(source.archive, source.cwd)
+            else:
+                stream = run_audio_command(source.command, source.cwd)
             if isinstance(stream, tuple):
                 raise ValueError(f"{where}: {stream[1]}")
             samples = decode_audio(stream, self.sampling_rate, where=where, channel=0)

@@ -3,6 +3,7 @@
 Layout: ``data.corpus_dir`` (e.g. an ESPnet recipe's ``data/``) holds one folder per part::
 
     <corpus_dir>/<part>/wav.scp   <recording-id> <audio file>   or   <recording-id> <command> |
+                                  or   <recording-id> <archive>.ark:<offset>
     <corpus_dir>/<part>/text      <utterance-id> <transcript>
     <corpus_dir>/<part>/segments  optional: <utterance-id> <recording-id> <start s> <end s>
     <corpus_dir>/<part>/utt2spk   optional: <utterance-id> <speaker-id>
@@ -13,7 +14,10 @@ Kaldi. A relative audio path, and a command's working directory, is the folder t
 (``flac -c -d -s a.flac |``, ``sph2pipe -f wav -p -c 1 a.sph |``) must write a WAV/FLAC stream
 to stdout; it is run once here to read its rate and length, and again for the features. A
 multi-channel recording is read on channel 0 (write ``sox a.wav -t wav - remix 2 |`` for
-another). A segment may end up to 0.5 s past its recording, which shortens it (Kaldi's
+another). An entry into a Kaldi archive (Kaldi's wave archives, ESPnet's ``flac.ark``; see
+:mod:`~dmao.data.corpora.kaldi_archive`) is copied out once, the entry's bytes unchanged, to
+``<manifests>/audio/<part>/<recording-id>.<wav|flac|...>``, since lhotse reads a recording from
+a file or a command. A segment may end up to 0.5 s past its recording, which shortens it (Kaldi's
 ``extract-segments --max-overshoot``); an end of ``-1`` is the recording's end.
 
 Lines are checked before anything is read (each problem names its file and line); lhotse's own
@@ -45,6 +49,11 @@ from lhotse.audio import AudioSource
 
 from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
 from dmao.data.corpora.common import normalised_supervisions, segment_cuts
+from dmao.data.corpora.kaldi_archive import (
+    extract_archive_entry,
+    is_archive_entry,
+    read_archive_entry,
+)
 from dmao.data.manifests import load_or_prepare
 
 __all__ = [
@@ -67,7 +76,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 KALDI_LAYOUT = (
-    "<corpus_dir>/<part>/wav.scp ('<recording-id> <file>' or '<recording-id> <command> |') and "
+    "<corpus_dir>/<part>/wav.scp ('<recording-id> <file>', '<recording-id> <command> |' or "
+    "'<recording-id> <archive>.ark:<offset>') and "
     "<corpus_dir>/<part>/text ('<utterance-id> <transcript>'), optionally segments "
     "('<utterance-id> <recording-id> <start> <end>') and utt2spk"
 )
@@ -75,7 +85,6 @@ MAX_OVERSHOOT_S = 0.5
 """How far a segment may end past its recording (Kaldi's ``extract-segments`` default)."""
 COMMAND_TIMEOUT_S = 600
 _HEADER_THREADS = 16  # as the bad-audio pre-scan: header reads wait on the disk, not the CPU
-_ARK_ENTRY = re.compile(r"\.ark:\d+$")
 _MARKER = re.compile(r"^(\[[^\]]*\]|<[^>]*>|\{[^}]*\})$")
 
 
@@ -96,9 +105,11 @@ class KaldiPart:
 
     folder: Path
     wav: dict[str, str]
-    """``{recording id: file path or command}`` (a command without its trailing ``|``)."""
+    """``{recording id: file path, command or archive entry}`` (a command without its ``|``)."""
     commands: frozenset[str]
     """The recording ids whose entry is a command."""
+    archives: frozenset[str]
+    """The recording ids whose entry is ``<file>.ark:<offset>``."""
     text: dict[str, str]
     segments: dict[str, tuple[str, float, float]] | None
     """``{utterance id: (recording id, start, end)}``, end ``-1`` for the recording's end."""
@@ -110,8 +121,27 @@ class KaldiPart:
         return self.segments or {u: (u, 0.0, -1.0) for u in self.text}
 
     def path(self, recording: str, base: Path) -> Path:
-        """The audio file of a (non-command) recording, a relative one below ``base``."""
+        """The audio file of a recording that is a file, a relative one below ``base``."""
         return audio_path(self.wav[recording], base)
+
+    def files(self) -> list[str]:
+        """The ids of the recordings that are files (not commands, not archive entries)."""
+        return [r for r in self.wav if r not in self.commands and r not in self.archives]
+
+    def stream(self, recording: str, base: Path) -> bytes | tuple[str, str]:
+        """The audio file a command or archive entry gives (:func:`run_audio_command`,
+        :func:`~dmao.data.corpora.kaldi_archive.read_archive_entry`), or ``(reason, detail)``."""
+        if recording in self.archives:
+            return read_archive_entry(self.wav[recording], base)
+        return run_audio_command(self.wav[recording], base)
+
+    def where(self, recording: str, base: Path) -> str:
+        """How problems name a recording's audio: its file, ``<command> |`` or the entry."""
+        if recording in self.commands:
+            return f"{self.wav[recording]} |"
+        if recording in self.archives:
+            return self.wav[recording]
+        return str(self.path(recording, base))
 
     def utterance_counts(self) -> Counter[str]:
         """``{recording id: number of its utterances}``."""
@@ -151,29 +181,25 @@ def _mismatch(what: str, a: str, only_a: set[str], b: str, only_b: set[str]) -> 
     return "; ".join(problems) or None
 
 
-def read_wav_scp(path: Path) -> tuple[dict[str, str], frozenset[str]]:
-    """``({recording id: file or command}, {ids whose entry is a command})`` of a ``wav.scp``
-    (a command without its trailing ``|``).
+def read_wav_scp(path: Path) -> tuple[dict[str, str], frozenset[str], frozenset[str]]:
+    """``({recording id: entry}, {ids whose entry is a command}, {ids whose entry is in a
+    Kaldi archive})`` of a ``wav.scp``: an entry is a file, a command (kept without its
+    trailing ``|``) or ``<file>.ark:<offset>``.
 
     Raises:
-        ValueError: a malformed line, a repeated id or an entry of a Kaldi archive
-            (``<file>.ark:<offset>``), each with the file and line.
+        ValueError: a malformed line or a repeated id, with the file and line.
     """
-    wav, commands = {}, set()
+    wav, commands, archives = {}, set(), set()
     rows = _table(path, 2, "<recording-id> <file> | <recording-id> <command> |")
-    for reco, (number, rest) in rows.items():
+    for reco, (_, rest) in rows.items():
         entry = " ".join(rest)
         if entry.endswith("|"):
             commands.add(reco)
             entry = entry[:-1].strip()
-        elif _ARK_ENTRY.search(entry):
-            raise ValueError(
-                f"{path}:{number}: {entry} is an entry of a Kaldi archive "
-                f"(<file>.ark:<offset>), which dmao does not read; write the audio as files "
-                f"(ESPnet: format_wav_scp.sh --audio-format flac) or as a command ending in |"
-            )
+        elif is_archive_entry(entry):
+            archives.add(reco)
         wav[reco] = entry
-    return wav, frozenset(commands)
+    return wav, frozenset(commands), frozenset(archives)
 
 
 def read_segments(path: Path, recordings: Collection[str]) -> dict[str, tuple[str, float, float]]:
@@ -223,7 +249,7 @@ def read_kaldi_part(folder: Path | str) -> KaldiPart:
     for name in ("wav.scp", "text"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} does not exist; expected {KALDI_LAYOUT}")
-    wav, commands = read_wav_scp(folder / "wav.scp")
+    wav, commands, archives = read_wav_scp(folder / "wav.scp")
     text = {u: " ".join(rest) for u, (_, rest) in _table(folder / "text", 1, "<utt> words").items()}
     segments = None
     if (folder / "segments").is_file():
@@ -242,7 +268,7 @@ def read_kaldi_part(folder: Path | str) -> KaldiPart:
     speakers = {}
     if (folder / "utt2spk").is_file():
         speakers = {u: r[0] for u, (_, r) in _table(folder / "utt2spk", 2, "<utt> <spk>").items()}
-    return KaldiPart(folder, wav, commands, text, segments, speakers)
+    return KaldiPart(folder, wav, commands, archives, text, segments, speakers)
 
 
 def kaldi_parts(corpus_dir: Path | str) -> list[str]:
@@ -282,35 +308,43 @@ def run_audio_command(command: str, cwd: Path) -> bytes | tuple[str, str]:
     return done.stdout
 
 
-def _probe_command(command: str, cwd: Path) -> sf._SoundFileInfo | tuple[str, str]:
-    """The stream's info, or ``(reason, detail)`` when the command fails or writes no audio."""
-    stream = run_audio_command(command, cwd)
+def _probe_stream(
+    kaldi: KaldiPart, reco: str, base: Path, extract_to: Path
+) -> sf._SoundFileInfo | Path | tuple[str, str]:
+    """A command's stream info, an archive entry's extracted file (below ``extract_to``), or
+    ``(reason, detail)`` when the command fails or the entry is missing, cut short or no audio."""
+    stream = kaldi.stream(reco, base)
     if isinstance(stream, tuple):
         return stream
+    what = "archive entry" if reco in kaldi.archives else "command's output"
     try:
         info = sf.info(io.BytesIO(stream))
     except Exception as err:  # soundfile's errors for a stream that is not audio
-        return "unreadable_audio", f"the command's output is not audio: {err}"
-    return info if info.frames else ("empty_audio", "0 samples")
+        return "unreadable_audio", f"the {what} is not audio: {err}"
+    if not info.frames:
+        return "empty_audio", "0 samples"
+    return extract_archive_entry(stream, extract_to, reco) if reco in kaldi.archives else info
 
 
 def _recordings(
-    part: str, kaldi: KaldiPart, base: Path, bad: BadAudioLog, num_jobs: int
+    part: str, kaldi: KaldiPart, base: Path, bad: BadAudioLog, num_jobs: int, extract_to: Path
 ) -> dict[str, Recording]:
-    """The part's readable recordings; the others recorded in ``bad`` (one entry each)."""
-    files = {r: kaldi.path(r, base) for r in kaldi.wav if r not in kaldi.commands}
-    found = scan_audio(list(files.values()))
-    commands = sorted(kaldi.commands)
+    """The part's readable recordings (archive entries copied out below ``extract_to``); the
+    others recorded in ``bad`` (one entry each)."""
+    plain = {r: kaldi.path(r, base) for r in kaldi.files()}
+    found = scan_audio(list(plain.values()))
+    streams = sorted(kaldi.commands | kaldi.archives)
     with ThreadPoolExecutor(max(1, num_jobs)) as pool:
-        infos = pool.map(lambda reco: _probe_command(kaldi.wav[reco], base), commands)
-        probed = dict(zip(commands, infos, strict=True))
+        infos = pool.map(lambda reco: _probe_stream(kaldi, reco, base, extract_to), streams)
+        probed = dict(zip(streams, infos, strict=True))
+    files = plain | {reco: path for reco, path in probed.items() if isinstance(path, Path)}
     counts = kaldi.utterance_counts()
     readable = []
     for reco in kaldi.wav:
-        where = str(files[reco]) if reco in files else f"{kaldi.wav[reco]} |"
-        problem = found.get(files[reco]) if reco in files else probed[reco]
+        problem = found.get(plain[reco]) if reco in plain else probed[reco]
         if isinstance(problem, tuple):
-            bad.add(BadAudio(part, reco, where, *problem, utterances=counts[reco]))
+            bad.add(BadAudio(part, reco, kaldi.where(reco, base), *problem,
+                             utterances=counts[reco]))  # fmt: skip
         else:
             readable.append(reco)
     with ThreadPoolExecutor(_HEADER_THREADS) as pool:  # headers are read a second time: lhotse's
@@ -404,7 +438,8 @@ def prepare_kaldi(
         recordings = {}
         for part, kaldi in tables.items():
             bad.listed[part] = len(kaldi.text)
-            recordings[part] = _recordings(part, kaldi, base, bad, options.get("num_jobs", 2))
+            recordings[part] = _recordings(part, kaldi, base, bad, options.get("num_jobs", 2),
+                                           Path(out_dir) / "audio" / part)  # fmt: skip
         bad.check(missing, stage="pre-scan of the audio")
         by_part = {}
         for part, kaldi in tables.items():
