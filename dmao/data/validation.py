@@ -182,6 +182,7 @@ def validate_kaldi(
     problems name the recording id; its utterances are not checked further.
     """
     from dmao.data.corpora.kaldi import audio_base, read_kaldi_part
+    from dmao.data.sphere import read_sphere_header
 
     corpus_dir = Path(corpus_dir)
     base = audio_base(corpus_dir)
@@ -201,6 +202,9 @@ def validate_kaldi(
             if reco in plain:
                 path = kaldi.path(reco, base)
                 found, seconds, _ = _check_audio(path, "listed in wav.scp but not on disk")
+                if not found and reco in kaldi.channels:  # a sph2pipe -c 2 command
+                    problem = kaldi.channel_problem(reco, read_sphere_header(path).channel_count)
+                    found = [("unreadable_audio", problem)] if problem else []
             else:  # a command or an archive entry
                 stream = kaldi.stream(reco, base)
                 found, seconds, _ = (

@@ -11,7 +11,7 @@ Each command-line argument is one of
   reads): one input per utterance of its ``segments`` file, else per recording of ``wav.scp``,
   named by its id. An entry may be a file, a command ending in ``|`` that writes WAV/FLAC to
   stdout, or an entry of a Kaldi archive (``<file>.ark:<offset>``: Kaldi's wave archives,
-  ESPnet's ``flac.ark``; :mod:`~dmao.data.corpora.kaldi_archive`); relative paths and
+  ESPnet's ``flac.ark``; :mod:`~dmao.data.corpora.kaldi_audio`); relative paths and
   commands start from the folder above the data directory's parent (a recipe's root, for
   ``data/test``), as in ``dmao prepare kaldi``; a recording is read on channel 0, as there.
   ``text`` and the other files are not needed (``reco2file_and_channel`` names the recordings
@@ -67,6 +67,8 @@ class KaldiSource:
     """Its channel in CTM files: ``reco2file_and_channel``'s, else ``A``."""
     archive: str | None = None
     """The recording's ``<file>.ark:<offset>`` entry, or None (a file or command)."""
+    read_channel: int = 0
+    """The channel read (index): the first, or the one ``sph2pipe -c`` names."""
 
 
 @dataclass(frozen=True)
@@ -168,9 +170,10 @@ def _kaldi_utterances(folder: Path) -> list[AudioInput]:
         read_segments,
         read_wav_scp,
     )
-    from dmao.data.corpora.kaldi_archive import archive_location
+    from dmao.data.corpora.kaldi_audio import archive_location
 
-    wav, commands, archives = read_wav_scp(folder / "wav.scp")
+    scp = read_wav_scp(folder / "wav.scp")
+    wav, commands, archives = scp.entries, scp.commands, scp.archives
     names = {}
     if (folder / "reco2file_and_channel").is_file():
         names = read_reco2file_and_channel(folder / "reco2file_and_channel")
@@ -188,7 +191,8 @@ def _kaldi_utterances(folder: Path) -> list[AudioInput]:
         if archive:
             path = archive_location(archive, base)[0]
         file, channel = names.get(reco, (reco, "A"))
-        source = KaldiSource(reco, command, base, start, end, file, channel, archive)
+        source = KaldiSource(reco, command, base, start, end, file, channel, archive,
+                             scp.channels.get(reco, 0))  # fmt: skip
         inputs.append(AudioInput(utterance, path, kaldi=source))
     return inputs
 
@@ -236,10 +240,11 @@ class InputReader:
             return self._recording[1]
         self._recording = None  # a failed read must not leave the last recording behind
         if source.command is None and source.archive is None:
-            samples = load_audio(path, self.sampling_rate, raw=self.raw, channel=0)
+            samples = load_audio(path, self.sampling_rate, raw=self.raw,
+                                 channel=source.read_channel)  # fmt: skip
         else:
             from dmao.data.corpora.kaldi import run_audio_command
-            from dmao.data.corpora.kaldi_archive import read_archive_entry
+            from dmao.data.corpora.kaldi_audio import read_archive_entry
 
             where = f"{path}: recording {source.recording}"
             if source.archive is not None:

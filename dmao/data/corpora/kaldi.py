@@ -11,11 +11,13 @@ Layout: ``data.corpus_dir`` (e.g. an ESPnet recipe's ``data/``) holds one folder
 Without ``segments`` every utterance is a whole recording (utterance id = recording id), as in
 Kaldi. A relative audio path, and a command's working directory, is the folder that holds
 ``corpus_dir`` (a recipe's ``data/`` sits in the folder its paths are relative to). A command
-(``flac -c -d -s a.flac |``, ``sph2pipe -f wav -p -c 1 a.sph |``) must write a WAV/FLAC stream
-to stdout; it is run once here to read its rate and length, and again for the features. A
-multi-channel recording is read on channel 0 (write ``sox a.wav -t wav - remix 2 |`` for
-another). An entry into a Kaldi archive (Kaldi's wave archives, ESPnet's ``flac.ark``; see
-:mod:`~dmao.data.corpora.kaldi_archive`) is copied out once, the entry's bytes unchanged, to
+(``flac -c -d -s a.flac |``, ``sph2pipe -f wav -p -t 0:10 a.sph |``) must write a WAV/FLAC
+stream to stdout; it is run once here to read its rate and length, and again for the features.
+A multi-channel recording is read on channel 0 (write ``sox a.wav -t wav - remix 2 |`` for
+another). Read by dmao itself (:mod:`~dmao.data.corpora.kaldi_audio`): a ``sph2pipe`` command
+of a whole ``.sph`` file (Kaldi's ``sph2pipe -f wav -p -c 2 a.sph |``) is the file on its
+channel (no ``sph2pipe`` needed); an entry of a Kaldi archive (Kaldi's wave archives, ESPnet's
+``flac.ark``) is copied out once, its bytes unchanged, to
 ``<manifests>/audio/<part>/<recording-id>.<wav|flac|...>``, since lhotse reads a recording from
 a file or a command. A segment may end up to 0.5 s past its recording, which shortens it (Kaldi's
 ``extract-segments --max-overshoot``); an end of ``-1`` is the recording's end.
@@ -49,10 +51,11 @@ from lhotse.audio import AudioSource
 
 from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
 from dmao.data.corpora.common import normalised_supervisions, segment_cuts
-from dmao.data.corpora.kaldi_archive import (
+from dmao.data.corpora.kaldi_audio import (
     extract_archive_entry,
     is_archive_entry,
     read_archive_entry,
+    sph2pipe_file,
 )
 from dmao.data.manifests import load_or_prepare
 
@@ -60,6 +63,7 @@ __all__ = [
     "KALDI_LAYOUT",
     "MAX_OVERSHOOT_S",
     "KaldiPart",
+    "WavScp",
     "audio_base",
     "audio_path",
     "kaldi_parts",
@@ -100,6 +104,20 @@ def normalize_kaldi(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class WavScp:
+    """A ``wav.scp``: each recording's entry and what kind of entry it is."""
+
+    entries: dict[str, str]
+    """``{recording id: file path, command (without its ``|``) or archive entry}``; a
+    ``sph2pipe`` command that reads a whole ``.sph`` file is its file
+    (:func:`~dmao.data.corpora.kaldi_audio.sph2pipe_file`)."""
+    commands: frozenset[str]
+    archives: frozenset[str]
+    channels: dict[str, int]
+    """The recordings read on another channel than the first (``sph2pipe -c 2``): index."""
+
+
+@dataclass(frozen=True)
 class KaldiPart:
     """One Kaldi data directory, checked: its tables by id (file order kept)."""
 
@@ -110,6 +128,8 @@ class KaldiPart:
     """The recording ids whose entry is a command."""
     archives: frozenset[str]
     """The recording ids whose entry is ``<file>.ark:<offset>``."""
+    channels: dict[str, int]
+    """The recordings read on another channel than the first (``sph2pipe -c 2``): index."""
     text: dict[str, str]
     segments: dict[str, tuple[str, float, float]] | None
     """``{utterance id: (recording id, start, end)}``, end ``-1`` for the recording's end."""
@@ -130,7 +150,7 @@ class KaldiPart:
 
     def stream(self, recording: str, base: Path) -> bytes | tuple[str, str]:
         """The audio file a command or archive entry gives (:func:`run_audio_command`,
-        :func:`~dmao.data.corpora.kaldi_archive.read_archive_entry`), or ``(reason, detail)``."""
+        :func:`~dmao.data.corpora.kaldi_audio.read_archive_entry`), or ``(reason, detail)``."""
         if recording in self.archives:
             return read_archive_entry(self.wav[recording], base)
         return run_audio_command(self.wav[recording], base)
@@ -142,6 +162,16 @@ class KaldiPart:
         if recording in self.archives:
             return self.wav[recording]
         return str(self.path(recording, base))
+
+    def channel_problem(self, recording: str, channels: int) -> str | None:
+        """Why a recording of ``channels`` channels lacks the one its ``sph2pipe -c`` reads."""
+        wanted = self.channels.get(recording, 0)
+        if wanted < channels:
+            return None
+        return (
+            f"has {channels} channel(s); wav.scp's sph2pipe -c {wanted + 1} reads channel "
+            f"{wanted + 1}"
+        )
 
     def utterance_counts(self) -> Counter[str]:
         """``{recording id: number of its utterances}``."""
@@ -181,25 +211,31 @@ def _mismatch(what: str, a: str, only_a: set[str], b: str, only_b: set[str]) -> 
     return "; ".join(problems) or None
 
 
-def read_wav_scp(path: Path) -> tuple[dict[str, str], frozenset[str], frozenset[str]]:
-    """``({recording id: entry}, {ids whose entry is a command}, {ids whose entry is in a
-    Kaldi archive})`` of a ``wav.scp``: an entry is a file, a command (kept without its
-    trailing ``|``) or ``<file>.ark:<offset>``.
+def read_wav_scp(path: Path) -> WavScp:
+    """A ``wav.scp``: each entry a file, a command (kept without its trailing ``|``) or
+    ``<file>.ark:<offset>``; a ``sph2pipe`` command of a whole ``.sph`` file becomes the file
+    (on the channel its ``-c`` names).
 
     Raises:
         ValueError: a malformed line or a repeated id, with the file and line.
     """
-    wav, commands, archives = {}, set(), set()
+    wav, commands, archives, channels = {}, set(), set(), {}
     rows = _table(path, 2, "<recording-id> <file> | <recording-id> <command> |")
     for reco, (_, rest) in rows.items():
         entry = " ".join(rest)
         if entry.endswith("|"):
-            commands.add(reco)
             entry = entry[:-1].strip()
+            sphere = sph2pipe_file(entry)
+            if sphere is None:
+                commands.add(reco)
+            else:
+                entry = sphere[0]
+                if sphere[1]:
+                    channels[reco] = sphere[1]
         elif is_archive_entry(entry):
             archives.add(reco)
         wav[reco] = entry
-    return wav, frozenset(commands), frozenset(archives)
+    return WavScp(wav, frozenset(commands), frozenset(archives), channels)
 
 
 def read_segments(path: Path, recordings: Collection[str]) -> dict[str, tuple[str, float, float]]:
@@ -249,7 +285,8 @@ def read_kaldi_part(folder: Path | str) -> KaldiPart:
     for name in ("wav.scp", "text"):
         if not (folder / name).is_file():
             raise FileNotFoundError(f"{folder / name} does not exist; expected {KALDI_LAYOUT}")
-    wav, commands, archives = read_wav_scp(folder / "wav.scp")
+    scp = read_wav_scp(folder / "wav.scp")
+    wav = scp.entries
     text = {u: " ".join(rest) for u, (_, rest) in _table(folder / "text", 1, "<utt> words").items()}
     segments = None
     if (folder / "segments").is_file():
@@ -268,7 +305,8 @@ def read_kaldi_part(folder: Path | str) -> KaldiPart:
     speakers = {}
     if (folder / "utt2spk").is_file():
         speakers = {u: r[0] for u, (_, r) in _table(folder / "utt2spk", 2, "<utt> <spk>").items()}
-    return KaldiPart(folder, wav, commands, archives, text, segments, speakers)
+    return KaldiPart(folder, wav, scp.commands, scp.archives, scp.channels, text, segments,
+                     speakers)  # fmt: skip
 
 
 def kaldi_parts(corpus_dir: Path | str) -> list[str]:
@@ -363,7 +401,13 @@ def _recordings(
             id=reco, sources=[source], sampling_rate=info.samplerate,
             num_samples=info.frames, duration=info.frames / info.samplerate,
         )  # fmt: skip
-    return {reco: recordings[reco] for reco in readable}
+    for reco in kaldi.channels:  # sph2pipe -c 2 of a file with one channel
+        problem = reco in recordings and kaldi.channel_problem(reco, recordings[reco].num_channels)
+        if problem:
+            del recordings[reco]
+            bad.add(BadAudio(part, reco, kaldi.where(reco, base), "unreadable_audio", problem,
+                             utterances=counts[reco]))  # fmt: skip
+    return {reco: recordings[reco] for reco in readable if reco in recordings}
 
 
 def span_in_recording(start: float, end: float, length: float) -> tuple[float, float | None]:
@@ -377,7 +421,8 @@ def span_in_recording(start: float, end: float, length: float) -> tuple[float, f
 
 
 def _supervisions(kaldi: KaldiPart, recordings: dict[str, Recording]) -> list[SupervisionSegment]:
-    """One supervision per utterance of a readable recording, on channel 0.
+    """One supervision per utterance of a readable recording, on channel 0 (or the one its
+    ``sph2pipe -c`` names).
 
     Raises:
         ValueError: segments that start after their recording ends or end more than
@@ -395,7 +440,8 @@ def _supervisions(kaldi: KaldiPart, recordings: dict[str, Recording]) -> list[Su
         out.append(
             SupervisionSegment(
                 id=utt, recording_id=reco, start=start, duration=duration,
-                channel=0, text=kaldi.text[utt], speaker=kaldi.speakers.get(utt),
+                channel=kaldi.channels.get(reco, 0), text=kaldi.text[utt],
+                speaker=kaldi.speakers.get(utt),
             )
         )  # fmt: skip
     if problems:

@@ -1,6 +1,17 @@
-"""Audio stored in Kaldi archives: ``wav.scp`` entries ``<file>.ark:<offset>``.
+"""``wav.scp`` entries that dmao reads itself: entries of Kaldi archives and ``sph2pipe`` commands.
 
-Two kinds of entry are read, both found at ``offset`` (the byte after the key and its space):
+**``sph2pipe`` commands.** Kaldi's recipes for LDC corpora (Switchboard, Fisher, Hub5'00,
+CallHome, TED-LIUM) write ``<kaldi>/tools/sph2pipe_v2.5/sph2pipe -f wav -p -c 1 a.sph |``: the
+program is built with Kaldi and is missing on most other machines (no PyPI or Debian package). A
+command that is ``sph2pipe`` (any path) with only the options ``-f <format>``, ``-p`` and
+``-c 1|2`` and one ``.sph`` file is read as that file, on the channel ``-c`` names (else the
+first), by dmao's SPHERE reader (:mod:`dmao.data.sphere`: the 16-bit samples ``sph2pipe -p``
+writes, mu-law and A-law through the same G.711 tables; ``-f`` only chooses the output's
+container; shorten-compressed files still go through the program when it is installed). Any
+other option (``-t`` or ``-s`` ranges, ``-h``, ...) keeps the command as it is.
+
+**Archive entries** ``<file>.ark:<offset>``. Two kinds of entry are read, both found at
+``offset`` (the byte after the key and its space):
 
 - Kaldi's wave archives (``wav-copy``, ``extract-segments``, ``wav-reverberate`` writing
   ``ark,scp:``): a whole RIFF/WAV file, whose header gives its length;
@@ -20,6 +31,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
 from pathlib import Path
 from urllib.parse import quote
 
@@ -31,12 +43,51 @@ __all__ = [
     "extract_archive_entry",
     "is_archive_entry",
     "read_archive_entry",
+    "sph2pipe_file",
 ]
 
 ARCHIVE_ENTRY = re.compile(r"^(?P<file>.+\.ark):(?P<offset>\d+)$")
 """A ``wav.scp`` entry that points into a Kaldi archive: ``<file>.ark:<byte offset>``."""
 _RIFF_HEADER = 8  # "RIFF" + the 32-bit size of what follows
 _AUDIO = b"AUDIO"
+
+
+_SPH2PIPE_FLAGS = {"-p": 0, "-f": 1, "-c": 1}  # option: how many values follow it
+
+
+def sph2pipe_file(command: str) -> tuple[str, int] | None:
+    """``(file, channel index)`` when a ``wav.scp`` command (without its ``|``) is ``sph2pipe``
+    reading one whole ``.sph`` file (``-c 2``: channel index 1; no ``-c``: 0); else None.
+
+    Example: ``"/opt/kaldi/tools/sph2pipe_v2.5/sph2pipe -f wav -p -c 2 sw02001.sph"`` →
+    ``("sw02001.sph", 1)``; with ``-t 0:10`` (a time range) → None.
+    """
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if not words or Path(words[0]).name != "sph2pipe":
+        return None
+    files, channel, i = [], 0, 1
+    while i < len(words):
+        word = words[i]
+        if word not in _SPH2PIPE_FLAGS:
+            if word.startswith("-"):
+                return None
+            files.append(word)
+            i += 1
+            continue
+        values = words[i + 1 : i + 1 + _SPH2PIPE_FLAGS[word]]
+        if len(values) < _SPH2PIPE_FLAGS[word]:
+            return None
+        if word == "-c":
+            if values[0] not in ("1", "2"):
+                return None
+            channel = int(values[0]) - 1
+        i += 1 + len(values)
+    if len(files) != 1 or not files[0].lower().endswith(".sph"):
+        return None
+    return files[0], channel
 
 
 def is_archive_entry(entry: str) -> bool:

@@ -13,7 +13,8 @@ import pytest
 import soundfile as sf
 
 from dmao.data.corpora.kaldi import prepare_kaldi, read_kaldi_part
-from dmao.data.corpora.kaldi_archive import archive_location, read_archive_entry
+from dmao.data.corpora.kaldi_audio import archive_location, read_archive_entry, sph2pipe_file
+from dmao.data.sphere import read_sphere, write_sphere
 from dmao.data.validation import validate_kaldi
 from dmao.export import expand_inputs
 from dmao.export.inputs import InputReader
@@ -163,3 +164,112 @@ def test_transcribe_reads_segments_of_archive_entries(tmp_path, monkeypatch):
     np.testing.assert_allclose(reader.read(inputs[0]), tr1[:8000], atol=1e-7)
     np.testing.assert_allclose(reader.read(inputs[1]), tr1[8000:], atol=1e-7)
     np.testing.assert_allclose(reader.read(inputs[2]), tr2[4000:16000], atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (
+            "/opt/kaldi/tools/sph2pipe_v2.5/sph2pipe -f wav -p -c 1 /data/sw02001.sph",
+            ("/data/sw02001.sph", 0),
+        ),
+        ("sph2pipe -f wav -p -c 2 audio/sw02001.sph", ("audio/sw02001.sph", 1)),
+        ("sph2pipe -p -f wav a.SPH", ("a.SPH", 0)),
+        ("sph2pipe -f wav 'my talk.sph'", ("my talk.sph", 0)),
+        ("sph2pipe -f wav -p -t 0:10 a.sph", None),  # a time range: left to the program
+        ("sph2pipe -f wav -c 3 a.sph", None),
+        ("sph2pipe -f wav -p a.wv1", None),  # WSJ's shorten files: left to the program
+        ("sph2pipe -f wav a.sph b.sph", None),
+        ("sph2pipe -f", None),
+        ("flac -c -d -s a.flac", None),
+        ("sh -c 'sph2pipe a.sph'", None),
+    ],
+)
+def test_sph2pipe_commands_of_whole_files_are_read_as_the_file(command, expected):
+    assert sph2pipe_file(command) == expected
+
+
+def _conversation(root: Path, monkeypatch) -> tuple[Path, np.ndarray]:
+    """``root/data/test``: Kaldi's Switchboard layout (sides A and B of one 2-channel 8 kHz
+    mu-law call through ``sph2pipe -c 1``/``-c 2``, which is not installed, and segments) plus
+    a side B of a one-channel call. Returns the data directory and the call's samples."""
+    monkeypatch.chdir(root)
+    rng = np.random.default_rng(0)
+    call = 0.2 * rng.standard_normal((2, 3 * 8000))
+    (root / "audio").mkdir()
+    write_sphere(root / "audio" / "sw1.sph", call, 8000, coding="ulaw")
+    write_sphere(root / "audio" / "sw2.sph", call[:1], 8000, coding="ulaw")
+    part = root / "data" / "test"
+    part.mkdir(parents=True)
+    sph2pipe = "/nowhere/kaldi/tools/sph2pipe_v2.5/sph2pipe -f wav -p"
+    (part / "wav.scp").write_text(
+        f"sw1-A {sph2pipe} -c 1 audio/sw1.sph |\nsw1-B {sph2pipe} -c 2 audio/sw1.sph |\n"
+        f"sw2-B {sph2pipe} -c 2 audio/sw2.sph |\n"
+    )
+    (part / "segments").write_text(
+        "sw1-A_0000 sw1-A 0.0 1.5\nsw1-B_0050 sw1-B 0.5 2.0\nsw1-B_0200 sw1-B 2.0 3.0\n"
+        "sw2-B_0000 sw2-B 0.0 1.0\n"
+    )
+    (part / "text").write_text(
+        "sw1-A_0000 HELLO\nsw1-B_0050 HI THERE\nsw1-B_0200 [laughter] YES\nsw2-B_0000 NO\n"
+    )
+    return part, read_sphere(root / "audio" / "sw1.sph")[0]
+
+
+def test_kaldi_switchboard_sides_read_without_sph2pipe(tmp_path, monkeypatch):
+    part, call = _conversation(tmp_path, monkeypatch)
+    kaldi = read_kaldi_part(part)
+    assert kaldi.commands == frozenset() and kaldi.channels == {"sw1-B": 1, "sw2-B": 1}
+    assert kaldi.wav["sw1-A"] == "audio/sw1.sph"
+    # prepare: each side on its channel; the one-channel call's side B is bad audio
+    with pytest.raises(
+        ValueError,
+        match=r"test sw2-B: unreadable_audio: .*audio/sw2\.sph: has 1 "
+        r"channel\(s\); wav\.scp's sph2pipe -c 2 reads channel 2",
+    ):
+        prepare_kaldi(tmp_path / "data", tmp_path / "strict", ["test"], num_jobs=1)
+    cuts = prepare_kaldi(
+        tmp_path / "data",
+        tmp_path / "m",
+        ["test"],
+        num_jobs=1,
+        bad_audio="skip",
+        max_bad_audio_fraction=0.5,
+        sampling_rate=8000,
+    )
+    got = {c.id: c for c in cuts["test"]}
+    assert sorted(got) == ["sw1-A_0000", "sw1-B_0050", "sw1-B_0200"]
+    for utt, channel, start, end in [("sw1-A_0000", 0, 0.0, 1.5), ("sw1-B_0050", 1, 0.5, 2.0),
+                                     ("sw1-B_0200", 1, 2.0, 3.0)]:  # fmt: skip
+        np.testing.assert_allclose(
+            got[utt].load_audio()[0], call[channel, int(start * 8000) : int(end * 8000)], atol=1e-6
+        )
+    # validate: the same problem, and nothing else
+    from dmao.models.frontend import subsampled_length
+
+    report = validate_kaldi(tmp_path / "data", ["test"], subsampled_length=subsampled_length)
+    assert [(p.utterance_id, p.reason) for p in report.problems] == [("sw2-B", "unreadable_audio")]
+    # transcribe: the segments of side B come from channel 2
+    reader = InputReader(8000)
+    inputs = {i.id: i for i in expand_inputs([part])}
+    assert inputs["sw1-B_0050"].path == (tmp_path / "audio" / "sw1.sph").resolve()
+    np.testing.assert_allclose(reader.read(inputs["sw1-B_0050"]), call[1, 4000:16000], atol=1e-6)
+    np.testing.assert_allclose(reader.read(inputs["sw1-A_0000"]), call[0, :12000], atol=1e-6)
+    with pytest.raises(ValueError, match=r"sw2\.sph: has 1 channel\(s\); channel 1 was asked for"):
+        reader.read(inputs["sw2-B_0000"])
+
+
+def test_other_sph2pipe_commands_stay_commands(tmp_path, monkeypatch):
+    part, _ = _conversation(tmp_path, monkeypatch)
+    (part / "wav.scp").write_text(
+        "sw1-A sph2pipe -f wav -p -t 0:3 -c 1 audio/sw1.sph |\n"
+        "sw1-B sph2pipe -f wav -p -c 2 audio/sw1.sph |\nsw2-B sph2pipe -c 1 audio/sw2.sph |\n"
+    )
+    kaldi = read_kaldi_part(part)
+    assert kaldi.commands == frozenset({"sw1-A"})
+    with pytest.raises(
+        ValueError,
+        match=r"test sw1-A: unreadable_audio: sph2pipe -f wav -p -t "
+        r"0:3 -c 1 audio/sw1\.sph \|: command exited with status",
+    ):
+        prepare_kaldi(tmp_path / "data", tmp_path / "m", ["test"], num_jobs=1)
