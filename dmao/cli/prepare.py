@@ -1,4 +1,5 @@
-"""``dmao prepare synthetic|librispeech|tedlium2|switchboard|kaldi|lhotse`` — manifests + fbank.
+"""``dmao prepare synthetic|librispeech|tedlium2|switchboard|kaldi|nemo|lhotse`` — manifests +
+fbank.
 
 The real corpora are read from local copies (docs/corpora.md); nothing is downloaded.
 """
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prepare",
         help="prepare a corpus (built-in synthetic, LibriSpeech, TED-LIUM 2, Switchboard, Kaldi "
-        "data directories, lhotse recipe manifests)",
+        "data directories, NeMo manifests, lhotse recipe manifests)",
     )
     kinds = p.add_subparsers(dest="corpus", required=True, metavar="CORPUS")
 
@@ -76,6 +77,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "utt2spk]), e.g. an ESPnet recipe's data/; relative audio paths are read from the folder "
         "holding it",
         parts="part folders (default: all with a wav.scp)",
+    )  # fmt: skip
+    _corpus_parser(
+        kinds, "nemo", _run_nemo, sampling_rate=True,
+        help="manifests + fbank for any corpus as NeMo manifests (JSON lines, one per part)",
+        corpus_dir="folder of <part>.json (or <part>_manifest.json) NeMo manifests; relative "
+        "audio paths are read from the manifest's folder",
+        parts="default: every manifest found",
     )  # fmt: skip
     _corpus_parser(
         kinds, "lhotse", _run_lhotse, sampling_rate=True,
@@ -341,6 +349,16 @@ def _run_kaldi(args: argparse.Namespace) -> int:
         )
     found = kaldi_parts(args.corpus_dir)
     return _prepare_any(args, prepare_kaldi, found, "data directory (*/wav.scp)", KALDI_LAYOUT)
+
+
+def _run_nemo(args: argparse.Namespace) -> int:
+    from dmao.data.corpora.nemo import NEMO_LAYOUT, nemo_parts, prepare_nemo
+
+    if not args.corpus_dir.is_dir():
+        raise FileNotFoundError(f"--corpus-dir {args.corpus_dir} does not exist; expected "
+                                f"{NEMO_LAYOUT}")  # fmt: skip
+    found = nemo_parts(args.corpus_dir)
+    return _prepare_any(args, prepare_nemo, found, "NeMo manifest", NEMO_LAYOUT)
 
 
 def _run_lhotse(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""``dmao validate CORPUS_DIR [--kaldi]`` — list every problem of a corpus before training."""
+"""``dmao validate CORPUS_DIR [--kaldi|--lhotse|--nemo]`` — list every problem of a corpus before
+training."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validate",
         help="check a corpus (audio, transcripts, CTC feasibility) before training",
         description="Lists every problem of a LibriSpeech-layout corpus (or, with --kaldi, of "
-        "Kaldi data directories, with --lhotse, of a lhotse recipe's manifests), and of folders "
+        "Kaldi data directories, with --lhotse, of a lhotse recipe's manifests, with --nemo, of "
+        "NeMo manifests), and of folders "
         "of noise or room impulse responses (--audio-dir), before training. Nothing is modified.",
     )
     p.add_argument(
@@ -41,12 +43,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="corpus_dir holds a lhotse recipe's manifests (data.corpus=lhotse); any sampling "
         "rate is fine",
     )
+    layout.add_argument(
+        "--nemo",
+        action="store_true",
+        help="corpus_dir holds NeMo manifests, <part>.json (data.corpus=nemo); any sampling "
+        "rate is fine",
+    )
     p.add_argument(
         "--parts",
         nargs="+",
         default=None,
-        help="default: every sub-folder (--kaldi: every one with a wav.scp; --lhotse: every "
-        "part of the manifests)",
+        help="default: every sub-folder (--kaldi: every one with a wav.scp; --lhotse, --nemo: "
+        "every part of the manifests)",
     )
     p.add_argument(
         "--sampling-rate",
@@ -63,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dmao.data.corpora.kaldi import kaldi_parts
     from dmao.data.corpora.lhotse_manifests import lhotse_parts
+    from dmao.data.corpora.nemo import nemo_parts
     from dmao.data.tokenizer import load_tokenizer
     from dmao.data.validation import (
         ValidationReport,
@@ -70,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         validate_corpus,
         validate_kaldi,
         validate_lhotse,
+        validate_nemo,
     )
     from dmao.models.frontend import subsampled_length
 
@@ -80,13 +90,16 @@ def run(args: argparse.Namespace) -> int:
         if not args.corpus_dir.is_dir():
             raise FileNotFoundError(f"corpus directory {args.corpus_dir} does not exist")
         tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
-        if args.kaldi or args.lhotse:
+        if args.kaldi or args.lhotse or args.nemo:
             if args.kaldi:
                 found = kaldi_parts(args.corpus_dir)
                 what, validate = "Kaldi data directory (*/wav.scp)", validate_kaldi
-            else:
+            elif args.lhotse:
                 found = lhotse_parts(args.corpus_dir)
                 what, validate = "lhotse manifest", validate_lhotse
+            else:
+                found = nemo_parts(args.corpus_dir)
+                what, validate = "NeMo manifest (<part>.json)", validate_nemo
             parts = args.parts or found
             if not parts:
                 raise FileNotFoundError(f"no {what} in {args.corpus_dir}")

@@ -35,7 +35,9 @@ __all__ = [
 # The settings that take one of a few names. The loader (dmao.config.loading) refuses any other
 # value when the config is read, naming the key and the choices; the code that acts on a setting
 # takes its tuple of names from here, so each vocabulary is written once.
-CorpusKind = Literal["synthetic", "librispeech", "tedlium2", "switchboard", "kaldi", "lhotse"]
+CorpusKind = Literal[
+    "synthetic", "librispeech", "tedlium2", "switchboard", "kaldi", "lhotse", "nemo"
+]
 BadAudioMode = Literal["strict", "skip"]
 TokenizerKind = Literal["char", "bpe", "unigram"]
 PrecisionName = Literal["fp32", "bf16", "fp16"]
@@ -62,13 +64,16 @@ class DataConfig:
     corpus in the LibriSpeech layout: ``<part>/<spk>/<chapter>/*.flac`` + ``*.trans.txt``),
     ``tedlium2`` (TED-LIUM release 2), ``switchboard`` (Switchboard-1 + Hub5'00) or ``kaldi``
     (any corpus as Kaldi data directories, one per part: ``wav.scp``, ``text``, optionally
-    ``segments`` and ``utt2spk``) or ``lhotse`` (the manifests any of lhotse's recipes writes,
-    ``lhotse prepare <corpus>``); see docs/corpora.md for the layouts and part names."""
+    ``segments`` and ``utt2spk``), ``lhotse`` (the manifests any of lhotse's recipes writes,
+    ``lhotse prepare <corpus>``) or ``nemo`` (NeMo manifests ``<part>.json``: JSON lines with
+    ``audio_filepath``, ``duration``, ``text``); see docs/corpora.md for the layouts and part
+    names."""
     corpus_dir: str = "data/synthetic/corpus"
     """Directory holding the corpus (LibriSpeech layout, or the folder holding ``LibriSpeech/``;
     ``TEDLIUM_release2`` or the folder holding it; the LDC97S62 Switchboard copy; for ``kaldi``
     the folder holding a data directory per part, e.g. an ESPnet recipe's ``data/``; for
-    ``lhotse`` the folder of the recipe's manifests)."""
+    ``lhotse`` the folder of the recipe's manifests; for ``nemo`` the folder of the part
+    manifests)."""
     manifest_dir: str = "data/synthetic/manifests"
     """Directory for lhotse manifests and the cached fbank features."""
     sampling_rate: int = 16000

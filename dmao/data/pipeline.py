@@ -134,6 +134,10 @@ def _prepare(config: DataConfig, corpus_dir: Path, parts: list[str], common: dic
         from dmao.data.corpora.lhotse_manifests import prepare_lhotse
 
         return prepare_lhotse(corpus_dir, config.manifest_dir, parts, **common)
+    if config.corpus == "nemo":
+        from dmao.data.corpora.nemo import prepare_nemo
+
+        return prepare_nemo(corpus_dir, config.manifest_dir, parts, **common)
     if config.corpus == "kaldi":
         from dmao.data.corpora.kaldi import prepare_kaldi
 

@@ -1,5 +1,6 @@
 """Check a corpus before training (``dmao validate``): the LibriSpeech layout, Kaldi data
-directories (:func:`validate_kaldi`) or a lhotse recipe's manifests (:func:`validate_lhotse`).
+directories (:func:`validate_kaldi`), a lhotse recipe's manifests (:func:`validate_lhotse`) or
+NeMo manifests (:func:`validate_nemo`).
 
 Reads every transcript line and every audio file of the given parts and lists each problem with
 its file and reason: missing, empty (0 bytes), unreadable or truncated audio, a sampling rate other
@@ -38,6 +39,7 @@ __all__ = [
     "validate_corpus",
     "validate_kaldi",
     "validate_lhotse",
+    "validate_nemo",
 ]
 
 
@@ -264,6 +266,44 @@ def validate_lhotse(
                 span = _Span(part, sup.id, sup.recording_id, sup.start, sup.end, sup.text or "")
                 _check_span(report, span, lengths[sup.recording_id], manifest, manifest,
                             tokenizer, subsampled_length)  # fmt: skip
+    return report
+
+
+def validate_nemo(
+    corpus_dir: str | Path,
+    parts: Sequence[str],
+    *,
+    tokenizer: Tokenizer | None = None,
+    subsampled_length: Callable[[int], int] | None = None,
+) -> ValidationReport:
+    """Check NeMo manifests ``corpus_dir/<part>.json`` (:mod:`dmao.data.corpora.nemo`): a
+    part whose manifest is missing, ambiguous or malformed (``malformed_manifests``, its first
+    bad line), every audio file decoded in full, and per line its span, transcript and CTC
+    feasibility. File problems name the recording id the file gets.
+    """
+    from dmao.data.corpora.nemo import find_nemo_manifest, read_nemo_manifest
+
+    report = ValidationReport()
+    for part in parts:
+        try:
+            manifest = find_nemo_manifest(corpus_dir, part)
+            entries = read_nemo_manifest(manifest)
+        except (FileNotFoundError, ValueError) as err:
+            report.problems.append(
+                CorpusProblem(part, "-", str(corpus_dir), "malformed_manifests", str(err))
+            )
+            continue
+        lengths = {}
+        for reco, audio in {e.recording: e.audio for e in entries}.items():
+            found, seconds, _ = _check_audio(audio, "in the manifest, not on disk")
+            report.problems += [CorpusProblem(part, reco, str(audio), *f) for f in found]
+            if not found:
+                lengths[reco] = seconds
+        for e in entries:
+            if e.recording in lengths:
+                span = _Span(part, e.id, e.recording, e.offset, e.end, e.text)
+                _check_span(report, span, lengths[e.recording], f"{manifest}:{e.line}",
+                            f"{manifest}:{e.line}", tokenizer, subsampled_length)  # fmt: skip
     return report
 
 
