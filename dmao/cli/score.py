@@ -17,12 +17,14 @@ __all__ = ["register"]
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "score",
-        help="WER/CER of a transcript file against references (Kaldi text, trn, transcribe output)",
+        help="WER/CER of a transcript file against references (Kaldi text, trn, NeMo manifest, "
+        "transcribe output)",
         description="Scores hypotheses against references as Kaldi's compute-wer, with dmao's "
         "normalisation and aligners. Each side is a Kaldi data directory (its text), a Kaldi "
-        "text file or `dmao transcribe` output (ID<TAB>TEXT, --tsv or --json), or an sclite "
-        "*.trn file. A reference without a hypothesis counts as all deletions (a warning says "
-        "how many; --missing error refuses); a hypothesis id that is not a reference is an error.",
+        "text file or `dmao transcribe` output (ID<TAB>TEXT, --tsv or --json), an sclite "
+        "*.trn file, or a NeMo manifest (references: its text; hypotheses: its pred_text). A "
+        "reference without a hypothesis counts as all deletions (a warning says how many; "
+        "--missing error refuses); a hypothesis id that is not a reference is an error.",
     )
     p.add_argument("ref", type=Path, metavar="REF", help="references: Kaldi data dir or file")
     p.add_argument("hyp", type=Path, metavar="HYP", help="hypotheses: a transcript file")

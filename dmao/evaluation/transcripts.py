@@ -9,7 +9,10 @@ Either side is one of
   path does), else at its first whitespace; a line with an id only is an empty transcript;
 - ``dmao transcribe --tsv`` (a header ``id<TAB>text...``) or ``--json`` (JSON Lines with ``id``
   and ``text``; a failed file's line, with ``error``, is a missing transcript);
-- an sclite ``trn`` file (named ``*.trn``: ``WORDS (ID)``).
+- an sclite ``trn`` file (named ``*.trn``: ``WORDS (ID)``);
+- a NeMo manifest (JSON Lines with ``audio_filepath`` and no ``id``): the ids ``dmao prepare
+  nemo`` and ``dmao transcribe`` give its lines (:mod:`dmao.data.corpora.nemo`); as references
+  its ``text``, as hypotheses its ``pred_text`` (what NeMo's ``transcribe_speech.py`` adds).
 
 Both sides are normalised as ``dmao prepare kaldi`` normalises transcripts: Kaldi's non-speech
 tokens dropped (:func:`~dmao.data.corpora.kaldi.normalize_kaldi`), then
@@ -57,8 +60,9 @@ def normalize_for_scoring(text: str) -> str:
     return normalize_transcript(normalize_kaldi(text))
 
 
-def read_transcripts(path: Path | str) -> Transcripts:
-    """The transcripts of ``path`` in any of the module's formats (texts as written).
+def read_transcripts(path: Path | str, nemo_text: str = "text") -> Transcripts:
+    """The transcripts of ``path`` in any of the module's formats (texts as written); of a NeMo
+    manifest, the strings under ``nemo_text`` (``pred_text`` for hypotheses).
 
     Raises:
         FileNotFoundError: ``path`` does not exist, or is a folder without ``text``.
@@ -85,6 +89,8 @@ def read_transcripts(path: Path | str) -> Transcripts:
         raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
     first = next((line for line in lines if line.strip()), "")
     if first.lstrip().startswith("{"):
+        if _is_nemo(first):
+            return _nemo(path, nemo_text)
         return _json_lines(path, lines)
     return Transcripts(_rows(path, lines))
 
@@ -111,6 +117,24 @@ def _rows(path: Path, lines: list[str] | None = None) -> dict[str, str]:
             )
         rows[utterance], where[utterance] = " ".join(text.split()), number
     return rows
+
+
+def _is_nemo(line: str) -> bool:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and "audio_filepath" in record and "id" not in record
+
+
+def _nemo(path: Path, text_key: str) -> Transcripts:
+    from dmao.data.corpora.nemo import read_nemo_manifest
+
+    entries = read_nemo_manifest(path, text_key)
+    return Transcripts(
+        {e.id: " ".join(e.text.split()) for e in entries},
+        speakers={e.id: e.speaker for e in entries if e.speaker},
+    )
 
 
 def _json_lines(path: Path, lines: list[str]) -> Transcripts:
@@ -180,7 +204,7 @@ def score_files(
         raise ValueError(f"missing: expected one of {', '.join(MISSING_MODES)}, got {missing!r}")
     if aligner not in ALIGNERS:
         raise ValueError(f"aligner: expected one of {', '.join(ALIGNERS)}, got {aligner!r}")
-    refs, hyps = read_transcripts(ref), read_transcripts(hyp)
+    refs, hyps = read_transcripts(ref), read_transcripts(hyp, nemo_text="pred_text")
     if refs.failed:
         raise ValueError(f"{ref}: {len(refs.failed)} entries are failures, not references")
     strangers = [i for i in [*hyps.texts, *hyps.failed] if i not in refs.texts]

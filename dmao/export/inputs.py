@@ -17,6 +17,10 @@ Each command-line argument is one of
   ``text`` and the other files are not needed (``reco2file_and_channel`` names the recordings
   in CTM output). The segments of one recording read it once when they
   follow each other (Kaldi sorts them so);
+- ``MANIFEST.json`` (or ``.jsonl``): a NeMo manifest (the layout ``dmao prepare nemo`` reads,
+  :mod:`dmao.data.corpora.nemo`): one input per line, its ``offset``/``duration`` span of its
+  ``audio_filepath`` (``text`` is not needed), named by the id ``dmao prepare nemo`` gives it,
+  read on channel 0;
 - ``FOLDER``: otherwise, every audio file below it (by suffix,
   :data:`~dmao.export.audio.AUDIO_SUFFIXES`; hidden files such as macOS's ``._x.wav`` are
   skipped), in sorted order; a folder without any is one failed input (like a bad file, it
@@ -41,17 +45,20 @@ import numpy as np
 
 from dmao.export.audio import AUDIO_SUFFIXES, RawFormat, decode_audio, load_audio
 
-__all__ = ["LIST_PREFIX", "STDIN", "AudioInput", "InputReader", "KaldiSource", "expand_inputs"]
+__all__ = ["LIST_PREFIX", "STDIN", "AudioInput", "InputReader", "RecordingSpan", "expand_inputs"]
 
 LIST_PREFIX = "@"
 """An argument starting with this names a list file (write ``./@name`` for a file so named)."""
 STDIN = "-"
 """The argument that stands for standard input (write ``./-`` for a file so named)."""
+NEMO_SUFFIXES = (".json", ".jsonl")
+"""A file argument so named is a NeMo manifest."""
 
 
 @dataclass(frozen=True)
-class KaldiSource:
-    """Where an utterance of a Kaldi data directory lies: a span of one ``wav.scp`` recording."""
+class RecordingSpan:
+    """Where an utterance lies in its recording: a Kaldi data directory's utterance (a span of
+    one ``wav.scp`` recording) or a NeMo manifest's line (of its audio file)."""
 
     recording: str
     command: str | None
@@ -81,7 +88,7 @@ class AudioInput:
     id: str
     path: Path
     error: str | None = None
-    kaldi: KaldiSource | None = None
+    span: RecordingSpan | None = None
     stdin: bool = False
     """The audio is standard input (``-``; its ``path`` is ``<stdin>``)."""
 
@@ -99,7 +106,8 @@ def expand_inputs(arguments: Iterable[str | Path]) -> list[AudioInput]:
     Raises:
         FileNotFoundError: a list file does not exist.
         ValueError: a list file is unreadable or lists nothing; a Kaldi data directory's
-            ``wav.scp`` or ``segments`` has a bad line (file and line named); ``-`` twice.
+            ``wav.scp`` or ``segments``, or a NeMo manifest, has a bad line (file and line
+            named); ``-`` twice.
     """
     inputs: list[AudioInput] = []
     for argument in arguments:
@@ -110,6 +118,8 @@ def expand_inputs(arguments: Iterable[str | Path]) -> list[AudioInput]:
             inputs.append(AudioInput(STDIN, Path("<stdin>"), stdin=True))
         elif text.startswith(LIST_PREFIX):
             inputs.extend(_read_list(Path(text[len(LIST_PREFIX) :])))
+        elif Path(text).suffix.lower() in NEMO_SUFFIXES and Path(text).is_file():
+            inputs.extend(_nemo_utterances(Path(text)))
         elif (Path(text) / "wav.scp").is_file():
             inputs.extend(_kaldi_utterances(Path(text)))
         elif Path(text).is_dir():
@@ -162,6 +172,17 @@ def _read_list(path: Path) -> list[AudioInput]:
     return inputs
 
 
+def _nemo_utterances(path: Path) -> list[AudioInput]:
+    from dmao.data.corpora.nemo import read_nemo_manifest
+
+    inputs = []
+    for entry in read_nemo_manifest(path, text_key=None):
+        span = RecordingSpan(entry.recording, None, entry.audio.parent, entry.offset, entry.end,
+                             entry.recording)  # fmt: skip
+        inputs.append(AudioInput(entry.id, entry.audio, span=span))
+    return inputs
+
+
 def _kaldi_utterances(folder: Path) -> list[AudioInput]:
     from dmao.data.corpora.kaldi import (
         audio_base,
@@ -191,9 +212,9 @@ def _kaldi_utterances(folder: Path) -> list[AudioInput]:
         if archive:
             path = archive_location(archive, base)[0]
         file, channel = names.get(reco, (reco, "A"))
-        source = KaldiSource(reco, command, base, start, end, file, channel, archive,
+        source = RecordingSpan(reco, command, base, start, end, file, channel, archive,
                              scp.channels.get(reco, 0))  # fmt: skip
-        inputs.append(AudioInput(utterance, path, kaldi=source))
+        inputs.append(AudioInput(utterance, path, span=source))
     return inputs
 
 
@@ -218,11 +239,11 @@ class InputReader:
         if audio.stdin:
             data = sys.stdin.buffer.read()
             return decode_audio(data, self.sampling_rate, where=str(audio.path), raw=self.raw)
-        if audio.kaldi is None:
+        if audio.span is None:
             return load_audio(audio.path, self.sampling_rate, raw=self.raw)
         from dmao.data.corpora.kaldi import span_in_recording
 
-        source = audio.kaldi
+        source = audio.span
         samples = self._whole(audio.path, source)
         length = len(samples) / self.sampling_rate
         end, duration = span_in_recording(source.start, source.end, length)
@@ -234,7 +255,7 @@ class InputReader:
         first = round(source.start * self.sampling_rate)
         return samples[first : first + round(duration * self.sampling_rate)]
 
-    def _whole(self, path: Path, source: KaldiSource) -> np.ndarray:
+    def _whole(self, path: Path, source: RecordingSpan) -> np.ndarray:
         key = (path, source.recording)
         if self._recording is not None and self._recording[0] == key:
             return self._recording[1]

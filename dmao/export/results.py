@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dmao.decoding.timing import WordTiming
 from dmao.evaluation.sclite import ctm_lines
-from dmao.export.inputs import KaldiSource
+from dmao.export.inputs import RecordingSpan
 
 __all__ = ["Failure", "Transcription", "failure_message"]
 
@@ -30,8 +30,9 @@ class Transcription:
     id: str = ""
     words: list[WordTiming] | None = None
     """Each word's start and duration (``Transcriber(timestamps=True)``), else None."""
-    kaldi: KaldiSource | None = None
-    """Where the utterance lies, for an utterance of a Kaldi data directory."""
+    span: RecordingSpan | None = None
+    """Where the utterance lies in its recording (a Kaldi data directory's utterance, a NeMo
+    manifest's line), else None."""
 
     def __post_init__(self) -> None:
         self.id = self.id or str(self.path)
@@ -43,11 +44,11 @@ class Transcription:
         ``reco2file_and_channel`` (else the recording id, ``A``), as Kaldi's ``get_ctm.sh``
         writes them for scoring against an STM."""
         words = self.words or []
-        if self.kaldi is None:
+        if self.span is None:
             return ctm_lines("_".join(self.id.split()), words)
-        offset = self.kaldi.start
+        offset = self.span.start
         shifted = [replace(w, start_s=w.start_s + offset) for w in words]
-        return ctm_lines(self.kaldi.file, shifted, self.kaldi.channel)
+        return ctm_lines(self.span.file, shifted, self.span.channel)
 
     @property
     def real_time_factor(self) -> float:

@@ -461,7 +461,7 @@ class Transcriber:
             processing_seconds=read.seconds + time.perf_counter() - start,
             id=read.audio.id,
             words=words,
-            kaldi=read.audio.kaldi,
+            span=read.audio.span,
         )
 
     @staticmethod

@@ -290,6 +290,44 @@ def test_a_kaldi_data_directory_transcribed_then_scored(tiny_export, tiny_corpus
     assert count == "3 utterances (1 without a hypothesis, scored as empty)"
 
 
+def test_a_nemo_manifest_transcribed_then_scored(tiny_export, tiny_corpus, tmp_path, capsys):
+    """The NeMo workflow: ``dmao transcribe test.json > hyp.txt`` (one line per manifest line,
+    named as ``dmao prepare nemo`` names it; a span of a file is its span), then ``dmao score
+    test.json hyp.txt``, and NeMo's own output manifest (``pred_text``) scored the same."""
+    files = sorted((tiny_corpus.root / "test").rglob("*.flac"))[:2]
+    transcripts = dict(
+        line.split(" ", 1)
+        for path in (tiny_corpus.root / "test").rglob("*.trans.txt")
+        for line in path.read_text(encoding="utf-8").splitlines()
+    )
+    seconds = sf.info(files[1]).duration
+    records = [
+        {"audio_filepath": str(files[0]), "duration": sf.info(files[0]).duration,
+         "text": transcripts[files[0].stem]},
+        {"audio_filepath": str(files[1]), "offset": 0.0, "duration": seconds / 2, "text": "A"},
+        {"audio_filepath": str(files[1]), "offset": seconds / 2, "text": "B"},
+    ]  # fmt: skip
+    manifest = tmp_path / "test.json"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    assert main(["transcribe", "--model", str(tiny_export), str(manifest)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    half = f"{round(seconds * 50):07d}"
+    ids = [files[0].stem, f"{files[1].stem}-0000000-{half}", f"{files[1].stem}-{half}-end"]
+    assert [line.split("\t")[0] for line in lines] == ids
+    hyp = tmp_path / "hyp.txt"
+    hyp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["score", str(manifest), str(hyp)]) == 0
+    summary = capsys.readouterr().out.splitlines()[0]
+    texts = [line.split("\t")[1] for line in lines]
+    expected = score_corpus([r["text"] for r in records], texts)
+    assert summary == expected.summary()
+    nemo_out = tmp_path / "nemo_out.json"
+    nemo_out.write_text("".join(json.dumps({**r, "pred_text": t}) + "\n"
+                                for r, t in zip(records, texts, strict=True)))  # fmt: skip
+    assert main(["score", str(manifest), str(nemo_out)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == summary
+
+
 def test_standard_input_as_a_stream_or_as_headerless_pcm(tiny_export, tiny_corpus):
     """``cat a.flac | dmao transcribe -`` and ``... --raw-format s16le ... -`` give the file's text
     (the corpus's FLAC is 16-bit: the same samples); empty input is one error line, exit 1."""

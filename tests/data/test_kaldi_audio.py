@@ -153,7 +153,7 @@ def test_transcribe_reads_segments_of_archive_entries(tmp_path, monkeypatch):
     part = tmp_path / "data" / "train"
     (part / "segments").write_text("a tr1 0 0.5\nb tr1 0.5 -1\nc tr2 0.25 1.0\n")
     inputs = expand_inputs([part])
-    assert [(i.id, i.kaldi.archive) for i in inputs] == [
+    assert [(i.id, i.span.archive) for i in inputs] == [
         ("a", _entries(tmp_path, "train")["tr1"]),
         ("b", _entries(tmp_path, "train")["tr1"]),
         ("c", _entries(tmp_path, "train")["tr2"]),

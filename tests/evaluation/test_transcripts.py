@@ -50,6 +50,22 @@ def test_every_format_is_read(tmp_path):
     write_trn(trn, {"s1-u1": "HELLO", "s1-u2": "A B"})
     assert read_transcripts(trn).texts == {"s1-u1": "HELLO", "s1-u2": "A B"}
 
+    nemo = tmp_path / "test_manifest.json"  # NeMo: ids from the files, text or pred_text
+    nemo.write_text(
+        json.dumps({"audio_filepath": "/d/a.wav", "duration": 1.0, "text": "hi  you",
+                    "pred_text": "hi", "speaker": "s7"}) + "\n"
+        + json.dumps({"audio_filepath": "/d/b.flac", "offset": 2.5, "duration": 1.25,
+                      "text": "yes", "pred_text": "yes"}) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    found = read_transcripts(nemo)
+    assert (found.texts, found.speakers) == ({"a": "hi you", "b-0000250-0000375": "yes"},
+                                             {"a": "s7"})  # fmt: skip
+    assert read_transcripts(nemo, nemo_text="pred_text").texts == {
+        "a": "hi",
+        "b-0000250-0000375": "yes",
+    }
+
     folder = read_transcripts(_kaldi_test_set(tmp_path))
     assert folder.texts["u1"] == "HELLO [noise] WORLD"  # as written; normalised when scored
     assert folder.speakers == {"u1": "s1", "u2": "s1", "u3": "s2", "u4": "s2"}
@@ -105,6 +121,11 @@ def test_the_command_prints_the_score(tmp_path, capsys):
         ("u1 A\nu1 B\n", "u1 A\n", r"ref\.txt:2: id u1 appears twice \(first on line 1\)"),
         ("u1 A\n", '{"id": "u1"}\n', r"hyp\.txt:1: expected a JSON object with 'id' and 'text'"),
         ("u1 [noise]\n", "u1 A\n", r"ref\.txt: no reference is left to score"),
+        (
+            '{"audio_filepath": "u1.wav", "text": "A"}\n',
+            '{"audio_filepath": "u1.wav", "text": "A"}\n',
+            r"hyp\.txt:1: expected a string 'pred_text' \(keys there: audio_filepath, text\)",
+        ),
     ],
 )
 def test_bad_transcripts_stop_with_one_line(tmp_path, ref, hyp, message):

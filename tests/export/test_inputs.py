@@ -11,7 +11,7 @@ import soundfile as sf
 
 from dmao.decoding.timing import WordTiming
 from dmao.export import AudioInput, Transcription, expand_inputs
-from dmao.export.inputs import InputReader, KaldiSource
+from dmao.export.inputs import InputReader, RecordingSpan
 
 
 def _touch(path: Path) -> Path:
@@ -102,16 +102,16 @@ def test_a_kaldi_data_directory_gives_its_utterances(tmp_path):
     (part / "reco2file_and_channel").write_text("rec1 talk1 1\n", encoding="utf-8")
     rec1 = root / "audio/rec1.flac"
     assert expand_inputs([part]) == [
-        AudioInput("u1", rec1, kaldi=KaldiSource("rec1", None, root, 0, 1.5, "talk1", "1")),
-        AudioInput("u2", rec1, kaldi=KaldiSource("rec1", None, root, 1.5, -1, "talk1", "1")),
+        AudioInput("u1", rec1, span=RecordingSpan("rec1", None, root, 0, 1.5, "talk1", "1")),
+        AudioInput("u2", rec1, span=RecordingSpan("rec1", None, root, 1.5, -1, "talk1", "1")),
         AudioInput(
             "u3",
             part / "wav.scp",
-            kaldi=KaldiSource("rec2", "cat audio/rec2.wav", root, 0, 2, "rec2", "A"),
+            span=RecordingSpan("rec2", "cat audio/rec2.wav", root, 0, 2, "rec2", "A"),
         ),
     ]
     (part / "segments").unlink()  # without segments: one utterance per recording
-    assert [(i.id, i.kaldi.start, i.kaldi.end) for i in expand_inputs([part])] == [
+    assert [(i.id, i.span.start, i.span.end) for i in expand_inputs([part])] == [
         ("rec1", 0, -1),
         ("rec2", 0, -1),
         ("rec3", 0, -1),
@@ -194,8 +194,8 @@ def test_a_dash_is_standard_input_once(tmp_path):
 
 def test_ctm_lines_of_a_kaldi_utterance_are_in_its_recording_time():
     words = [WordTiming("HELLO", 0.2, 0.3, 0.9), WordTiming("THERE", 0.6, 0.4, 0.5)]
-    source = KaldiSource("rec1", None, Path("."), 12.5, 14.0, "talk1", "1")
-    utterance = Transcription(Path("a.wav"), "HELLO THERE", 1.5, id="u1", words=words, kaldi=source)
+    source = RecordingSpan("rec1", None, Path("."), 12.5, 14.0, "talk1", "1")
+    utterance = Transcription(Path("a.wav"), "HELLO THERE", 1.5, id="u1", words=words, span=source)
     assert utterance.ctm_lines() == [
         "talk1 1 12.70 0.30 HELLO 0.900",
         "talk1 1 13.10 0.40 THERE 0.500",
@@ -205,3 +205,28 @@ def test_ctm_lines_of_a_kaldi_utterance_are_in_its_recording_time():
         "my_file.wav A 0.20 0.30 HELLO 0.900",
         "my_file.wav A 0.60 0.40 THERE 0.500",
     ]
+
+
+def test_a_nemo_manifest_gives_its_lines_as_spans(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    talk = _stereo(tmp_path / "audio" / "talk.wav", 2.0, seed=3)
+    _stereo(tmp_path / "audio" / "short.wav", 0.5, seed=4)
+    manifest = tmp_path / "lists" / "test.jsonl"
+    manifest.parent.mkdir()
+    manifest.write_text(  # relative to the current directory (not beside the manifest); no text
+        '{"audio_filepath": "audio/talk.wav", "offset": 0.5, "duration": 1.0}\n'
+        '{"audio_filepath": "audio/talk.wav", "offset": 1.5}\n'
+        f'{{"audio_filepath": "{tmp_path}/audio/short.wav", "duration": 0.5, "text": "x"}}\n'
+    )
+    inputs = expand_inputs([str(manifest)])
+    assert [(i.id, i.path, i.span.start, i.span.end) for i in inputs] == [
+        ("talk-0000050-0000150", tmp_path / "audio" / "talk.wav", 0.5, 1.5),
+        ("talk-0000150-end", tmp_path / "audio" / "talk.wav", 1.5, -1),
+        ("short", tmp_path / "audio" / "short.wav", 0.0, 0.5),
+    ]
+    reader = InputReader(RATE)
+    np.testing.assert_array_equal(reader.read(inputs[0]), talk[8000:24000, 0])
+    np.testing.assert_array_equal(reader.read(inputs[1]), talk[24000:, 0])
+    manifest.write_text('{"audio_filepath": "audio/talk.wav", "offset": "soon"}\n')
+    with pytest.raises(ValueError, match=r"test\.jsonl:1: 'offset' must be a number of seconds"):
+        expand_inputs([str(manifest)])

@@ -134,11 +134,11 @@ def _seconds(record: dict, key: str, where: str, default: float | None) -> float
     return float(value)
 
 
-def _entry(record: Any, number: int, path: Path) -> NemoEntry:
+def _entry(record: Any, number: int, path: Path, text_key: str | None) -> NemoEntry:
     where = f"{path}:{number}"
     if not isinstance(record, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    for key in ("audio_filepath", "text"):
+    for key in ("audio_filepath", *([text_key] if text_key else [])):
         if not isinstance(record.get(key), str):
             raise ValueError(f"{where}: expected a string {key!r} (keys there: "
                              f"{', '.join(sorted(record)) or 'none'})")  # fmt: skip
@@ -148,9 +148,10 @@ def _entry(record: Any, number: int, path: Path) -> NemoEntry:
         audio = beside if beside.exists() or not audio.exists() else audio
     duration = _seconds(record, "duration", where, None)
     speaker = record.get("speaker")
+    text = record.get(text_key or "text")
     return NemoEntry(
         line=number, audio=audio.absolute(), offset=_seconds(record, "offset", where, 0.0) or 0.0,
-        duration=duration, text=record["text"],
+        duration=duration, text=text if isinstance(text, str) else "",
         speaker=speaker if isinstance(speaker, str) else None,
     )  # fmt: skip
 
@@ -173,12 +174,14 @@ def _recording_ids(files: Sequence[Path]) -> dict[Path, str]:
             depth[f] = min(depth[f] + 1, len(f.parts))
 
 
-def read_nemo_manifest(path: Path | str) -> list[NemoEntry]:
-    """The checked lines of one manifest with their ids (blank lines skipped).
+def read_nemo_manifest(path: Path | str, text_key: str | None = "text") -> list[NemoEntry]:
+    """The checked lines of one manifest with their ids (blank lines skipped); ``text`` is the
+    string under ``text_key`` (``pred_text``: the hypotheses NeMo's ``transcribe_speech.py``
+    adds; None: not required, ``text`` where present, else empty).
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: a line that is not a JSON object with ``audio_filepath`` and ``text``
+        ValueError: a line that is not a JSON object with ``audio_filepath`` and ``text_key``
             strings, or with a negative or non-numeric ``offset``/``duration``; two lines with
             the same span of one file; no lines. Each names the file and line.
     """
@@ -192,7 +195,7 @@ def read_nemo_manifest(path: Path | str) -> list[NemoEntry]:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{number}: not JSON ({err.msg})") from None
-            entries.append(_entry(record, number, path))
+            entries.append(_entry(record, number, path, text_key))
     if not entries:
         raise ValueError(f"{path}: no utterances; expected {NEMO_LAYOUT}")
     per_file = Counter(e.audio for e in entries)
