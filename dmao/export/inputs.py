@@ -264,8 +264,7 @@ class InputReader:
             samples = load_audio(path, self.sampling_rate, raw=self.raw,
                                  channel=source.read_channel)  # fmt: skip
         else:
-            from dmao.data.corpora.kaldi import run_audio_command
-            from dmao.data.corpora.kaldi_audio import read_archive_entry
+            from dmao.data.corpora.kaldi_audio import read_archive_entry, run_audio_command
 
             where = f"{path}: recording {source.recording}"
             if source.archive is not None:

@@ -36,8 +36,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import shlex
-import subprocess
 from collections import Counter
 from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -52,9 +50,11 @@ from lhotse.audio import AudioSource
 from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
 from dmao.data.corpora.common import normalised_supervisions, segment_cuts
 from dmao.data.corpora.kaldi_audio import (
+    command_in,
     extract_archive_entry,
     is_archive_entry,
     read_archive_entry,
+    run_audio_command,
     sph2pipe_file,
 )
 from dmao.data.manifests import load_or_prepare
@@ -87,7 +87,6 @@ KALDI_LAYOUT = (
 )
 MAX_OVERSHOOT_S = 0.5
 """How far a segment may end past its recording (Kaldi's ``extract-segments`` default)."""
-COMMAND_TIMEOUT_S = 600
 _HEADER_THREADS = 16  # as the bad-audio pre-scan: header reads wait on the disk, not the CPU
 _MARKER = re.compile(r"^(\[[^\]]*\]|<[^>]*>|\{[^}]*\})$")
 
@@ -326,26 +325,6 @@ def audio_path(entry: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _in_dir(command: str, cwd: Path) -> str:
-    return f"cd {shlex.quote(str(cwd))} && {command}"
-
-
-def run_audio_command(command: str, cwd: Path) -> bytes | tuple[str, str]:
-    """The audio stream a ``wav.scp`` command writes (run in ``cwd``), or ``(reason, detail)``
-    when it fails, runs over :data:`COMMAND_TIMEOUT_S` or writes nothing."""
-    try:
-        done = subprocess.run(_in_dir(command, cwd), shell=True, capture_output=True,
-                              timeout=COMMAND_TIMEOUT_S)  # fmt: skip
-    except subprocess.TimeoutExpired:
-        return "unreadable_audio", f"command ran over {COMMAND_TIMEOUT_S} s"
-    if done.returncode != 0:
-        first = (done.stderr.decode(errors="replace").strip().splitlines() or [""])[0][:200]
-        return "unreadable_audio", f"command exited with status {done.returncode}: {first}"
-    if not done.stdout:
-        return "empty_file", "the command wrote nothing"
-    return done.stdout
-
-
 def _probe_stream(
     kaldi: KaldiPart, reco: str, base: Path, extract_to: Path
 ) -> sf._SoundFileInfo | Path | tuple[str, str]:
@@ -396,7 +375,7 @@ def _recordings(
             continue
         info = probed[reco]
         source = AudioSource(type="command", channels=list(range(info.channels)),
-                             source=_in_dir(kaldi.wav[reco], base))  # fmt: skip
+                             source=command_in(kaldi.wav[reco], base))  # fmt: skip
         recordings[reco] = Recording(
             id=reco, sources=[source], sampling_rate=info.samplerate,
             num_samples=info.frames, duration=info.frames / info.samplerate,

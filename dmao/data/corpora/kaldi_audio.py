@@ -1,4 +1,8 @@
-"""``wav.scp`` entries that dmao reads itself: entries of Kaldi archives and ``sph2pipe`` commands.
+"""The audio of ``wav.scp`` entries other than files: commands, ``sph2pipe`` commands (read by
+dmao itself) and entries of Kaldi archives.
+
+**Commands** (``... |``) run in the recipe's root; their stdout is the recording
+(:func:`run_audio_command`).
 
 **``sph2pipe`` commands.** Kaldi's recipes for LDC corpora (Switchboard, Fisher, Hub5'00,
 CallHome, TED-LIUM) write ``<kaldi>/tools/sph2pipe_v2.5/sph2pipe -f wav -p -c 1 a.sph |``: the
@@ -32,6 +36,7 @@ import io
 import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
@@ -39,10 +44,13 @@ import soundfile as sf
 
 __all__ = [
     "ARCHIVE_ENTRY",
+    "COMMAND_TIMEOUT_S",
     "archive_location",
+    "command_in",
     "extract_archive_entry",
     "is_archive_entry",
     "read_archive_entry",
+    "run_audio_command",
     "sph2pipe_file",
 ]
 
@@ -50,6 +58,31 @@ ARCHIVE_ENTRY = re.compile(r"^(?P<file>.+\.ark):(?P<offset>\d+)$")
 """A ``wav.scp`` entry that points into a Kaldi archive: ``<file>.ark:<byte offset>``."""
 _RIFF_HEADER = 8  # "RIFF" + the 32-bit size of what follows
 _AUDIO = b"AUDIO"
+
+
+COMMAND_TIMEOUT_S = 600
+"""Seconds a ``wav.scp`` command may run."""
+
+
+def command_in(command: str, cwd: Path) -> str:
+    """``command`` as a shell line that runs it in ``cwd``."""
+    return f"cd {shlex.quote(str(cwd))} && {command}"
+
+
+def run_audio_command(command: str, cwd: Path) -> bytes | tuple[str, str]:
+    """The audio stream a ``wav.scp`` command writes (run in ``cwd``), or ``(reason, detail)``
+    when it fails, runs over :data:`COMMAND_TIMEOUT_S` or writes nothing."""
+    try:
+        done = subprocess.run(command_in(command, cwd), shell=True, capture_output=True,
+                              timeout=COMMAND_TIMEOUT_S)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return "unreadable_audio", f"command ran over {COMMAND_TIMEOUT_S} s"
+    if done.returncode != 0:
+        first = (done.stderr.decode(errors="replace").strip().splitlines() or [""])[0][:200]
+        return "unreadable_audio", f"command exited with status {done.returncode}: {first}"
+    if not done.stdout:
+        return "empty_file", "the command wrote nothing"
+    return done.stdout
 
 
 _SPH2PIPE_FLAGS = {"-p": 0, "-f": 1, "-c": 1}  # option: how many values follow it
