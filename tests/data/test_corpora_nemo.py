@@ -33,7 +33,8 @@ def _nemo_dirs(tiny_corpus, root: Path) -> dict:
     them: train lists the corpus's files by paths relative to the manifest's folder (markers
     added to the text); dev is three spans of
     one long file (the last running 0.3 s past its end); test names its files by absolute
-    paths, plus two copied under one name into two folders, without ``duration``. Returns
+    paths (of the copy: tests may break them), plus two copied under one name into two
+    folders, without ``duration``. Returns
     what was written."""
     audio = root / "manifests" / "audio"
     shutil.copytree(tiny_corpus.root, audio)
@@ -59,7 +60,9 @@ def _nemo_dirs(tiny_corpus, root: Path) -> dict:
          "text": dev_texts[u]}
         for (u, s, _, _), d in zip(spans, durations, strict=True)
     ])  # fmt: skip
-    test = _flacs(tiny_corpus, "test")
+    test = {
+        u: audio / p.relative_to(tiny_corpus.root) for u, p in _flacs(tiny_corpus, "test").items()
+    }
     first, second = list(test.values())[:2]
     for folder, source in (("a", first), ("b", second)):
         (root / "twins" / folder).mkdir(parents=True)
@@ -204,7 +207,9 @@ def test_validate_and_prepare_cli_and_a_training_run(tiny_corpus, tmp_path, monk
     assert valid["step"] == 2 and valid["wer"] >= 0
     # a file emptied: validate lists it beside the corpus's own problem utterances
     records = [json.loads(x) for x in (folder / "test.jsonl").read_text().splitlines()]
-    Path(records[0]["audio_filepath"]).write_bytes(b"")
+    emptied = Path(records[0]["audio_filepath"])
+    assert tmp_path in emptied.parents  # a copy, not the shared corpus
+    emptied.write_bytes(b"")
     report = tmp_path / "report.json"
     assert main(["validate", str(folder), "--nemo", "--json", str(report)]) == 0
     problems = {(p["part"], p["reason"]) for p in json.loads(report.read_text())["problems"]}
