@@ -33,7 +33,6 @@ one entry that stands for all its utterances.
 
 from __future__ import annotations
 
-import io
 import logging
 import re
 from collections import Counter
@@ -47,11 +46,11 @@ import soundfile as sf
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment
 from lhotse.audio import AudioSource
 
+from dmao.data.audio_files import audio_info, write_audio_file
 from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
 from dmao.data.corpora.common import normalised_supervisions, segment_cuts
 from dmao.data.corpora.kaldi_audio import (
     command_in,
-    extract_archive_entry,
     is_archive_entry,
     read_archive_entry,
     run_audio_command,
@@ -333,14 +332,11 @@ def _probe_stream(
     stream = kaldi.stream(reco, base)
     if isinstance(stream, tuple):
         return stream
-    what = "archive entry" if reco in kaldi.archives else "command's output"
-    try:
-        info = sf.info(io.BytesIO(stream))
-    except Exception as err:  # soundfile's errors for a stream that is not audio
-        return "unreadable_audio", f"the {what} is not audio: {err}"
-    if not info.frames:
-        return "empty_audio", "0 samples"
-    return extract_archive_entry(stream, extract_to, reco) if reco in kaldi.archives else info
+    archive = reco in kaldi.archives
+    info = audio_info(stream, "archive entry" if archive else "command's output")
+    if isinstance(info, tuple) or not archive:
+        return info
+    return write_audio_file(stream, extract_to, reco)
 
 
 def _recordings(

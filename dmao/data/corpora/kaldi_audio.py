@@ -24,7 +24,8 @@ other option (``-t`` or ``-s`` ranges, ``-h``, ...) keeps the command as it is.
   then an ``n``-byte little-endian length), then the bytes of an audio file (FLAC, WAV, ...).
 
 An entry is returned as the bytes of the audio file it holds, unchanged, so it decodes like a
-``wav.scp`` command's output (any sample format soundfile reads) and can be copied out as a file.
+``wav.scp`` command's output (any sample format soundfile reads) and can be copied out as a file
+(:func:`dmao.data.audio_files.write_audio_file`).
 kaldiio's own reader is not used: it decodes only 8- and 16-bit WAV entries (Python's ``wave``)
 and would mean decoding and encoding again to hand lhotse a file. Feature archives (Kaldi
 matrices, ``\\0B``) are not audio and are refused with that reason.
@@ -32,22 +33,16 @@ matrices, ``\\0B``) are not audio and are refused with that reason.
 
 from __future__ import annotations
 
-import io
-import os
 import re
 import shlex
 import subprocess
 from pathlib import Path
-from urllib.parse import quote
-
-import soundfile as sf
 
 __all__ = [
     "ARCHIVE_ENTRY",
     "COMMAND_TIMEOUT_S",
     "archive_location",
     "command_in",
-    "extract_archive_entry",
     "is_archive_entry",
     "read_archive_entry",
     "run_audio_command",
@@ -180,25 +175,3 @@ def read_archive_entry(entry: str, base: Path) -> bytes | tuple[str, str]:
             f"the entry at offset {offset} of {path} is cut short: {len(data)} of {wanted} bytes"
         )
     return data
-
-
-def extract_archive_entry(data: bytes, folder: Path, recording: str) -> Path:
-    """Write an entry's audio file (:func:`read_archive_entry`) as ``folder/<recording>.<ext>``
-    (the id percent-quoted, the suffix from the file's format: ``.wav``, ``.flac``, ...) and
-    return its path. Written under a temporary name and renamed, so a file with that name is
-    always whole.
-
-    Raises:
-        ValueError: ``data`` is not a file soundfile can read (the caller probed it first).
-    """
-    try:
-        kind = sf.info(io.BytesIO(data)).format
-    except Exception as err:  # soundfile's errors for bytes that are not audio
-        raise ValueError(f"recording {recording}: the archive entry is not audio: {err}") from err
-    suffix = {"WAVEX": "wav"}.get(kind, kind.lower())  # WAVE_FORMAT_EXTENSIBLE is a .wav too
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{quote(recording, safe='')}.{suffix}"
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-    return path
