@@ -1,10 +1,13 @@
-"""``dmao validate CORPUS_DIR [--kaldi|--lhotse|--nemo]`` — list every problem of a corpus before
-training."""
+"""``dmao validate CORPUS_DIR [--kaldi|--lhotse|--nemo|--parquet]`` — list every problem of a
+corpus before training."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 __all__ = ["register"]
 
@@ -15,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="check a corpus (audio, transcripts, CTC feasibility) before training",
         description="Lists every problem of a LibriSpeech-layout corpus (or, with --kaldi, of "
         "Kaldi data directories, with --lhotse, of a lhotse recipe's manifests, with --nemo, of "
-        "NeMo manifests), and of folders "
+        "NeMo manifests, with --parquet, of a Hugging Face dataset's Parquet files), and of "
+        "folders "
         "of noise or room impulse responses (--audio-dir), before training. Nothing is modified.",
     )
     p.add_argument(
@@ -49,12 +53,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="corpus_dir holds NeMo manifests, <part>.json (data.corpus=nemo); any sampling "
         "rate is fine",
     )
+    layout.add_argument(
+        "--parquet",
+        action="store_true",
+        help="corpus_dir holds a Hugging Face dataset's Parquet files (data.corpus=parquet); "
+        "any sampling rate is fine",
+    )
+    p.add_argument(
+        "--text-column",
+        default=None,
+        help="--parquet: the transcript column (default: text, sentence, transcription, ...)",
+    )
     p.add_argument(
         "--parts",
         nargs="+",
         default=None,
-        help="default: every sub-folder (--kaldi: every one with a wav.scp; --lhotse, --nemo: "
-        "every part of the manifests)",
+        help="default: every sub-folder (--kaldi: every one with a wav.scp; --lhotse, --nemo, "
+        "--parquet: every part found)",
     )
     p.add_argument(
         "--sampling-rate",
@@ -68,19 +83,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _layout(args: argparse.Namespace) -> tuple[list[str], str, Callable[..., Any]] | None:
+    """``(parts found, what a part is, its validator)`` of a generic layout flag, else None."""
+    from dmao.data import validation_formats as formats
+
+    if args.kaldi:
+        from dmao.data.corpora.kaldi import kaldi_parts
+
+        found = kaldi_parts(args.corpus_dir)
+        return found, "Kaldi data directory (*/wav.scp)", formats.validate_kaldi
+    if args.lhotse:
+        from dmao.data.corpora.lhotse_manifests import lhotse_parts
+
+        return lhotse_parts(args.corpus_dir), "lhotse manifest", formats.validate_lhotse
+    if args.nemo:
+        from dmao.data.corpora.nemo import nemo_parts
+
+        return nemo_parts(args.corpus_dir), "NeMo manifest (<part>.json)", formats.validate_nemo
+    if args.parquet:
+        from dmao.data.corpora.parquet import parquet_parts
+
+        validate = partial(formats.validate_parquet, text_column=args.text_column)
+        return parquet_parts(args.corpus_dir), "Parquet file", validate
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
-    from dmao.data.corpora.kaldi import kaldi_parts
-    from dmao.data.corpora.lhotse_manifests import lhotse_parts
-    from dmao.data.corpora.nemo import nemo_parts
     from dmao.data.tokenizer import load_tokenizer
-    from dmao.data.validation import (
-        ValidationReport,
-        validate_audio_folder,
-        validate_corpus,
-        validate_kaldi,
-        validate_lhotse,
-        validate_nemo,
-    )
+    from dmao.data.validation import ValidationReport, validate_audio_folder, validate_corpus
     from dmao.models.frontend import subsampled_length
 
     if args.corpus_dir is None and not args.audio_dir:
@@ -90,16 +120,9 @@ def run(args: argparse.Namespace) -> int:
         if not args.corpus_dir.is_dir():
             raise FileNotFoundError(f"corpus directory {args.corpus_dir} does not exist")
         tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
-        if args.kaldi or args.lhotse or args.nemo:
-            if args.kaldi:
-                found = kaldi_parts(args.corpus_dir)
-                what, validate = "Kaldi data directory (*/wav.scp)", validate_kaldi
-            elif args.lhotse:
-                found = lhotse_parts(args.corpus_dir)
-                what, validate = "lhotse manifest", validate_lhotse
-            else:
-                found = nemo_parts(args.corpus_dir)
-                what, validate = "NeMo manifest (<part>.json)", validate_nemo
+        layout = _layout(args)
+        if layout is not None:
+            found, what, validate = layout
             parts = args.parts or found
             if not parts:
                 raise FileNotFoundError(f"no {what} in {args.corpus_dir}")

@@ -1,6 +1,6 @@
-"""Check a corpus before training (``dmao validate``): the LibriSpeech layout, Kaldi data
-directories (:func:`validate_kaldi`), a lhotse recipe's manifests (:func:`validate_lhotse`) or
-NeMo manifests (:func:`validate_nemo`).
+"""Check a corpus before training (``dmao validate``): the LibriSpeech layout, and the checks
+the generic layouts share (:mod:`dmao.data.validation_formats`: Kaldi data directories, lhotse
+manifests, NeMo manifests, Parquet files).
 
 Reads every transcript line and every audio file of the given parts and lists each problem with
 its file and reason: missing, empty (0 bytes), unreadable or truncated audio, a sampling rate other
@@ -34,12 +34,13 @@ from dmao.data.tokenizer import Tokenizer
 
 __all__ = [
     "CorpusProblem",
+    "Span",
     "ValidationReport",
+    "check_audio",
+    "check_span",
+    "sample_problems",
     "validate_audio_folder",
     "validate_corpus",
-    "validate_kaldi",
-    "validate_lhotse",
-    "validate_nemo",
 ]
 
 
@@ -159,7 +160,7 @@ def validate_audio_folder(folder: str | Path, field: str = "--audio-dir") -> Val
     report = ValidationReport()
     for path in audio_files(folder, field):
         report.num_utterances += 1
-        problems, seconds, _ = _check_audio(path)
+        problems, seconds, _ = check_audio(path)
         report.audio_seconds += seconds
         file_id = path.relative_to(folder).as_posix()
         report.problems += [
@@ -169,163 +170,7 @@ def validate_audio_folder(folder: str | Path, field: str = "--audio-dir") -> Val
     return report
 
 
-def validate_kaldi(
-    corpus_dir: str | Path,
-    parts: Sequence[str],
-    *,
-    tokenizer: Tokenizer | None = None,
-    subsampled_length: Callable[[int], int] | None = None,
-) -> ValidationReport:
-    """Check Kaldi data directories ``corpus_dir/<part>`` (:mod:`dmao.data.corpora.kaldi`):
-    a malformed table (the part's one problem, ``malformed_data_dir``), every recording decoded
-    in full (files, archive entries and the output of ``wav.scp`` commands, which are run),
-    segments outside their recording, and per utterance the transcript (after the Kaldi markers
-    are removed) and CTC feasibility. Any sampling rate is fine (resampled when used). Recording
-    problems name the recording id; its utterances are not checked further.
-    """
-    from dmao.data.corpora.kaldi import audio_base, read_kaldi_part
-    from dmao.data.sphere import read_sphere_header
-
-    corpus_dir = Path(corpus_dir)
-    base = audio_base(corpus_dir)
-    report = ValidationReport()
-    for part in parts:
-        try:
-            kaldi = read_kaldi_part(corpus_dir / part)
-        except (FileNotFoundError, ValueError) as err:
-            report.problems.append(
-                CorpusProblem(part, "-", str(corpus_dir / part), "malformed_data_dir", str(err))
-            )
-            continue
-        lengths = {}
-        plain = set(kaldi.files())
-        for reco in kaldi.wav:
-            where = kaldi.where(reco, base)
-            if reco in plain:
-                path = kaldi.path(reco, base)
-                found, seconds, _ = _check_audio(path, "listed in wav.scp but not on disk")
-                if not found and reco in kaldi.channels:  # a sph2pipe -c 2 command
-                    problem = kaldi.channel_problem(reco, read_sphere_header(path).channel_count)
-                    found = [("unreadable_audio", problem)] if problem else []
-            else:  # a command or an archive entry
-                stream = kaldi.stream(reco, base)
-                found, seconds, _ = (
-                    ([stream], 0.0, None) if isinstance(stream, tuple) else _check_audio(stream)
-                )
-            report.problems += [CorpusProblem(part, reco, where, *f) for f in found]
-            if not found:
-                lengths[reco] = seconds
-        for utt, (reco, start, end) in kaldi.spans().items():
-            if reco in lengths:
-                span = _Span(part, utt, reco, start, end, kaldi.text[utt])
-                paths = str(kaldi.folder / "text"), str(kaldi.folder / "segments")
-                _check_span(report, span, lengths[reco], *paths, tokenizer, subsampled_length)
-    return report
-
-
-def validate_lhotse(
-    corpus_dir: str | Path,
-    parts: Sequence[str],
-    *,
-    tokenizer: Tokenizer | None = None,
-    subsampled_length: Callable[[int], int] | None = None,
-) -> ValidationReport:
-    """Check the manifests of a lhotse recipe in ``corpus_dir`` (:mod:`dmao.data.corpora.
-    lhotse_manifests`): a part whose manifests are missing, ambiguous or unreadable
-    (``malformed_manifests``), every recording decoded in full, supervisions of unknown
-    recordings or outside theirs, and per supervision the transcript (Kaldi-style markers
-    removed) and CTC feasibility. Recording problems name the recording id.
-    """
-    from dmao.data.corpora.lhotse_manifests import find_manifests, load_part
-
-    corpus_dir = Path(corpus_dir)
-    report = ValidationReport()
-    for part in parts:
-        try:
-            paths = find_manifests(corpus_dir, part)
-            recordings, supervisions = load_part(paths)
-        except (FileNotFoundError, ValueError) as err:
-            report.problems.append(
-                CorpusProblem(part, "-", str(corpus_dir), "malformed_manifests", str(err))
-            )
-            continue
-        lengths = {}
-        for recording in recordings:
-            where, found, seconds = _check_recording(recording)
-            report.problems += [CorpusProblem(part, recording.id, where, *f) for f in found]
-            if not found:
-                lengths[recording.id] = seconds
-        ids, manifest = set(recordings.ids), str(paths.get("supervisions", paths.get("cuts")))
-        for sup in supervisions:
-            if sup.recording_id not in ids:
-                report.problems.append(CorpusProblem(
-                    part, sup.id, manifest, "unknown_recording",
-                    f"recording {sup.recording_id} is not in the part's recordings manifest",
-                ))  # fmt: skip
-            elif sup.recording_id in lengths:
-                span = _Span(part, sup.id, sup.recording_id, sup.start, sup.end, sup.text or "")
-                _check_span(report, span, lengths[sup.recording_id], manifest, manifest,
-                            tokenizer, subsampled_length)  # fmt: skip
-    return report
-
-
-def validate_nemo(
-    corpus_dir: str | Path,
-    parts: Sequence[str],
-    *,
-    tokenizer: Tokenizer | None = None,
-    subsampled_length: Callable[[int], int] | None = None,
-) -> ValidationReport:
-    """Check NeMo manifests ``corpus_dir/<part>.json`` (:mod:`dmao.data.corpora.nemo`): a
-    part whose manifest is missing, ambiguous or malformed (``malformed_manifests``, its first
-    bad line), every audio file decoded in full, and per line its span, transcript and CTC
-    feasibility. File problems name the recording id the file gets.
-    """
-    from dmao.data.corpora.nemo import find_nemo_manifest, read_nemo_manifest
-
-    report = ValidationReport()
-    for part in parts:
-        try:
-            manifest = find_nemo_manifest(corpus_dir, part)
-            entries = read_nemo_manifest(manifest)
-        except (FileNotFoundError, ValueError) as err:
-            report.problems.append(
-                CorpusProblem(part, "-", str(corpus_dir), "malformed_manifests", str(err))
-            )
-            continue
-        lengths = {}
-        for reco, audio in {e.recording: e.audio for e in entries}.items():
-            found, seconds, _ = _check_audio(audio, "in the manifest, not on disk")
-            report.problems += [CorpusProblem(part, reco, str(audio), *f) for f in found]
-            if not found:
-                lengths[reco] = seconds
-        for e in entries:
-            if e.recording in lengths:
-                span = _Span(part, e.id, e.recording, e.offset, e.end, e.text)
-                _check_span(report, span, lengths[e.recording], f"{manifest}:{e.line}",
-                            f"{manifest}:{e.line}", tokenizer, subsampled_length)  # fmt: skip
-    return report
-
-
-def _check_recording(recording) -> tuple[str, list[tuple[str, str]], float]:
-    """``(where, problems, seconds)`` of a lhotse recording decoded in full: a file source as
-    every file here (:func:`_check_audio`), any other source through lhotse."""
-    from dmao.data.corpora.lhotse_manifests import file_source
-
-    path = file_source(recording)
-    if path is not None:
-        found, seconds, _ = _check_audio(path, "in the recordings manifest, not on disk")
-        return str(path), found, seconds
-    source = recording.sources[0]
-    try:
-        samples = recording.load_audio()
-    except Exception as err:  # any reader error makes the recording unusable
-        return source.source, [("unreadable_audio", audio_error_message(err))], 0.0
-    found = _sample_problems(samples)
-    return source.source, found, samples.shape[-1] / recording.sampling_rate
-
-
-class _Span(NamedTuple):
+class Span(NamedTuple):
     """One utterance: a span of a recording with its transcript as written."""
 
     part: str
@@ -337,9 +182,9 @@ class _Span(NamedTuple):
     text: str
 
 
-def _check_span(
+def check_span(
     report: ValidationReport,
-    span: _Span,
+    span: Span,
     length: float,
     text_path: str,
     span_path: str,
@@ -364,7 +209,7 @@ def _check_span(
                                           subsampled_length)  # fmt: skip
 
 
-def _check_audio(
+def check_audio(
     path: Path | bytes, missing: str = "not on disk"
 ) -> tuple[list[tuple[str, str]], float, int | None]:
     """``([(reason, detail)], seconds, rate)`` of one audio file (or stream: ``bytes``), decoded
@@ -386,10 +231,10 @@ def _check_audio(
             samples, rate = sf.read(path, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError/RuntimeError for corrupt data
         return [("unreadable_audio", audio_error_message(err))], 0.0, None
-    return _sample_problems(samples.T), samples.shape[0] / rate, rate
+    return sample_problems(samples.T), samples.shape[0] / rate, rate
 
 
-def _sample_problems(samples: np.ndarray) -> list[tuple[str, str]]:
+def sample_problems(samples: np.ndarray) -> list[tuple[str, str]]:
     """No samples, or NaN/inf among them (``samples``: (channels, time))."""
     if samples.shape[-1] == 0:
         return [("empty_audio", "0 samples")]
@@ -410,7 +255,7 @@ def _check_utterance(
 ) -> tuple[list[CorpusProblem], float]:
     problem = _problem_factory(part, utt_id, str(audio))
     found, normalised = _check_text(problem, text, where, tokenizer)
-    audio_problems, seconds, rate = _check_audio(audio, "listed in the transcript but not on disk")
+    audio_problems, seconds, rate = check_audio(audio, "listed in the transcript but not on disk")
     found += [problem(reason, detail) for reason, detail in audio_problems]
     if rate is None:
         return found, 0.0

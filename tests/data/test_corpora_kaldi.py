@@ -225,7 +225,7 @@ def test_prepare_cli_names_a_folder_without_data_directories(tmp_path, capsys):
 
 
 def test_validate_decodes_every_recording_and_checks_every_utterance(tiny_corpus, tmp_path):
-    from dmao.data.validation import validate_kaldi
+    from dmao.data.validation_formats import validate_kaldi
     from dmao.models.frontend import subsampled_length
 
     written = _kaldi_dirs(tiny_corpus, tmp_path / "recipe")

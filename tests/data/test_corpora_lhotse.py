@@ -129,7 +129,7 @@ def test_validate_decodes_every_recording_and_checks_every_supervision(
     from lhotse import SupervisionSet
     from lhotse.utils import fastcopy
 
-    from dmao.data.validation import validate_lhotse
+    from dmao.data.validation_formats import validate_lhotse
     from dmao.models.frontend import subsampled_length
 
     corpus, manifests = recipe_manifests

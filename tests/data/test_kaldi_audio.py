@@ -15,7 +15,7 @@ import soundfile as sf
 from dmao.data.corpora.kaldi import prepare_kaldi, read_kaldi_part
 from dmao.data.corpora.kaldi_audio import archive_location, read_archive_entry, sph2pipe_file
 from dmao.data.sphere import read_sphere, write_sphere
-from dmao.data.validation import validate_kaldi
+from dmao.data.validation_formats import validate_kaldi
 from dmao.export import expand_inputs
 from dmao.export.inputs import InputReader
 
