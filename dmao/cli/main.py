@@ -82,8 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
-    except (FileNotFoundError, FileExistsError, ValueError, CheckpointError) as err:
-        # Bad input: one clear line, no traceback (use -v for the traceback).
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        CheckpointError,
+        ModuleNotFoundError,
+    ) as err:
+        # Bad input, or an optional package missing: one clear line, no traceback (-v: the
+        # traceback).
         if args.verbose:
             raise
         print(f"dmao {args.command}: error: {err}", file=sys.stderr)

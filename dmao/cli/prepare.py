@@ -1,5 +1,5 @@
-"""``dmao prepare synthetic|librispeech|tedlium2|switchboard|kaldi|nemo|lhotse`` — manifests +
-fbank.
+"""``dmao prepare synthetic|librispeech|tedlium2|switchboard|kaldi|nemo|parquet|lhotse`` —
+manifests + fbank.
 
 The real corpora are read from local copies (docs/corpora.md); nothing is downloaded.
 """
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prepare",
         help="prepare a corpus (built-in synthetic, LibriSpeech, TED-LIUM 2, Switchboard, Kaldi "
-        "data directories, NeMo manifests, lhotse recipe manifests)",
+        "data directories, NeMo manifests, Hugging Face Parquet files, lhotse recipe manifests)",
     )
     kinds = p.add_subparsers(dest="corpus", required=True, metavar="CORPUS")
 
@@ -85,6 +85,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "audio paths are read from the manifest's folder",
         parts="default: every manifest found",
     )  # fmt: skip
+    parquet = _corpus_parser(
+        kinds, "parquet", _run_parquet, sampling_rate=True,
+        help="manifests + fbank for a Hugging Face dataset's Parquet files (a part per split)",
+        corpus_dir="the dataset's folder (or one config's): <split>-NNNNN-of-NNNNN.parquet, "
+        "<split>/NNNN.parquet or <split>.parquet below it",
+        parts="splits (default: every one found)",
+    )  # fmt: skip
+    parquet.add_argument(
+        "--text-column",
+        default=None,
+        help="the transcript column (default: the first of text, sentence, transcription, "
+        "transcript, normalized_text)",
+    )
     _corpus_parser(
         kinds, "lhotse", _run_lhotse, sampling_rate=True,
         help="fbank for the manifests of any lhotse recipe (lhotse prepare <corpus>)",
@@ -359,6 +372,19 @@ def _run_nemo(args: argparse.Namespace) -> int:
                                 f"{NEMO_LAYOUT}")  # fmt: skip
     found = nemo_parts(args.corpus_dir)
     return _prepare_any(args, prepare_nemo, found, "NeMo manifest", NEMO_LAYOUT)
+
+
+def _run_parquet(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from dmao.data.corpora.parquet import PARQUET_LAYOUT, parquet_parts, prepare_parquet
+
+    if not args.corpus_dir.is_dir():
+        raise FileNotFoundError(f"--corpus-dir {args.corpus_dir} does not exist; expected "
+                                f"{PARQUET_LAYOUT}")  # fmt: skip
+    prepare = partial(prepare_parquet, text_column=args.text_column)
+    found = parquet_parts(args.corpus_dir)
+    return _prepare_any(args, prepare, found, "Parquet file", PARQUET_LAYOUT)
 
 
 def _run_lhotse(args: argparse.Namespace) -> int:

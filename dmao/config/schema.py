@@ -36,7 +36,7 @@ __all__ = [
 # value when the config is read, naming the key and the choices; the code that acts on a setting
 # takes its tuple of names from here, so each vocabulary is written once.
 CorpusKind = Literal[
-    "synthetic", "librispeech", "tedlium2", "switchboard", "kaldi", "lhotse", "nemo"
+    "synthetic", "librispeech", "tedlium2", "switchboard", "kaldi", "lhotse", "nemo", "parquet"
 ]
 BadAudioMode = Literal["strict", "skip"]
 TokenizerKind = Literal["char", "bpe", "unigram"]
@@ -65,20 +65,23 @@ class DataConfig:
     ``tedlium2`` (TED-LIUM release 2), ``switchboard`` (Switchboard-1 + Hub5'00) or ``kaldi``
     (any corpus as Kaldi data directories, one per part: ``wav.scp``, ``text``, optionally
     ``segments`` and ``utt2spk``), ``lhotse`` (the manifests any of lhotse's recipes writes,
-    ``lhotse prepare <corpus>``) or ``nemo`` (NeMo manifests ``<part>.json``: JSON lines with
-    ``audio_filepath``, ``duration``, ``text``); see docs/corpora.md for the layouts and part
-    names."""
+    ``lhotse prepare <corpus>``), ``nemo`` (NeMo manifests ``<part>.json``: JSON lines with
+    ``audio_filepath``, ``duration``, ``text``) or ``parquet`` (a Hugging Face dataset's Parquet
+    files, a part per split); see docs/corpora.md for the layouts and part names."""
     corpus_dir: str = "data/synthetic/corpus"
     """Directory holding the corpus (LibriSpeech layout, or the folder holding ``LibriSpeech/``;
     ``TEDLIUM_release2`` or the folder holding it; the LDC97S62 Switchboard copy; for ``kaldi``
     the folder holding a data directory per part, e.g. an ESPnet recipe's ``data/``; for
     ``lhotse`` the folder of the recipe's manifests; for ``nemo`` the folder of the part
-    manifests)."""
+    manifests; for ``parquet`` the dataset's folder, or one config's)."""
     manifest_dir: str = "data/synthetic/manifests"
     """Directory for lhotse manifests and the cached fbank features."""
     sampling_rate: int = 16000
     """Rate in Hz the features are computed at; audio at another rate is resampled. 16000, or
     8000 for Switchboard's telephone speech (METHOD.md §6)."""
+    text_column: str | None = None
+    """``parquet`` only: the transcript column (default: the first of ``text``, ``sentence``,
+    ``transcription``, ``transcript``, ``normalized_text`` the files have)."""
     transcripts_dir: str | None = None
     """Switchboard only: the ISIP ``swb_ms98_transcriptions`` folder (default: looked up inside
     and beside ``corpus_dir``)."""

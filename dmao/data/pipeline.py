@@ -134,6 +134,12 @@ def _prepare(config: DataConfig, corpus_dir: Path, parts: list[str], common: dic
         from dmao.data.corpora.lhotse_manifests import prepare_lhotse
 
         return prepare_lhotse(corpus_dir, config.manifest_dir, parts, **common)
+    if config.corpus == "parquet":
+        from dmao.data.corpora.parquet import prepare_parquet
+
+        return prepare_parquet(
+            corpus_dir, config.manifest_dir, parts, text_column=config.text_column, **common
+        )
     if config.corpus == "nemo":
         from dmao.data.corpora.nemo import prepare_nemo
 

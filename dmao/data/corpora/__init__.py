@@ -1,5 +1,6 @@
 """The real corpora: LibriSpeech, TED-LIUM 2, Switchboard-1 and Hub5'00; any corpus as Kaldi
-data directories, NeMo manifests or the manifests of one of lhotse's recipes.
+data directories, NeMo manifests, a Hugging Face dataset's Parquet files or the manifests of one
+of lhotse's recipes.
 
 Each module checks a local copy's layout (errors name what is missing) and reads it through
 lhotse's own recipe. LibriSpeech's reader is :mod:`dmao.data.manifests`, shared with the built-in
@@ -14,6 +15,7 @@ from dmao.data.corpora.kaldi import normalize_kaldi, prepare_kaldi
 from dmao.data.corpora.lhotse_manifests import prepare_lhotse
 from dmao.data.corpora.librispeech import prepare_librispeech
 from dmao.data.corpora.nemo import prepare_nemo
+from dmao.data.corpora.parquet import prepare_parquet
 from dmao.data.corpora.switchboard import normalize_switchboard, prepare_switchboard
 from dmao.data.corpora.tedlium import normalize_tedlium, prepare_tedlium2
 
@@ -25,6 +27,7 @@ __all__ = [
     "prepare_lhotse",
     "prepare_librispeech",
     "prepare_nemo",
+    "prepare_parquet",
     "prepare_switchboard",
     "prepare_tedlium2",
 ]

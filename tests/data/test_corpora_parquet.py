@@ -1,0 +1,186 @@
+"""A Hugging Face dataset as the Hub serves it (Parquet shards with an ``Audio`` column):
+``dmao prepare parquet``, ``dmao validate --parquet`` and a training run with
+``data.corpus=parquet``. The files are written with pyarrow in the Hub's layout."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dmao.cli.main import main
+from dmao.data.corpora.parquet import parquet_parts, prepare_parquet, read_parquet_part
+from dmao.data.manifests import cut_transcript
+
+AUDIO = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+HF_META = {"huggingface": json.dumps({"info": {"features": {
+    "file": {"dtype": "string", "_type": "Value"},
+    "audio": {"sampling_rate": 16000, "_type": "Audio"},
+    "text": {"dtype": "string", "_type": "Value"},
+    "speaker_id": {"dtype": "int64", "_type": "Value"},
+    "id": {"dtype": "string", "_type": "Value"},
+}}})}  # fmt: skip
+
+
+def _flacs(tiny_corpus, part: str) -> dict[str, Path]:
+    return {p.stem: p for p in sorted((tiny_corpus.root / part).rglob("*.flac"))}
+
+
+def _write(path: Path, columns: dict, metadata: dict | None = None) -> None:
+    table = pa.table(columns)
+    if metadata:
+        table = table.replace_schema_metadata(metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
+def _hub_dataset(tiny_corpus, root: Path) -> Path:
+    """``root/data``: train in two shards as ``datasets`` writes them (audio bytes, the Hub's
+    metadata, ``id`` and ``speaker_id`` columns); dev in one shard without metadata, its
+    transcript in ``sentence`` and no ids (named by the audio paths); test as the Hub's Parquet
+    export (``test/0000.parquet``) holding paths only, to files beside it."""
+    data = root / "data"
+    texts = {p: tiny_corpus.transcripts[p] for p in ("train", "dev", "test")}
+    train = list(_flacs(tiny_corpus, "train").items())
+    half = len(train) // 2
+    for index, shard in enumerate((train[:half], train[half:])):
+        _write(data / f"train-{index:05d}-of-00002.parquet", {
+            "file": [str(p) for _, p in shard],
+            "audio": pa.array([{"bytes": p.read_bytes(), "path": p.name} for _, p in shard], AUDIO),
+            "text": [f"[noise] {texts['train'][u]}" for u, _ in shard],
+            "speaker_id": [int(u.split("-")[0]) for u, _ in shard],
+            "id": [u for u, _ in shard],
+        }, HF_META)  # fmt: skip
+    dev = list(_flacs(tiny_corpus, "dev").items())
+    _write(data / "dev-00000-of-00001.parquet", {
+        "audio": pa.array([{"bytes": p.read_bytes(), "path": f"x/{p.name}"} for _, p in dev],
+                          AUDIO),
+        "sentence": [texts["dev"][u] for u, _ in dev],
+    })  # fmt: skip
+    test = list(_flacs(tiny_corpus, "test").items())
+    for _, p in test:
+        (data / "test" / "wavs").mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, data / "test" / "wavs" / p.name)
+    _write(data / "test" / "0000.parquet", {
+        "audio": pa.array([{"bytes": None, "path": f"wavs/{p.name}"} for _, p in test], AUDIO),
+        "transcription": [texts["test"][u] for u, _ in test],
+    })  # fmt: skip
+    return data
+
+
+def test_hub_parquet_files_become_the_corpus_cuts(tiny_corpus, tiny_cuts, tmp_path):
+    data = _hub_dataset(tiny_corpus, tmp_path)
+    assert parquet_parts(data) == ["dev", "test", "train"]
+    cuts = prepare_parquet(data, tmp_path / "m", ["train", "dev", "test"], num_jobs=1)
+    for part in ("train", "dev", "test"):
+        reference = {c.id: c for c in tiny_cuts[part]}
+        got = {c.id: c for c in cuts[part]}
+        empty = {tiny_corpus.empty_id} if part == "train" else set()
+        assert set(got) == set(reference) - empty  # ids: the id column, else the audio paths
+        for utterance, cut in got.items():
+            assert cut_transcript(cut) == cut_transcript(reference[utterance])
+            np.testing.assert_allclose(cut.load_features(), reference[utterance].load_features(),
+                                       atol=1e-3)  # fmt: skip
+    speakers = {c.supervisions[0].speaker for c in cuts["train"]}
+    assert speakers == {u.split("-")[0] for u in tiny_corpus.transcripts["train"]}
+    # bytes copied out unchanged; paths read where they are
+    flacs = _flacs(tiny_corpus, "train")
+    for cut in cuts["train"]:
+        source = Path(cut.recording.sources[0].source)
+        assert source.parent == tmp_path / "m" / "audio" / "train"
+        assert source.read_bytes() == flacs[cut.id].read_bytes()
+    assert all(Path(c.recording.sources[0].source).parent == data / "test" / "wavs"
+               for c in cuts["test"])  # fmt: skip
+    # cached: a second call loads without the files
+    shutil.rmtree(data)
+    assert sorted(prepare_parquet(data, tmp_path / "m", ["dev"])["dev"].ids) == sorted(
+        c.id for c in cuts["dev"]
+    )
+
+
+def test_bad_cells_are_bad_audio_and_bad_files_one_line(tiny_corpus, tmp_path):
+    data = _hub_dataset(tiny_corpus, tmp_path)
+    shard = data / "dev-00000-of-00001.parquet"
+    table = pq.read_table(shard)
+    cells = table.column("audio").to_pylist()
+    cells[0] = {"bytes": b"not audio", "path": cells[0]["path"]}
+    cells[1] = {"bytes": None, "path": None}
+    _write(shard, {"audio": pa.array(cells, AUDIO), "sentence": table.column("sentence")})
+    # a row without a path: the part's ids are row numbers (dev-0000000, ...)
+    with pytest.raises(ValueError) as caught:
+        prepare_parquet(data, tmp_path / "strict", ["dev"], num_jobs=1)
+    message = str(caught.value)
+    assert f"dev dev-0000000: unreadable_audio: {shard}:row 0: the audio cell is not audio" in (
+        message
+    )
+    assert f"dev dev-0000001: missing_audio: {shard}:row 1: the audio cell has neither" in message
+    cuts = prepare_parquet(data, tmp_path / "skip", ["dev"], num_jobs=1, bad_audio="skip",
+                           max_bad_audio_fraction=0.5)  # fmt: skip
+    assert len(cuts["dev"]) == len(cells) - 2
+    # a part in two folders, no transcript column, no audio column: one line each
+    _write(tmp_path / "two" / "a" / "train.parquet", {"audio": pa.array([], AUDIO), "text": []})
+    _write(tmp_path / "two" / "b" / "train.parquet", {"audio": pa.array([], AUDIO), "text": []})
+    with pytest.raises(ValueError, match=r"part 'train' has Parquet files in 2 folders \(a, b\)"):
+        parquet_parts(tmp_path / "two")
+    odd = tmp_path / "odd" / "test.parquet"
+    _write(odd, {"audio": pa.array([], AUDIO), "words": pa.array([], pa.string())})
+    with pytest.raises(
+        ValueError,
+        match=r"test\.parquet: no transcript column \(one of text, "
+        r"sentence.*columns: audio, words\); set data\.text_col",
+    ):
+        read_parquet_part([odd], "test")
+    assert read_parquet_part([odd], "test", text_column="words") == []
+    _write(odd, {"file": ["a.wav"], "text": ["x"]})
+    with pytest.raises(ValueError, match=r"test\.parquet: no audio columns \(columns: file, text"):
+        read_parquet_part([odd], "test")
+
+
+def test_validate_and_prepare_cli_and_a_training_run(tiny_corpus, tmp_path, capsys):
+    from conftest import tiny_train_overrides
+
+    from dmao.training.metrics import read_metrics
+
+    data = _hub_dataset(tiny_corpus, tmp_path)
+    manifests = tmp_path / "m"
+    assert main(["validate", str(data), "--parquet", "--parts", "dev", "test", "--strict"]) == 0
+    report = tmp_path / "report.json"
+    assert main(["validate", str(data), "--parquet", "--json", str(report)]) == 0
+    found = json.loads(report.read_text())["problems"]
+    problems = {(p["utterance_id"], p["reason"]) for p in found}
+    assert problems == {(tiny_corpus.empty_id, "empty_transcript"),
+                        (tiny_corpus.infeasible_id, "ctc_infeasible")}  # fmt: skip
+    capsys.readouterr()
+    assert main(["prepare", "parquet", "--corpus-dir", str(data), "--out", str(manifests),
+                 "--num-jobs", "1"]) == 0  # fmt: skip
+    assert "manifests for " in capsys.readouterr().out
+    overrides = [
+        *tiny_train_overrides(data, manifests),
+        "data.corpus=parquet",
+        "train.max_steps=2",
+        "train.valid_every_steps=2",
+    ]
+    assert main(["train", "--out", str(tmp_path / "run"), *overrides]) == 0
+    (valid,) = read_metrics(tmp_path / "run", "valid")
+    assert valid["step"] == 2 and valid["wer"] >= 0
+
+
+def test_without_pyarrow_one_line_says_what_to_install(tmp_path, monkeypatch, capsys):
+    import sys
+
+    data = tmp_path / "data"
+    _write(data / "train.parquet", {"audio": pa.array([], AUDIO), "text": []})
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)  # as if it were not installed
+    assert (
+        main(["prepare", "parquet", "--corpus-dir", str(data), "--out", str(tmp_path / "m")]) == 2
+    )
+    err = capsys.readouterr().err
+    assert err == (
+        "dmao prepare: error: reading Parquet files needs pyarrow: pip install 'dmao[parquet]' "
+        "(or pyarrow)\n"
+    )
