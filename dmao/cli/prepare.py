@@ -356,22 +356,14 @@ def _run_switchboard(args: argparse.Namespace) -> int:
 def _run_kaldi(args: argparse.Namespace) -> int:
     from dmao.data.corpora.kaldi import KALDI_LAYOUT, kaldi_parts, prepare_kaldi
 
-    if not args.corpus_dir.is_dir():
-        raise FileNotFoundError(
-            f"--corpus-dir {args.corpus_dir} does not exist; expected {KALDI_LAYOUT}"
-        )
-    found = kaldi_parts(args.corpus_dir)
-    return _prepare_any(args, prepare_kaldi, found, "data directory (*/wav.scp)", KALDI_LAYOUT)
+    what = "data directory (*/wav.scp)"
+    return _prepare_any(args, prepare_kaldi, kaldi_parts, what, KALDI_LAYOUT)
 
 
 def _run_nemo(args: argparse.Namespace) -> int:
     from dmao.data.corpora.nemo import NEMO_LAYOUT, nemo_parts, prepare_nemo
 
-    if not args.corpus_dir.is_dir():
-        raise FileNotFoundError(f"--corpus-dir {args.corpus_dir} does not exist; expected "
-                                f"{NEMO_LAYOUT}")  # fmt: skip
-    found = nemo_parts(args.corpus_dir)
-    return _prepare_any(args, prepare_nemo, found, "NeMo manifest", NEMO_LAYOUT)
+    return _prepare_any(args, prepare_nemo, nemo_parts, "NeMo manifest", NEMO_LAYOUT)
 
 
 def _run_parquet(args: argparse.Namespace) -> int:
@@ -379,30 +371,28 @@ def _run_parquet(args: argparse.Namespace) -> int:
 
     from dmao.data.corpora.parquet import PARQUET_LAYOUT, parquet_parts, prepare_parquet
 
-    if not args.corpus_dir.is_dir():
-        raise FileNotFoundError(f"--corpus-dir {args.corpus_dir} does not exist; expected "
-                                f"{PARQUET_LAYOUT}")  # fmt: skip
     prepare = partial(prepare_parquet, text_column=args.text_column)
-    found = parquet_parts(args.corpus_dir)
-    return _prepare_any(args, prepare, found, "Parquet file", PARQUET_LAYOUT)
+    return _prepare_any(args, prepare, parquet_parts, "Parquet file", PARQUET_LAYOUT)
 
 
 def _run_lhotse(args: argparse.Namespace) -> int:
     from dmao.data.corpora.lhotse_manifests import LHOTSE_LAYOUT, lhotse_parts, prepare_lhotse
 
-    found = lhotse_parts(args.corpus_dir)
-    return _prepare_any(args, prepare_lhotse, found, "lhotse manifest", LHOTSE_LAYOUT)
+    return _prepare_any(args, prepare_lhotse, lhotse_parts, "lhotse manifest", LHOTSE_LAYOUT)
 
 
 def _prepare_any(
     args: argparse.Namespace,
     prepare: Callable[..., dict],
-    found: list[str],
+    parts_in: Callable[[Path], list[str]],
     what: str,
     layout: str,
 ) -> int:
-    """Prepare ``--parts`` (default: the ``found`` ones) of a corpus in a generic layout."""
-    parts = args.parts or found
+    """Prepare ``--parts`` (default: those ``parts_in(--corpus-dir)`` finds) of a corpus in a
+    generic layout."""
+    if not args.corpus_dir.is_dir():
+        raise FileNotFoundError(f"--corpus-dir {args.corpus_dir} does not exist; expected {layout}")
+    parts = args.parts or parts_in(args.corpus_dir)
     if not parts:
         raise FileNotFoundError(f"no {what} in {args.corpus_dir}; expected {layout}")
     cuts = prepare(

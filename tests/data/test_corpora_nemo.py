@@ -215,3 +215,12 @@ def test_validate_and_prepare_cli_and_a_training_run(tiny_corpus, tmp_path, monk
     problems = {(p["part"], p["reason"]) for p in json.loads(report.read_text())["problems"]}
     assert problems == {("test", "empty_file"), ("train", "ctc_infeasible"),
                         ("train", "empty_transcript")}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["kaldi", "nemo", "parquet", "lhotse"])
+def test_prepare_of_a_missing_folder_is_one_line(tmp_path, capsys, kind):
+    missing = tmp_path / "nowhere"
+    assert main(["prepare", kind, "--corpus-dir", str(missing), "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dmao prepare: error: --corpus-dir {missing} does not exist; expected ")
+    assert err.count("\n") == 1
