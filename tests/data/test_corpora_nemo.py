@@ -158,6 +158,9 @@ def test_layout_problems_name_the_parts(tmp_path):
     (tmp_path / "empty.json").write_text("\n")
     with pytest.raises(ValueError, match=r"empty\.json: no utterances"):
         read(tmp_path / "empty.json")
+    (tmp_path / "latin.json").write_bytes('{"audio_filepath": "é.wav"}\n'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.json: not UTF-8 text \(byte 20: "):
+        read(tmp_path / "latin.json")
 
 
 def test_bad_files_and_spans_outside_are_reported(tiny_corpus, tmp_path, monkeypatch):

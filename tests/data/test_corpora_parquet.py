@@ -136,6 +136,9 @@ def test_bad_cells_are_bad_audio_and_bad_files_one_line(tiny_corpus, tmp_path):
     ):
         read_parquet_part([odd], "test")
     assert read_parquet_part([odd], "test", text_column="words") == []
+    odd.write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match=r"test\.parquet: not a readable Parquet file \("):
+        read_parquet_part([odd], "test")
     _write(odd, {"file": ["a.wav"], "text": ["x"]})
     with pytest.raises(ValueError, match=r"test\.parquet: no audio columns \(columns: file, text"):
         read_parquet_part([odd], "test")

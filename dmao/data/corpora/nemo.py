@@ -187,15 +187,18 @@ def read_nemo_manifest(path: Path | str, text_key: str | None = "text") -> list[
     """
     path = Path(path)
     entries = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not JSON ({err.msg})") from None
-            entries.append(_entry(record, number, path, text_key))
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not JSON ({err.msg})") from None
+        entries.append(_entry(record, number, path, text_key))
     if not entries:
         raise ValueError(f"{path}: no utterances; expected {NEMO_LAYOUT}")
     per_file = Counter(e.audio for e in entries)

@@ -184,9 +184,21 @@ def _columns(path: Path, schema: Any, text_column: str | None) -> tuple[str, str
     return audio[0], text, speaker
 
 
-def _batches(path: Path, columns: list[str], batch_size: int) -> Iterator[list[dict[str, Any]]]:
+def _open(path: Path) -> Any:
+    """pyarrow's ``ParquetFile`` of ``path``.
+
+    Raises:
+        ValueError: not a Parquet file (pyarrow's reason, with the file named).
+    """
     pq = _pyarrow_parquet()
-    for batch in pq.ParquetFile(path).iter_batches(columns=columns, batch_size=batch_size):
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise ValueError(f"{path}: not a readable Parquet file ({err})") from None
+
+
+def _batches(path: Path, columns: list[str], batch_size: int) -> Iterator[list[dict[str, Any]]]:
+    for batch in _open(path).iter_batches(columns=columns, batch_size=batch_size):
         yield batch.to_pylist()
 
 
@@ -199,10 +211,9 @@ def read_parquet_part(
         ValueError: a file without the needed columns, a row whose transcript is not a string,
             or two rows with one id (each names the file and row).
     """
-    pq = _pyarrow_parquet()
     raw = []
     for shard in shards:
-        schema = pq.ParquetFile(shard).schema_arrow
+        schema = _open(shard).schema_arrow
         audio, text, speaker = _columns(shard, schema, text_column)
         columns = [f"{audio}.path", text, *([speaker] if speaker else [])]
         columns += ["id"] if "id" in schema.names else []
@@ -241,12 +252,11 @@ def audio_cells(
 ) -> Iterator[tuple[ParquetRow, bytes | None]]:
     """Each row with its audio bytes (None when the cell holds only a path), read a few rows
     at a time (the bytes of a part need not fit in memory)."""
-    pq = _pyarrow_parquet()
     by_shard: dict[Path, list[ParquetRow]] = {}
     for row in rows:
         by_shard.setdefault(row.shard, []).append(row)
     for shard, its_rows in by_shard.items():
-        audio, _, _ = _columns(shard, pq.ParquetFile(shard).schema_arrow, text_column)
+        audio, _, _ = _columns(shard, _open(shard).schema_arrow, text_column)
         cells = (cell for batch in _batches(shard, [f"{audio}.bytes"], 16) for cell in batch)
         for row, record in zip(its_rows, cells, strict=True):
             yield row, (record[audio] or {}).get("bytes") or None
