@@ -241,6 +241,23 @@ def tiny_train_overrides(corpus_root: Path, manifest_dir: Path) -> list[str]:
     ]
 
 
+def train_two_steps(kind: str, corpus_dir: Path, manifest_dir: Path, out: Path) -> dict:
+    """A 2-step ``dmao train`` (:func:`tiny_train_overrides`) on the prepared manifests of a
+    ``data.corpus=kind`` corpus; returns its one validation record."""
+    from dmao.cli.main import main
+    from dmao.training.metrics import read_metrics
+
+    overrides = [
+        *tiny_train_overrides(corpus_dir, manifest_dir),
+        f"data.corpus={kind}",
+        "train.max_steps=2",
+        "train.valid_every_steps=2",
+    ]
+    assert main(["train", "--out", str(out), *overrides]) == 0
+    (valid,) = read_metrics(out, "valid")
+    return valid
+
+
 def tiny_compare_overrides(corpus_root: Path, manifest_dir: Path) -> list[str]:
     """:func:`tiny_train_overrides` for an 8-step comparison: validated and checkpointed every 4
     steps, one DMAO event at step 4 moving a quarter of the units."""

@@ -191,9 +191,7 @@ def test_utterances_must_match_between_the_tables(tmp_path):
 
 
 def test_prepare_cli_and_a_training_run_on_kaldi_dirs(tiny_corpus, tmp_path, capsys):
-    from conftest import tiny_train_overrides
-
-    from dmao.training.metrics import read_metrics
+    from conftest import train_two_steps
 
     _kaldi_dirs(tiny_corpus, tmp_path / "recipe")
     data, manifests = tmp_path / "recipe" / "data", tmp_path / "m"
@@ -204,14 +202,7 @@ def test_prepare_cli_and_a_training_run_on_kaldi_dirs(tiny_corpus, tmp_path, cap
     assert "dev: 3 utterances, 0.00 h (utterances " in printed and " s, median " in printed
     assert "over data.max_duration_s" not in printed  # none is longer than 30 s
     shutil.rmtree(tmp_path / "recipe")  # the run loads what the command cached
-    overrides = [
-        *tiny_train_overrides(data, manifests),
-        "data.corpus=kaldi",
-        "train.max_steps=2",
-        "train.valid_every_steps=2",
-    ]
-    assert main(["train", "--out", str(tmp_path / "run"), *overrides]) == 0
-    (valid,) = read_metrics(tmp_path / "run", "valid")
+    valid = train_two_steps("kaldi", data, manifests, tmp_path / "run")
     assert valid["step"] == 2 and valid["wer"] >= 0
 
 

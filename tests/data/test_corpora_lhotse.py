@@ -103,23 +103,14 @@ def test_folders_that_do_not_say_which_manifest_are_refused(recipe_manifests, tm
 
 
 def test_prepare_cli_and_a_training_run(recipe_manifests, tmp_path):
-    from conftest import tiny_train_overrides
-
-    from dmao.training.metrics import read_metrics
+    from conftest import train_two_steps
 
     _, manifests = recipe_manifests
     out = tmp_path / "m"
     assert main(["prepare", "lhotse", "--corpus-dir", str(manifests), "--out", str(out),
                  "--num-jobs", "1"]) == 0  # fmt: skip
     assert all((out / f"cuts_{part}.jsonl.gz").is_file() for part in PARTS)
-    overrides = [
-        *tiny_train_overrides(manifests, out),
-        "data.corpus=lhotse",
-        "train.max_steps=2",
-        "train.valid_every_steps=2",
-    ]
-    assert main(["train", "--out", str(tmp_path / "run"), *overrides]) == 0
-    (valid,) = read_metrics(tmp_path / "run", "valid")
+    valid = train_two_steps("lhotse", manifests, out, tmp_path / "run")
     assert valid["step"] == 2 and valid["wer"] >= 0
 
 

@@ -187,9 +187,7 @@ def test_bad_files_and_spans_outside_are_reported(tiny_corpus, tmp_path, monkeyp
 
 
 def test_validate_and_prepare_cli_and_a_training_run(tiny_corpus, tmp_path, monkeypatch, capsys):
-    from conftest import tiny_train_overrides
-
-    from dmao.training.metrics import read_metrics
+    from conftest import train_two_steps
 
     monkeypatch.chdir(tmp_path)
     _nemo_dirs(tiny_corpus, tmp_path)
@@ -199,14 +197,7 @@ def test_validate_and_prepare_cli_and_a_training_run(tiny_corpus, tmp_path, monk
     assert main(["prepare", "nemo", "--corpus-dir", str(folder), "--out", str(manifests),
                  "--num-jobs", "1"]) == 0  # fmt: skip
     assert "dev: 3 utterances" in capsys.readouterr().out
-    overrides = [
-        *tiny_train_overrides(folder, manifests),
-        "data.corpus=nemo",
-        "train.max_steps=2",
-        "train.valid_every_steps=2",
-    ]
-    assert main(["train", "--out", str(tmp_path / "run"), *overrides]) == 0
-    (valid,) = read_metrics(tmp_path / "run", "valid")
+    valid = train_two_steps("nemo", folder, manifests, tmp_path / "run")
     assert valid["step"] == 2 and valid["wer"] >= 0
     # a file emptied: validate lists it beside the corpus's own problem utterances
     records = [json.loads(x) for x in (folder / "test.jsonl").read_text().splitlines()]

@@ -145,9 +145,7 @@ def test_bad_cells_are_bad_audio_and_bad_files_one_line(tiny_corpus, tmp_path):
 
 
 def test_validate_and_prepare_cli_and_a_training_run(tiny_corpus, tmp_path, capsys):
-    from conftest import tiny_train_overrides
-
-    from dmao.training.metrics import read_metrics
+    from conftest import train_two_steps
 
     data = _hub_dataset(tiny_corpus, tmp_path)
     manifests = tmp_path / "m"
@@ -162,14 +160,7 @@ def test_validate_and_prepare_cli_and_a_training_run(tiny_corpus, tmp_path, caps
     assert main(["prepare", "parquet", "--corpus-dir", str(data), "--out", str(manifests),
                  "--num-jobs", "1"]) == 0  # fmt: skip
     assert "manifests for " in capsys.readouterr().out
-    overrides = [
-        *tiny_train_overrides(data, manifests),
-        "data.corpus=parquet",
-        "train.max_steps=2",
-        "train.valid_every_steps=2",
-    ]
-    assert main(["train", "--out", str(tmp_path / "run"), *overrides]) == 0
-    (valid,) = read_metrics(tmp_path / "run", "valid")
+    valid = train_two_steps("parquet", data, manifests, tmp_path / "run")
     assert valid["step"] == 2 and valid["wer"] >= 0
 
 
