@@ -1,7 +1,8 @@
 """``dmao transcribe --model DIR INPUT...`` — one line per file on stdout, errors on stderr.
 
 INPUT is a file, a folder (its audio files), a Kaldi data directory (a folder with ``wav.scp`` and
-optionally ``segments``: one result per utterance, named by its id), ``@LIST`` (a file listing
+optionally ``segments``: one result per utterance, named by its id), a NeMo manifest (``*.json``:
+one result per line, named as ``dmao prepare nemo`` names it), ``@LIST`` (a file listing
 ``PATH`` or ``ID<TAB>PATH`` a line; see :mod:`dmao.export.inputs`) or ``-`` (standard input).
 Output, one record per transcribed file: ``ID<TAB>text`` (default), a TSV table with a header
 (``--tsv``: id, text, duration_s, rtf), JSON Lines (``--json``: id, path, text, duration_s, rtf,
@@ -48,8 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="INPUT",
         help="audio file (any format), folder (its audio files), Kaldi data directory (a folder "
-        "with wav.scp [and segments]: its utterances), @LIST (one path a line) or - (standard "
-        "input: a WAV/FLAC/... stream, or headerless PCM with --raw-format)",
+        "with wav.scp [and segments]: its utterances), NeMo manifest (*.json, *.jsonl: its "
+        "lines), @LIST (one path a line) or - (standard input: a WAV/FLAC/... stream, or "
+        "headerless PCM with --raw-format)",
     )
     p.add_argument("--model", type=Path, required=True, help="folder written by `dmao export`")
     p.add_argument(
