@@ -48,7 +48,7 @@ from lhotse.audio import AudioSource
 
 from dmao.data.audio_files import audio_info, write_audio_file
 from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
-from dmao.data.corpora.common import normalised_supervisions, segment_cuts
+from dmao.data.corpora.common import normalised_supervisions, recordings_from_files, segment_cuts
 from dmao.data.corpora.kaldi_audio import (
     command_in,
     is_archive_entry,
@@ -86,7 +86,6 @@ KALDI_LAYOUT = (
 )
 MAX_OVERSHOOT_S = 0.5
 """How far a segment may end past its recording (Kaldi's ``extract-segments`` default)."""
-_HEADER_THREADS = 16  # as the bad-audio pre-scan: header reads wait on the disk, not the CPU
 _MARKER = re.compile(r"^(\[[^\]]*\]|<[^>]*>|\{[^}]*\})$")
 
 
@@ -360,12 +359,7 @@ def _recordings(
                              utterances=counts[reco]))  # fmt: skip
         else:
             readable.append(reco)
-    with ThreadPoolExecutor(_HEADER_THREADS) as pool:  # headers are read a second time: lhotse's
-        from_files = pool.map(  # Recording.from_file, fast beside the features
-            lambda reco: Recording.from_file(files[reco], recording_id=reco),
-            [reco for reco in readable if reco in files],
-        )
-        recordings = {r.id: r for r in from_files}
+    recordings = recordings_from_files({r: files[r] for r in readable if r in files})
     for reco in readable:
         if reco in files:
             continue

@@ -31,15 +31,14 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment
 
 from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
-from dmao.data.corpora.common import normalised_supervisions, segment_cuts
+from dmao.data.corpora.common import normalised_supervisions, recordings_from_files, segment_cuts
 from dmao.data.corpora.kaldi import normalize_kaldi, span_in_recording
 from dmao.data.manifests import load_or_prepare
 
@@ -61,7 +60,6 @@ NEMO_LAYOUT = (
 )
 _SUFFIXES = (".json", ".jsonl")
 _MANIFEST = "_manifest"
-_HEADER_THREADS = 16  # header reads wait on the disk, not the CPU
 
 
 @dataclass(frozen=True)
@@ -213,8 +211,7 @@ def read_nemo_manifest(path: Path | str, text_key: str | None = "text") -> list[
         if utt in seen:
             raise ValueError(f"{path}:{e.line}: the same span of {e.audio} as line {seen[utt]}")
         seen[utt] = e.line
-        named.append(NemoEntry(e.line, e.audio, e.offset, e.duration, e.text, e.speaker,
-                               utt, reco))  # fmt: skip
+        named.append(replace(e, id=utt, recording=reco))
     return named
 
 
@@ -230,9 +227,7 @@ def _recordings(part: str, entries: list[NemoEntry], bad: BadAudioLog) -> dict[s
             bad.add(BadAudio(part, reco, str(audio), *problem, utterances=counts[reco]))
         else:
             readable.append(reco)
-    with ThreadPoolExecutor(_HEADER_THREADS) as pool:
-        loaded = pool.map(lambda r: Recording.from_file(files[r], recording_id=r), readable)
-        return {r.id: r for r in loaded}
+    return recordings_from_files({reco: files[reco] for reco in readable})
 
 
 def _supervisions(

@@ -33,7 +33,6 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment
 
 from dmao.data.audio_files import audio_info, write_audio_file
 from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
-from dmao.data.corpora.common import normalised_supervisions, segment_cuts
+from dmao.data.corpora.common import normalised_supervisions, recordings_from_files, segment_cuts
 from dmao.data.corpora.kaldi import normalize_kaldi
 from dmao.data.manifests import load_or_prepare
 
@@ -69,7 +68,6 @@ TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_t
 """Transcript columns looked for, in order, without ``data.text_column``."""
 SPEAKER_COLUMNS = ("speaker_id", "speaker", "client_id")
 _SHARD = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}$")
-_HEADER_THREADS = 16
 
 
 def _pyarrow_parquet() -> Any:
@@ -287,8 +285,7 @@ def _recordings(
             bad.add(BadAudio(part, utterance, str(path), *found[path]))
         else:
             files[utterance] = path
-    with ThreadPoolExecutor(_HEADER_THREADS) as pool:
-        return list(pool.map(lambda u: Recording.from_file(files[u], recording_id=u), files))
+    return list(recordings_from_files(files).values())
 
 
 def prepare_parquet(
