@@ -99,7 +99,8 @@ def _layout(args: argparse.Namespace) -> tuple[list[str], str, Callable[..., Any
     if args.nemo:
         from dmao.data.corpora.nemo import nemo_parts
 
-        return nemo_parts(args.corpus_dir), "NeMo manifest (<part>.json)", formats.validate_nemo
+        layout = "NeMo manifest (<part>.json, or <part>/tarred_audio_manifest.json)"
+        return nemo_parts(args.corpus_dir), layout, formats.validate_nemo
     if args.parquet:
         from dmao.data.corpora.parquet import parquet_parts
 

@@ -9,7 +9,7 @@ its one problem. Nothing is modified.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from dmao.data.bad_audio import audio_error_message
@@ -133,35 +133,55 @@ def validate_nemo(
     tokenizer: Tokenizer | None = None,
     subsampled_length: Callable[[int], int] | None = None,
 ) -> ValidationReport:
-    """Check NeMo manifests ``corpus_dir/<part>.json`` (:mod:`dmao.data.corpora.nemo`): a
-    part whose manifest is missing, ambiguous or malformed (``malformed_manifests``, its first
-    bad line), every audio file decoded in full, and per line its span, transcript and CTC
-    feasibility. File problems name the recording id the file gets.
+    """Check NeMo manifests ``corpus_dir/<part>.json`` or tarred datasets
+    ``corpus_dir/<part>/`` (:mod:`dmao.data.corpora.nemo`): a part whose manifest is missing,
+    ambiguous or malformed (``malformed_manifests``, its first bad line), every audio file (or
+    shard member) decoded in full, and per line its span, transcript and CTC feasibility. File
+    problems name the recording id the file gets.
     """
-    from dmao.data.corpora.nemo import find_nemo_manifest, read_nemo_manifest
+    from dmao.data.corpora.nemo import find_nemo_manifests, read_nemo_manifests
 
     report = ValidationReport()
     for part in parts:
         try:
-            manifest = find_nemo_manifest(corpus_dir, part)
-            entries = read_nemo_manifest(manifest)
+            entries = read_nemo_manifests(find_nemo_manifests(corpus_dir, part))
         except (FileNotFoundError, ValueError) as err:
             report.problems.append(
                 CorpusProblem(part, "-", str(corpus_dir), "malformed_manifests", str(err))
             )
             continue
         lengths = {}
-        for reco, audio in {e.recording: e.audio for e in entries}.items():
-            found, seconds, _ = check_audio(audio, "in the manifest, not on disk")
+        for reco, audio, (found, seconds, _) in _nemo_audio(entries):
             report.problems += [CorpusProblem(part, reco, str(audio), *f) for f in found]
             if not found:
                 lengths[reco] = seconds
         for e in entries:
             if e.recording in lengths:
                 span = Span(part, e.id, e.recording, e.offset, e.end, e.text)
-                check_span(report, span, lengths[e.recording], f"{manifest}:{e.line}",
-                            f"{manifest}:{e.line}", tokenizer, subsampled_length)  # fmt: skip
+                check_span(report, span, lengths[e.recording], e.where, e.where, tokenizer,
+                            subsampled_length)  # fmt: skip
     return report
+
+
+def _nemo_audio(entries) -> Iterator[tuple[str, Path, tuple[list, float, int | None]]]:
+    """``(recording, audio, check_audio(...))`` of each file of NeMo manifest lines (entries
+    of :func:`~dmao.data.corpora.nemo.read_nemo_manifests`); the members of a tarred
+    dataset's shards read from the shard, one pass each."""
+    from dmao.data.corpora.nemo_tarred import read_members
+
+    files = {e.recording: e.audio for e in entries}
+    shards: dict[Path, dict[str, str]] = {}
+    for e in entries:
+        if e.shard is not None:
+            shards.setdefault(e.audio.parent, {})[e.audio.name] = e.recording
+    tarred = {reco for members in shards.values() for reco in members.values()}
+    for reco, audio in files.items():
+        if reco not in tarred:
+            yield reco, audio, check_audio(audio, "in the manifest, not on disk")
+    for shard, members in shards.items():
+        for member, data in read_members(shard, list(members)):
+            found = ([data], 0.0, None) if isinstance(data, tuple) else check_audio(data)
+            yield members[member], shard / member, found
 
 
 def validate_parquet(

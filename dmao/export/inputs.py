@@ -20,7 +20,7 @@ Each command-line argument is one of
 - ``MANIFEST.json`` (or ``.jsonl``): a NeMo manifest (the layout ``dmao prepare nemo`` reads,
   :mod:`dmao.data.corpora.nemo`): one input per line, its ``offset``/``duration`` span of its
   ``audio_filepath`` (``text`` is not needed), named by the id ``dmao prepare nemo`` gives it,
-  read on channel 0;
+  read on channel 0 (a tarred dataset's manifest is refused: its audio is in tar shards);
 - ``FOLDER``: otherwise, every audio file below it (by suffix,
   :data:`~dmao.export.audio.AUDIO_SUFFIXES`; hidden files such as macOS's ``._x.wav`` are
   skipped), in sorted order; a folder without any is one failed input (like a bad file, it
@@ -177,6 +177,12 @@ def _nemo_utterances(path: Path) -> list[AudioInput]:
 
     inputs = []
     for entry in read_nemo_manifest(path, text_key=None):
+        if entry.shard is not None:
+            raise ValueError(
+                f"{entry.where}: a line of a tarred dataset ('shard_id'); transcribe reads audio "
+                "files, not tar shards: give it the manifest the dataset was tarred from, or the "
+                "files `dmao prepare nemo` copies out of the shards (<out>/audio/<part>/)"
+            )
         span = RecordingSpan(entry.recording, None, entry.audio.parent, entry.offset, entry.end,
                              entry.recording)  # fmt: skip
         inputs.append(AudioInput(entry.id, entry.audio, span=span))

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from dmao.cli.main import main
-from dmao.data.corpora.nemo import find_nemo_manifest, nemo_parts, prepare_nemo
+from dmao.data.corpora.nemo import find_nemo_manifests, nemo_parts, prepare_nemo
 from dmao.data.corpora.nemo import read_nemo_manifest as read
 from dmao.data.manifests import cut_transcript
 
@@ -148,13 +148,13 @@ def test_layout_problems_name_the_parts(tmp_path):
         match=r"2 manifests of part 'train' \(train\.json, "
         r"train_manifest\.jsonl\); keep one",
     ):
-        find_nemo_manifest(tmp_path, "train")
+        find_nemo_manifests(tmp_path, "train")
     with pytest.raises(
         FileNotFoundError,
         match=r"no NeMo manifest of part 'dev' in .* \(parts "
         r"there: train\)",
     ):
-        find_nemo_manifest(tmp_path, "dev")
+        find_nemo_manifests(tmp_path, "dev")
     (tmp_path / "empty.json").write_text("\n")
     with pytest.raises(ValueError, match=r"empty\.json: no utterances"):
         read(tmp_path / "empty.json")

@@ -3,6 +3,8 @@
 Layout: ``data.corpus_dir`` holds one manifest per part, named as NeMo's data scripts name them::
 
     <corpus_dir>/<part>.json   (or <part>.jsonl, <part>_manifest.json, <part>_manifest.jsonl)
+    <corpus_dir>/<part>/tarred_audio_manifest.json, audio_0.tar, ...   (a tarred dataset)
+    <corpus_dir>/<part>/bucket1/tarred_audio_manifest.json, ...        (a bucketed one)
 
 one JSON object a line::
 
@@ -13,7 +15,10 @@ one JSON object a line::
 select a span of the file; a span may end up to 0.5 s past the file and is shortened, as Kaldi's
 segments. ``speaker`` (a string) is kept; any other key is ignored. A relative
 ``audio_filepath`` is looked up in the manifest's folder first, then in the current directory
-(NeMo's own rule), and kept as an absolute path.
+(NeMo's own rule), and kept as an absolute path. A line with ``shard_id`` is one of a
+tarred dataset (:mod:`dmao.data.corpora.nemo_tarred`): its audio is the member
+``audio_filepath`` of ``audio_<shard_id>.tar`` beside the manifest, copied out when the part is
+prepared; a bucketed dataset's buckets are one part.
 
 Ids (NeMo has none): a file's recording id is its name without suffix; names that clash in a
 part get as many of their folders in front as tell them apart (``spk1/001.wav`` and
@@ -32,6 +37,7 @@ import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +46,23 @@ from lhotse import CutSet, Recording, RecordingSet, SupervisionSegment
 from dmao.data.bad_audio import BadAudio, BadAudioLog, scan_audio
 from dmao.data.corpora.common import normalised_supervisions, recordings_from_files, segment_cuts
 from dmao.data.corpora.kaldi import normalize_kaldi, span_in_recording
+from dmao.data.corpora.nemo_tarred import (
+    TARRED_MANIFEST,
+    extract_members,
+    member_id,
+    shard_file,
+    tarred_manifests,
+)
 from dmao.data.manifests import load_or_prepare
 
 __all__ = [
     "NEMO_LAYOUT",
     "NemoEntry",
-    "find_nemo_manifest",
+    "find_nemo_manifests",
     "nemo_parts",
     "prepare_nemo",
     "read_nemo_manifest",
+    "read_nemo_manifests",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,7 +70,8 @@ log = logging.getLogger(__name__)
 NEMO_LAYOUT = (
     "<corpus_dir>/<part>.json (or <part>.jsonl, <part>_manifest.json[l]): NeMo manifests, one "
     'JSON object a line: {"audio_filepath": ..., "duration": seconds, "text": ...} '
-    '[, "offset": seconds]'
+    '[, "offset": seconds]; or a tarred dataset, <corpus_dir>/<part>/'
+    f"{TARRED_MANIFEST} (or <part>/bucket*/{TARRED_MANIFEST}) beside its audio_<k>.tar shards"
 )
 _SUFFIXES = (".json", ".jsonl")
 _MANIFEST = "_manifest"
@@ -69,7 +84,9 @@ class NemoEntry:
 
     line: int
     audio: Path
-    """The audio file, absolute."""
+    """The audio file, absolute; for a line of a tarred dataset, the shard joined with the
+    member's id (:func:`~dmao.data.corpora.nemo_tarred.member_id`): one per file, not on disk
+    until the part is prepared."""
     offset: float
     duration: float | None
     """Seconds; None: to the end of the file."""
@@ -77,6 +94,15 @@ class NemoEntry:
     speaker: str | None
     id: str = ""
     recording: str = ""
+    manifest: Path | None = None
+    """The manifest the line is in."""
+    shard: int | None = None
+    """``shard_id`` (a line of a tarred dataset), else None."""
+
+    @property
+    def where(self) -> str:
+        """``<manifest>:<line>``, for messages."""
+        return f"{self.manifest}:{self.line}"
 
     @property
     def end(self) -> float:
@@ -92,13 +118,16 @@ def _part_name(path: Path) -> str | None:
 
 
 def nemo_parts(corpus_dir: Path | str) -> list[str]:
-    """The parts whose manifests ``corpus_dir`` holds, sorted."""
+    """The parts whose manifests ``corpus_dir`` holds (files, and folders of a tarred
+    dataset), sorted."""
     folder = Path(corpus_dir)
-    return sorted({p for f in folder.iterdir() if f.is_file() and (p := _part_name(f))})
+    files = {p for f in folder.iterdir() if f.is_file() and (p := _part_name(f))}
+    return sorted(files | {f.name for f in folder.iterdir() if tarred_manifests(f)})
 
 
-def find_nemo_manifest(corpus_dir: Path | str, part: str) -> Path:
-    """The manifest of ``part`` in ``corpus_dir``.
+def find_nemo_manifests(corpus_dir: Path | str, part: str) -> list[Path]:
+    """The manifest of ``part`` in ``corpus_dir``: one file, or a tarred dataset's manifest
+    (one per bucket when it is bucketed).
 
     Raises:
         FileNotFoundError: none (the layout and the parts found named).
@@ -111,16 +140,20 @@ def find_nemo_manifest(corpus_dir: Path | str, part: str) -> Path:
         for suffix in _SUFFIXES
         if (folder / f"{part}{infix}{suffix}").is_file()
     ]
-    if len(found) > 1:
-        raise ValueError(f"{folder}: {len(found)} manifests of part {part!r} "
-                         f"({', '.join(p.name for p in found)}); keep one")  # fmt: skip
+    tarred = tarred_manifests(folder / part)
+    if len(found) + bool(tarred) > 1:
+        names = [p.name for p in found] + [f"{part}/ (a tarred dataset)"] * bool(tarred)
+        raise ValueError(f"{folder}: {len(names)} manifests of part {part!r} "
+                         f"({', '.join(names)}); keep one")  # fmt: skip
+    if tarred:
+        return tarred
     if not found:
         raise FileNotFoundError(
             f"no NeMo manifest of part {part!r} in {folder} (parts there: "
             f"{', '.join(nemo_parts(folder)) if folder.is_dir() else 'none'}); expected "
             f"{NEMO_LAYOUT}"
         )
-    return found[0]
+    return found
 
 
 def _seconds(record: dict, key: str, where: str, default: float | None) -> float | None:
@@ -140,8 +173,14 @@ def _entry(record: Any, number: int, path: Path, text_key: str | None) -> NemoEn
         if not isinstance(record.get(key), str):
             raise ValueError(f"{where}: expected a string {key!r} (keys there: "
                              f"{', '.join(sorted(record)) or 'none'})")  # fmt: skip
-    audio = Path(record["audio_filepath"]).expanduser()
-    if not audio.is_absolute():  # NeMo's rule: the manifest's folder first, then as given
+    shard = record.get("shard_id")
+    if shard is not None and (isinstance(shard, bool) or not isinstance(shard, int) or shard < 0):
+        raise ValueError(f"{where}: 'shard_id' must be a whole number >= 0, got {shard!r}")
+    if shard is not None:  # a member of a shard beside the manifest
+        audio = shard_file(path, shard) / member_id(record["audio_filepath"])
+    else:
+        audio = Path(record["audio_filepath"]).expanduser()
+    if shard is None and not audio.is_absolute():  # NeMo: the manifest's folder, then as given
         beside = path.parent / audio
         audio = beside if beside.exists() or not audio.exists() else audio
     duration = _seconds(record, "duration", where, None)
@@ -150,7 +189,7 @@ def _entry(record: Any, number: int, path: Path, text_key: str | None) -> NemoEn
     return NemoEntry(
         line=number, audio=audio.absolute(), offset=_seconds(record, "offset", where, 0.0) or 0.0,
         duration=duration, text=text if isinstance(text, str) else "",
-        speaker=speaker if isinstance(speaker, str) else None,
+        speaker=speaker if isinstance(speaker, str) else None, manifest=path, shard=shard,
     )  # fmt: skip
 
 
@@ -180,10 +219,41 @@ def read_nemo_manifest(path: Path | str, text_key: str | None = "text") -> list[
     Raises:
         FileNotFoundError: no such file.
         ValueError: a line that is not a JSON object with ``audio_filepath`` and ``text_key``
-            strings, or with a negative or non-numeric ``offset``/``duration``; two lines with
-            the same span of one file; no lines. Each names the file and line.
+            strings, or with a negative or non-numeric ``offset``/``duration`` or ``shard_id``
+            that is no whole number >= 0; two lines with the same span of one file; no lines.
+            Each names the file and line.
     """
-    path = Path(path)
+    return read_nemo_manifests([path], text_key)
+
+
+def read_nemo_manifests(
+    paths: Sequence[Path | str], text_key: str | None = "text"
+) -> list[NemoEntry]:
+    """:func:`read_nemo_manifest` of several manifests that are one part (the buckets of a
+    tarred dataset), named together so that their ids are unique across them.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`read_nemo_manifest`.
+    """
+    entries = list(chain.from_iterable(_lines(Path(path), text_key) for path in paths))
+    per_file = Counter(e.audio for e in entries)
+    recordings = _recording_ids(list(per_file))
+    named, seen = [], {}
+    for e in entries:
+        reco = recordings[e.audio]
+        utt = reco
+        if e.offset or per_file[e.audio] > 1:
+            end = "end" if e.duration is None else f"{round(e.end * 100):07d}"
+            utt = f"{reco}-{round(e.offset * 100):07d}-{end}"
+        if utt in seen:
+            raise ValueError(f"{e.where}: the same span of {e.audio} as {seen[utt]}")
+        seen[utt] = f"line {e.line}" if len(paths) == 1 else e.where
+        named.append(replace(e, id=utt, recording=reco))
+    return named
+
+
+def _lines(path: Path, text_key: str | None) -> list[NemoEntry]:
+    """The checked lines of one manifest, without ids."""
     entries = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -199,26 +269,25 @@ def read_nemo_manifest(path: Path | str, text_key: str | None = "text") -> list[
         entries.append(_entry(record, number, path, text_key))
     if not entries:
         raise ValueError(f"{path}: no utterances; expected {NEMO_LAYOUT}")
-    per_file = Counter(e.audio for e in entries)
-    recordings = _recording_ids(list(per_file))
-    named, seen = [], {}
-    for e in entries:
-        reco = recordings[e.audio]
-        utt = reco
-        if e.offset or per_file[e.audio] > 1:
-            end = "end" if e.duration is None else f"{round(e.end * 100):07d}"
-            utt = f"{reco}-{round(e.offset * 100):07d}-{end}"
-        if utt in seen:
-            raise ValueError(f"{path}:{e.line}: the same span of {e.audio} as line {seen[utt]}")
-        seen[utt] = e.line
-        named.append(replace(e, id=utt, recording=reco))
-    return named
+    return entries
 
 
-def _recordings(part: str, entries: list[NemoEntry], bad: BadAudioLog) -> dict[str, Recording]:
-    """The part's readable recordings; each bad file recorded in ``bad`` once."""
+def _recordings(
+    part: str, entries: list[NemoEntry], bad: BadAudioLog, extract_to: Path
+) -> dict[str, Recording]:
+    """The part's readable recordings (the members of a tarred dataset's shards copied out
+    below ``extract_to``); each bad file recorded in ``bad`` once."""
     files = {e.recording: e.audio for e in entries}
-    found = scan_audio(list(files.values()))
+    shards = {e.recording: e.audio.parent for e in entries if e.shard is not None}
+    found = scan_audio([audio for reco, audio in files.items() if reco not in shards])
+    for shard in sorted(set(shards.values())):
+        members = {files[reco].name: reco for reco, s in shards.items() if s == shard}
+        folder = extract_to / f"{shard.parent.name}_{shard.stem}"
+        for member, got in extract_members(shard, list(members), folder).items():
+            if isinstance(got, tuple):
+                found[files[members[member]]] = got
+            else:
+                files[members[member]] = got
     counts = Counter(e.recording for e in entries)
     readable = []
     for reco, audio in files.items():
@@ -233,7 +302,8 @@ def _recordings(part: str, entries: list[NemoEntry], bad: BadAudioLog) -> dict[s
 def _supervisions(
     path: Path, entries: list[NemoEntry], recordings: dict[str, Recording]
 ) -> list[SupervisionSegment]:
-    """One supervision per line of a readable file, on channel 0.
+    """One supervision per line of a readable file, on channel 0; ``path`` is the manifest
+    (or the folder of a bucketed dataset's manifests).
 
     Raises:
         ValueError: spans outside their file (all listed, by line).
@@ -245,7 +315,8 @@ def _supervisions(
         length = recordings[e.recording].duration
         end, duration = span_in_recording(e.offset, e.end, length)
         if duration is None:
-            problems.append(f"line {e.line} ({e.offset:g}–{end:g} s of {e.audio}, which lasts "
+            line = f"line {e.line}" if e.manifest == path else e.where
+            problems.append(f"{line} ({e.offset:g}–{end:g} s of {e.audio}, which lasts "
                             f"{length:.2f} s)")  # fmt: skip
             continue
         out.append(
@@ -264,7 +335,9 @@ def _supervisions(
 def prepare_nemo(
     corpus_dir: Path | str, out_dir: Path | str, parts: Sequence[str], **options: Any
 ) -> dict[str, CutSet]:
-    """NeMo manifests ``corpus_dir/<part>.json`` → cuts (one per line) with cached fbank.
+    """NeMo manifests ``corpus_dir/<part>.json`` (or tarred datasets ``corpus_dir/<part>/``)
+    → cuts (one per line) with cached fbank; the members of tar shards are copied out to
+    ``out_dir/audio/<part>/``.
 
     Idempotent per part, like :func:`~dmao.data.manifests.prepare_manifests`; ``options`` are
     :func:`~dmao.data.manifests.load_or_prepare`'s keyword arguments.
@@ -280,20 +353,21 @@ def prepare_nemo(
         if not corpus_dir.is_dir():
             raise FileNotFoundError(f"data.corpus_dir {corpus_dir} does not exist; expected "
                                     f"{NEMO_LAYOUT}")  # fmt: skip
-        manifests = {part: find_nemo_manifest(corpus_dir, part) for part in missing}
-        entries = {part: read_nemo_manifest(path) for part, path in manifests.items()}
+        manifests = {part: find_nemo_manifests(corpus_dir, part) for part in missing}
+        entries = {part: read_nemo_manifests(paths) for part, paths in manifests.items()}
         recordings = {}
         for part, lines in entries.items():
             bad.listed[part] = len(lines)
-            recordings[part] = _recordings(part, lines, bad)
+            recordings[part] = _recordings(part, lines, bad, Path(out_dir) / "audio" / part)
         bad.check(missing, stage="pre-scan of the audio")
         by_part = {}
         for part, lines in entries.items():
+            where = manifests[part][0] if len(manifests[part]) == 1 else corpus_dir / part
             supervisions, dropped = normalised_supervisions(
-                _supervisions(manifests[part], lines, recordings[part]), normalize_kaldi
+                _supervisions(where, lines, recordings[part]), normalize_kaldi
             )
             log.info("NeMo manifest %s: %d utterances, %d empty after normalisation dropped",
-                     manifests[part], len(supervisions), dropped)  # fmt: skip
+                     where, len(supervisions), dropped)  # fmt: skip
             by_part[part] = segment_cuts(
                 RecordingSet.from_recordings(recordings[part].values()), supervisions
             )
