@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prepare",
         help="prepare a corpus (built-in synthetic, LibriSpeech, TED-LIUM 2, Switchboard, Kaldi "
-        "data directories, NeMo manifests, Hugging Face Parquet files, lhotse recipe manifests)",
+        "data directories, NeMo manifests, Hugging Face datasets, lhotse recipe manifests)",
     )
     kinds = p.add_subparsers(dest="corpus", required=True, metavar="CORPUS")
 
@@ -81,15 +81,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _corpus_parser(
         kinds, "nemo", _run_nemo, sampling_rate=True,
         help="manifests + fbank for any corpus as NeMo manifests (JSON lines, one per part)",
-        corpus_dir="folder of <part>.json (or <part>_manifest.json) NeMo manifests; relative "
-        "audio paths are read from the manifest's folder",
+        corpus_dir="folder of <part>.json (or <part>_manifest.json) NeMo manifests, or of "
+        "tarred datasets <part>/tarred_audio_manifest.json; relative audio paths are read from "
+        "the manifest's folder",
         parts="default: every manifest found",
     )  # fmt: skip
     parquet = _corpus_parser(
         kinds, "parquet", _run_parquet, sampling_rate=True,
-        help="manifests + fbank for a Hugging Face dataset's Parquet files (a part per split)",
+        help="manifests + fbank for a Hugging Face dataset's Parquet files or save_to_disk "
+        "folders (a part per split)",
         corpus_dir="the dataset's folder (or one config's): <split>-NNNNN-of-NNNNN.parquet, "
-        "<split>/NNNN.parquet or <split>.parquet below it",
+        "<split>/NNNN.parquet, <split>.parquet or save_to_disk's <split>/state.json below it",
         parts="splits (default: every one found)",
     )  # fmt: skip
     parquet.add_argument(

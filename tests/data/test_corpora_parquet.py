@@ -1,6 +1,7 @@
-"""A Hugging Face dataset as the Hub serves it (Parquet shards with an ``Audio`` column):
-``dmao prepare parquet``, ``dmao validate --parquet`` and a training run with
-``data.corpus=parquet``. The files are written with pyarrow in the Hub's layout."""
+"""A Hugging Face dataset as the Hub serves it (Parquet shards with an ``Audio`` column) or as
+``save_to_disk`` writes it (Arrow streams and ``state.json``): ``dmao prepare parquet``, ``dmao
+validate --parquet`` and a training run with ``data.corpus=parquet``. The files are written with
+pyarrow in the layouts ``datasets`` writes."""
 
 from __future__ import annotations
 
@@ -125,7 +126,7 @@ def test_bad_cells_are_bad_audio_and_bad_files_one_line(tiny_corpus, tmp_path):
     # a part in two folders, no transcript column, no audio column: one line each
     _write(tmp_path / "two" / "a" / "train.parquet", {"audio": pa.array([], AUDIO), "text": []})
     _write(tmp_path / "two" / "b" / "train.parquet", {"audio": pa.array([], AUDIO), "text": []})
-    with pytest.raises(ValueError, match=r"part 'train' has Parquet files in 2 folders \(a, b\)"):
+    with pytest.raises(ValueError, match=r"part 'train' has data files in 2 folders \(a, b\)"):
         parquet_parts(tmp_path / "two")
     odd = tmp_path / "odd" / "test.parquet"
     _write(odd, {"audio": pa.array([], AUDIO), "words": pa.array([], pa.string())})
@@ -178,3 +179,73 @@ def test_without_pyarrow_one_line_says_what_to_install(tmp_path, monkeypatch, ca
         "dmao prepare: error: reading Parquet files needs pyarrow: pip install 'dmao[parquet]' "
         "(or pyarrow)\n"
     )
+
+
+def _save_to_disk(folder: Path, split: str | None, shards: list[dict]) -> None:
+    """``folder`` as ``Dataset.save_to_disk`` writes it: one Arrow IPC stream per shard
+    (``data-0000k-of-0000n.arrow``, the Hub's features in the schema), ``state.json`` naming
+    them and the split, ``dataset_info.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"data-{k:05d}-of-{len(shards):05d}.arrow" for k in range(len(shards))]
+    for name, columns in zip(names, shards, strict=True):
+        table = pa.table(columns).replace_schema_metadata(HF_META)
+        with (
+            pa.OSFile(str(folder / name), "wb") as sink,
+            pa.ipc.new_stream(sink, table.schema) as w,
+        ):
+            w.write_table(table, max_chunksize=40)  # record batches of 40 rows
+    state = {"_data_files": [{"filename": n} for n in names], "_fingerprint": "0",
+             "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
+             "_output_all_columns": False, "_split": split}  # fmt: skip
+    (folder / "state.json").write_text(json.dumps(state))
+    (folder / "dataset_info.json").write_text(
+        json.dumps(json.loads(HF_META["huggingface"])["info"])
+    )
+
+
+def test_a_dataset_saved_to_disk_becomes_the_corpus_cuts(tiny_corpus, tmp_path):
+    import soundfile as sf
+
+    from dmao.data.text import normalize_transcript
+
+    files = {
+        u: p for part in ("train", "dev", "test") for u, p in _flacs(tiny_corpus, part).items()
+    }
+    texts = {u: t for part in ("train", "dev", "test")
+             for u, t in tiny_corpus.transcripts[part].items()}  # fmt: skip
+    utterances = sorted(files)
+    assert len(utterances) > 16  # more than one slice of the reader's 16-row batches
+    half = len(utterances) // 2
+
+    def columns(ids: list[str]) -> dict:
+        return {"file": [str(files[u]) for u in ids],
+                "audio": pa.array([{"bytes": files[u].read_bytes(), "path": files[u].name}
+                                   for u in ids], AUDIO),
+                "text": [texts[u] for u in ids],
+                "speaker_id": [int(u.split("-")[0]) for u in ids], "id": ids}  # fmt: skip
+
+    saved = tmp_path / "saved"  # a DatasetDict: one folder per split
+    _save_to_disk(
+        saved / "train", "train", [columns(utterances[:half]), columns(utterances[half:])]
+    )
+    _save_to_disk(saved / "held_out", None, [columns(utterances[:3])])  # no split: the folder
+    (saved / "dataset_dict.json").write_text(json.dumps({"splits": ["train", "held_out"]}))
+    assert parquet_parts(saved) == ["held_out", "train"]
+    cuts = prepare_parquet(saved, tmp_path / "m", ["train", "held_out"], num_jobs=1)
+    train = {c.id: c for c in cuts["train"]}
+    assert set(train) == set(utterances) - {tiny_corpus.empty_id}
+    for utterance, cut in train.items():
+        np.testing.assert_allclose(cut.load_audio()[0], sf.read(files[utterance])[0], atol=1e-6)
+        assert cut_transcript(cut) == normalize_transcript(texts[utterance])
+        assert cut.supervisions[0].speaker == utterance.split("-")[0]
+    assert sorted(cuts["held_out"].ids) == utterances[:3]
+    report = tmp_path / "report.json"
+    assert main(["validate", str(saved), "--parquet", "--parts", "held_out", "--json",
+                 str(report)]) == 0  # fmt: skip
+    assert json.loads(report.read_text())["problems"] == []
+    (saved / "held_out" / "data-00000-of-00001.arrow").write_bytes(b"not arrow")
+    with pytest.raises(ValueError, match=r"data-00000-of-00001\.arrow: not a readable Arrow file"):
+        read_parquet_part([saved / "held_out" / "data-00000-of-00001.arrow"], "held_out")
+    (saved / "held_out" / "state.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"state\.json: not a save_to_disk state\.json with"):
+        parquet_parts(saved)

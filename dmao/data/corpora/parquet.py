@@ -1,4 +1,5 @@
-"""Hugging Face datasets as Parquet files (as the Hub serves them) → cuts.
+"""Hugging Face datasets as Parquet files (as the Hub serves them) or as ``save_to_disk``
+wrote them → cuts.
 
 Layout: ``data.corpus_dir`` holds a dataset's Parquet files (in sub-folders or not), a part per
 split, named as the Hub names them::
@@ -7,8 +8,14 @@ split, named as the Hub names them::
     <corpus_dir>/clean/test/0000.parquet                  part "test" (the Hub's Parquet export)
     <corpus_dir>/validation.parquet                       part "validation"
 
-A part's shards must lie in one folder (two configs' ``train`` are an error: point
-``corpus_dir`` at one config). Columns, one row per utterance:
+or folders ``Dataset.save_to_disk``/``DatasetDict.save_to_disk`` wrote (Arrow IPC streams)::
+
+    <corpus_dir>/train/state.json, data-00000-of-00002.arrow, ...   part: state.json's split
+                                                                    (else the folder's name)
+
+(a ``state.json``'s ``_data_files``, in its order). A part's shards must lie in one folder (two
+configs' ``train`` are an error: point ``corpus_dir`` at one config). Columns, one row per
+utterance:
 
 - the audio: the column the file's Hugging Face metadata calls ``Audio``, else the one struct
   column ``{bytes, path}`` (the ``Audio`` feature's storage). Rows with ``bytes`` are copied out
@@ -24,7 +31,7 @@ A part's shards must lie in one folder (two configs' ``train`` are an error: poi
 Transcripts: whole tokens in brackets are removed (as in Kaldi data directories), then
 :func:`~dmao.data.text.normalize_transcript`; an utterance left empty is dropped. A row whose
 audio is empty, not audio, or missing is one bad-audio entry (``data.bad_audio``). Reading needs
-``pyarrow`` (``pip install 'dmao[parquet]'``).
+``pyarrow`` (``pip install 'dmao[parquet]'``); the ``datasets`` library is not needed.
 """
 
 from __future__ import annotations
@@ -61,8 +68,8 @@ log = logging.getLogger(__name__)
 
 PARQUET_LAYOUT = (
     "<corpus_dir>/**/<split>-NNNNN-of-NNNNN.parquet, <split>/NNNN.parquet or <split>.parquet "
-    "(a Hugging Face dataset's Parquet files), with an Audio column ({bytes, path}) and a "
-    "transcript column"
+    "(a Hugging Face dataset's Parquet files) or <corpus_dir>/**/state.json + data-*.arrow "
+    "(save_to_disk), with an Audio column ({bytes, path}) and a transcript column"
 )
 TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text")
 """Transcript columns looked for, in order, without ``data.text_column``."""
@@ -87,20 +94,44 @@ def _part_of(path: Path) -> str:
     return path.parent.name if path.stem.isdigit() else path.stem
 
 
-def _shards(corpus_dir: Path) -> dict[str, list[Path]]:
-    """``{part: its Parquet files, sorted}``.
+def _saved(state: Path) -> tuple[str, list[Path]]:
+    """``(split, its Arrow files)`` of a folder ``save_to_disk`` wrote, from its ``state.json``
+    (the split: ``_split``, else the folder's name).
 
     Raises:
-        ValueError: a part with files in two folders.
+        ValueError: ``state.json`` is not JSON or lists no data files.
+    """
+    try:
+        content = json.loads(state.read_text(encoding="utf-8"))
+        files = [state.parent / f["filename"] for f in content["_data_files"]]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{state}: not a save_to_disk state.json with '_data_files' "
+                         f"({type(err).__name__}: {err})") from None  # fmt: skip
+    if not files:
+        raise ValueError(f"{state}: '_data_files' lists no Arrow files")
+    split = content.get("_split")
+    return (split if isinstance(split, str) and split else state.parent.name), files
+
+
+def _shards(corpus_dir: Path) -> dict[str, list[Path]]:
+    """``{part: its Parquet files (sorted) or save_to_disk Arrow files (in state.json's
+    order)}``.
+
+    Raises:
+        ValueError: a part with files in two folders; a bad ``state.json``.
     """
     found: dict[str, list[Path]] = {}
     for path in sorted(corpus_dir.rglob("*.parquet")):
         found.setdefault(_part_of(path), []).append(path)
+    for state in sorted(corpus_dir.rglob("state.json")):
+        if any(state.parent.glob("*.arrow")):
+            split, files = _saved(state)
+            found.setdefault(split, []).extend(files)
     for part, paths in found.items():
         folders = sorted({str(p.parent.relative_to(corpus_dir)) for p in paths})
         if len(folders) > 1:
             raise ValueError(
-                f"{corpus_dir}: part {part!r} has Parquet files in {len(folders)} folders "
+                f"{corpus_dir}: part {part!r} has data files in {len(folders)} folders "
                 f"({', '.join(folders)}): point the corpus folder at one of the dataset's configs"
             )
     return found
@@ -182,13 +213,60 @@ def _columns(path: Path, schema: Any, text_column: str | None) -> tuple[str, str
     return audio[0], text, speaker
 
 
-def _open(path: Path) -> Any:
-    """pyarrow's ``ParquetFile`` of ``path``.
+class _ArrowStream:
+    """A ``save_to_disk`` shard (an Arrow IPC stream, memory-mapped) read as a ``ParquetFile``
+    is here: ``schema_arrow`` and ``iter_batches(columns, batch_size)``, where a column
+    ``a.b`` is the field ``b`` of the struct column ``a``.
 
     Raises:
-        ValueError: not a Parquet file (pyarrow's reason, with the file named).
+        ValueError: not an Arrow stream (pyarrow's reason, with the file named).
+    """
+
+    def __init__(self, path: Path):
+        import pyarrow as pa
+
+        self.path = path
+        try:
+            with pa.memory_map(str(path)) as source:
+                self.schema_arrow = pa.ipc.open_stream(source).schema
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise ValueError(f"{path}: not a readable Arrow file ({err})") from None
+
+    def iter_batches(self, columns: list[str], batch_size: int) -> Iterator[Any]:
+        import pyarrow as pa
+
+        with pa.memory_map(str(self.path)) as source:
+            for batch in pa.ipc.open_stream(source):
+                for start in range(0, batch.num_rows, batch_size):
+                    part = batch.slice(start, batch_size)
+                    arrays = [_column(part, name) for name in columns]
+                    names = [name.split(".")[0] for name in columns]
+                    yield pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _column(batch: Any, name: str) -> Any:
+    """Column ``name`` of a record batch; ``a.b``: a struct ``{b}`` of struct column ``a``'s
+    field ``b`` (nulls kept)."""
+    import pyarrow as pa
+
+    outer, _, inner = name.partition(".")
+    column = batch.column(outer)
+    if not inner:
+        return column
+    child = column.flatten()[column.type.get_field_index(inner)]  # old field(): no offset
+    return pa.StructArray.from_arrays([child], names=[inner], mask=column.is_null())
+
+
+def _open(path: Path) -> Any:
+    """pyarrow's ``ParquetFile`` of ``path``, or an :class:`_ArrowStream` of an ``.arrow``
+    file.
+
+    Raises:
+        ValueError: not a Parquet (Arrow) file (pyarrow's reason, with the file named).
     """
     pq = _pyarrow_parquet()
+    if path.suffix == ".arrow":
+        return _ArrowStream(path)
     try:
         return pq.ParquetFile(path)
     except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
