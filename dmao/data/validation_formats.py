@@ -55,17 +55,18 @@ def validate_kaldi(
             )
             continue
         lengths = {}
-        plain = set(kaldi.files())
+        plain = set(kaldi.scp.files())
         for reco in kaldi.wav:
-            where = kaldi.where(reco, base)
+            where = kaldi.scp.where(reco, base)
             if reco in plain:
-                path = kaldi.path(reco, base)
+                path = kaldi.scp.path(reco, base)
                 found, seconds, _ = check_audio(path, "listed in wav.scp but not on disk")
-                if not found and reco in kaldi.channels:  # a sph2pipe -c 2 command
-                    problem = kaldi.channel_problem(reco, read_sphere_header(path).channel_count)
+                if not found and reco in kaldi.scp.channels:  # a sph2pipe -c 2 command
+                    channels = read_sphere_header(path).channel_count
+                    problem = kaldi.scp.channel_problem(reco, channels)
                     found = [("unreadable_audio", problem)] if problem else []
             else:  # a command or an archive entry
-                stream = kaldi.stream(reco, base)
+                stream = kaldi.scp.stream(reco, base)
                 found, seconds, _ = (
                     ([stream], 0.0, None) if isinstance(stream, tuple) else check_audio(stream)
                 )

@@ -79,7 +79,7 @@ def test_entries_written_by_kaldiio_read_back_as_the_files_they_hold(tmp_path, m
             assert rate == RATE
             np.testing.assert_array_equal(samples, expected)
     kind = read_kaldi_part(tmp_path / "data" / "test")
-    assert kind.archives == frozenset(signals["test"]) and not kind.commands
+    assert kind.scp.archives == frozenset(signals["test"]) and not kind.scp.commands
 
 
 def test_bad_entries_are_one_reason_each(tmp_path, monkeypatch):
@@ -219,7 +219,7 @@ def _conversation(root: Path, monkeypatch) -> tuple[Path, np.ndarray]:
 def test_kaldi_switchboard_sides_read_without_sph2pipe(tmp_path, monkeypatch):
     part, call = _conversation(tmp_path, monkeypatch)
     kaldi = read_kaldi_part(part)
-    assert kaldi.commands == frozenset() and kaldi.channels == {"sw1-B": 1, "sw2-B": 1}
+    assert kaldi.scp.commands == frozenset() and kaldi.scp.channels == {"sw1-B": 1, "sw2-B": 1}
     assert kaldi.wav["sw1-A"] == "audio/sw1.sph"
     # prepare: each side on its channel; the one-channel call's side B is bad audio
     with pytest.raises(
@@ -266,7 +266,7 @@ def test_other_sph2pipe_commands_stay_commands(tmp_path, monkeypatch):
         "sw1-B sph2pipe -f wav -p -c 2 audio/sw1.sph |\nsw2-B sph2pipe -c 1 audio/sw2.sph |\n"
     )
     kaldi = read_kaldi_part(part)
-    assert kaldi.commands == frozenset({"sw1-A"})
+    assert kaldi.scp.commands == frozenset({"sw1-A"})
     with pytest.raises(
         ValueError,
         match=r"test sw1-A: unreadable_audio: sph2pipe -f wav -p -t "

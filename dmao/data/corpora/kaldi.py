@@ -109,55 +109,33 @@ class WavScp:
     ``sph2pipe`` command that reads a whole ``.sph`` file is its file
     (:func:`~dmao.data.corpora.kaldi_audio.sph2pipe_file`)."""
     commands: frozenset[str]
-    archives: frozenset[str]
-    channels: dict[str, int]
-    """The recordings read on another channel than the first (``sph2pipe -c 2``): index."""
-
-
-@dataclass(frozen=True)
-class KaldiPart:
-    """One Kaldi data directory, checked: its tables by id (file order kept)."""
-
-    folder: Path
-    wav: dict[str, str]
-    """``{recording id: file path, command or archive entry}`` (a command without its ``|``)."""
-    commands: frozenset[str]
     """The recording ids whose entry is a command."""
     archives: frozenset[str]
     """The recording ids whose entry is ``<file>.ark:<offset>``."""
     channels: dict[str, int]
     """The recordings read on another channel than the first (``sph2pipe -c 2``): index."""
-    text: dict[str, str]
-    segments: dict[str, tuple[str, float, float]] | None
-    """``{utterance id: (recording id, start, end)}``, end ``-1`` for the recording's end."""
-    speakers: dict[str, str]
-
-    def spans(self) -> dict[str, tuple[str, float, float]]:
-        """``{utterance id: (recording id, start, end)}``; whole recordings (end ``-1``) without
-        ``segments``."""
-        return self.segments or {u: (u, 0.0, -1.0) for u in self.text}
 
     def path(self, recording: str, base: Path) -> Path:
         """The audio file of a recording that is a file, a relative one below ``base``."""
-        return audio_path(self.wav[recording], base)
+        return audio_path(self.entries[recording], base)
 
     def files(self) -> list[str]:
         """The ids of the recordings that are files (not commands, not archive entries)."""
-        return [r for r in self.wav if r not in self.commands and r not in self.archives]
+        return [r for r in self.entries if r not in self.commands and r not in self.archives]
 
     def stream(self, recording: str, base: Path) -> bytes | tuple[str, str]:
         """The audio file a command or archive entry gives (:func:`run_audio_command`,
         :func:`~dmao.data.corpora.kaldi_audio.read_archive_entry`), or ``(reason, detail)``."""
         if recording in self.archives:
-            return read_archive_entry(self.wav[recording], base)
-        return run_audio_command(self.wav[recording], base)
+            return read_archive_entry(self.entries[recording], base)
+        return run_audio_command(self.entries[recording], base)
 
     def where(self, recording: str, base: Path) -> str:
         """How problems name a recording's audio: its file, ``<command> |`` or the entry."""
         if recording in self.commands:
-            return f"{self.wav[recording]} |"
+            return f"{self.entries[recording]} |"
         if recording in self.archives:
-            return self.wav[recording]
+            return self.entries[recording]
         return str(self.path(recording, base))
 
     def channel_problem(self, recording: str, channels: int) -> str | None:
@@ -169,6 +147,28 @@ class KaldiPart:
             f"has {channels} channel(s); wav.scp's sph2pipe -c {wanted + 1} reads channel "
             f"{wanted + 1}"
         )
+
+
+@dataclass(frozen=True)
+class KaldiPart:
+    """One Kaldi data directory, checked: its tables by id (file order kept)."""
+
+    folder: Path
+    scp: WavScp
+    text: dict[str, str]
+    segments: dict[str, tuple[str, float, float]] | None
+    """``{utterance id: (recording id, start, end)}``, end ``-1`` for the recording's end."""
+    speakers: dict[str, str]
+
+    @property
+    def wav(self) -> dict[str, str]:
+        """``wav.scp``'s entries by recording id (:attr:`WavScp.entries`)."""
+        return self.scp.entries
+
+    def spans(self) -> dict[str, tuple[str, float, float]]:
+        """``{utterance id: (recording id, start, end)}``; whole recordings (end ``-1``) without
+        ``segments``."""
+        return self.segments or {u: (u, 0.0, -1.0) for u in self.text}
 
     def utterance_counts(self) -> Counter[str]:
         """``{recording id: number of its utterances}``."""
@@ -302,8 +302,7 @@ def read_kaldi_part(folder: Path | str) -> KaldiPart:
     speakers = {}
     if (folder / "utt2spk").is_file():
         speakers = {u: r[0] for u, (_, r) in _table(folder / "utt2spk", 2, "<utt> <spk>").items()}
-    return KaldiPart(folder, wav, scp.commands, scp.archives, scp.channels, text, segments,
-                     speakers)  # fmt: skip
+    return KaldiPart(folder, scp, text, segments, speakers)
 
 
 def kaldi_parts(corpus_dir: Path | str) -> list[str]:
@@ -328,10 +327,10 @@ def _probe_stream(
 ) -> sf._SoundFileInfo | Path | tuple[str, str]:
     """A command's stream info, an archive entry's extracted file (below ``extract_to``), or
     ``(reason, detail)`` when the command fails or the entry is missing, cut short or no audio."""
-    stream = kaldi.stream(reco, base)
+    stream = kaldi.scp.stream(reco, base)
     if isinstance(stream, tuple):
         return stream
-    archive = reco in kaldi.archives
+    archive = reco in kaldi.scp.archives
     info = audio_info(stream, "archive entry" if archive else "command's output")
     if isinstance(info, tuple) or not archive:
         return info
@@ -343,9 +342,9 @@ def _recordings(
 ) -> dict[str, Recording]:
     """The part's readable recordings (archive entries copied out below ``extract_to``); the
     others recorded in ``bad`` (one entry each)."""
-    plain = {r: kaldi.path(r, base) for r in kaldi.files()}
+    plain = {r: kaldi.scp.path(r, base) for r in kaldi.scp.files()}
     found = scan_audio(list(plain.values()))
-    streams = sorted(kaldi.commands | kaldi.archives)
+    streams = sorted(kaldi.scp.commands | kaldi.scp.archives)
     with ThreadPoolExecutor(max(1, num_jobs)) as pool:
         infos = pool.map(lambda reco: _probe_stream(kaldi, reco, base, extract_to), streams)
         probed = dict(zip(streams, infos, strict=True))
@@ -355,7 +354,7 @@ def _recordings(
     for reco in kaldi.wav:
         problem = found.get(plain[reco]) if reco in plain else probed[reco]
         if isinstance(problem, tuple):
-            bad.add(BadAudio(part, reco, kaldi.where(reco, base), *problem,
+            bad.add(BadAudio(part, reco, kaldi.scp.where(reco, base), *problem,
                              utterances=counts[reco]))  # fmt: skip
         else:
             readable.append(reco)
@@ -370,11 +369,12 @@ def _recordings(
             id=reco, sources=[source], sampling_rate=info.samplerate,
             num_samples=info.frames, duration=info.frames / info.samplerate,
         )  # fmt: skip
-    for reco in kaldi.channels:  # sph2pipe -c 2 of a file with one channel
-        problem = reco in recordings and kaldi.channel_problem(reco, recordings[reco].num_channels)
+    for reco in kaldi.scp.channels:  # sph2pipe -c 2 of a file with one channel
+        channels = recordings[reco].num_channels if reco in recordings else None
+        problem = channels is not None and kaldi.scp.channel_problem(reco, channels)
         if problem:
             del recordings[reco]
-            bad.add(BadAudio(part, reco, kaldi.where(reco, base), "unreadable_audio", problem,
+            bad.add(BadAudio(part, reco, kaldi.scp.where(reco, base), "unreadable_audio", problem,
                              utterances=counts[reco]))  # fmt: skip
     return {reco: recordings[reco] for reco in readable if reco in recordings}
 
@@ -409,7 +409,7 @@ def _supervisions(kaldi: KaldiPart, recordings: dict[str, Recording]) -> list[Su
         out.append(
             SupervisionSegment(
                 id=utt, recording_id=reco, start=start, duration=duration,
-                channel=kaldi.channels.get(reco, 0), text=kaldi.text[utt],
+                channel=kaldi.scp.channels.get(reco, 0), text=kaldi.text[utt],
                 speaker=kaldi.speakers.get(utt),
             )
         )  # fmt: skip
