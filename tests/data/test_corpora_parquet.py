@@ -15,7 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from dmao.cli.main import main
-from dmao.data.corpora.parquet import parquet_parts, prepare_parquet, read_parquet_part
+from dmao.data.corpora.parquet import (
+    parquet_parts,
+    part_shards,
+    prepare_parquet,
+    read_parquet_part,
+)
 from dmao.data.manifests import cut_transcript
 
 AUDIO = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
@@ -181,6 +186,15 @@ def test_without_pyarrow_one_line_says_what_to_install(tmp_path, monkeypatch, ca
     )
 
 
+def _arrow(path: Path, columns: dict) -> None:
+    """An Arrow IPC stream as ``datasets``' ``ArrowWriter`` writes it (record batches of 40
+    rows, the Hub's features in the schema)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.table(columns).replace_schema_metadata(HF_META)
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=40)
+
+
 def _save_to_disk(folder: Path, split: str | None, shards: list[dict]) -> None:
     """``folder`` as ``Dataset.save_to_disk`` writes it: one Arrow IPC stream per shard
     (``data-0000k-of-0000n.arrow``, the Hub's features in the schema), ``state.json`` naming
@@ -188,12 +202,7 @@ def _save_to_disk(folder: Path, split: str | None, shards: list[dict]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     names = [f"data-{k:05d}-of-{len(shards):05d}.arrow" for k in range(len(shards))]
     for name, columns in zip(names, shards, strict=True):
-        table = pa.table(columns).replace_schema_metadata(HF_META)
-        with (
-            pa.OSFile(str(folder / name), "wb") as sink,
-            pa.ipc.new_stream(sink, table.schema) as w,
-        ):
-            w.write_table(table, max_chunksize=40)  # record batches of 40 rows
+        _arrow(folder / name, columns)
     state = {"_data_files": [{"filename": n} for n in names], "_fingerprint": "0",
              "_format_columns": None, "_format_kwargs": {}, "_format_type": None,
              "_output_all_columns": False, "_split": split}  # fmt: skip
@@ -249,3 +258,30 @@ def test_a_dataset_saved_to_disk_becomes_the_corpus_cuts(tiny_corpus, tmp_path):
     (saved / "held_out" / "state.json").write_text("{}")
     with pytest.raises(ValueError, match=r"state\.json: not a save_to_disk state\.json with"):
         parquet_parts(saved)
+
+
+def test_a_dataset_in_load_datasets_cache_is_read_by_split(tiny_corpus, tmp_path):
+    """The cache of ``load_dataset`` (an audiofolder-style dataset: paths to the extracted
+    files, no bytes): ``<builder>-<split>[-NNNNN-of-NNNNN].arrow`` beside
+    ``dataset_info.json``; a ``map`` cache file beside them is not a split."""
+    cache = tmp_path / "cache" / "tiny_speech" / "default" / "0.0.0" / "f00d"
+    texts = {p: tiny_corpus.transcripts[p] for p in ("train", "dev")}
+
+    def columns(part: str, items: list[tuple[str, Path]]) -> dict:
+        audio = [{"bytes": None, "path": str(p)} for _, p in items]
+        return {"audio": pa.array(audio, AUDIO), "text": [texts[part][u] for u, _ in items],
+                "id": [u for u, _ in items]}  # fmt: skip
+
+    train = list(_flacs(tiny_corpus, "train").items())
+    dev = list(_flacs(tiny_corpus, "dev").items())
+    _arrow(cache / "tiny_speech-train-00000-of-00002.arrow", columns("train", train[:4]))
+    _arrow(cache / "tiny_speech-train-00001-of-00002.arrow", columns("train", train[4:]))
+    _arrow(cache / "tiny_speech-validation.arrow", columns("dev", dev))
+    _arrow(cache / "cache-3f2a9b.arrow", columns("dev", dev[:1]))  # a map() result
+    (cache / "dataset_info.json").write_text(json.dumps({"builder_name": "tiny_speech"}))
+    assert parquet_parts(tmp_path / "cache") == ["train", "validation"]
+    rows = read_parquet_part(part_shards(tmp_path / "cache", "train"), "train")
+    assert [r.id for r in rows] == [u for u, _ in train]
+    assert all(r.path == p for r, (_, p) in zip(rows, train, strict=True))
+    cuts = prepare_parquet(tmp_path / "cache", tmp_path / "m", ["validation"], num_jobs=1)
+    assert sorted(cuts["validation"].ids) == sorted(u for u, _ in dev)

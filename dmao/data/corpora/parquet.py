@@ -1,5 +1,5 @@
-"""Hugging Face datasets as Parquet files (as the Hub serves them) or as ``save_to_disk``
-wrote them → cuts.
+"""Hugging Face datasets as Parquet files (as the Hub serves them), as ``save_to_disk`` wrote
+them or as ``load_dataset`` cached them → cuts.
 
 Layout: ``data.corpus_dir`` holds a dataset's Parquet files (in sub-folders or not), a part per
 split, named as the Hub names them::
@@ -13,9 +13,14 @@ or folders ``Dataset.save_to_disk``/``DatasetDict.save_to_disk`` wrote (Arrow IP
     <corpus_dir>/train/state.json, data-00000-of-00002.arrow, ...   part: state.json's split
                                                                     (else the folder's name)
 
-(a ``state.json``'s ``_data_files``, in its order). A part's shards must lie in one folder (two
-configs' ``train`` are an error: point ``corpus_dir`` at one config). Columns, one row per
-utterance:
+(a ``state.json``'s ``_data_files``, in its order), or a dataset's folder in
+``load_dataset``'s cache::
+
+    <corpus_dir>/dataset_info.json, librispeech_asr-train.clean.100-00000-of-00014.arrow, ...
+                                    (<builder_name>-<split>[-NNNNN-of-NNNNN].arrow)
+
+A part's shards must lie in one folder (two configs' ``train`` are an error: point
+``corpus_dir`` at one config). Columns, one row per utterance:
 
 - the audio: the column the file's Hugging Face metadata calls ``Audio``, else the one struct
   column ``{bytes, path}`` (the ``Audio`` feature's storage). Rows with ``bytes`` are copied out
@@ -36,6 +41,7 @@ audio is empty, not audio, or missing is one bad-audio entry (``data.bad_audio``
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import re
@@ -68,8 +74,9 @@ log = logging.getLogger(__name__)
 
 PARQUET_LAYOUT = (
     "<corpus_dir>/**/<split>-NNNNN-of-NNNNN.parquet, <split>/NNNN.parquet or <split>.parquet "
-    "(a Hugging Face dataset's Parquet files) or <corpus_dir>/**/state.json + data-*.arrow "
-    "(save_to_disk), with an Audio column ({bytes, path}) and a transcript column"
+    "(a Hugging Face dataset's Parquet files), <corpus_dir>/**/state.json + data-*.arrow "
+    "(save_to_disk) or dataset_info.json + <builder>-<split>*.arrow (load_dataset's cache), "
+    "with an Audio column ({bytes, path}) and a transcript column"
 )
 TEXT_COLUMNS = ("text", "sentence", "transcription", "transcript", "normalized_text")
 """Transcript columns looked for, in order, without ``data.text_column``."""
@@ -113,9 +120,27 @@ def _saved(state: Path) -> tuple[str, list[Path]]:
     return (split if isinstance(split, str) and split else state.parent.name), files
 
 
+def _cached(info: Path) -> dict[str, list[Path]]:
+    """``{split: its Arrow files, sorted}`` of a folder of ``load_dataset``'s cache (the
+    builder's ``dataset_info.json`` beside ``<builder>-<split>[-NNNNN-of-NNNNN].arrow``; the
+    ``cache-*.arrow`` of ``map`` and the like are not the dataset's)."""
+    try:
+        builder = json.loads(info.read_text(encoding="utf-8")).get("builder_name")
+    except (ValueError, AttributeError):
+        return {}
+    if not isinstance(builder, str) or not builder:
+        return {}
+    found: dict[str, list[Path]] = {}
+    for path in sorted(info.parent.glob(f"{glob.escape(builder)}-*.arrow")):
+        stem = path.stem[len(builder) + 1 :]
+        match = _SHARD.match(stem)
+        found.setdefault(match["split"] if match else stem, []).append(path)
+    return found
+
+
 def _shards(corpus_dir: Path) -> dict[str, list[Path]]:
-    """``{part: its Parquet files (sorted) or save_to_disk Arrow files (in state.json's
-    order)}``.
+    """``{part: its Parquet files (sorted), save_to_disk Arrow files (in state.json's order)
+    or load_dataset cache files (sorted)}``.
 
     Raises:
         ValueError: a part with files in two folders; a bad ``state.json``.
@@ -127,6 +152,10 @@ def _shards(corpus_dir: Path) -> dict[str, list[Path]]:
         if any(state.parent.glob("*.arrow")):
             split, files = _saved(state)
             found.setdefault(split, []).extend(files)
+    for info in sorted(corpus_dir.rglob("dataset_info.json")):
+        if not (info.parent / "state.json").is_file():
+            for split, files in _cached(info).items():
+                found.setdefault(split, []).extend(files)
     for part, paths in found.items():
         folders = sorted({str(p.parent.relative_to(corpus_dir)) for p in paths})
         if len(folders) > 1:
