@@ -15,6 +15,8 @@
 #                     each other DMAO system's seeds alone; figures in OUT/report/
 #   bootstrap.md      exploratory: each seed's test-set bootstrap interval against the baseline
 #                     of the same seed beside the spread over seeds (benchmarks/verdict_bootstrap.py)
+#   compute.md        each system's runs, training minutes and code versions
+#                     (benchmarks/verdict_compute.py; the wall times the protocol asks for)
 # Reads only OUT/runs (the records `dmao compare --archive` keeps) and the CSV, so it runs on any
 # machine after the run folders are gone. STEPS (default 6000) is the recipe's train.max_steps;
 # SELECTED (default gradmax) the variant whose architecture the control and search retrain.
@@ -58,5 +60,6 @@ seeds_of() {  # the seed folders of one system's records, in order
     done
 } > "$OUT/architecture.md"
 "$PYTHON" benchmarks/verdict_bootstrap.py "$RUNS" > "$OUT/bootstrap.md"
+"$PYTHON" benchmarks/verdict_compute.py "$RUNS" > "$OUT/compute.md"
 echo "written: $OUT/results.csv $OUT/tables.md $OUT/convergence.md $OUT/architecture.md" \
-    "$OUT/bootstrap.md"
+    "$OUT/bootstrap.md $OUT/compute.md"

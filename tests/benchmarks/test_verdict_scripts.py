@@ -323,6 +323,9 @@ def test_finalize_writes_every_table_from_the_csv_and_the_records(tmp_path):
     assert "| gradmax | 3 | +0.00 | 0.00 | 0.00 | 0 | 0 |" in bootstrap, bootstrap
     assert "| reference | 3 | +10.00 | 0.00 | 0.00 | 0 | 3 |" in bootstrap, bootstrap
 
+    compute = (out / "compute.md").read_text()  # these records have no train_summary.json
+    assert "| gradmax | 3 | — | — | 0 | — |" in compute and "| sum | 9 |" in compute, compute
+
     missing = subprocess.run(
         ["bash", str(script), str(csv_path), str(tmp_path / "nowhere")],
         env=env, capture_output=True, text=True,
@@ -386,3 +389,27 @@ def test_bootstrap_names_a_record_without_its_decode(tmp_path, capsys):
     assert "better:" in err and "better/seed1/decode/test-greedy" in err
     assert boot.main([str(tmp_path / "nowhere")]) == 2
     assert "no baseline records in" in capsys.readouterr().err
+
+
+def test_compute_table_sums_minutes_and_names_every_code_version(tmp_path, capsys):
+    import json
+
+    compute = _load("verdict_compute")
+    runs = tmp_path / "runs"
+    summaries = {
+        ("baseline", 0): {"steps": 6000, "train_seconds": 600.0, "code_version": "src:a"},
+        ("baseline", 1): {"steps": 6000, "train_seconds": 1200.0, "code_version": "src:a"},
+        ("baseline", 2): {"steps": 6000, "train_seconds": 1500.0, "code_version": "src:a"},
+        ("search", 0): {"steps": 3600, "train_seconds": 360.0, "code_version": "src:b"},
+    }
+    for (system, seed), summary in summaries.items():
+        (runs / system / f"seed{seed}").mkdir(parents=True)
+        (runs / system / f"seed{seed}" / "train_summary.json").write_text(json.dumps(summary))
+    (runs / "search" / "seed1").mkdir()  # a record without its summary
+    assert compute.main([str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "| baseline | 3 | 6000 | 20.0 | 55 | src:a |" in out  # median of 10, 20, 25 min
+    assert "| search | 2 | 3600 | 6.0 | 6 | src:b |" in out
+    assert "| sum | 5 | | | 61 | 2 version(s) |" in out
+    assert compute.main([str(tmp_path / "nowhere")]) == 2
+    assert "no records in" in capsys.readouterr().err
