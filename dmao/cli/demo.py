@@ -14,7 +14,14 @@ import argparse
 import time
 from pathlib import Path
 
-__all__ = ["register", "shipped_config"]
+__all__ = ["VERDICT", "register", "shipped_config"]
+
+VERDICT = (
+    "The verdict over 5 seeds (RESULTS.md, 'Decision'): for the best WER at a fixed budget, train\n"
+    "the baseline. No DMAO variant beat it (the best, GradMax growth: -0.69 +- 0.83 test WER\n"
+    "points, level); the paper's ~6 % gain is not reproduced at this budget."
+)
+"""The closing lines: what RESULTS.md's decision table says (keep the two in agreement)."""
 
 
 def shipped_config(name: str) -> Path:
@@ -71,4 +78,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {path}")
     print(f"  tensorboard --logdir {args.out}")
     print(f"\n({minutes:.1f} min; one seed is an anecdote: see RESULTS.md for several seeds)")
+    print(VERDICT)
     return 0

@@ -134,6 +134,28 @@ def test_demo_compares_baseline_and_dmao_and_shows_the_architecture(tiny_corpus,
     assert "event at step" in printed  # the shipped DMAO demo recipe really reallocated
     for name in ("results.md", "valid_wer.png", "architecture_heatmap.png"):
         assert name in printed and next(out.rglob(name)).is_file()
+    from dmao.cli.demo import VERDICT
+
+    assert printed.rstrip().endswith(VERDICT)
+
+
+def test_the_demos_verdict_agrees_with_results_and_readme():
+    """`dmao demo`'s closing lines, README's paragraph and RESULTS.md's decision table name the
+    same system and the same evidence (issue 16: they must agree)."""
+    from pathlib import Path
+
+    from dmao.cli.demo import VERDICT
+
+    root = Path(__file__).resolve().parents[2]
+    results = (root / "RESULTS.md").read_text()
+    readme = (root / "README.md").read_text()
+    decision = results.split("## Decision: what to run", 1)[1].split("\n## ", 1)[0]
+    assert "| the best WER at a fixed training budget | **the baseline**" in decision
+    assert "train\nthe baseline" in VERDICT and "train the baseline" in readme
+    assert "−0.69 ± 0.83" in decision and "-0.69 +- 0.83" in VERDICT
+    assert "−0.69 ± 0.83" in readme
+    tables = (root / "results" / "final" / "tables.md").read_text()
+    assert "| gradmax | 5 | -0.69 ± 0.83 |" in tables
 
 
 def test_train_print_config_is_the_resolved_config_and_loads_back(tmp_path, capsys):
