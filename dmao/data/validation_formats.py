@@ -168,13 +168,11 @@ def _nemo_audio(entries) -> Iterator[tuple[str, Path, tuple[list, float, int | N
     """``(recording, audio, check_audio(...))`` of each file of NeMo manifest lines (entries
     of :func:`~dmao.data.corpora.nemo.read_nemo_manifests`); the members of a tarred
     dataset's shards read from the shard, one pass each."""
+    from dmao.data.corpora.nemo import shard_members
     from dmao.data.corpora.nemo_tarred import read_members
 
     files = {e.recording: e.audio for e in entries}
-    shards: dict[Path, dict[str, str]] = {}
-    for e in entries:
-        if e.shard is not None:
-            shards.setdefault(e.audio.parent, {})[e.audio.name] = e.recording
+    shards = shard_members(entries)
     tarred = {reco for members in shards.values() for reco in members.values()}
     for reco, audio in files.items():
         if reco not in tarred:

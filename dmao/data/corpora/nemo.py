@@ -63,6 +63,7 @@ __all__ = [
     "prepare_nemo",
     "read_nemo_manifest",
     "read_nemo_manifests",
+    "shard_members",
 ]
 
 log = logging.getLogger(__name__)
@@ -180,9 +181,9 @@ def _entry(record: Any, number: int, path: Path, text_key: str | None) -> NemoEn
         audio = shard_file(path, shard) / member_id(record["audio_filepath"])
     else:
         audio = Path(record["audio_filepath"]).expanduser()
-    if shard is None and not audio.is_absolute():  # NeMo: the manifest's folder, then as given
-        beside = path.parent / audio
-        audio = beside if beside.exists() or not audio.exists() else audio
+        if not audio.is_absolute():  # NeMo's rule: the manifest's folder first, then as given
+            beside = path.parent / audio
+            audio = beside if beside.exists() or not audio.exists() else audio
     duration = _seconds(record, "duration", where, None)
     speaker = record.get("speaker")
     text = record.get(text_key or "text")
@@ -272,16 +273,26 @@ def _lines(path: Path, text_key: str | None) -> list[NemoEntry]:
     return entries
 
 
+def shard_members(entries: Sequence[NemoEntry]) -> dict[Path, dict[str, str]]:
+    """``{shard: {member id: recording id}}`` of the lines of a tarred dataset among
+    ``entries`` (the others are files), shards in the order the lines name them."""
+    shards: dict[Path, dict[str, str]] = {}
+    for e in entries:
+        if e.shard is not None:
+            shards.setdefault(e.audio.parent, {})[e.audio.name] = e.recording
+    return shards
+
+
 def _recordings(
     part: str, entries: list[NemoEntry], bad: BadAudioLog, extract_to: Path
 ) -> dict[str, Recording]:
     """The part's readable recordings (the members of a tarred dataset's shards copied out
     below ``extract_to``); each bad file recorded in ``bad`` once."""
     files = {e.recording: e.audio for e in entries}
-    shards = {e.recording: e.audio.parent for e in entries if e.shard is not None}
-    found = scan_audio([audio for reco, audio in files.items() if reco not in shards])
-    for shard in sorted(set(shards.values())):
-        members = {files[reco].name: reco for reco, s in shards.items() if s == shard}
+    shards = shard_members(entries)
+    tarred = {reco for members in shards.values() for reco in members.values()}
+    found = scan_audio([audio for reco, audio in files.items() if reco not in tarred])
+    for shard, members in shards.items():
         folder = extract_to / f"{shard.parent.name}_{shard.stem}"
         for member, got in extract_members(shard, list(members), folder).items():
             if isinstance(got, tuple):
